@@ -1,0 +1,168 @@
+"""Validated configuration objects shared by the core and the daemon.
+
+The shape follows strongSwan's swanctl.conf so its users feel at home: a
+connection (IKE SA template) with local/remote addresses and identities, IKE
+proposals, lifetimes and DPD, and children (Child SA templates) with traffic
+selectors, mode and ESP proposals.  The TOML loader (:mod:`pyipsec.config.loader`)
+produces these; tests build them directly.  All durations are seconds (float).
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass, field
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class StartAction(enum.Enum):
+    """What to do with a child when the config is loaded (swanctl ``start_action``)."""
+
+    NONE = "none"  # wait for the peer
+    START = "start"  # initiate at load
+    TRAP = "trap"  # initiate on the first matching outbound packet
+
+
+class DpdAction(enum.Enum):
+    """What to do when the peer is declared dead (swanctl ``dpd_action``)."""
+
+    CLEAR = "clear"
+    TRAP = "trap"
+    RESTART = "restart"
+
+
+class Mode(enum.Enum):
+    TUNNEL = "tunnel"
+    TRANSPORT = "transport"
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficSelectorSpec:
+    """One configured selector: an address range (or network), IP protocol and port range.
+
+    ``protocol`` 0 means any; ports 0-65535 mean any.  ``dynamic`` stands for
+    the swanctl ``dynamic`` keyword: the outer address of that side.
+    """
+
+    start: IPAddress
+    end: IPAddress
+    protocol: int = 0
+    start_port: int = 0
+    end_port: int = 65535
+
+    @classmethod
+    def from_network(
+        cls, net: str | IPNetwork, protocol: int = 0, start_port: int = 0, end_port: int = 65535
+    ) -> TrafficSelectorSpec:
+        n = ipaddress.ip_network(net, strict=False) if isinstance(net, str) else net
+        return cls(n.network_address, n.broadcast_address, protocol, start_port, end_port)
+
+
+@dataclass(frozen=True, slots=True)
+class Lifetimes:
+    """Rekey/expiry limits for an SA.
+
+    ``rekey_time`` is the soft limit (0 = never rekey), the hard limit is
+    ``rekey_time + over_time`` (swanctl's ``life_time``), and ``rand_time`` is
+    the maximum random jitter subtracted from the soft limit.  Bytes/packets
+    limits apply to Child SAs only (0 = unlimited).
+    """
+
+    rekey_time: float = 0.0
+    over_time: float = 0.0
+    rand_time: float = 0.0
+    rekey_bytes: int = 0
+    life_bytes: int = 0
+    rekey_packets: int = 0
+    life_packets: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DpdConfig:
+    """RFC 7296 §2.4 liveness checks.  ``interval`` 0 disables them."""
+
+    enabled: bool = True
+    interval: float = 30.0
+    timeout: float = 150.0
+    max_retries: int = 5
+    action: DpdAction = DpdAction.CLEAR
+
+
+@dataclass(frozen=True, slots=True)
+class RetransmitConfig:
+    """Request retransmission (RFC 7296 §2.1): timeout * base**n, ``tries`` retransmits."""
+
+    tries: int = 5
+    timeout: float = 4.0
+    base: float = 1.8
+    max_delay: float = 0.0  # 0 = no cap
+    jitter: float = 0.0  # fraction 0..1 subtracted at random
+
+
+@dataclass(frozen=True, slots=True)
+class ChildConfig:
+    """A Child SA template (swanctl ``children.<name>``)."""
+
+    name: str
+    local_ts: tuple[TrafficSelectorSpec, ...]
+    remote_ts: tuple[TrafficSelectorSpec, ...]
+    esp_proposals: tuple[str, ...] = ("aes256gcm16-x25519", "aes256gcm16")
+    mode: Mode = Mode.TUNNEL
+    lifetimes: Lifetimes = Lifetimes(rekey_time=3600.0, over_time=360.0, rand_time=360.0)
+    start_action: StartAction = StartAction.NONE
+    dpd_action: DpdAction | None = None  # None: inherit from the connection
+    replay_window: int = 128
+    tfc_padding: bool = False
+    close_action: StartAction = StartAction.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionConfig:
+    """An IKE SA template (swanctl ``connections.<name>``)."""
+
+    name: str
+    local_addrs: tuple[str, ...] = ()  # empty = any
+    remote_addrs: tuple[str, ...] = ()  # empty/"%any" = any (responder only)
+    local_port: int = 500
+    remote_port: int = 500
+    local_id: str = ""  # e.g. "left.example.net", "198.51.100.2", "user@example.net", "keyid:..."
+    remote_id: str = ""  # "" or "%any" = accept any identity
+    psk: bytes = b""
+    ike_proposals: tuple[str, ...] = ("aes256gcm16-prfsha256-x25519",)
+    lifetimes: Lifetimes = Lifetimes(rekey_time=14400.0, over_time=1440.0, rand_time=1440.0)
+    reauth: bool = False  # rekey by reauthentication instead of CREATE_CHILD_SA
+    dpd: DpdConfig = DpdConfig()
+    retransmit: RetransmitConfig = RetransmitConfig()
+    encap: bool = False  # force UDP encapsulation (fake NAT-D), like swanctl ``encap = yes``
+    nat_traversal: bool = True
+    keepalive_interval: float = 20.0
+    children: tuple[ChildConfig, ...] = ()
+    initial_contact: bool = True
+    window_size: int = 1
+    keylog: bool = False
+
+    def child(self, name: str) -> ChildConfig:
+        for c in self.children:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    """The whole configuration file."""
+
+    connections: tuple[ConnectionConfig, ...] = ()
+    listen_addrs: tuple[str, ...] = ("0.0.0.0",)
+    ike_port: int = 500
+    natt_port: int = 4500
+    control_socket: str = "/run/pyipsec/control.sock"
+    tun_name: str = "pyipsec0"
+    tun_mtu: int = 1400
+    tun_addresses: tuple[str, ...] = ()
+    log_levels: dict[str, str] = field(default_factory=dict)
+    keylog_file: str = ""
+    cookie_threshold: int = 32
+    half_open_timeout: float = 30.0
