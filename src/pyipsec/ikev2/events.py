@@ -1,0 +1,189 @@
+"""What the IKE core tells the outside world (frozen dataclasses).
+
+The daemon drains these with :meth:`IkeManager.next_event` and installs or
+removes ESP SAs from :class:`ChildSaInstalled`, :class:`ChildSaRekeyed` and
+:class:`ChildSaDeleted`.  Nothing here holds references to mutable core state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .selectors import Selector
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ChildLifetimes:
+    """Absolute deadlines (same clock as ``now``) and volume limits of a Child SA.
+
+    ``soft``/``hard`` are None when there is no time limit; byte/packet limits
+    are 0 when unlimited.  The core rekeys at ``soft`` and deletes at ``hard``;
+    the data plane reports volumes with :meth:`IkeManager.notify_traffic`.
+    """
+
+    soft: float | None = None
+    hard: float | None = None
+    rekey_bytes: int = 0
+    life_bytes: int = 0
+    rekey_packets: int = 0
+    life_packets: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaInfo:
+    """Everything the data plane needs to install one Child SA pair (both directions).
+
+    "in" keys protect packets we receive (SA ``spi_in``), "out" keys the ones we
+    send (SA ``spi_out``).  ``encr_key_*`` include the 4-byte salt for AEAD
+    transforms (RFC 4106 §8.1, RFC 7634 §4).
+    """
+
+    ike_id: int
+    conn: str
+    child: str
+    spi_in: int
+    spi_out: int
+    encr_id: int
+    key_bits: int | None
+    integ_id: int | None
+    esn: bool
+    encr_key_in: bytes = field(repr=False)
+    integ_key_in: bytes = field(repr=False)
+    encr_key_out: bytes = field(repr=False)
+    integ_key_out: bytes = field(repr=False)
+    local_ts: tuple[Selector, ...]
+    remote_ts: tuple[Selector, ...]
+    mode: str  # "tunnel" | "transport"
+    encap: bool
+    local: Address
+    remote: Address
+    lifetimes: ChildLifetimes
+    replay_window: int = 128
+    suite: str = ""
+    pfs_group: int | None = None
+    tfc_padding: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaEstablished:
+    ike_id: int
+    conn: str
+    local: Address
+    remote: Address
+    local_id: str = ""
+    remote_id: str = ""
+    nat_local: bool = False  # we are behind a NAT
+    nat_remote: bool = False  # the peer is behind a NAT (or fakes it)
+    initiator: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaRekeyed:
+    old_id: int
+    new_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaDeleted:
+    ike_id: int
+    conn: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaFailed:
+    ike_id: int
+    conn: str
+    reason: str
+    notify: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaInstalled:
+    info: ChildSaInfo
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaRekeyed:
+    """A rekeyed child: ``info`` is the new SA; the old one (``old_spi_in``) is deleted
+    separately by a :class:`ChildSaDeleted` once the peer confirms (RFC 7296 §2.8)."""
+
+    old_spi_in: int
+    info: ChildSaInfo
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaDeleted:
+    spi_in: int
+    spi_out: int
+    reason: str = ""
+    ike_id: int = 0
+    conn: str = ""
+    child: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaFailed:
+    """A Child SA could not be created (the IKE SA stays up, RFC 7296 §2.21.2)."""
+
+    ike_id: int
+    conn: str
+    child: str
+    reason: str
+    notify: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDead:
+    ike_id: int
+    conn: str
+    action: str = "clear"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAddressChanged:
+    ike_id: int
+    old: Address
+    new: Address
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyReceived:
+    ike_id: int
+    type: int
+    data: bytes = b""
+    error: bool = False
+
+
+Event = (
+    IkeSaEstablished
+    | IkeSaRekeyed
+    | IkeSaDeleted
+    | IkeSaFailed
+    | ChildSaInstalled
+    | ChildSaRekeyed
+    | ChildSaDeleted
+    | ChildSaFailed
+    | PeerDead
+    | PeerAddressChanged
+    | NotifyReceived
+)
+
+
+def event_to_json(ev: Any) -> dict[str, Any]:
+    """A JSON-ready view of an event (keys omitted)."""
+    out: dict[str, Any] = {"event": type(ev).__name__}
+    for name in ev.__dataclass_fields__:
+        v = getattr(ev, name)
+        if isinstance(v, ChildSaInfo):
+            v = {
+                k: getattr(v, k)
+                for k in ("ike_id", "conn", "child", "spi_in", "spi_out", "mode", "encap", "suite")
+            }
+        elif isinstance(v, bytes):
+            v = v.hex()
+        out[name] = v
+    return out

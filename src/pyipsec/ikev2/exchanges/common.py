@@ -1,0 +1,220 @@
+"""Helpers shared by the exchanges: proposals, suites, identities, NAT-D, keys."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from ...config.model import ConnectionConfig
+from ...crypto.keys import ChildSuite, IkeSuite
+from ...nat import NatDetection, NatResult
+from ..constants import IdType, NotifyType, TransformType
+from ..errors import NoProposalChosen
+from ..payloads import IdPayload, NotifyPayload, Proposal, SaPayload, Transform
+from ..proposals import (
+    format_proposal,
+    make_proposals,
+    parse_proposal,
+    select_proposal,
+    strip_dh,
+    suite_from_proposal,
+    verify_chosen_proposal,
+)
+
+log = logging.getLogger("pyipsec.ike")
+
+_ANY_ID = ("", "%any", "%any6", "*")
+
+
+# --------------------------------------------------------------------------- proposals
+
+
+def our_transforms(
+    texts: Sequence[str], protocol: int, *, strip_ke: bool = False
+) -> list[list[Transform]]:
+    """Our acceptable transform lists from configured proposal strings (§3.3).
+
+    ``strip_ke`` removes KE transforms (the Child SA of IKE_AUTH has none,
+    §1.2); duplicates that result are dropped.
+    """
+    out: list[list[Transform]] = []
+    seen: set[tuple[tuple[int, int, int | None], ...]] = set()
+    for text in texts:
+        transforms = list(parse_proposal(text, protocol))
+        if strip_ke:
+            transforms = strip_dh(transforms)
+        key = tuple((t.type, t.id, t.key_length) for t in transforms)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(transforms)
+    return out
+
+
+def build_proposals(
+    texts: Sequence[str], protocol: int, spi: bytes, *, strip_ke: bool = False
+) -> list[Proposal]:
+    """Numbered proposals for our SA payload."""
+    return make_proposals(our_transforms(texts, protocol, strip_ke=strip_ke), protocol, spi)
+
+
+def choose_proposal(
+    ours: Sequence[Sequence[Transform]],
+    theirs: Sequence[Proposal],
+    protocol: int,
+    *,
+    ignore_dh: bool = False,
+) -> Proposal:
+    """Responder: the peer's proposal we accept, one transform of each type (§2.7).
+
+    Raises :class:`NoProposalChosen`.
+    """
+    chosen = select_proposal(list(theirs), ours, protocol=protocol, ignore_dh=ignore_dh)
+    if chosen is None:
+        raise NoProposalChosen("no acceptable proposal")
+    return chosen
+
+
+def check_chosen(offered: Sequence[Proposal], sa: SaPayload | None) -> Proposal:
+    """Initiator: the responder's single chosen proposal must be one of ours (§3.3.6)."""
+    if sa is None or len(sa.proposals) != 1:
+        raise NoProposalChosen("response must carry exactly one proposal")
+    chosen = sa.proposals[0]
+    verify_chosen_proposal(offered, chosen)
+    return chosen
+
+
+def ike_suite(p: Proposal) -> IkeSuite:
+    s = suite_from_proposal(p)
+    if not isinstance(s, IkeSuite):
+        raise NoProposalChosen("not an IKE proposal")
+    return s
+
+
+def child_suite(p: Proposal) -> ChildSuite:
+    s = suite_from_proposal(p)
+    if not isinstance(s, ChildSuite):
+        raise NoProposalChosen("not an ESP proposal")
+    return s
+
+
+def proposal_groups(props: Sequence[Proposal]) -> list[int]:
+    """KE groups in preference order (for the initiator's KE payload and INVALID_KE)."""
+    out: list[int] = []
+    for p in props:
+        for t in p.transforms:
+            if t.type == TransformType.DH and t.id != 0 and t.id not in out:
+                out.append(t.id)
+    return out
+
+
+def suite_string(p: Proposal) -> str:
+    return format_proposal(p.transforms)
+
+
+def sa_payload(props: list[Proposal]) -> SaPayload:
+    return SaPayload(props)
+
+
+# --------------------------------------------------------------------------- identities
+
+
+def id_from_config(text: str, default_address: str) -> IdPayload:
+    """Our identity (§3.5): empty means the outer IP address (like strongSwan)."""
+    return parse_identity(text or default_address)
+
+
+def parse_identity(text: str) -> IdPayload:
+    """A configured identity (see :meth:`IdPayload.from_string`; ``keyid:`` is hex
+    there, and ``keyid:text`` that is not hex is taken as raw octets here)."""
+    t = text.strip()
+    if t.lower().startswith("keyid:") and not t[6:].startswith("#"):
+        try:
+            return IdPayload(IdType.ID_KEY_ID, bytes.fromhex(t[6:]))
+        except ValueError:
+            return IdPayload(IdType.ID_KEY_ID, t[6:].encode())
+    return IdPayload.from_string(t)
+
+
+def identity_str(p: IdPayload) -> str:
+    """Printable identity."""
+    return p.to_string()
+
+
+def id_body(p: IdPayload) -> bytes:
+    """RestOfInitIDPayload / RestOfRespIDPayload (§2.15): type | 3 reserved | data."""
+    return bytes([p.id_type & 0xFF, 0, 0, 0]) + p.data
+
+
+def identity_matches(configured: str, got: IdPayload) -> bool:
+    """True when the peer identity ``got`` is acceptable for ``configured``."""
+    if configured.strip() in _ANY_ID:
+        return True
+    try:
+        want = parse_identity(configured)
+    except ValueError:
+        return False
+    if want.id_type == got.id_type:
+        if want.id_type in (IdType.ID_FQDN, IdType.ID_RFC822_ADDR):
+            return want.data.lower() == got.data.lower()
+        return want.data == got.data
+    return False
+
+
+def conn_matches_id(conn: ConnectionConfig, got: IdPayload) -> bool:
+    return identity_matches(conn.remote_id, got)
+
+
+# --------------------------------------------------------------------------- NAT-D
+
+
+def nat_hash(spi_i: bytes, spi_r: bytes, address: str, port: int) -> bytes:
+    """NAT_DETECTION_*_IP data: SHA-1(SPIi | SPIr | IP | Port) (§2.23)."""
+    return NatDetection.compute_hash(spi_i, spi_r, address, port)
+
+
+def nat_notifies(
+    spi_i: bytes,
+    spi_r: bytes,
+    local: tuple[str, int],
+    remote: tuple[str, int],
+    *,
+    fake_source: bool,
+    rng: Callable[[int], bytes],
+) -> list[NotifyPayload]:
+    """N(NAT_DETECTION_SOURCE_IP), N(NAT_DETECTION_DESTINATION_IP) (§2.23).
+
+    ``fake_source`` sends a random source hash so the peer believes we are
+    behind a NAT and both sides use UDP encapsulation (swanctl ``encap``).
+    """
+    src, dst = NatDetection.outgoing_hashes(
+        spi_i, spi_r, sent_from=local, sent_to=remote, force_encap=fake_source, rng=rng
+    )
+    return [
+        NotifyPayload(0, b"", NotifyType.NAT_DETECTION_SOURCE_IP, src),
+        NotifyPayload(0, b"", NotifyType.NAT_DETECTION_DESTINATION_IP, dst),
+    ]
+
+
+def check_nat(
+    notifies: Sequence[NotifyPayload],
+    spi_i: bytes,
+    spi_r: bytes,
+    local: tuple[str, int],
+    remote: tuple[str, int],
+) -> NatResult:
+    """Evaluate the peer's NAT-D notifies of an IKE_SA_INIT message (§2.23).
+
+    ``local_behind_nat``: our address was changed on the way; ``remote_behind_nat``:
+    the peer's source hash does not match (peer behind a NAT, or faking it).
+    """
+    srcs = [n.data for n in notifies if n.type == NotifyType.NAT_DETECTION_SOURCE_IP]
+    dsts = [n.data for n in notifies if n.type == NotifyType.NAT_DETECTION_DESTINATION_IP]
+    return NatDetection.detect(
+        spi_i,
+        spi_r,
+        source_hashes=srcs,
+        destination_hash=dsts[0] if dsts else None,
+        received_from=remote,
+        received_on=local,
+    )

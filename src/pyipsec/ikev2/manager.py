@@ -1,0 +1,694 @@
+"""IkeManager: many IKE SAs behind one sans-I/O interface (RFC 7296).
+
+The manager dispatches datagrams to :class:`~pyipsec.ikev2.sa.IkeSa` objects by
+SPI, creates responder SAs, answers with stateless cookies when too many SAs are
+half-open (§2.6), answers unknown SPIs with INVALID_IKE_SPI (rate-limited,
+§1.5, §2.21.4), handles INITIAL_CONTACT, and collects the datagrams, events
+and timers of all SAs.  It never does I/O: the daemon feeds it bytes and time.
+
+Usage (the daemon)::
+
+    mgr = IkeManager(connections, rng=secrets.token_bytes)
+    mgr.initiate("site", None, now)
+    mgr.receive_datagram(data, local, remote, now)   # IKE bytes, marker stripped
+    for data, local, remote in mgr.datagrams_to_send(now): ...
+    while (ev := mgr.next_event()) is not None: ...
+    mgr.handle_timer(now) when now >= mgr.next_timer()
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import secrets
+import struct
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from ..config.model import ChildConfig, ConnectionConfig
+from ..crypto.ke import new_key_exchange
+from ..recovery import RateLimiter
+from .constants import (
+    IKE_HEADER_LEN,
+    NAT_KEEPALIVE,
+    ExchangeType,
+    HeaderFlag,
+    NotifyType,
+    PayloadType,
+)
+from .errors import ProtocolError, UnsupportedCriticalPayload
+from .events import Address, ChildSaDeleted, Event, IkeSaDeleted, PeerDead
+from .exchanges import child as child_x
+from .exchanges import ike_rekey, informational
+from .exchanges import init as init_x
+from .message import Message
+from .payloads import NotifyPayload, SkfPayload
+from .sa import IkeSa, KeFactory, Rng
+from .state import IKE_FINAL, ChildSaState, IkeSaState
+
+log = logging.getLogger("pyipsec.ike")
+
+_ZERO_SPI = b"\x00" * 8
+COOKIE_SECRET_LIFETIME = 120.0
+#: How long an allocated but not (yet) installed inbound SPI stays reserved.
+SPI_RESERVATION = 600.0
+_HDR = struct.Struct("!8s8sBBBBII")
+
+
+def _default_ke_factory(group: int) -> Any:
+    return new_key_exchange(group)
+
+
+class IkeManager:
+    """All IKE SAs of the daemon (see the module docstring for the contract)."""
+
+    def __init__(
+        self,
+        connections: Sequence[ConnectionConfig],
+        *,
+        rng: Rng = secrets.token_bytes,
+        ke_factory: KeFactory | None = None,
+        cookie_threshold: int = 32,
+        half_open_timeout: float = 30.0,
+        local_addresses: Sequence[str] = (),
+        invalid_spi_rate: float = 10.0,
+    ) -> None:
+        self.conns: dict[str, ConnectionConfig] = {c.name: c for c in connections}
+        self.rng = rng
+        self.ke_factory: KeFactory = ke_factory or _default_ke_factory
+        self.cookie_threshold = cookie_threshold
+        self.half_open_timeout = half_open_timeout
+        self.local_addresses = tuple(local_addresses)
+        self.sas: dict[bytes, IkeSa] = {}  # by our SPI
+        self.by_id: dict[int, IkeSa] = {}
+        self.half_open: dict[tuple[bytes, Address], IkeSa] = {}
+        self._next_id = 1
+        self._child_spis: dict[int, IkeSa] = {}  # installed children (lookup cache)
+        self._reserved: dict[int, float] = {}  # allocated inbound SPIs -> when
+        self._clock = 0.0  # the latest ``now`` seen (for SPI reservations only)
+        self._events: deque[Event] = deque()
+        self._out: list[tuple[bytes, Address, Address]] = []
+        self._cookie_secret = rng(32)
+        self._cookie_version = 0
+        self._cookie_prev: bytes | None = None
+        self._cookie_rotated_at: float | None = None
+        self._invalid_spi_limiter = RateLimiter(invalid_spi_rate, max(1, int(invalid_spi_rate)))
+        self._restart: list[tuple[str, list[str]]] = []
+        self._sent_by: set[IkeSa] = set()
+
+    # ================================================================== SaOwner
+
+    def new_ike_spi(self) -> bytes:
+        while True:
+            spi = self.rng(8)
+            if spi != _ZERO_SPI and spi not in self.sas:
+                return spi
+
+    def new_child_spi(self) -> int:
+        while True:
+            spi = int.from_bytes(self.rng(4), "big")
+            if spi < 0x100 or spi in self._reserved or self._owner_of(spi) is not None:
+                continue  # 1-255 are reserved by IANA (RFC 4303 §2.1)
+            self._reserved[spi] = self._clock
+            return spi
+
+    def adopt(self, sa: IkeSa) -> None:
+        """Register an IKE SA created by a rekey (§2.18)."""
+        sa.ike_id = self._next_id
+        self._next_id += 1
+        self.by_id[sa.ike_id] = sa
+        self.sas[sa.our_spi] = sa
+
+    def conns_for(self, local: Address, remote: Address) -> list[ConnectionConfig]:
+        return [
+            c
+            for c in self.conns.values()
+            if _addr_ok(c.local_addrs, local[0]) and _addr_ok(c.remote_addrs, remote[0])
+        ]
+
+    def initial_contact(self, sa: IkeSa) -> None:
+        """§2.4 INITIAL_CONTACT: delete the other IKE SAs with the same peer identity."""
+        for other in list(self.by_id.values()):
+            if other is sa or other.state in IKE_FINAL or not other.remote_id:
+                continue
+            if other.remote_id == sa.remote_id and other.conn.name == sa.conn.name:
+                log.info(
+                    "INITIAL_CONTACT from %s: forgetting IKE SA %d", sa.remote_id, other.ike_id
+                )
+                for c in list(other.children.values()):
+                    other.remove_child(c, "initial contact")
+                was_established = other.established_at is not None
+                other.vanish(0.0)
+                other.remove_at = None
+                if was_established:
+                    other.emit(IkeSaDeleted(other.ike_id, other.conn.name, "initial contact"))
+
+    def reauthenticate(self, sa: IkeSa, now: float) -> bool:
+        """§2.8.3 reauthentication, make-before-break: a new IKE SA (without
+        INITIAL_CONTACT) with the same children; the old one is deleted once they
+        are up.  False when impossible (no concrete peer address): rekey instead."""
+        names = list(dict.fromkeys(c.config.name for c in sa.children.values()))
+        conn = self.conns.get(sa.conn.name, sa.conn)
+        remote_ip = sa.remote[0]
+        version = ipaddress.ip_address(remote_ip).version
+        local_ip = sa.local[0] if _is_ip(sa.local[0], version) else "0.0.0.0"
+        new = self._new_sa(
+            conn, True, (local_ip, conn.local_port), (remote_ip, conn.remote_port), now
+        )
+        new.reauth_of = sa
+        new.half_open_deadline = now + max(self.half_open_timeout, _setup_time(conn))
+        children = [conn.child(n) for n in names if any(c.name == n for c in conn.children)]
+        try:
+            init_x.start(new, children, now)
+        except ProtocolError as exc:
+            log.warning("IKE SA %d: cannot reauthenticate: %s", sa.ike_id, exc)
+            return False
+        log.info("IKE SA %d: reauthenticating as IKE SA %d", sa.ike_id, new.ike_id)
+        self.by_id[new.ike_id] = new
+        self.sas[new.spi_i] = new
+        return True
+
+    # ================================================================== API
+
+    def _new_sa(
+        self, conn: ConnectionConfig, initiator: bool, local: Address, remote: Address, now: float
+    ) -> IkeSa:
+        sa = IkeSa(
+            conn,
+            ike_id=self._next_id,
+            initiator=initiator,
+            local=local,
+            remote=remote,
+            owner=self,
+            rng=self.rng,
+            ke_factory=self.ke_factory,
+            now=now,
+        )
+        self._next_id += 1
+        return sa
+
+    def initiate(self, conn_name: str, child_name: str | None, now: float) -> IkeSa:
+        """Bring up ``child_name`` (None = the first child) of a connection.
+
+        Reuses an existing IKE SA of the connection (CREATE_CHILD_SA, §1.3.1);
+        otherwise starts IKE_SA_INIT.  Raises KeyError for unknown names and
+        ValueError when the connection has no concrete remote address.
+        """
+        self._clock = now
+        conn = self.conns[conn_name]
+        children: list[ChildConfig] = []
+        if child_name is not None:
+            children = [conn.child(child_name)]
+        elif conn.children:
+            children = [conn.children[0]]
+        for sa in self.by_id.values():
+            if sa.conn.name != conn_name or (not sa.initiator and sa.established_at is None):
+                continue
+            if sa.state in (IkeSaState.ESTABLISHED, IkeSaState.REKEYING):
+                for cfg in children:
+                    if not any(
+                        c.config.name == cfg.name and c.state is ChildSaState.INSTALLED
+                        for c in sa.children.values()
+                    ):
+                        child_x.start_create(sa, cfg, now)
+                self._collect()
+                return sa
+            if sa.state in (IkeSaState.INIT_SENT, IkeSaState.AUTH_SENT):
+                for cfg in children:
+                    if cfg not in sa.pending_children:
+                        sa.pending_children.append(cfg)
+                return sa
+        remote_ip = next(
+            (
+                a
+                for a in conn.remote_addrs
+                if a not in ("%any", "%any6") and "/" not in a and "-" not in a
+            ),
+            None,
+        )
+        if remote_ip is None:
+            raise ValueError(f"connection {conn_name!r} has no concrete remote address")
+        version = ipaddress.ip_address(remote_ip).version
+        local_ip = next(
+            (a for a in list(conn.local_addrs) + list(self.local_addresses) if _is_ip(a, version)),
+            "0.0.0.0" if version == 4 else "::",
+        )
+        sa = self._new_sa(
+            conn, True, (local_ip, conn.local_port), (remote_ip, conn.remote_port), now
+        )
+        sa.half_open_deadline = now + max(self.half_open_timeout, _setup_time(conn))
+        init_x.start(sa, children, now)
+        self.by_id[sa.ike_id] = sa
+        self.sas[sa.spi_i] = sa
+        self._collect()
+        return sa
+
+    def receive_datagram(self, data: bytes, local: Address, remote: Address, now: float) -> None:
+        """One UDP payload on 500/4500 (non-ESP marker already stripped).  Never raises."""
+        self._clock = now
+        try:
+            self._receive(bytes(data), local, remote, now)
+        except Exception:  # a bug must not take the daemon down
+            log.exception("error handling a datagram from %s", remote)
+        self._collect()
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address, Address]]:
+        """IKE messages to send: ``(bytes, local, remote)``; add the non-ESP marker on 4500."""
+        self._collect()
+        out, self._out = self._out, []
+        for sa in self._sent_by:
+            sa.keepalive.on_sent(now)
+        self._sent_by.clear()
+        return out
+
+    def keepalives_to_send(self, now: float) -> list[tuple[Address, Address]]:
+        """NAT keepalives due (RFC 3948 §4): send the single octet 0xFF, *without*
+        a non-ESP marker, from ``local`` to ``remote``.  Only for SAs behind a NAT."""
+        out: list[tuple[Address, Address]] = []
+        for sa in self.by_id.values():
+            if sa.keepalive_due:
+                sa.keepalive_due = False
+                if sa.established:
+                    out.append((sa.local, sa.remote))
+        return out
+
+    def next_timer(self) -> float | None:
+        deadlines = [t for sa in self.by_id.values() if (t := sa.next_timer()) is not None]
+        return min(deadlines, default=None)
+
+    def handle_timer(self, now: float) -> None:
+        for sa in list(self.by_id.values()):
+            t = sa.next_timer()
+            if t is not None and t <= now:
+                try:
+                    sa.handle_timer(now)
+                except Exception:
+                    log.exception("IKE SA %d: timer failed", sa.ike_id)
+        self._collect()
+        self._reap(now)
+        self._do_restarts(now)
+
+    def next_event(self) -> Event | None:
+        self._collect()
+        return self._events.popleft() if self._events else None
+
+    # ------------------------------------------------------------------ commands
+
+    def _sa(self, ike: int | IkeSa) -> IkeSa:
+        sa = ike if isinstance(ike, IkeSa) else self.by_id.get(ike)
+        if sa is None:
+            raise KeyError(f"no IKE SA {ike}")
+        return sa
+
+    def rekey_child(self, ike_id: int, child_spi_in: int, now: float) -> None:
+        sa = self._sa(ike_id)
+        c = sa.children.get(child_spi_in)
+        if c is None:
+            raise KeyError(f"no Child SA {child_spi_in:08x}")
+        child_x.start_rekey(sa, c, now)
+        self._collect()
+
+    def rekey_ike(self, ike_id: int, now: float) -> None:
+        ike_rekey.start(self._sa(ike_id), now)
+        self._collect()
+
+    def delete_child(self, ike_id: int, spi_in: int, now: float) -> None:
+        sa = self._sa(ike_id)
+        c = sa.children.get(spi_in)
+        if c is None:
+            raise KeyError(f"no Child SA {spi_in:08x}")
+        informational.start_delete_children(sa, [c], now, reason="deleted locally")
+        self._collect()
+
+    def create_child(self, ike_id: int, child_name: str, now: float) -> None:
+        sa = self._sa(ike_id)
+        child_x.start_create(sa, sa.conn.child(child_name), now)
+        self._collect()
+
+    def terminate(self, target: int | str, now: float) -> int:
+        """Delete an IKE SA by id, or all IKE SAs of a connection by name.  Returns the count."""
+        if isinstance(target, int):
+            sas = [self._sa(target)]
+        else:
+            sas = [s for s in self.by_id.values() if s.conn.name == target]
+        n = 0
+        for sa in sas:
+            if sa.state in IKE_FINAL:
+                continue
+            informational.start_delete_ike(sa, now, reason="terminated")
+            n += 1
+        self._collect()
+        return n
+
+    def liveness(self, ike_id: int, now: float) -> None:
+        informational.start_liveness(self._sa(ike_id), now)
+        self._collect()
+
+    def esp_activity(
+        self, spi_in: int, now: float, remote: Address | None = None, seq: int | None = None
+    ) -> None:
+        """Authenticated ESP arrived on ``spi_in``: proof of liveness (§2.4).
+
+        Pass the packet's outer source ``remote`` and its ESP sequence number
+        ``seq`` (after the replay check) to let the core follow a NAT mapping
+        change of the peer (§2.23): a PeerAddressChanged event follows."""
+        sa = self._owner_of(spi_in)
+        if sa is not None:
+            sa.esp_activity(now, remote, spi_in, seq)
+            c = sa.children.get(spi_in)
+            if c is not None:
+                c.last_used = now
+            self._collect()
+
+    def notify_traffic(
+        self,
+        spi_in: int,
+        now: float,
+        *,
+        bytes_in: int = 0,
+        packets_in: int = 0,
+        bytes_out: int = 0,
+        packets_out: int = 0,
+    ) -> None:
+        """Cumulative counters of a Child SA pair (keyed by its inbound SPI)."""
+        sa = self._owner_of(spi_in)
+        if sa is not None:
+            sa.traffic(
+                spi_in,
+                now,
+                bytes_in=bytes_in,
+                packets_in=packets_in,
+                bytes_out=bytes_out,
+                packets_out=packets_out,
+            )
+            self._collect()
+
+    def status(self, now: float | None = None) -> list[dict[str, Any]]:
+        return [sa.status(now) for sa in self.by_id.values() if sa.state not in IKE_FINAL]
+
+    def reload(self, connections: Sequence[ConnectionConfig], now: float) -> None:
+        """Replace the configuration: removed or changed connections lose their SAs."""
+        new = {c.name: c for c in connections}
+        for name, old in self.conns.items():
+            if new.get(name) != old:
+                self.terminate(name, now)
+        self.conns = new
+        self._collect()
+
+    def shutdown(self, now: float) -> None:
+        for sa in list(self.by_id.values()):
+            if sa.state not in IKE_FINAL:
+                informational.start_delete_ike(sa, now, reason="shutdown")
+        self._collect()
+
+    def find_ike(self, ike_id: int) -> IkeSa | None:
+        return self.by_id.get(ike_id)
+
+    # ================================================================== internals
+
+    def _owner_of(self, spi_in: int) -> IkeSa | None:
+        sa = self._child_spis.get(spi_in)
+        if sa is not None and spi_in in sa.children and sa.state not in IKE_FINAL:
+            return sa
+        self._child_spis.pop(spi_in, None)
+        for s in self.by_id.values():
+            if spi_in in s.children:
+                self._child_spis[spi_in] = s
+                return s
+        return None
+
+    def _receive(self, data: bytes, local: Address, remote: Address, now: float) -> None:
+        if data == NAT_KEEPALIVE or len(data) < IKE_HEADER_LEN:
+            return
+        try:
+            hdr = Message.parse(data)
+        except UnsupportedCriticalPayload as exc:
+            self._unparseable(data, exc, local, remote)
+            return
+        except ProtocolError as exc:
+            log.info("malformed IKE message from %s dropped: %s", remote, exc)
+            return
+        if isinstance(hdr.encrypted, SkfPayload):
+            log.info("IKE fragment (SKF) from %s ignored: fragmentation is not supported", remote)
+            return
+        if hdr.exchange == ExchangeType.IKE_SA_INIT and not hdr.is_response:
+            self._init_request(data, hdr, local, remote, now)
+            return
+        our_spi = hdr.spi_r if hdr.is_initiator else hdr.spi_i
+        sa = self.sas.get(our_spi)
+        if sa is None or (sa.state in IKE_FINAL and sa.remove_at is None):
+            if not hdr.is_response and hdr.encrypted is not None:
+                self._invalid_spi(hdr, local, remote, now)
+            else:
+                log.debug("message for unknown IKE SPI %s dropped", our_spi.hex())
+            return
+        if (sa.spi_i, sa.spi_r) != (
+            hdr.spi_i,
+            hdr.spi_r,
+        ) and hdr.exchange != ExchangeType.IKE_SA_INIT:
+            log.debug("IKE SA %d: peer SPI mismatch, dropped", sa.ike_id)
+            return
+        if sa.local[0] in ("0.0.0.0", "::"):
+            sa.local = (local[0], sa.local[1])
+        sa.receive(data, hdr, local, remote, now)
+
+    def _init_request(
+        self, data: bytes, hdr: Message, local: Address, remote: Address, now: float
+    ) -> None:
+        if hdr.spi_r != _ZERO_SPI or hdr.message_id != 0:
+            log.debug("IKE_SA_INIT request with SPIr/Message ID set, dropped")
+            return
+        key = (hdr.spi_i, remote)
+        existing = self.half_open.get(key)
+        if existing is not None and existing.state not in IKE_FINAL:
+            existing.receive(data, hdr, local, remote, now)
+            return
+        for sa in self.by_id.values():
+            if (
+                sa.spi_i == hdr.spi_i
+                and sa.remote == remote
+                and not sa.initiator
+                and sa.state not in IKE_FINAL
+            ):
+                return  # late retransmission of an SA that is already up
+        if self._half_open_count() >= self.cookie_threshold and not self._cookie_ok(
+            hdr, remote, now
+        ):
+            self._send_cookie(hdr, local, remote, now)
+            return
+        conns = self.conns_for(local, remote)
+        if not conns:
+            log.info("IKE_SA_INIT from %s: no matching connection", remote)
+            reply = Message(
+                hdr.spi_i,
+                _ZERO_SPI,
+                ExchangeType.IKE_SA_INIT,
+                int(HeaderFlag.RESPONSE),
+                0,
+                [(PayloadType.NOTIFY, NotifyPayload(0, b"", NotifyType.NO_PROPOSAL_CHOSEN))],
+            )
+            self._out.append((reply.serialise(), local, remote))
+            return
+        sa = self._new_sa(conns[0], False, local, remote, now)
+        if not init_x.respond(sa, data, hdr, local, remote, now):
+            self._out.extend(sa.outbox)
+            return
+        sa.half_open_deadline = now + self.half_open_timeout
+        self.by_id[sa.ike_id] = sa
+        self.sas[sa.spi_r] = sa
+        self.half_open[key] = sa
+
+    def _half_open_count(self) -> int:
+        return sum(1 for sa in self.half_open.values() if sa.state is IkeSaState.INIT_DONE)
+
+    # ------------------------------------------------------------------ cookies (§2.6)
+
+    def _rotate(self, now: float) -> None:
+        if self._cookie_rotated_at is None:
+            self._cookie_rotated_at = now
+        elif now - self._cookie_rotated_at >= COOKIE_SECRET_LIFETIME:
+            self._cookie_prev = self._cookie_secret
+            self._cookie_secret = self.rng(32)
+            self._cookie_version = (self._cookie_version + 1) % 256
+            self._cookie_rotated_at = now
+
+    def _cookie(self, version: int, secret: bytes, hdr: Message, remote: Address) -> bytes:
+        nonce = hdr.get(PayloadType.NONCE)
+        ni = nonce.nonce if nonce is not None else b""
+        ip = ipaddress.ip_address(remote[0]).packed
+        digest = hashlib.sha256(ni + ip + hdr.spi_i + secret).digest()
+        return bytes([version]) + digest
+
+    def _cookie_ok(self, hdr: Message, remote: Address, now: float) -> bool:
+        self._rotate(now)
+        first = hdr.payloads[0][1] if hdr.payloads else None
+        if (
+            not isinstance(first, NotifyPayload)
+            or first.type != NotifyType.COOKIE
+            or not first.data
+        ):
+            return False
+        version = first.data[0]
+        if version == self._cookie_version:
+            return first.data == self._cookie(version, self._cookie_secret, hdr, remote)
+        if self._cookie_prev is not None and version == (self._cookie_version - 1) % 256:
+            return first.data == self._cookie(version, self._cookie_prev, hdr, remote)
+        return False
+
+    def _send_cookie(self, hdr: Message, local: Address, remote: Address, now: float) -> None:
+        self._rotate(now)
+        cookie = self._cookie(self._cookie_version, self._cookie_secret, hdr, remote)
+        reply = Message(
+            hdr.spi_i,
+            _ZERO_SPI,
+            ExchangeType.IKE_SA_INIT,
+            int(HeaderFlag.RESPONSE),
+            0,
+            [(PayloadType.NOTIFY, NotifyPayload(0, b"", NotifyType.COOKIE, cookie))],
+        )
+        log.info("IKE_SA_INIT from %s: too many half-open SAs, asking for a cookie", remote)
+        self._out.append((reply.serialise(), local, remote))
+
+    # ------------------------------------------------------------------ errors outside an SA
+
+    def _invalid_spi(self, hdr: Message, local: Address, remote: Address, now: float) -> None:
+        """§1.5: INVALID_IKE_SPI, unprotected, SPIs and Message ID copied (rate-limited)."""
+        if not self._invalid_spi_limiter.allow(now):
+            return
+        flags = HeaderFlag.RESPONSE | (
+            HeaderFlag.NONE if hdr.is_initiator else HeaderFlag.INITIATOR
+        )
+        reply = Message(
+            hdr.spi_i,
+            hdr.spi_r,
+            ExchangeType.INFORMATIONAL,
+            int(flags),
+            hdr.message_id,
+            [(PayloadType.NOTIFY, NotifyPayload(0, b"", NotifyType.INVALID_IKE_SPI))],
+        )
+        log.info(
+            "message for unknown IKE SA %s/%s from %s: INVALID_IKE_SPI",
+            hdr.spi_i.hex(),
+            hdr.spi_r.hex(),
+            remote,
+        )
+        self._out.append((reply.serialise(), local, remote))
+
+    def _unparseable(
+        self, data: bytes, exc: ProtocolError, local: Address, remote: Address
+    ) -> None:
+        """UNSUPPORTED_CRITICAL_PAYLOAD for an IKE_SA_INIT request (§2.5)."""
+        spi_i, _spi_r, _np, _ver, exchange, flags, mid, _len = _HDR.unpack_from(data)
+        if exchange != ExchangeType.IKE_SA_INIT or flags & HeaderFlag.RESPONSE or mid != 0:
+            log.info("message with unsupported critical payload from %s dropped", remote)
+            return
+        reply = Message(
+            spi_i,
+            _ZERO_SPI,
+            ExchangeType.IKE_SA_INIT,
+            int(HeaderFlag.RESPONSE),
+            0,
+            [(PayloadType.NOTIFY, NotifyPayload(0, b"", exc.notify, exc.data))],
+        )
+        self._out.append((reply.serialise(), local, remote))
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _collect(self) -> None:
+        for sa in list(self.by_id.values()):
+            if sa.outbox:
+                self._sent_by.add(sa)
+                self._out.extend(sa.outbox)
+                sa.outbox.clear()
+            if sa.events:
+                for ev in sa.events:
+                    self._events.append(ev)
+                    self._on_event(sa, ev)
+                sa.events.clear()
+            if sa.established_at is not None:
+                self.half_open.pop((sa.spi_i, sa.remote), None)
+                for k in [k for k, v in self.half_open.items() if v is sa]:
+                    del self.half_open[k]
+
+    def _on_event(self, sa: IkeSa, ev: Event) -> None:
+        if isinstance(ev, ChildSaDeleted):
+            self._child_spis.pop(ev.spi_in, None)
+        elif isinstance(ev, PeerDead) and ev.action == "restart":
+            self._restart.append((sa.conn.name, list(getattr(sa, "dead_children", []))))
+
+    def _do_restarts(self, now: float) -> None:
+        todo, self._restart = self._restart, []
+        for conn_name, children in todo:
+            if conn_name not in self.conns:
+                continue
+            log.info("DPD restart of %s", conn_name)
+            try:
+                sa = self.initiate(conn_name, children[0] if children else None, now)
+                for name in children[1:]:
+                    sa.pending_children.append(self.conns[conn_name].child(name))
+            except (KeyError, ValueError) as exc:
+                log.warning("cannot restart %s: %s", conn_name, exc)
+
+    def _reap(self, now: float) -> None:
+        self._clock = now
+        # an allocated SPI is in use once installed; forget stale reservations
+        for spi in [s for s, t in self._reserved.items() if t < now - SPI_RESERVATION]:
+            del self._reserved[spi]
+        for sa in list(self.by_id.values()):
+            if sa.state in IKE_FINAL and (sa.remove_at is None or sa.remove_at <= now):
+                self._forget(sa)
+
+    def _forget(self, sa: IkeSa) -> None:
+        self.by_id.pop(sa.ike_id, None)
+        if self.sas.get(sa.our_spi) is sa:
+            del self.sas[sa.our_spi]
+        for k in [k for k, v in self.half_open.items() if v is sa]:
+            del self.half_open[k]
+        for spi in [s for s, v in self._child_spis.items() if v is sa]:
+            del self._child_spis[spi]
+
+
+def _is_ip(text: str, version: int) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == version
+    except ValueError:
+        return False
+
+
+def _addr_ok(allowed: Sequence[str], address: str) -> bool:
+    """swanctl-like address matching: empty/%any = any; IPs, CIDR subnets, ranges."""
+    if not allowed:
+        return True
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for a in allowed:
+        a = a.strip()
+        if a in ("%any", "%any4", "%any6", "0.0.0.0/0", "::/0"):
+            return True
+        try:
+            if "/" in a:
+                if ip in ipaddress.ip_network(a, strict=False):
+                    return True
+            elif "-" in a:
+                lo, hi = (ipaddress.ip_address(x.strip()) for x in a.split("-", 1))
+                if lo.version == ip.version and int(lo) <= int(ip) <= int(hi):
+                    return True
+            elif ipaddress.ip_address(a) == ip:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _setup_time(conn: ConnectionConfig) -> float:
+    """Upper bound of the retransmission schedule of one exchange (§2.1)."""
+    r = conn.retransmit
+    total = 0.0
+    for n in range(r.tries + 1):
+        d = r.timeout * r.base**n
+        total += min(d, r.max_delay) if r.max_delay > 0 else d
+    return 2 * total

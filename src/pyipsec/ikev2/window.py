@@ -1,0 +1,106 @@
+"""Message IDs, the request window and retransmission (RFC 7296 §2.1-§2.3).
+
+Each IKE SA has two independent message-ID spaces: the requests *we* send
+(:class:`RequestWindow`) and the requests the *peer* sends, whose responses we
+cache so that a retransmitted request is answered from the cache without
+being processed again (:class:`ResponderWindow`, §2.1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config.model import RetransmitConfig
+
+
+def retransmit_delay(cfg: RetransmitConfig, n: int, rand: float = 0.0) -> float:
+    """Delay before retransmission ``n+1`` (``n`` = retransmissions so far): timeout*base^n.
+
+    ``rand`` in [0, 1) scales the configured jitter (a fraction subtracted).
+    """
+    delay = cfg.timeout * (cfg.base**n)
+    if cfg.max_delay > 0:
+        delay = min(delay, cfg.max_delay)
+    if cfg.jitter > 0:
+        delay -= delay * cfg.jitter * rand
+    return delay
+
+
+@dataclass(slots=True)
+class PendingRequest:
+    """One request of ours waiting for its response."""
+
+    message_id: int
+    exchange: int
+    packets: list[bytes]  # the wire bytes (retransmitted verbatim, §2.1)
+    handler: Callable[[Any, float], None]  # (decrypted response Message, now)
+    first_sent: float
+    deadline: float  # next retransmission, or give-up when tries are exhausted
+    retransmits: int = 0
+    label: str = ""
+    # called instead of the generic give-up path when set
+    on_timeout: Callable[[], None] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class RequestWindow:
+    """Our outgoing requests (§2.3): IDs count up from 0; at most ``size`` outstanding."""
+
+    def __init__(self, size: int = 1, first_id: int = 0) -> None:
+        self.size = max(1, size)
+        self.next_id = first_id
+        self.pending: dict[int, PendingRequest] = {}
+
+    def can_send(self) -> bool:
+        if not self.pending:
+            return True
+        return self.next_id < min(self.pending) + self.size
+
+    def allocate(self) -> int:
+        mid = self.next_id
+        self.next_id += 1
+        return mid
+
+    def add(self, req: PendingRequest) -> None:
+        self.pending[req.message_id] = req
+
+    def take(self, message_id: int) -> PendingRequest | None:
+        """The pending request a response with ``message_id`` answers (removed), if any."""
+        return self.pending.pop(message_id, None)
+
+    def next_deadline(self) -> float | None:
+        return min((r.deadline for r in self.pending.values()), default=None)
+
+
+class ResponderWindow:
+    """Requests from the peer (§2.2, §2.3): expected ID and cached responses."""
+
+    def __init__(self, size: int = 1, first_id: int = 0) -> None:
+        self.size = max(1, size)
+        self.expected = first_id
+        self.cache: dict[int, list[bytes]] = {}
+        self.processed: set[int] = set()
+
+    def classify(self, message_id: int) -> str:
+        """``"new"`` (process it), ``"retransmit"`` (answer from cache) or ``"old"`` (drop)."""
+        if message_id in self.processed:
+            return "retransmit"
+        if self.expected <= message_id < self.expected + self.size:
+            return "new"
+        return "old"
+
+    def store(self, message_id: int, packets: list[bytes]) -> None:
+        """Remember the response to ``message_id`` and move the window."""
+        self.processed.add(message_id)
+        self.cache[message_id] = packets
+        while self.expected in self.processed:
+            self.expected += 1
+        # keep only the last ``size`` responses (§2.3)
+        for mid in [m for m in self.cache if m < self.expected - self.size]:
+            del self.cache[mid]
+        self.processed = {m for m in self.processed if m >= self.expected - self.size}
+
+    def cached(self, message_id: int) -> list[bytes] | None:
+        return self.cache.get(message_id)

@@ -1,0 +1,204 @@
+"""IkeManager: dispatch, INVALID_IKE_SPI, INITIAL_CONTACT, cookies, reload, status."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import pytest
+
+from pyipsec.ikev2.constants import ExchangeType, HeaderFlag, NotifyType, PayloadType
+from pyipsec.ikev2.events import (
+    ChildSaDeleted,
+    ChildSaInstalled,
+    IkeSaDeleted,
+    IkeSaEstablished,
+    event_to_json,
+)
+from pyipsec.ikev2.manager import COOKIE_SECRET_LIFETIME, IkeManager, _addr_ok
+from pyipsec.ikev2.message import Message
+from pyipsec.ikev2.payloads import NoncePayload, NotifyPayload, UnknownPayload
+from pyipsec.ikev2.selectors import Selector, covers, from_wire, is_subset, narrow
+from pyipsec.ikev2.state import IkeSaState
+
+from .harness import A_IP, B_IP, Harness, conn_pair
+
+
+def _up() -> Harness:
+    a, b = conn_pair()
+    h = Harness(a, b)
+    h.up()
+    return h
+
+
+def test_status_is_json_ready() -> None:
+    h = _up()
+    st = h.a.mgr.status()
+    text = json.dumps(st)
+    assert "a2b" in text and st[0]["role"] == "initiator"
+    assert st[0]["remote"]["id"] == "sun.example.net"
+    assert st[0]["children"][0]["local_ts"] == ["10.1.0.0/16"]
+    assert json.dumps([event_to_json(e) for e in h.a.events])
+
+
+def test_invalid_ike_spi_answered_and_rate_limited() -> None:
+    h = _up()
+    sa = next(iter(h.a.mgr.by_id.values()))
+    pkt = h.sent("a", ExchangeType.IKE_AUTH, response=False)[0]
+    msg = Message.parse(pkt.data)
+    # a request for an IKE SA B does not know
+    forged = bytearray(pkt.data)
+    forged[8:16] = b"\x99" * 8
+    out = []
+    for _ in range(30):
+        h.b.mgr.receive_datagram(bytes(forged), (B_IP, 500), (A_IP, 500), h.now)
+        out += h.b.mgr.datagrams_to_send(h.now)
+    assert 1 <= len(out) <= 11
+    reply = Message.parse(out[0][0])
+    assert reply.is_response and reply.exchange == ExchangeType.INFORMATIONAL
+    assert reply.message_id == msg.message_id and reply.spi_i == msg.spi_i
+    assert reply.notify(NotifyType.INVALID_IKE_SPI) is not None
+    assert sa.state is IkeSaState.ESTABLISHED
+
+
+def test_initial_contact_replaces_old_sa() -> None:
+    h = _up()
+    (old_b,) = h.b.mgr.by_id.values()
+    # A "reboots": a fresh manager with the same config initiates again
+    a_conn = next(iter(h.a.mgr.conns.values()))
+    h.a.mgr = IkeManager([a_conn], rng=h.a.rng)
+    h.a.events.clear()
+    h.up()
+    assert h.a.of(IkeSaEstablished)
+    assert old_b.state is IkeSaState.DELETED
+    assert [e.ike_id for e in h.b.of(IkeSaDeleted)] == [old_b.ike_id]
+    assert len(h.b.of(ChildSaDeleted)) == 1
+    live = [s for s in h.b.mgr.by_id.values() if s.state is IkeSaState.ESTABLISHED]
+    assert len(live) == 1
+
+
+def test_initiate_reuses_established_sa() -> None:
+    h = _up()
+    sa = h.a.mgr.initiate("a2b", None, h.now)
+    h.run(2)
+    assert len(h.a.of(IkeSaEstablished)) == 1
+    assert sa is next(iter(h.a.mgr.by_id.values()))
+    assert len(h.a.of(ChildSaInstalled)) == 1  # already installed: nothing new
+    with pytest.raises(KeyError):
+        h.a.mgr.initiate("nope", None, h.now)
+
+
+def test_no_matching_connection() -> None:
+    a, b = conn_pair(b_kw={"remote_addrs": ("198.51.100.0/24",)})
+    h = Harness(a, b)
+    h.up()
+    assert not h.a.of(IkeSaEstablished)
+    (rep,) = h.sent("b", ExchangeType.IKE_SA_INIT, response=True)
+    assert rep.message().notify(NotifyType.NO_PROPOSAL_CHOSEN) is not None
+
+
+def test_unsupported_critical_payload_in_init() -> None:
+    h = Harness(*conn_pair())
+    msg = Message(
+        b"\x11" * 8,
+        b"\x00" * 8,
+        ExchangeType.IKE_SA_INIT,
+        int(HeaderFlag.INITIATOR),
+        0,
+        [(PayloadType.NONCE, NoncePayload(b"n" * 32)), (200, UnknownPayload(200, True, b"xx"))],
+    )
+    h.b.mgr.receive_datagram(msg.serialise(), (B_IP, 500), (A_IP, 500), h.now)
+    (out,) = h.b.mgr.datagrams_to_send(h.now)
+    reply = Message.parse(out[0])
+    n = reply.notify(NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD)
+    assert n is not None and n.data == bytes([200])
+    assert not h.b.mgr.by_id
+
+
+def test_cookie_secret_rotation() -> None:
+    h = Harness(*conn_pair(), b_kw={"cookie_threshold": 0})
+    mgr = h.b.mgr
+    req = Message(
+        b"\x22" * 8,
+        b"\x00" * 8,
+        ExchangeType.IKE_SA_INIT,
+        int(HeaderFlag.INITIATOR),
+        0,
+        [(PayloadType.NONCE, NoncePayload(b"n" * 32))],
+    )
+    remote = (A_IP, 500)
+    mgr._send_cookie(req, (B_IP, 500), remote, 0.0)
+    (out,) = mgr.datagrams_to_send(0.0)
+    cookie = Message.parse(out[0]).notify(NotifyType.COOKIE)
+    assert cookie is not None
+    with_cookie = Message(
+        req.spi_i,
+        req.spi_r,
+        req.exchange,
+        req.flags,
+        0,
+        [
+            (PayloadType.NOTIFY, NotifyPayload(0, b"", NotifyType.COOKIE, cookie.data)),
+            *req.payloads,
+        ],
+    )
+    assert mgr._cookie_ok(with_cookie, remote, 1.0)
+    assert not mgr._cookie_ok(with_cookie, (B_IP, 500), 1.0)  # other address
+    assert mgr._cookie_ok(with_cookie, remote, COOKIE_SECRET_LIFETIME + 1)  # previous secret
+    assert not mgr._cookie_ok(with_cookie, remote, 3 * COOKIE_SECRET_LIFETIME + 2)
+
+
+def test_reload_and_shutdown() -> None:
+    h = _up()
+    a_conn = next(iter(h.a.mgr.conns.values()))
+    h.a.mgr.reload([a_conn], h.now)
+    h.run(2)
+    assert not h.a.of(IkeSaDeleted)  # unchanged: kept
+    h.a.mgr.reload([], h.now)
+    h.run(2)
+    assert h.a.of(IkeSaDeleted) and h.b.of(IkeSaDeleted)
+    h2 = _up()
+    h2.b.mgr.shutdown(h2.now)
+    h2.run(2)
+    assert h2.a.of(IkeSaDeleted) and h2.b.of(IkeSaDeleted)
+
+
+def test_commands_on_unknown_ids() -> None:
+    h = _up()
+    sa = next(iter(h.a.mgr.by_id.values()))
+    with pytest.raises(KeyError):
+        h.a.mgr.rekey_child(sa.ike_id, 1234, h.now)
+    with pytest.raises(KeyError):
+        h.a.mgr.delete_child(999, 1234, h.now)
+    h.a.mgr.esp_activity(4321, h.now)
+    h.a.mgr.notify_traffic(4321, h.now, bytes_in=5)
+
+
+def test_addr_matching() -> None:
+    assert _addr_ok((), "1.2.3.4")
+    assert _addr_ok(("%any",), "1.2.3.4")
+    assert _addr_ok(("10.0.0.0/8",), "10.1.2.3")
+    assert not _addr_ok(("10.0.0.0/8",), "11.1.2.3")
+    assert _addr_ok(("10.0.0.1-10.0.0.9",), "10.0.0.5")
+    assert not _addr_ok(("10.0.0.1",), "2001:db8::1")
+
+
+def test_selectors() -> None:
+    wide = Selector.network("10.0.0.0/8")
+    net = Selector.network("10.1.0.0/16")
+    tcp = Selector.network("10.1.2.3/32", protocol=6)
+    v6 = Selector.network("2001:db8::/32")
+    assert wide.contains(net) and not net.contains(wide)
+    assert net.intersect(tcp) == tcp and wide.intersect(v6) is None
+    assert narrow([wide, v6], [net]) == (net,)
+    # the trap "packet" selector first, then the wider one: both narrowed, deduplicated
+    assert narrow([tcp, wide], [net]) == (net,)
+    assert is_subset([tcp], [net]) and not is_subset([wide], [net])
+    assert covers([net], [net])
+    assert str(tcp) == "10.1.2.3[6/]" or str(tcp).startswith("10.1.2.3")
+    assert Selector(ipaddress.ip_address("10.0.0.1"), ipaddress.ip_address("10.0.0.5")).to_json()
+    ports = Selector(net.start, net.end, 17, 500, 500)
+    assert str(ports) == "10.1.0.0/16[17/500]"
+    assert ports.intersect(Selector(net.start, net.end, 6)) is None
+    assert ports.matches(ipaddress.ip_address("10.1.9.9"), 17, 500)
+    assert from_wire([]) == ()
