@@ -1,0 +1,371 @@
+"""The ``pyipsec`` command line.
+
+::
+
+    pyipsec daemon --config FILE [--foreground | --detach] [--keylog FILE] [--check]
+    pyipsec up NAME [CHILD] [--timeout S]
+    pyipsec down NAME
+    pyipsec status [--json]
+    pyipsec reload
+    pyipsec stop
+    pyipsec selfcheck
+    pyipsec demo [--keep-going]
+
+``--socket PATH`` (before or after the command; default ``$PYIPSEC_SOCKET`` or
+``/run/pyipsec/control.sock``) selects the daemon's control socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .config.loader import ConfigError, load_config
+from .config.model import DaemonConfig
+from .daemon.control import ControlClient, ControlError
+
+__all__ = ["format_status", "main"]
+
+DEFAULT_SOCKET = DaemonConfig().control_socket
+
+
+def _socket_path(args: argparse.Namespace) -> str:
+    return str(args.socket or os.environ.get("PYIPSEC_SOCKET") or DEFAULT_SOCKET)
+
+
+# ----------------------------------------------------------------------------- status table
+
+
+def _fmt_bytes(n: Any) -> str:
+    if not isinstance(n, int):
+        return "-"
+    if n < 1024:
+        return f"{n} B"
+    v = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        v /= 1024
+        if v < 1024 or unit == "GiB":
+            break
+    return f"{v:.1f} {unit}"
+
+
+def _fmt_secs(v: Any) -> str:
+    if v is None or not isinstance(v, int | float):
+        return "-"
+    v = int(v)
+    sign = "-" if v < 0 else ""
+    v = abs(v)
+    if v >= 3600:
+        return f"{sign}{v // 3600}h{v % 3600 // 60:02d}m"
+    if v >= 60:
+        return f"{sign}{v // 60}m{v % 60:02d}s"
+    return f"{sign}{v}s"
+
+
+def _first(d: dict[str, Any], *keys: str, default: Any = None) -> Any:
+    for k in keys:
+        if k in d and d[k] not in (None, ""):
+            return d[k]
+    return default
+
+
+def _addr(v: Any) -> str:
+    if isinstance(v, dict):
+        return f"{v.get('address', '?')}[{v.get('port', '?')}]"
+    if isinstance(v, list | tuple) and len(v) == 2:
+        return f"{v[0]}[{v[1]}]"
+    return "-" if v is None else str(v)
+
+
+def _ident(sa: dict[str, Any], side: str) -> str:
+    end = sa.get(side)
+    if isinstance(end, dict) and end.get("id"):
+        return str(end["id"])
+    return str(sa.get(f"{side}_id") or "-")
+
+
+def _nat(sa: dict[str, Any]) -> str:
+    nat = sa.get("nat")
+    if not isinstance(nat, dict):
+        nat = {"local": sa.get("nat_local"), "remote": sa.get("nat_remote")}
+    parts = [k for k in ("local", "remote") if nat.get(k)]
+    if nat.get("forced"):
+        parts.append("forced")
+    return "+".join(parts) or "no"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [len(h) for h in headers]
+    for r in rows:
+        for i, c in enumerate(r):
+            widths[i] = max(widths[i], len(c))
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [fmt.format(*headers).rstrip(), fmt.format(*("-" * w for w in widths)).rstrip()]
+    out += [fmt.format(*r).rstrip() for r in rows]
+    return out
+
+
+def format_status(st: dict[str, Any]) -> str:
+    """The human-readable ``pyipsec status`` output for a status result dict."""
+    lines: list[str] = []
+    tun = st.get("tun")
+    head = f"pyipsec daemon pid {st.get('pid', '?')}, up {_fmt_secs(st.get('uptime'))}"
+    if tun:
+        head += f", TUN {tun.get('name')} mtu {tun.get('mtu')}"
+    lines.append(head)
+    if st.get("listen"):
+        lines.append("listening: " + ", ".join(st["listen"]))
+    conns = st.get("connections") or []
+    if conns:
+        parts = []
+        for c in conns:
+            ch = ", ".join(f"{x['name']}({x['start_action']})" for x in c.get("children", []))
+            parts.append(f"{c['name']} [{ch}]" if ch else c["name"])
+        lines.append("connections: " + "; ".join(parts))
+    lines.append("")
+    ike = st.get("ike_sas") or []
+    lines.append(f"IKE SAs ({len(ike)}):")
+    if ike:
+        rows = []
+        for sa in ike:
+            name = _first(sa, "conn", "name", default="?")
+            ike_id = _first(sa, "ike_id", "id", default="?")
+            spi_i = _first(sa, "spi_i", default="-")
+            spi_r = _first(sa, "spi_r", default="-")
+            rows.append(
+                [
+                    f"{name}#{ike_id}",
+                    str(_first(sa, "state", default="?")),
+                    str(_first(sa, "role", default="-")),
+                    _addr(sa.get("local")),
+                    _addr(sa.get("remote")),
+                    f"{_ident(sa, 'local')} / {_ident(sa, 'remote')}",
+                    str(_first(sa, "suite", default="-")),
+                    f"{spi_i}_i {spi_r}_r",
+                    _nat(sa),
+                    _fmt_secs(sa.get("rekey_in")),
+                ]
+            )
+        lines += [
+            "  " + s
+            for s in _table(
+                [
+                    "NAME",
+                    "STATE",
+                    "ROLE",
+                    "LOCAL",
+                    "REMOTE",
+                    "IDS",
+                    "SUITE",
+                    "SPIS",
+                    "NAT",
+                    "REKEY",
+                ],
+                rows,
+            )
+        ]
+    lines.append("")
+    children = st.get("child_sas") or []
+    lines.append(f"Child SAs ({len(children)}):")
+    if children:
+        rows = []
+        for c in children:
+            rows.append(
+                [
+                    f"{c.get('conn', '?')}/{c.get('child', '?')}",
+                    f"{c.get('spi_in', '-')}_i {c.get('spi_out', '-')}_o",
+                    str(c.get("suite") or "-"),
+                    str(c.get("mode", "-")) + ("+udp" if c.get("encap") else ""),
+                    ", ".join(c.get("local_ts", [])) + " === " + ", ".join(c.get("remote_ts", [])),
+                    f"{_fmt_bytes(c.get('bytes_in'))}/{c.get('packets_in', 0)}p",
+                    f"{_fmt_bytes(c.get('bytes_out'))}/{c.get('packets_out', 0)}p",
+                    _fmt_secs(c.get("rekey_in")),
+                    _fmt_secs(c.get("expires_in")),
+                ]
+            )
+        lines += [
+            "  " + s
+            for s in _table(
+                ["CHILD", "SPIS", "SUITE", "MODE", "SELECTORS", "IN", "OUT", "REKEY", "EXPIRES"],
+                rows,
+            )
+        ]
+    drops = {k: v for k, v in (st.get("drops") or {}).items() if v}
+    if drops:
+        lines.append("")
+        lines.append("drops: " + ", ".join(f"{k}={v}" for k, v in sorted(drops.items())))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def _cmd_daemon(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 1
+    if args.socket:
+        cfg = replace(cfg, control_socket=args.socket)
+    if args.check:
+        n = sum(len(c.children) for c in cfg.connections)
+        print(f"{args.config}: OK ({len(cfg.connections)} connections, {n} children)")
+        return 0
+    from .daemon.logsetup import setup_logging
+    from .daemon.runtime import run_daemon
+
+    if args.detach:
+        _daemonize(args.log_file)
+    setup_logging(cfg.log_levels, verbose=args.verbose)
+    try:
+        return run_daemon(cfg, config_path=args.config, keylog_path=args.keylog)
+    except OSError as e:
+        print(f"pyipsec daemon: {e}", file=sys.stderr)
+        return 1
+
+
+def _daemonize(log_file: str | None) -> None:  # pragma: no cover - forks
+    """Classic double fork; stdio goes to ``log_file`` (or /dev/null)."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    fd_in = os.open(os.devnull, os.O_RDONLY)
+    fd_out = (
+        os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if log_file
+        else os.open(os.devnull, os.O_WRONLY)
+    )
+    os.dup2(fd_in, 0)
+    os.dup2(fd_out, 1)
+    os.dup2(fd_out, 2)
+
+
+def _client(args: argparse.Namespace, timeout: float = 10.0) -> ControlClient:
+    return ControlClient(_socket_path(args), timeout=timeout)
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    res = _client(args, args.timeout + 5).call(
+        "up", name=args.name, child=args.child, timeout=args.timeout
+    )
+    print(f"{res.get('conn')}/{res.get('child')}: established")
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    _client(args).call("down", name=args.name)
+    print(f"{args.name}: closing")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    st = _client(args).call("status")
+    if args.json:
+        print(json.dumps(st, indent=2, sort_keys=True))
+    else:
+        print(format_status(st))
+    return 0
+
+
+def _cmd_reload(args: argparse.Namespace) -> int:
+    res = _client(args).call("reload")
+    print("reloaded: " + ", ".join(res.get("connections", [])))
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    _client(args).call("stop")
+    print("stopping")
+    return 0
+
+
+def _cmd_selfcheck(args: argparse.Namespace) -> int:
+    from .daemon.selfcheck import run_selfcheck
+
+    return 0 if run_selfcheck() else 1
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(keep_going=args.keep_going)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--socket",
+        default=argparse.SUPPRESS,
+        help=f"control socket (default $PYIPSEC_SOCKET or {DEFAULT_SOCKET})",
+    )
+    p = argparse.ArgumentParser(
+        prog="pyipsec",
+        description="IKEv2/IPsec daemon with a userspace ESP data plane",
+        parents=[common],
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("daemon", parents=[common], help="run the IKE daemon")
+    d.add_argument("--config", "-c", required=True, help="TOML configuration file")
+    d.add_argument(
+        "--foreground", "-f", action="store_true", help="stay in the foreground (the default)"
+    )
+    d.add_argument("--detach", action="store_true", help="fork into the background")
+    d.add_argument("--keylog", help="write IKE/ESP keys for Wireshark (see README)")
+    d.add_argument("--log-file", help="stdout/stderr of a --detach'ed daemon")
+    d.add_argument("--check", action="store_true", help="only validate the configuration")
+    d.add_argument("--verbose", "-v", action="store_true", help="debug logging everywhere")
+    d.set_defaults(func=_cmd_daemon)
+
+    u = sub.add_parser("up", parents=[common], help="initiate a connection")
+    u.add_argument("name")
+    u.add_argument("child", nargs="?")
+    u.add_argument("--timeout", type=float, default=30.0)
+    u.set_defaults(func=_cmd_up)
+
+    dn = sub.add_parser("down", parents=[common], help="delete the IKE SAs of a connection")
+    dn.add_argument("name")
+    dn.set_defaults(func=_cmd_down)
+
+    s = sub.add_parser("status", parents=[common], help="show IKE and Child SAs")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=_cmd_status)
+
+    sub.add_parser("reload", parents=[common], help="re-read the configuration").set_defaults(
+        func=_cmd_reload
+    )
+    sub.add_parser("stop", parents=[common], help="stop the daemon").set_defaults(func=_cmd_stop)
+    sub.add_parser("selfcheck", help="codec/crypto self-test (no root needed)").set_defaults(
+        func=_cmd_selfcheck
+    )
+    dm = sub.add_parser("demo", help="two peers behind a NAT in namespaces, ping across (root)")
+    dm.add_argument("--keep-going", action="store_true", help="do not stop at the first failure")
+    dm.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not hasattr(args, "socket"):
+        args.socket = None
+    try:
+        rc: int = args.func(args)
+    except ControlError as e:
+        print(f"pyipsec {args.command}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return rc
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

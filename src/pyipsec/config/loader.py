@@ -1,0 +1,924 @@
+"""TOML configuration loader (swanctl.conf-shaped) producing :mod:`pyipsec.config.model`.
+
+The file has three kinds of tables::
+
+    [daemon]                      # listen addresses, ports, control socket, logging, keylog
+    [daemon.tun]                  # name, mtu, addresses
+    [daemon.log]                  # per-subsystem levels: default, ike, child, esp, net, cfg
+    [connections.NAME]            # an IKE SA template
+    [connections.NAME.local]      # id, auth = "psk"
+    [connections.NAME.remote]     # id, auth = "psk"
+    [connections.NAME.children.CHILD]
+    [secrets.NAME]                # id / ids, secret
+    secrets_file = "path"         # top-level: another TOML file holding [secrets.*] tables
+
+Validation never stops at the first problem: every error is collected with its
+location (``connections.gcm.children.net.esp_proposals``) and a hint where one
+helps, and :class:`ConfigError` carries them all.  A configuration either loads
+completely or not at all, so the daemon never half-applies a bad file.
+
+Durations accept plain numbers (seconds) or strings with a unit suffix: ``"30s"``,
+``"5m"``, ``"1h"``, ``"1d"``.  Byte counts accept integers or ``"10k"``, ``"5M"``,
+``"1G"`` (powers of 1024).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import difflib
+import importlib
+import ipaddress
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .model import (
+    ChildConfig,
+    ConnectionConfig,
+    DaemonConfig,
+    DpdAction,
+    DpdConfig,
+    IPAddress,
+    Lifetimes,
+    Mode,
+    RetransmitConfig,
+    StartAction,
+    TrafficSelectorSpec,
+)
+
+__all__ = [
+    "ConfigError",
+    "ConfigIssue",
+    "load_config",
+    "load_config_text",
+    "parse_bytes",
+    "parse_duration",
+    "parse_traffic_selector",
+]
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_SUBSYSTEMS = ("default", "ike", "child", "esp", "net", "cfg")
+
+#: Words strongSwan proposal strings are made of; used for hints when a token is unknown
+#: and as a fallback validator when :mod:`pyipsec.ikev2.proposals` is not importable.
+_ENCR_WORDS = (
+    "aes128",
+    "aes192",
+    "aes256",
+    "aes",
+    "aes128ctr",
+    "aes192ctr",
+    "aes256ctr",
+    "aes128gcm8",
+    "aes128gcm12",
+    "aes128gcm16",
+    "aes192gcm8",
+    "aes192gcm12",
+    "aes192gcm16",
+    "aes256gcm8",
+    "aes256gcm12",
+    "aes256gcm16",
+    "aes128gcm",
+    "aes192gcm",
+    "aes256gcm",
+    "aes128ccm8",
+    "aes128ccm16",
+    "aes256ccm8",
+    "aes256ccm16",
+    "chacha20poly1305",
+    "3des",
+    "null",
+)
+_INTEG_WORDS = (
+    "sha1",
+    "sha",
+    "sha256",
+    "sha384",
+    "sha512",
+    "sha1_160",
+    "sha256_96",
+    "md5",
+    "aesxcbc",
+    "aescmac",
+)
+_PRF_WORDS = (
+    "prfsha1",
+    "prfsha256",
+    "prfsha384",
+    "prfsha512",
+    "prfmd5",
+    "prfaesxcbc",
+    "prfaescmac",
+)
+_KE_WORDS = (
+    "modp768",
+    "modp1024",
+    "modp1536",
+    "modp2048",
+    "modp3072",
+    "modp4096",
+    "modp6144",
+    "modp8192",
+    "modp1024s160",
+    "modp2048s224",
+    "modp2048s256",
+    "ecp192",
+    "ecp224",
+    "ecp256",
+    "ecp384",
+    "ecp521",
+    "ecp224bp",
+    "ecp256bp",
+    "ecp384bp",
+    "ecp512bp",
+    "x25519",
+    "curve25519",
+    "x448",
+    "curve448",
+    "mlkem512",
+    "mlkem768",
+    "mlkem1024",
+    "none",
+)
+_ESN_WORDS = ("esn", "noesn")
+_ALL_WORDS = _ENCR_WORDS + _INTEG_WORDS + _PRF_WORDS + _KE_WORDS + _ESN_WORDS
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_BYTES_RE = re.compile(r"^\s*(\d+)\s*([kmg]?)\s*$", re.IGNORECASE)
+_BYTES_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_TS_RE = re.compile(r"^\s*([^\[\]\s]+)\s*(?:\[\s*([^\]]*)\s*\])?\s*$")
+_PROTO_NAMES = {
+    "any": 0,
+    "icmp": 1,
+    "tcp": 6,
+    "udp": 17,
+    "ipv6-icmp": 58,
+    "icmpv6": 58,
+    "sctp": 132,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One validation problem: where it is and what is wrong."""
+
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}" if self.location else self.message
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``errors`` lists every problem found."""
+
+    def __init__(self, errors: Iterable[ConfigIssue], source: str = "") -> None:
+        self.errors: list[ConfigIssue] = list(errors)
+        self.source = source
+        head = f"{source}: " if source else ""
+        n = len(self.errors)
+        lines = [f"{head}{n} configuration error{'s' if n != 1 else ''}:"]
+        lines += [f"  {e}" for e in self.errors]
+        super().__init__("\n".join(lines))
+
+
+# --------------------------------------------------------------------------- value parsers
+
+
+def parse_duration(value: object) -> float:
+    """``30`` / ``"30"`` / ``"30s"`` / ``"5m"`` / ``"1h"`` / ``"1d"`` -> seconds (float)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration, got a boolean")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"duration must not be negative: {value}")
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if m:
+            return float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
+        raise ValueError(f'invalid duration {value!r} (hint: use e.g. 30, "30s", "5m", "4h", "1d")')
+    raise ValueError(f"expected a duration, got {type(value).__name__}")
+
+
+def parse_bytes(value: object) -> int:
+    """``1000`` / ``"10k"`` / ``"5M"`` / ``"1G"`` (powers of 1024) -> int."""
+    if isinstance(value, bool):
+        raise ValueError("expected a byte count, got a boolean")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"must not be negative: {value}")
+        return value
+    if isinstance(value, str):
+        m = _BYTES_RE.match(value)
+        if m:
+            return int(m.group(1)) * _BYTES_UNITS[m.group(2).lower()]
+        raise ValueError(f'invalid count {value!r} (hint: use e.g. 1000, "64k", "1G")')
+    raise ValueError(f"expected an integer, got {type(value).__name__}")
+
+
+def _parse_ports(text: str) -> tuple[int, int]:
+    if text in ("", "%any", "any"):
+        return 0, 65535
+    lo_s, _, hi_s = text.partition("-")
+    lo = int(lo_s)
+    hi = int(hi_s) if hi_s else lo
+    if not (0 <= lo <= hi <= 65535):
+        raise ValueError(f"invalid port range {text!r}")
+    return lo, hi
+
+
+def parse_traffic_selector(text: str, dynamic: IPAddress | None = None) -> TrafficSelectorSpec:
+    """Parse one swanctl-style selector.
+
+    Forms: ``203.0.113.0/26``, ``2001:db8::/64``, ``192.0.2.1-192.0.2.9``,
+    ``192.0.2.1``, ``dynamic`` (needs ``dynamic``: the outer address), each optionally
+    followed by ``[proto]`` or ``[proto/port]`` / ``[proto/lo-hi]``, e.g.
+    ``10.0.0.0/8[tcp/443]``; protocol names (tcp, udp, icmp, ...) or numbers.
+    """
+    m = _TS_RE.match(text)
+    if not m:
+        raise ValueError(f"invalid traffic selector {text!r}")
+    addr_part, extra = m.group(1), m.group(2)
+    start: IPAddress
+    end: IPAddress
+    if addr_part == "dynamic":
+        if dynamic is None:
+            raise ValueError(
+                "'dynamic' needs exactly one concrete address in local_addrs/remote_addrs"
+            )
+        start = end = dynamic
+    elif "-" in addr_part and "/" not in addr_part:
+        a, _, b = addr_part.partition("-")
+        start, end = ipaddress.ip_address(a), ipaddress.ip_address(b)
+        if start.version != end.version:
+            raise ValueError(f"address range {addr_part!r} mixes IPv4 and IPv6")
+        if int(start) > int(end):
+            raise ValueError(f"address range {addr_part!r} is reversed")
+    else:
+        net = ipaddress.ip_network(addr_part, strict=False)
+        start, end = net.network_address, net.broadcast_address
+    proto, lo, hi = 0, 0, 65535
+    if extra is not None and extra.strip():
+        proto_s, _, port_s = extra.strip().partition("/")
+        proto_s = proto_s.strip().lower()
+        if proto_s in _PROTO_NAMES:
+            proto = _PROTO_NAMES[proto_s]
+        elif proto_s.isdigit() and int(proto_s) <= 255:
+            proto = int(proto_s)
+        else:
+            raise ValueError(f"unknown protocol {proto_s!r} in selector {text!r}")
+        lo, hi = _parse_ports(port_s.strip())
+    return TrafficSelectorSpec(start, end, proto, lo, hi)
+
+
+def _default_proposal_checker() -> Callable[[str, str], None] | None:
+    """``parse_proposal`` from the core when it is importable, wrapped as check(text, kind)."""
+    try:
+        proposals = importlib.import_module("pyipsec.ikev2.proposals")
+        constants = importlib.import_module("pyipsec.ikev2.constants")
+    except ImportError:
+        return None
+    parse = getattr(proposals, "parse_proposal", None)
+    if parse is None:
+        return None
+
+    def check(text: str, kind: str) -> None:
+        protocol = constants.ProtocolId.IKE if kind == "ike" else constants.ProtocolId.ESP
+        parse(text, protocol)
+
+    return check
+
+
+def _fallback_check_proposal(text: str, kind: str) -> None:
+    """Token-level validation used when the core's proposal parser is unavailable."""
+    if not text.strip():
+        raise ValueError("empty proposal")
+    if text == "default":
+        return
+    tokens = text.lower().split("-")
+    for tok in tokens:
+        if tok not in _ALL_WORDS:
+            raise ValueError(f"unknown algorithm {tok!r}")
+    if not any(t in _ENCR_WORDS for t in tokens):
+        raise ValueError("no encryption algorithm")
+    aead = any("gcm" in t or "ccm" in t or "chacha" in t for t in tokens if t in _ENCR_WORDS)
+    if kind == "ike":
+        if not aead and not any(t in _INTEG_WORDS for t in tokens):
+            raise ValueError("no integrity algorithm for a non-AEAD cipher")
+        if not any(t in _KE_WORDS and t != "none" for t in tokens):
+            raise ValueError("no key exchange method (e.g. x25519, modp2048)")
+
+
+def _proposal_hint(text: str) -> str:
+    for tok in text.lower().split("-"):
+        if tok not in _ALL_WORDS:
+            close = difflib.get_close_matches(tok, _ALL_WORDS, n=3, cutoff=0.5)
+            if close:
+                return f" (hint: did you mean {' or '.join(repr(c) for c in close)}?)"
+            return " (hint: e.g. 'aes256gcm16-prfsha256-x25519' for IKE, 'aes256gcm16' for ESP)"
+    return ""
+
+
+# --------------------------------------------------------------------------- the loader
+
+
+@dataclass
+class _Ctx:
+    errors: list[ConfigIssue] = field(default_factory=list)
+    check_proposal: Callable[[str, str], None] | None = None
+
+    def err(self, loc: str, msg: str) -> None:
+        self.errors.append(ConfigIssue(loc, msg))
+
+
+_MISSING = object()
+
+
+class _Table:
+    """A TOML table being consumed: tracks used keys so the rest are reported as unknown."""
+
+    def __init__(self, ctx: _Ctx, loc: str, data: object) -> None:
+        self.ctx = ctx
+        self.loc = loc
+        if isinstance(data, dict):
+            self.data: dict[str, Any] = data
+        else:
+            ctx.err(loc, f"expected a table, got {type(data).__name__}")
+            self.data = {}
+        self.used: set[str] = set()
+
+    def at(self, key: str) -> str:
+        return f"{self.loc}.{key}" if self.loc else key
+
+    def raw(self, key: str, *aliases: str) -> object:
+        for k in (key, *aliases):
+            if k in self.data:
+                self.used.add(k)
+                return self.data[k]
+        return _MISSING
+
+    def sub(self, key: str) -> _Table:
+        v = self.raw(key)
+        return _Table(self.ctx, self.at(key), {} if v is _MISSING else v)
+
+    def get(self, key: str, conv: Callable[[object], Any], default: Any, *aliases: str) -> Any:
+        v = self.raw(key, *aliases)
+        if v is _MISSING:
+            return default
+        try:
+            return conv(v)
+        except (ValueError, TypeError) as e:
+            self.ctx.err(self.at(key), str(e))
+            return default
+
+    def finish(self, known: Iterable[str]) -> None:
+        known_l = list(known)
+        for k in self.data:
+            if k not in self.used:
+                close = difflib.get_close_matches(k, known_l, n=1, cutoff=0.6)
+                hint = f" (hint: did you mean {close[0]!r}?)" if close else ""
+                self.ctx.err(self.at(k), f"unknown key{hint}")
+
+
+def _str(v: object) -> str:
+    if not isinstance(v, str):
+        raise TypeError(f"expected a string, got {type(v).__name__}")
+    return v
+
+
+def _bool(v: object) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("yes", "no", "true", "false"):
+        return v.lower() in ("yes", "true")
+    raise TypeError(f"expected true/false, got {v!r}")
+
+
+def _int_range(lo: int, hi: int) -> Callable[[object], int]:
+    def conv(v: object) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"expected an integer, got {v!r}")
+        if not lo <= v <= hi:
+            raise ValueError(f"must be between {lo} and {hi}, got {v}")
+        return v
+
+    return conv
+
+
+def _str_list(v: object) -> tuple[str, ...]:
+    """A list of strings, or one string with comma-separated items (swanctl style)."""
+    if isinstance(v, str):
+        return tuple(s.strip() for s in v.split(",") if s.strip())
+    if isinstance(v, list) and all(isinstance(s, str) for s in v):
+        return tuple(s.strip() for s in v if s.strip())
+    raise TypeError("expected a string or a list of strings")
+
+
+def _enum(cls: Any) -> Callable[[object], Any]:
+    def conv(v: object) -> Any:
+        s = _str(v).lower()
+        try:
+            return cls(s)
+        except ValueError:
+            choices = ", ".join(repr(m.value) for m in cls)
+            raise ValueError(f"invalid value {v!r} (hint: one of {choices})") from None
+
+    return conv
+
+
+def _addr_list(v: object) -> tuple[str, ...]:
+    items = _str_list(v)
+    out = []
+    for a in items:
+        if a in ("%any", "%any4", "%any6"):
+            out.append(a)
+            continue
+        try:
+            out.append(str(ipaddress.ip_address(a)))
+        except ValueError:
+            raise ValueError(f"invalid address {a!r} (hint: an IP address or '%any')") from None
+    return tuple(out)
+
+
+def _log_level(v: object) -> str:
+    s = _str(v).lower()
+    if s not in LOG_LEVELS:
+        raise ValueError(f"invalid log level {v!r} (hint: one of {', '.join(LOG_LEVELS)})")
+    return s
+
+
+def _concrete(addrs: tuple[str, ...]) -> IPAddress | None:
+    concrete = [a for a in addrs if not a.startswith("%")]
+    return ipaddress.ip_address(concrete[0]) if len(concrete) == 1 else None
+
+
+def _parse_secret(v: object) -> bytes:
+    s = _str(v)
+    if s.startswith("0x"):
+        try:
+            return bytes.fromhex(s[2:])
+        except ValueError:
+            raise ValueError("invalid hex secret after '0x'") from None
+    if s.startswith("0s"):
+        try:
+            return base64.b64decode(s[2:], validate=True)
+        except binascii.Error:
+            raise ValueError("invalid base64 secret after '0s'") from None
+    if not s:
+        raise ValueError("empty secret")
+    return s.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class _Secret:
+    name: str
+    ids: tuple[str, ...]
+    secret: bytes
+
+
+def _load_secrets(ctx: _Ctx, tbl: _Table) -> list[_Secret]:
+    out = []
+    for name in list(tbl.data):
+        t = tbl.sub(name)
+        ids: tuple[str, ...] = ()
+        single = t.get("id", _str, None)
+        if single is not None:
+            ids += (single,)
+        ids += t.get("ids", _str_list, ())
+        # swanctl writes id-1, id-2, ... keys; accept those too
+        for k in sorted(t.data):
+            if re.fullmatch(r"id-\w+", k):
+                ids += (t.get(k, _str, ""),)
+        secret = t.get("secret", _parse_secret, None)
+        if secret is None and "secret" not in t.data:
+            ctx.err(t.at("secret"), "missing (every [secrets.NAME] needs a secret)")
+        t.finish(["id", "ids", "secret"])
+        if secret is not None:
+            out.append(_Secret(name, tuple(i for i in ids if i), secret))
+    return out
+
+
+def _check_secrets_file(ctx: _Ctx, loc: str, path: Path) -> dict[str, Any] | None:
+    try:
+        st = path.stat()
+    except OSError as e:
+        ctx.err(loc, f"cannot read secrets file {str(path)!r}: {e.strerror}")
+        return None
+    if st.st_mode & 0o077:
+        ctx.err(
+            loc,
+            f"secrets file {str(path)!r} is accessible by group/other (mode "
+            f"{stat.S_IMODE(st.st_mode):04o}) (hint: chmod 600 {path})",
+        )
+        return None
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        ctx.err(loc, f"cannot read secrets file {str(path)!r}: {e.strerror}")
+    except tomllib.TOMLDecodeError as e:
+        ctx.err(loc, f"secrets file {str(path)!r} is not valid TOML: {e}")
+    return None
+
+
+def _match_psk(secrets: list[_Secret], local_id: str, remote_id: str) -> bytes | None:
+    """Best secret for a connection: both ids > remote id > local id > a secret without ids."""
+    best: tuple[int, bytes] | None = None
+    for s in secrets:
+        ids = set(s.ids)
+        if not ids:
+            score = 1
+        else:
+            score = (2 if remote_id and remote_id in ids else 0) + (
+                1 if local_id and local_id in ids else 0
+            )
+            score = score + 1 if score else 0
+            if score == 0:
+                continue
+        if best is None or score > best[0]:
+            best = (score, s.secret)
+    return None if best is None else best[1]
+
+
+def _lifetimes(t: _Table, defaults: Lifetimes, child: bool) -> Lifetimes:
+    rekey = t.get("rekey_time", parse_duration, defaults.rekey_time)
+    over = t.get("over_time", parse_duration, None)
+    life = t.get("life_time", parse_duration, None)
+    if over is not None and life is not None:
+        t.ctx.err(t.at("life_time"), "set either life_time or over_time, not both")
+    if life is not None:
+        if rekey and life <= rekey:
+            t.ctx.err(
+                t.at("life_time"),
+                f"must be greater than rekey_time ({rekey:g}s) (hint: e.g. 10 % more)",
+            )
+            over = defaults.over_time
+        else:
+            over = life - rekey if rekey else life
+    if over is None:
+        over = rekey * 0.1 if "rekey_time" in t.used else defaults.over_time
+    rand = t.get("rand_time", parse_duration, None)
+    if rand is None:
+        rand = over if "rekey_time" in t.used else defaults.rand_time
+    if rekey and rand >= rekey:
+        t.ctx.err(t.at("rand_time"), f"must be smaller than rekey_time ({rekey:g}s)")
+    if not child:
+        return Lifetimes(rekey_time=rekey, over_time=over, rand_time=rand)
+    rb = t.get("rekey_bytes", parse_bytes, defaults.rekey_bytes)
+    lb = t.get("life_bytes", parse_bytes, defaults.life_bytes)
+    rp = t.get("rekey_packets", parse_bytes, defaults.rekey_packets)
+    lp = t.get("life_packets", parse_bytes, defaults.life_packets)
+    if rb and lb and lb <= rb:
+        t.ctx.err(t.at("life_bytes"), "must be greater than rekey_bytes")
+    if rp and lp and lp <= rp:
+        t.ctx.err(t.at("life_packets"), "must be greater than rekey_packets")
+    if rb and not lb:
+        lb = rb + rb // 10
+    if rp and not lp:
+        lp = rp + rp // 10
+    return Lifetimes(rekey, over, rand, rb, lb, rp, lp)
+
+
+def _proposals(
+    ctx: _Ctx, t: _Table, key: str, kind: str, default: tuple[str, ...]
+) -> tuple[str, ...]:
+    props: tuple[str, ...] = t.get(key, _str_list, default)
+    if not props:
+        ctx.err(t.at(key), "must not be empty")
+        return default
+    for p in props:
+        try:
+            if ctx.check_proposal is not None:
+                ctx.check_proposal(p, kind)
+            else:
+                _fallback_check_proposal(p, kind)
+        except ValueError as e:  # ProposalStringError is a ValueError
+            msg = str(e)
+            if "hint" not in msg and "did you mean" not in msg:
+                msg += _proposal_hint(p)
+            ctx.err(t.at(key), msg)
+    return props
+
+
+def _selectors(t: _Table, key: str, dynamic: IPAddress | None) -> tuple[TrafficSelectorSpec, ...]:
+    items: tuple[str, ...] = t.get(key, _str_list, ("dynamic",))
+    out = []
+    for item in items:
+        try:
+            out.append(parse_traffic_selector(item, dynamic))
+        except ValueError as e:
+            t.ctx.err(t.at(key), str(e))
+    if not out and not any(e.location == t.at(key) for e in t.ctx.errors):
+        t.ctx.err(t.at(key), "must not be empty")
+    return tuple(out)
+
+
+_CHILD_KEYS = (
+    "local_ts",
+    "remote_ts",
+    "mode",
+    "esp_proposals",
+    "rekey_time",
+    "life_time",
+    "over_time",
+    "rand_time",
+    "rekey_bytes",
+    "life_bytes",
+    "rekey_packets",
+    "life_packets",
+    "start_action",
+    "dpd_action",
+    "close_action",
+    "replay_window",
+    "tfc_padding",
+)
+
+
+def _child(
+    ctx: _Ctx, t: _Table, name: str, local: IPAddress | None, remote: IPAddress | None
+) -> ChildConfig:
+    d = ChildConfig(name=name, local_ts=(), remote_ts=())
+    child = ChildConfig(
+        name=name,
+        local_ts=_selectors(t, "local_ts", local),
+        remote_ts=_selectors(t, "remote_ts", remote),
+        esp_proposals=_proposals(ctx, t, "esp_proposals", "esp", d.esp_proposals),
+        mode=t.get("mode", _enum(Mode), d.mode),
+        lifetimes=_lifetimes(t, d.lifetimes, child=True),
+        start_action=t.get("start_action", _enum(StartAction), d.start_action),
+        dpd_action=t.get("dpd_action", _enum(DpdAction), None),
+        close_action=t.get("close_action", _enum(StartAction), d.close_action),
+        replay_window=t.get("replay_window", _int_range(0, 1 << 20), d.replay_window),
+        tfc_padding=t.get("tfc_padding", _bool, d.tfc_padding),
+    )
+    t.finish(_CHILD_KEYS)
+    return child
+
+
+_CONN_KEYS = (
+    "local_addrs",
+    "remote_addrs",
+    "local_port",
+    "remote_port",
+    "local",
+    "remote",
+    "proposals",
+    "rekey_time",
+    "over_time",
+    "life_time",
+    "rand_time",
+    "reauth",
+    "reauth_time",
+    "dpd_delay",
+    "dpd_timeout",
+    "dpd_action",
+    "encap",
+    "keepalive",
+    "children",
+    "mobike",
+    "nat_traversal",
+    "initial_contact",
+    "window_size",
+    "keylog",
+    "version",
+)
+_END_KEYS = ("id", "auth")
+
+
+def _connection(ctx: _Ctx, t: _Table, name: str, secrets: list[_Secret]) -> ConnectionConfig:
+    d = ConnectionConfig(name=name)
+    local_addrs: tuple[str, ...] = t.get("local_addrs", _addr_list, ())
+    remote_addrs: tuple[str, ...] = t.get("remote_addrs", _addr_list, ())
+    version = t.get("version", _int_range(0, 2), 2)
+    if version not in (0, 2):
+        ctx.err(t.at("version"), "only IKEv2 is supported (hint: version = 2)")
+    local = t.sub("local")
+    remote = t.sub("remote")
+    local_id = local.get("id", _str, "")
+    remote_id = remote.get("id", _str, "")
+    auths = {}
+    for end in (local, remote):
+        auth = end.get("auth", _str, "psk")
+        if auth != "psk":
+            ctx.err(end.at("auth"), f"unsupported auth method {auth!r} (hint: only 'psk')")
+        auths[end.loc] = auth
+        end.finish(_END_KEYS)
+    if not local_id and local_addrs and not local_addrs[0].startswith("%"):
+        local_id = local_addrs[0]  # swanctl: the IP address is the default identity
+    psk = _match_psk(secrets, local_id, remote_id)
+    if psk is None:
+        ctx.err(
+            local.at("auth"),
+            f"no PSK in [secrets] for ids {local_id or '%any'!r}/{remote_id or '%any'!r} "
+            "(hint: add [secrets.NAME] with id = ... and secret = ...)",
+        )
+        psk = b""
+    reauth_time = t.get("reauth_time", parse_duration, 0.0)
+    lifetimes = _lifetimes(t, d.lifetimes, child=False)
+    reauth = t.get("reauth", _bool, bool(reauth_time))
+    if reauth_time and not lifetimes.rekey_time:
+        lifetimes = Lifetimes(reauth_time, lifetimes.over_time, lifetimes.rand_time)
+    dpd_delay = t.get("dpd_delay", parse_duration, d.dpd.interval)
+    dpd_timeout = t.get("dpd_timeout", parse_duration, d.dpd.timeout)
+    dpd = DpdConfig(
+        enabled=dpd_delay > 0,
+        interval=dpd_delay,
+        timeout=dpd_timeout,
+        max_retries=d.dpd.max_retries,
+        action=t.get("dpd_action", _enum(DpdAction), d.dpd.action),
+    )
+    children_tbl = t.sub("children")
+    lc, rc = _concrete(local_addrs), _concrete(remote_addrs)
+    children = tuple(
+        _child(ctx, children_tbl.sub(cname), cname, lc, rc) for cname in list(children_tbl.data)
+    )
+    conn = ConnectionConfig(
+        name=name,
+        local_addrs=local_addrs,
+        remote_addrs=remote_addrs,
+        local_port=t.get("local_port", _int_range(0, 65535), d.local_port),
+        remote_port=t.get("remote_port", _int_range(1, 65535), d.remote_port),
+        local_id=local_id,
+        remote_id=remote_id,
+        psk=psk,
+        ike_proposals=_proposals(ctx, t, "proposals", "ike", d.ike_proposals),
+        lifetimes=lifetimes,
+        reauth=reauth,
+        dpd=dpd,
+        retransmit=d.retransmit,
+        encap=t.get("encap", _bool, d.encap),
+        nat_traversal=t.get("nat_traversal", _bool, d.nat_traversal),
+        keepalive_interval=t.get("keepalive", parse_duration, d.keepalive_interval),
+        children=children,
+        initial_contact=t.get("initial_contact", _bool, d.initial_contact),
+        window_size=t.get("window_size", _int_range(1, 1024), d.window_size),
+        keylog=t.get("keylog", _bool, d.keylog),
+    )
+    t.raw("mobike")  # accepted for swanctl compatibility, not implemented
+    t.finish(_CONN_KEYS)
+    return conn
+
+
+_DAEMON_KEYS = (
+    "listen",
+    "listen_addrs",
+    "ike_port",
+    "natt_port",
+    "control_socket",
+    "tun",
+    "log",
+    "keylog_file",
+    "cookie_threshold",
+    "half_open_timeout",
+    "retransmit_tries",
+    "retransmit_timeout",
+    "retransmit_base",
+)
+
+
+def _daemon(ctx: _Ctx, t: _Table, conns: tuple[ConnectionConfig, ...]) -> DaemonConfig:
+    d = DaemonConfig()
+    tun = t.sub("tun")
+    log = t.sub("log")
+    levels: dict[str, str] = {}
+    for k in list(log.data):
+        if k in LOG_SUBSYSTEMS:
+            levels[k] = log.get(k, _log_level, "info")
+    log.finish(LOG_SUBSYSTEMS)
+    tun_addrs: tuple[str, ...] = tun.get("addresses", _str_list, ())
+    for a in tun_addrs:
+        try:
+            ipaddress.ip_interface(a)
+        except ValueError:
+            ctx.err(
+                tun.at("addresses"), f"invalid interface address {a!r} (hint: '203.0.113.1/32')"
+            )
+    tun_name = tun.get("name", _str, d.tun_name)
+    if not 0 < len(tun_name) < 16 or "/" in tun_name or " " in tun_name:
+        ctx.err(tun.at("name"), f"invalid interface name {tun_name!r} (1-15 characters)")
+    tun_mtu = tun.get("mtu", _int_range(576, 65535), d.tun_mtu)
+    tun.finish(("name", "mtu", "addresses"))
+    tries = t.get("retransmit_tries", _int_range(0, 100), None)
+    timeout = t.get("retransmit_timeout", parse_duration, None)
+    base = t.get("retransmit_base", lambda v: float(_int_or_float(v)), None)
+    if tries is not None or timeout is not None or base is not None:
+        r = RetransmitConfig()
+        rc = RetransmitConfig(
+            tries=r.tries if tries is None else tries,
+            timeout=r.timeout if timeout is None else timeout,
+            base=r.base if base is None else base,
+        )
+        conns = tuple(_replace_retransmit(c, rc) for c in conns)
+    cfg = DaemonConfig(
+        connections=conns,
+        listen_addrs=t.get("listen", _addr_list, d.listen_addrs, "listen_addrs"),
+        ike_port=t.get("ike_port", _int_range(0, 65535), d.ike_port),
+        natt_port=t.get("natt_port", _int_range(0, 65535), d.natt_port),
+        control_socket=t.get("control_socket", _str, d.control_socket),
+        tun_name=tun_name,
+        tun_mtu=tun_mtu,
+        tun_addresses=tun_addrs,
+        log_levels=levels,
+        keylog_file=t.get("keylog_file", _str, d.keylog_file),
+        cookie_threshold=t.get("cookie_threshold", _int_range(0, 1 << 20), d.cookie_threshold),
+        half_open_timeout=t.get("half_open_timeout", parse_duration, d.half_open_timeout),
+    )
+    if cfg.ike_port and cfg.ike_port == cfg.natt_port:
+        ctx.err(t.at("natt_port"), "must differ from ike_port")
+    t.finish(_DAEMON_KEYS)
+    return cfg
+
+
+def _int_or_float(v: object) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise TypeError(f"expected a number, got {v!r}")
+    return float(v)
+
+
+def _replace_retransmit(c: ConnectionConfig, r: RetransmitConfig) -> ConnectionConfig:
+    from dataclasses import replace
+
+    return replace(c, retransmit=r)
+
+
+def _build(
+    data: Mapping[str, Any],
+    source: str,
+    base_dir: Path,
+    check_proposal: Callable[[str, str], None] | None,
+) -> DaemonConfig:
+    ctx = _Ctx(check_proposal=check_proposal)
+    root = _Table(ctx, "", dict(data))
+    secrets: list[_Secret] = _load_secrets(ctx, root.sub("secrets"))
+    sf = root.get("secrets_file", _str, None)
+    if sf is not None:
+        path = Path(sf) if os.path.isabs(sf) else base_dir / sf
+        extra = _check_secrets_file(ctx, "secrets_file", path)
+        if extra is not None:
+            for k in extra:
+                if k != "secrets":
+                    ctx.err(f"{sf}:{k}", "unknown key (a secrets file holds [secrets.NAME] only)")
+            secrets += _load_secrets(ctx, _Table(ctx, f"{sf}:secrets", extra.get("secrets", {})))
+    conns_tbl = root.sub("connections")
+    conns = []
+    for name in list(conns_tbl.data):
+        conns.append(_connection(ctx, conns_tbl.sub(name), name, secrets))
+    child_names: dict[str, str] = {}
+    for c in conns:
+        for ch in c.children:
+            if ch.name in child_names:
+                ctx.err(
+                    f"connections.{c.name}.children.{ch.name}",
+                    f"child name already used in connections.{child_names[ch.name]}",
+                )
+            child_names[ch.name] = c.name
+    cfg = _daemon(ctx, root.sub("daemon"), tuple(conns))
+    root.finish(["daemon", "connections", "secrets", "secrets_file"])
+    if ctx.errors:
+        raise ConfigError(ctx.errors, source)
+    return cfg
+
+
+_AUTO = object()
+
+
+def load_config_text(
+    text: str,
+    source: str = "<string>",
+    base_dir: str | Path = ".",
+    check_proposal: Any = _AUTO,
+) -> DaemonConfig:
+    """Parse and validate TOML text; raise :class:`ConfigError` listing every problem.
+
+    ``check_proposal(text, kind)`` (kind ``"ike"``/``"esp"``) validates one proposal
+    string by raising ``ValueError``; by default the core's ``parse_proposal`` when
+    importable, else a token-level check.  Pass ``None`` to force the fallback.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([ConfigIssue("", f"invalid TOML: {e}")], source) from None
+    checker = _default_proposal_checker() if check_proposal is _AUTO else check_proposal
+    return _build(data, source, Path(base_dir), checker)
+
+
+def load_config(path: str | Path, check_proposal: Any = _AUTO) -> DaemonConfig:
+    """Load and validate a configuration file (see :func:`load_config_text`)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(
+            [ConfigIssue("", f"cannot read {str(p)!r}: {e.strerror}")], str(p)
+        ) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([ConfigIssue("", f"not UTF-8: {e}")], str(p)) from None
+    return load_config_text(text, str(p), p.parent, check_proposal)

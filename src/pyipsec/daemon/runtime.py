@@ -1,0 +1,1097 @@
+"""The asyncio runtime: drives the sans-I/O IKE core and runs the userspace ESP data plane.
+
+One :class:`Daemon` owns
+
+* UDP sockets on the IKE port (500) and the NAT-T port (4500) for every listen address,
+  registered with ``loop.add_reader`` and drained in loops (no asyncio transports);
+  datagrams on 4500 are classified with :func:`pyipsec.nat.detect_packet_type`
+  (IKE behind the non-ESP marker, ESP-in-UDP, keepalives);
+* raw IP protocol 50 sockets, opened only while a non-encapsulated Child SA exists;
+* the :class:`~pyipsec.ikev2.manager.IkeManager`: datagrams in, datagrams and events
+  out, one ``loop.call_at`` timer at ``mgr.next_timer()`` (``loop.time()`` is the
+  monotonic clock the core sees as ``now``);
+* the TUN device, with routes to the remote selectors of every configured child;
+* the SPD (:class:`~pyipsec.daemon.spd.Spd`) and the inbound SPI table.
+
+Outbound: TUN read -> SPD lookup by destination -> ESP protect -> UDP (or raw) send.
+Inbound: UDP recv -> SPI table -> ESP unprotect -> inner packet checked against the
+SA's selectors (RFC 4301 §5.2) -> TUN write.  Everything dropped is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .. import nat
+from ..config.loader import ConfigError, load_config
+from ..config.model import ConnectionConfig, DaemonConfig, Mode, StartAction
+from ..esp.errors import EspDummyPacket, EspError, EspSequenceExhausted
+from ..esp.sa import EspInbound, EspOutbound
+from ..ikev2 import events as ev
+from ..ikev2.constants import NAT_KEEPALIVE, NON_ESP_MARKER
+from .control import ControlError, ControlServer
+from .keylog import KeyLog, esp_sa_line, ikev2_line
+from .sockets import DRAIN_MAX, RawEspSocket, UdpSocket
+from .spd import Flow, Spd, flow_in, parse_flow
+from .tun import TunDevice
+
+__all__ = ["ChildState", "Daemon", "IkeManagerLike", "TrapPolicy", "run_daemon"]
+
+log = logging.getLogger("pyipsec.net")
+log_ike = logging.getLogger("pyipsec.ike")
+log_child = logging.getLogger("pyipsec.child")
+log_esp = logging.getLogger("pyipsec.esp")
+log_cfg = logging.getLogger("pyipsec.cfg")
+
+Address = tuple[str, int]
+TRAFFIC_REPORT_INTERVAL = 1.0
+TRAP_RETRY = 10.0
+SHUTDOWN_GRACE = 2.0
+
+
+class IkeManagerLike(Protocol):
+    """The part of :class:`pyipsec.ikev2.manager.IkeManager` the daemon drives."""
+
+    def receive_datagram(self, data: bytes, local: Address, remote: Address, now: float) -> Any: ...
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address, Address]]: ...
+    def next_timer(self) -> float | None: ...
+    def handle_timer(self, now: float) -> Any: ...
+    def next_event(self) -> Any: ...
+    def initiate(self, conn_name: str, child_name: str | None, now: float) -> Any: ...
+    def status(self, now: float | None = None) -> list[dict[str, Any]]: ...
+
+
+def default_manager_factory(config: DaemonConfig) -> IkeManagerLike:
+    """Build the core's IkeManager (imported lazily: the daemon module loads without it)."""
+    mod = importlib.import_module("pyipsec.ikev2.manager")
+    local = tuple(a for a in config.listen_addrs if not ipaddress.ip_address(a).is_unspecified)
+    mgr: IkeManagerLike = mod.IkeManager(
+        config.connections,
+        cookie_threshold=config.cookie_threshold,
+        half_open_timeout=config.half_open_timeout,
+        local_addresses=local,
+    )
+    return mgr
+
+
+@dataclass(frozen=True, slots=True)
+class TrapPolicy:
+    """A ``start_action = trap`` child: the first matching packet starts its IKE SA."""
+
+    conn: str
+    child: str
+
+
+@dataclass(slots=True, eq=False)
+class ChildState:
+    """One installed Child SA pair in the data plane."""
+
+    info: Any  # ev.ChildSaInfo
+    inbound: EspInbound
+    outbound: EspOutbound
+    remote: Address
+    local: Address
+    encap: bool
+    sock: UdpSocket | None
+    raw: RawEspSocket | None
+    local_ts: tuple[Any, ...]
+    remote_ts: tuple[Any, ...]
+    next_header_ok: frozenset[int]
+    installed: float
+    bytes_in: int = 0
+    packets_in: int = 0
+    bytes_out: int = 0
+    packets_out: int = 0
+    drops_selector: int = 0
+    drops_send: int = 0
+    last_in: float = 0.0
+    reported: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    def status(self, now: float) -> dict[str, Any]:
+        i = self.info
+        lt = getattr(i, "lifetimes", None)
+        soft = getattr(lt, "soft", None)
+        hard = getattr(lt, "hard", None)
+        return {
+            "conn": i.conn,
+            "child": i.child,
+            "ike_id": i.ike_id,
+            "spi_in": f"{i.spi_in:08x}",
+            "spi_out": f"{i.spi_out:08x}",
+            "suite": i.suite,
+            "mode": i.mode,
+            "encap": self.encap,
+            "local": f"{self.local[0]}[{self.local[1]}]",
+            "remote": f"{self.remote[0]}[{self.remote[1]}]",
+            "local_ts": [_sel_str(s) for s in self.local_ts],
+            "remote_ts": [_sel_str(s) for s in self.remote_ts],
+            "bytes_in": self.bytes_in,
+            "packets_in": self.packets_in,
+            "bytes_out": self.bytes_out,
+            "packets_out": self.packets_out,
+            "drops": {
+                "selector": self.drops_selector,
+                "send": self.drops_send,
+                "replay": self.inbound.stats.replay_drops,
+                "auth": self.inbound.stats.auth_failures,
+                "format": self.inbound.stats.format_errors,
+            },
+            "age": round(now - self.installed, 1),
+            "rekey_in": None if soft is None else round(soft - now, 1),
+            "expires_in": None if hard is None else round(hard - now, 1),
+        }
+
+
+def _sel_str(s: Any) -> str:
+    start, end = s.start, s.end
+    try:
+        nets = list(ipaddress.summarize_address_range(start, end))
+        addr = str(nets[0]) if len(nets) == 1 else f"{start}-{end}"
+    except (TypeError, ValueError):
+        addr = f"{start}-{end}"
+    proto = getattr(s, "protocol", 0)
+    lo, hi = getattr(s, "start_port", 0), getattr(s, "end_port", 65535)
+    if proto or (lo, hi) != (0, 65535):
+        ports = "" if (lo, hi) == (0, 65535) else (f"/{lo}" if lo == hi else f"/{lo}-{hi}")
+        return f"{addr}[{proto}{ports}]"
+    return addr
+
+
+def _networks(sel: Any) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    try:
+        return list(ipaddress.summarize_address_range(sel.start, sel.end))
+    except (TypeError, ValueError):
+        return []
+
+
+@dataclass(slots=True)
+class DropCounters:
+    """Data-plane drops that belong to no SA."""
+
+    tun_invalid: int = 0
+    no_policy: int = 0
+    trap_pending: int = 0
+    unknown_spi: int = 0
+    invalid_udp: int = 0
+    esp_errors: int = 0
+    bad_inner: int = 0
+    ike_errors: int = 0
+    keepalives_in: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(slots=True)
+class _Waiter:
+    conn: str
+    child: str | None
+    fut: asyncio.Future[dict[str, Any]]
+    events: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    elapsed: float = 0.0
+
+
+@dataclass(slots=True)
+class _LivenessWaiter:
+    ike_id: int
+    started: float
+    fut: asyncio.Future[float]
+
+
+class Daemon:
+    """The daemon: call :meth:`start`, then ``await`` :meth:`serve` until stopped."""
+
+    def __init__(
+        self,
+        config: DaemonConfig,
+        *,
+        config_path: str | Path | None = None,
+        keylog_path: str | None = None,
+        manager_factory: Callable[[DaemonConfig], IkeManagerLike] = default_manager_factory,
+        use_tun: bool = True,
+        control: bool = True,
+        tun_factory: Callable[[DaemonConfig], Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = Path(config_path) if config_path else None
+        self.manager_factory = manager_factory
+        self.use_tun = use_tun
+        self.use_control = control
+        self.tun_factory = tun_factory
+        kl = keylog_path or config.keylog_file
+        self.keylog: KeyLog | None = KeyLog(kl) if kl else None
+        self.mgr: IkeManagerLike | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.tun: Any = None  # TunDevice (or a test double with fd/name/mtu/routes)
+        self.udp: list[UdpSocket] = []
+        self.raw: dict[int, RawEspSocket] = {}
+        self.children: dict[int, ChildState] = {}
+        self.spd: Spd[ChildState | TrapPolicy] = Spd()
+        self.drops = DropCounters()
+        self.ike_info: dict[int, dict[str, Any]] = {}
+        self.control: ControlServer | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._housekeeping: asyncio.TimerHandle | None = None
+        self._stop = asyncio.Event()
+        self._trap_pending: dict[tuple[str, str], float] = {}
+        self._waiters: list[_Waiter] = []
+        self._liveness: list[_LivenessWaiter] = []
+        self._rbuf = bytearray(65536)
+        self._rview = memoryview(self._rbuf)
+        self._started = time.time()
+        self._routes: dict[str, str | None] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Open sockets, the TUN device, the control socket; run start actions."""
+        self.loop = asyncio.get_running_loop()
+        self.mgr = self.manager_factory(self.config)
+        try:
+            self._open_sockets()
+            if self.tun_factory is not None:
+                self.tun = self.tun_factory(self.config)
+                self.loop.add_reader(self.tun.fd, self._on_tun_readable)
+            elif self.use_tun:
+                self.tun = TunDevice(self.config.tun_name, self.config.tun_mtu).open(
+                    self.config.tun_addresses
+                )
+                self.loop.add_reader(self.tun.fd, self._on_tun_readable)
+            self._apply_policies(self.config.connections)
+            if self.use_control:
+                self.control = ControlServer(self.config.control_socket, self.handle_request)
+                await self.control.start()
+        except Exception:
+            await self.close()
+            raise
+        self._housekeeping = self.loop.call_later(TRAFFIC_REPORT_INTERVAL, self._on_housekeeping)
+        self._run_start_actions(self.config.connections)
+        self._pump()
+
+    def _open_sockets(self) -> None:
+        assert self.loop is not None
+        ports = [(self.config.ike_port, False), (self.config.natt_port, True)]
+        for addr in self.config.listen_addrs:
+            for port, natt in ports:
+                us = UdpSocket(addr, port, natt=natt)
+                self.udp.append(us)
+                self.loop.add_reader(us.fd, self._on_udp_readable, us)
+                log.info("listening on %s port %d%s", addr, us.port, " (NAT-T)" if natt else "")
+
+    def _apply_policies(self, conns: Iterable[ConnectionConfig]) -> None:
+        """Trap policies and TUN routes for the configured children."""
+        for key in [k for k in list(self.spd._entries) if isinstance(k, tuple)]:
+            self.spd.remove(key)
+        for c in conns:
+            for ch in c.children:
+                if ch.start_action == StartAction.TRAP:
+                    self.spd.add(
+                        ("trap", c.name, ch.name),
+                        ch.local_ts,
+                        ch.remote_ts,
+                        TrapPolicy(c.name, ch.name),
+                        trap=True,
+                    )
+                if ch.mode == Mode.TUNNEL:
+                    for s in ch.remote_ts:
+                        self._route(s, c.remote_addrs)
+
+    def _route(self, sel: Any, peers: Iterable[str]) -> None:
+        if self.tun is None:
+            return
+        peer_ips = []
+        for p in peers:
+            with contextlib.suppress(ValueError):
+                peer_ips.append(ipaddress.ip_address(p))
+        for net in _networks(sel):
+            if net.prefixlen == 0 or any(ip in net for ip in peer_ips):
+                log.warning(
+                    "not routing %s through %s: it would capture the IKE/ESP traffic itself",
+                    net,
+                    self.tun.name,
+                )
+                continue
+            prefsrc = None
+            for a in self.config.tun_addresses:
+                iface = ipaddress.ip_interface(a)
+                if iface.version == net.version:
+                    prefsrc = str(iface.ip)
+                    break
+            self.tun.add_route(str(net), prefsrc)
+
+    def _run_start_actions(self, conns: Iterable[ConnectionConfig]) -> None:
+        for c in conns:
+            for ch in c.children:
+                if ch.start_action == StartAction.START:
+                    self.initiate(c.name, ch.name)
+
+    async def serve(self) -> None:
+        """Run until :meth:`request_stop` (SIGTERM/SIGINT, control ``stop``)."""
+        await self._stop.wait()
+        await self.shutdown()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def shutdown(self) -> None:
+        """Delete every IKE SA (DELETE sent), wait briefly for answers, then close."""
+        mgr = self.mgr
+        if mgr is not None and self.loop is not None:
+            fn = getattr(mgr, "shutdown", None)
+            if fn is not None:
+                try:
+                    fn(self.loop.time())
+                except Exception:
+                    log_ike.exception("shutdown of the IKE core failed")
+                self._pump()
+                deadline = self.loop.time() + SHUTDOWN_GRACE
+                while self.loop.time() < deadline and self._live_ike_sas():
+                    await asyncio.sleep(0.05)
+                    self._pump()
+        await self.close()
+
+    def _live_ike_sas(self) -> int:
+        assert self.mgr is not None
+        try:
+            return len(self.mgr.status())
+        except Exception:
+            return 0
+
+    async def close(self) -> None:
+        """Release everything (idempotent)."""
+        for h in (self._timer, self._housekeeping):
+            if h is not None:
+                h.cancel()
+        self._timer = self._housekeeping = None
+        if self.control is not None:
+            await self.control.close()
+            self.control = None
+        loop = self.loop
+        for us in self.udp:
+            if loop is not None:
+                loop.remove_reader(us.fd)
+            us.close()
+        self.udp.clear()
+        for rs in self.raw.values():
+            if loop is not None:
+                loop.remove_reader(rs.fd)
+            rs.close()
+        self.raw.clear()
+        if self.tun is not None:
+            if loop is not None and self.tun.fd >= 0:
+                loop.remove_reader(self.tun.fd)
+            self.tun.close()
+            self.tun = None
+        for w in self._waiters:
+            if not w.fut.done():
+                w.fut.set_result({"established": False, "error": "daemon stopped"})
+        self._waiters.clear()
+
+    # ------------------------------------------------------------------ IKE plumbing
+
+    def now(self) -> float:
+        assert self.loop is not None
+        return self.loop.time()
+
+    def initiate(self, conn: str, child: str | None) -> None:
+        assert self.mgr is not None
+        log_ike.info("initiating %s%s", conn, f" (child {child})" if child else "")
+        self.mgr.initiate(conn, child, self.now())
+        self._pump()
+
+    def _pump(self) -> None:
+        """Send what the core wants sent, consume its events, re-arm its timer."""
+        mgr = self.mgr
+        if mgr is None or self.loop is None:
+            return
+        for _ in range(8):  # events can produce datagrams (e.g. trap -> initiate)
+            now = self.loop.time()
+            out = mgr.datagrams_to_send(now)
+            for data, local, remote in out:
+                self._send_ike(data, local, remote)
+            n = 0
+            while (e := mgr.next_event()) is not None:
+                n += 1
+                try:
+                    self._on_event(e)
+                except Exception:
+                    log.exception("handling %s failed", type(e).__name__)
+            if not out and not n:
+                break
+        if self._liveness:
+            self._check_liveness()
+        self._arm_timer()
+
+    def _check_liveness(self) -> None:
+        """Resolve ``liveness`` requests whose INFORMATIONAL exchange has completed."""
+        find = getattr(self.mgr, "find_ike", None)
+        now = time.perf_counter()
+        for w in list(self._liveness):
+            sa = find(w.ike_id) if find is not None else None
+            if sa is not None and getattr(sa, "dpd_probe", False):
+                continue  # still in flight
+            self._liveness.remove(w)
+            if not w.fut.done():
+                if sa is None:
+                    w.fut.set_exception(ControlError(f"IKE SA #{w.ike_id} is gone"))
+                else:
+                    w.fut.set_result(now - w.started)
+
+    def _arm_timer(self) -> None:
+        assert self.mgr is not None and self.loop is not None
+        when = self.mgr.next_timer()
+        if self._timer is not None:
+            if when is not None and self._timer.when() == when:
+                return
+            self._timer.cancel()
+            self._timer = None
+        if when is not None:
+            self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        assert self.mgr is not None
+        try:
+            self.mgr.handle_timer(self.now())
+        except Exception:
+            log_ike.exception("IKE timer handling failed")
+        self._pump()
+
+    def _socket_for(self, local: Address, remote: Address) -> UdpSocket | None:
+        ip, port = local
+        family = socket.AF_INET6 if ":" in remote[0] else socket.AF_INET
+        best = None
+        for us in self.udp:
+            if us.family != family or us.port != port:
+                continue
+            if us.addr == ip:
+                return us
+            if us.wildcard or best is None:
+                best = us
+        return best
+
+    def _send_ike(self, data: bytes, local: Address, remote: Address) -> None:
+        us = self._socket_for(local, remote)
+        if us is None:
+            log_ike.warning("no socket for %s:%d -> %s:%d", *local, *remote)
+            return
+        if us.natt and data != NAT_KEEPALIVE:
+            data = NON_ESP_MARKER + data
+        us.sendto(data, remote, local[0] or None)
+
+    # ------------------------------------------------------------------ events
+
+    def _on_event(self, e: Any) -> None:
+        if isinstance(e, ev.ChildSaInstalled):
+            self._install(e.info)
+            self._resolve_waiters(e.info.conn, e.info.child, True, "CHILD_SA installed")
+        elif isinstance(e, ev.ChildSaRekeyed):
+            self._install(e.info)
+            log_child.info(
+                "child %s rekeyed: %08x -> %08x", e.info.child, e.old_spi_in, e.info.spi_in
+            )
+        elif isinstance(e, ev.ChildSaDeleted):
+            self._uninstall(e.spi_in, e.reason)
+        elif isinstance(e, ev.IkeSaEstablished):
+            self.ike_info[e.ike_id] = {
+                "nat_local": e.nat_local,
+                "nat_remote": e.nat_remote,
+                "since": self.now(),
+            }
+            log_ike.info(
+                "IKE SA %s #%d established %s:%d <-> %s:%d (%s <-> %s)%s",
+                e.conn,
+                e.ike_id,
+                *e.local,
+                *e.remote,
+                e.local_id,
+                e.remote_id,
+                " NAT" if e.nat_local or e.nat_remote else "",
+            )
+            self._keylog_ike(e.ike_id)
+        elif isinstance(e, ev.IkeSaRekeyed):
+            self.ike_info[e.new_id] = self.ike_info.pop(e.old_id, {})
+            log_ike.info("IKE SA #%d rekeyed to #%d", e.old_id, e.new_id)
+            self._keylog_ike(e.new_id)
+        elif isinstance(e, ev.IkeSaDeleted):
+            self.ike_info.pop(e.ike_id, None)
+            log_ike.info("IKE SA %s #%d deleted: %s", e.conn, e.ike_id, e.reason)
+        elif isinstance(e, ev.IkeSaFailed):
+            self.ike_info.pop(e.ike_id, None)
+            log_ike.warning("IKE SA %s #%d failed: %s", e.conn, e.ike_id, e.reason)
+            self._trap_pending = {k: v for k, v in self._trap_pending.items() if k[0] != e.conn}
+            self._resolve_waiters(e.conn, None, False, f"IKE SA failed: {e.reason}")
+        elif isinstance(e, ev.ChildSaFailed):
+            log_child.warning("child %s/%s failed: %s", e.conn, e.child, e.reason)
+            self._trap_pending.pop((e.conn, e.child), None)
+            self._resolve_waiters(e.conn, e.child, False, f"CHILD_SA failed: {e.reason}")
+        elif isinstance(e, ev.PeerDead):
+            log_ike.warning("peer of %s #%d is dead (action %s)", e.conn, e.ike_id, e.action)
+        elif isinstance(e, ev.PeerAddressChanged):
+            log_ike.info("peer of IKE SA #%d moved %s -> %s", e.ike_id, e.old, e.new)
+            for c in self.children.values():
+                if c.info.ike_id == e.ike_id:
+                    c.remote = e.new
+        elif isinstance(e, ev.NotifyReceived):
+            log_ike.debug("notify %d received on IKE SA #%d", e.type, e.ike_id)
+        else:
+            log_ike.debug("event %r", e)
+
+    def _keylog_ike(self, ike_id: int) -> None:
+        """Log SK_e*/SK_a* of a new IKE SA (only with a key log configured)."""
+        if self.keylog is None or self.mgr is None:
+            return
+        find = getattr(self.mgr, "find_ike", None)
+        sa = find(ike_id) if find is not None else None
+        keys = getattr(sa, "keys", None)
+        suite = getattr(sa, "suite", None)
+        if keys is None or suite is None:
+            return
+        self.keylog.ike(
+            ikev2_line(
+                sa.spi_i,  # type: ignore[union-attr]
+                sa.spi_r,  # type: ignore[union-attr]
+                suite.encr_id,
+                suite.key_bits,
+                suite.integ_id,
+                keys.sk_ei,
+                keys.sk_er,
+                keys.sk_ai,
+                keys.sk_ar,
+            )
+        )
+
+    def _resolve_waiters(self, conn: str, child: str | None, ok: bool, what: str) -> None:
+        for w in list(self._waiters):
+            if w.conn != conn or (child is not None and w.child not in (None, child)):
+                continue
+            w.events.append(what)
+            w.elapsed = time.perf_counter() - w.started
+            if not w.fut.done():
+                w.fut.set_result({"established": ok, "events": list(w.events)})
+            self._waiters.remove(w)
+
+    # ------------------------------------------------------------------ data plane: SAs
+
+    def _install(self, info: Any) -> None:
+        """Create both ESP directions of a negotiated Child SA and put it in the SPD."""
+        if info.mode != "tunnel":
+            log_child.error(
+                "child %s: %s mode is not supported by the TUN data plane", info.child, info.mode
+            )
+            return
+        key_bits = info.key_bits or 0
+        try:
+            inbound = EspInbound(
+                info.spi_in,
+                info.encr_id,
+                key_bits,
+                info.integ_id,
+                info.encr_key_in,
+                info.integ_key_in,
+                esn=info.esn,
+                replay_window=info.replay_window,
+            )
+            outbound = EspOutbound(
+                info.spi_out,
+                info.encr_id,
+                key_bits,
+                info.integ_id,
+                info.encr_key_out,
+                info.integ_key_out,
+                esn=info.esn,
+            )
+        except EspError as e:
+            log_child.error("cannot install child %s: %s", info.child, e)
+            return
+        local: Address = (info.local[0], info.local[1])
+        remote: Address = (info.remote[0], info.remote[1])
+        raw = None
+        sock = None
+        if info.encap:
+            sock = self._socket_for(local, remote)
+        else:
+            raw = self._raw_socket(socket.AF_INET6 if ":" in remote[0] else socket.AF_INET)
+        state = ChildState(
+            info=info,
+            inbound=inbound,
+            outbound=outbound,
+            remote=remote,
+            local=local,
+            encap=bool(info.encap),
+            sock=sock,
+            raw=raw,
+            local_ts=tuple(info.local_ts),
+            remote_ts=tuple(info.remote_ts),
+            next_header_ok=frozenset((4, 41)),
+            installed=self.now(),
+        )
+        self.children[info.spi_in] = state
+        self.spd.add(info.spi_in, state.local_ts, state.remote_ts, state)
+        self._trap_pending.pop((info.conn, info.child), None)
+        for s in state.remote_ts:
+            self._route(s, [remote[0]])
+        log_child.info(
+            "CHILD_SA %s{%08x/%08x} installed: %s === %s, %s%s",
+            info.child,
+            info.spi_in,
+            info.spi_out,
+            ", ".join(_sel_str(s) for s in state.local_ts),
+            ", ".join(_sel_str(s) for s in state.remote_ts),
+            info.suite,
+            " UDP-encap" if info.encap else "",
+        )
+        if self.keylog is not None:
+            self.keylog.esp(
+                esp_sa_line(
+                    remote[0],
+                    local[0],
+                    info.spi_in,
+                    info.encr_id,
+                    info.encr_key_in,
+                    info.integ_id,
+                    info.integ_key_in,
+                )
+            )
+            self.keylog.esp(
+                esp_sa_line(
+                    local[0],
+                    remote[0],
+                    info.spi_out,
+                    info.encr_id,
+                    info.encr_key_out,
+                    info.integ_id,
+                    info.integ_key_out,
+                )
+            )
+
+    def _uninstall(self, spi_in: int, reason: str = "") -> None:
+        state = self.children.pop(spi_in, None)
+        if state is None:
+            return
+        self.spd.remove(spi_in)
+        log_child.info(
+            "CHILD_SA %s{%08x} removed%s (in %d B/%d pkts, out %d B/%d pkts)",
+            state.info.child,
+            spi_in,
+            f": {reason}" if reason else "",
+            state.bytes_in,
+            state.packets_in,
+            state.bytes_out,
+            state.packets_out,
+        )
+        if state.raw is not None and not any(c.raw is state.raw for c in self.children.values()):
+            fam = int(state.raw.family)
+            rs = self.raw.pop(fam, None)
+            if rs is not None:
+                if self.loop is not None:
+                    self.loop.remove_reader(rs.fd)
+                rs.close()
+
+    def _raw_socket(self, family: socket.AddressFamily) -> RawEspSocket | None:
+        rs = self.raw.get(int(family))
+        if rs is None:
+            try:
+                rs = RawEspSocket(family)
+            except OSError as e:
+                log.error("cannot open a raw ESP socket: %s", e)
+                return None
+            self.raw[int(family)] = rs
+            assert self.loop is not None
+            self.loop.add_reader(rs.fd, self._on_raw_readable, rs)
+        return rs
+
+    # ------------------------------------------------------------------ data plane: packets
+
+    def _on_tun_readable(self) -> None:
+        tun = self.tun
+        if tun is None:
+            return
+        fd = tun.fd
+        lookup = self.spd.lookup
+        for _ in range(DRAIN_MAX):
+            try:
+                pkt = os.read(fd, 65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                log.error("TUN read failed: %s", e)
+                return
+            flow = parse_flow(pkt)
+            if flow is None:
+                self.drops.tun_invalid += 1
+                continue
+            target = lookup(flow)
+            if target is None:
+                self.drops.no_policy += 1
+                continue
+            if isinstance(target, TrapPolicy):
+                self._trap(target, flow)
+                continue
+            self._send_esp(target, pkt, 4 if flow.version == 4 else 41)
+
+    def _send_esp(self, c: ChildState, pkt: bytes, nh: int) -> None:
+        try:
+            esp = c.outbound.protect(pkt, nh)
+        except EspSequenceExhausted:
+            c.drops_send += 1
+            return
+        if c.encap:
+            ok = c.sock is not None and c.sock.sendto(esp, c.remote)
+        else:
+            ok = c.raw is not None and c.raw.sendto(esp, c.remote[0])
+        if ok:
+            c.packets_out += 1
+            c.bytes_out += len(pkt)
+        else:
+            c.drops_send += 1
+
+    def _trap(self, trap: TrapPolicy, flow: Flow) -> None:
+        self.drops.trap_pending += 1
+        key = (trap.conn, trap.child)
+        now = self.now()
+        if now - self._trap_pending.get(key, -1e9) < TRAP_RETRY:
+            return
+        self._trap_pending[key] = now
+        log_child.info(
+            "trap %s/%s: packet %s -> %s starts the tunnel",
+            trap.conn,
+            trap.child,
+            flow.src_addr,
+            flow.dst_addr,
+        )
+        try:
+            self.initiate(trap.conn, trap.child)
+        except Exception:
+            log_ike.exception("trap-initiating %s failed", trap.conn)
+
+    def _on_udp_readable(self, us: UdpSocket) -> None:
+        buf, view = self._rbuf, self._rview
+        recv = us.recv_into
+        got_ike = False
+        for _ in range(DRAIN_MAX):
+            r = recv(buf)
+            if r is None:
+                break
+            n, src, local = r
+            data = bytes(view[:n])
+            kind = nat.detect_packet_type(data, port_4500=us.natt)
+            if kind is nat.PacketType.ESP:
+                self._on_esp(data, src, True)
+            elif kind is nat.PacketType.IKE:
+                self._on_ike(data[4:] if us.natt else data, (local, us.port), src)
+                got_ike = True
+            elif kind is nat.PacketType.KEEPALIVE:
+                self.drops.keepalives_in += 1
+            else:
+                self.drops.invalid_udp += 1
+        if got_ike:
+            self._pump()
+
+    def _on_raw_readable(self, rs: RawEspSocket) -> None:
+        for _ in range(DRAIN_MAX):
+            r = rs.recv()
+            if r is None:
+                return
+            data, src = r
+            self._on_esp(data, (src, 0), False)
+
+    def _on_ike(self, data: bytes, local: Address, remote: Address) -> None:
+        assert self.mgr is not None
+        try:
+            self.mgr.receive_datagram(data, local, remote, self.now())
+        except Exception:
+            self.drops.ike_errors += 1
+            log_ike.exception("IKE datagram from %s:%d made the core fail", *remote)
+
+    def _on_esp(self, data: bytes, src: Address, encap: bool) -> None:
+        spi = int.from_bytes(data[:4], "big")
+        c = self.children.get(spi)
+        if c is None:
+            self.drops.unknown_spi += 1
+            return
+        try:
+            nh, payload = c.inbound.unprotect(data)
+        except EspDummyPacket:
+            return
+        except EspError as e:
+            self.drops.esp_errors += 1
+            log_esp.debug("ESP %08x from %s dropped: %s", spi, src[0], e)
+            return
+        c.last_in = self.now()
+        if nh not in c.next_header_ok:
+            self.drops.bad_inner += 1
+            return
+        flow = parse_flow(payload)
+        if flow is None:
+            self.drops.bad_inner += 1
+            return
+        if not flow_in(flow, c.remote_ts, c.local_ts):
+            c.drops_selector += 1  # RFC 4301 §5.2: not what this SA may carry
+            return
+        c.packets_in += 1
+        c.bytes_in += len(payload)
+        if encap and src != c.remote:
+            self._peer_moved(c, src)
+        if self.tun is not None:
+            try:
+                os.write(self.tun.fd, payload)
+            except OSError as e:
+                log.debug("TUN write failed: %s", e)
+
+    def _peer_moved(self, c: ChildState, src: Address) -> None:
+        """Authenticated ESP-in-UDP from a new address (a NAT mapping changed, §2.23):
+        answer there and tell the core."""
+        log_esp.info("ESP %08x now arrives from %s:%d (was %s:%d)", c.info.spi_in, *src, *c.remote)
+        c.remote = src
+        fn = getattr(self.mgr, "esp_activity", None)
+        if fn is not None:
+            fn(c.info.spi_in, self.now(), src)
+            self._pump()
+
+    # ------------------------------------------------------------------ housekeeping
+
+    def _on_housekeeping(self) -> None:
+        assert self.loop is not None
+        self._housekeeping = self.loop.call_later(TRAFFIC_REPORT_INTERVAL, self._on_housekeeping)
+        try:
+            self._report_traffic()
+        except Exception:
+            log.exception("reporting traffic to the IKE core failed")
+
+    def _report_traffic(self) -> None:
+        """Report per-SA volumes and authenticated arrivals to the core (DPD, lifetimes)."""
+        mgr = self.mgr
+        traffic = getattr(mgr, "notify_traffic", None)
+        activity = getattr(mgr, "esp_activity", None)
+        now = self.now()
+        changed = False
+        for c in list(self.children.values()):
+            cur = (c.bytes_in, c.packets_in, c.bytes_out, c.packets_out)
+            if cur == c.reported:
+                continue
+            if activity is not None and c.packets_in != c.reported[1]:
+                activity(c.info.spi_in, c.last_in or now)
+            c.reported = cur
+            changed = True
+            if traffic is not None:
+                traffic(
+                    c.info.spi_in,
+                    now,
+                    bytes_in=c.bytes_in,
+                    packets_in=c.packets_in,
+                    bytes_out=c.bytes_out,
+                    packets_out=c.packets_out,
+                )
+        if changed:
+            self._pump()
+
+    # ------------------------------------------------------------------ control
+
+    async def handle_request(self, req: dict[str, Any]) -> Any:
+        cmd = req["cmd"]
+        if cmd == "status":
+            return self.status()
+        if cmd == "up":
+            return await self._cmd_up(req)
+        if cmd == "down":
+            return self._cmd_down(req)
+        if cmd == "reload":
+            return self.reload()
+        if cmd == "liveness":
+            return await self._cmd_liveness(req)
+        if cmd == "stop":
+            assert self.loop is not None
+            self.loop.call_soon(self.request_stop)
+            return {"stopping": True}
+        raise ControlError(
+            f"unknown command {cmd!r} (status, up, down, liveness, reload, stop)"
+        )
+
+    def _conn(self, name: object) -> ConnectionConfig:
+        for c in self.config.connections:
+            if c.name == name:
+                return c
+        names = ", ".join(c.name for c in self.config.connections) or "none"
+        raise ControlError(f"unknown connection {name!r} (configured: {names})")
+
+    async def _cmd_up(self, req: dict[str, Any]) -> dict[str, Any]:
+        conn = self._conn(req.get("name"))
+        child = req.get("child")
+        if child is not None and child not in [c.name for c in conn.children]:
+            raise ControlError(f"connection {conn.name!r} has no child {child!r}")
+        if child is None and conn.children:
+            child = conn.children[0].name
+        assert self.loop is not None
+        fut: asyncio.Future[dict[str, Any]] = self.loop.create_future()
+        w = _Waiter(conn.name, child, fut)
+        self._waiters.append(w)
+        self.initiate(conn.name, child)
+        timeout = float(req.get("timeout", 30.0))
+        try:
+            res = await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(w)
+            res = {"established": False, "error": f"no result within {timeout:g}s"}
+        # initiate -> Child SA installed (or failure), measured inside the daemon
+        res.update(conn=conn.name, child=child, elapsed_ms=round(w.elapsed * 1e3, 3))
+        if not res["established"]:
+            raise ControlError(
+                f"{conn.name}: " + (res.get("error") or "; ".join(res.get("events", [])))
+            )
+        return res
+
+    async def _cmd_liveness(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Send an empty INFORMATIONAL request (RFC 7296 §2.4) on the connection's
+        established IKE SA and wait for its answer: the round trip as the daemon sees it
+        (request queued and sent -> response processed)."""
+        conn = self._conn(req.get("name"))
+        assert self.mgr is not None and self.loop is not None
+        fn = getattr(self.mgr, "liveness", None)
+        if fn is None:
+            raise ControlError("the IKE core does not support liveness checks")
+        ike_id = None
+        for sa in self.mgr.status(self.now()):
+            if sa.get("name") == conn.name and str(sa.get("state", "")).upper() == "ESTABLISHED":
+                ike_id = sa.get("id")
+        if not isinstance(ike_id, int):
+            raise ControlError(f"{conn.name}: no established IKE SA")
+        fut: asyncio.Future[float] = self.loop.create_future()
+        w = _LivenessWaiter(ike_id, time.perf_counter(), fut)
+        self._liveness.append(w)
+        fn(ike_id, self.now())
+        self._pump()
+        timeout = float(req.get("timeout", 30.0))
+        try:
+            rtt = await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            with contextlib.suppress(ValueError):
+                self._liveness.remove(w)
+            raise ControlError(f"{conn.name}: no liveness answer within {timeout:g}s") from None
+        return {"conn": conn.name, "ike_id": ike_id, "rtt_ms": round(rtt * 1e3, 3)}
+
+    def _cmd_down(self, req: dict[str, Any]) -> dict[str, Any]:
+        conn = self._conn(req.get("name"))
+        assert self.mgr is not None
+        fn = getattr(self.mgr, "terminate", None)
+        if fn is None:
+            raise ControlError("the IKE core does not support terminate")
+        res = fn(conn.name, self.now())
+        self._pump()
+        return {"conn": conn.name, "terminated": res}
+
+    def reload(self) -> dict[str, Any]:
+        """Re-read the config file: all or nothing (a bad file changes nothing)."""
+        if self.config_path is None:
+            raise ControlError("the daemon was not started from a file")
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as e:
+            raise ControlError(str(e)) from None
+        assert self.mgr is not None
+        fn = getattr(self.mgr, "reload", None)
+        if fn is None:
+            raise ControlError("the IKE core does not support reloading connections")
+        fn(new.connections, self.now())
+        old_names = {c.name for c in self.config.connections}
+        self.config = new
+        self._apply_policies(new.connections)
+        self._run_start_actions(c for c in new.connections if c.name not in old_names)
+        self._pump()
+        log_cfg.info("configuration reloaded from %s", self.config_path)
+        return {"connections": [c.name for c in new.connections]}
+
+    def status(self) -> dict[str, Any]:
+        now = self.now()
+        ike: list[dict[str, Any]] = []
+        if self.mgr is not None:
+            try:
+                ike = self.mgr.status(now)
+            except Exception as e:
+                log.exception("status of the IKE core failed")
+                ike = [{"error": str(e)}]
+        for sa in ike:
+            for k in ("rekey_at", "expire_at"):
+                v = sa.get(k)
+                if isinstance(v, int | float):
+                    sa[k.replace("_at", "_in")] = round(v - now, 1)
+            est = sa.get("established")
+            if isinstance(est, int | float):
+                sa["age"] = round(now - est, 1)
+            for ch in sa.get("children", []):
+                for k in ("rekey_at", "expire_at"):
+                    v = ch.get(k)
+                    if isinstance(v, int | float):
+                        ch[k.replace("_at", "_in")] = round(v - now, 1)
+        return {
+            "pid": os.getpid(),
+            "uptime": round(time.time() - self._started, 1),
+            "tun": None
+            if self.tun is None
+            else {"name": self.tun.name, "mtu": self.tun.mtu, "routes": self.tun.routes},
+            "listen": [f"{u.addr}[{u.port}]" for u in self.udp],
+            "connections": [
+                {
+                    "name": c.name,
+                    "remote_addrs": list(c.remote_addrs),
+                    "children": [
+                        {"name": ch.name, "start_action": ch.start_action.value}
+                        for ch in c.children
+                    ],
+                }
+                for c in self.config.connections
+            ],
+            "ike_sas": ike,
+            "child_sas": [c.status(now) for c in self.children.values()],
+            "drops": self.drops.as_dict(),
+        }
+
+
+async def _amain(daemon: Daemon) -> int:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.request_stop)
+    try:
+        await daemon.start()
+        log.info("pyipsec daemon running (pid %d)", os.getpid())
+        await daemon.serve()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+def run_daemon(
+    config: DaemonConfig,
+    *,
+    config_path: str | None = None,
+    keylog_path: str | None = None,
+    manager_factory: Callable[[DaemonConfig], IkeManagerLike] = default_manager_factory,
+) -> int:
+    """Run the daemon in the foreground until SIGTERM/SIGINT or ``stop``."""
+    daemon = Daemon(
+        config,
+        config_path=config_path,
+        keylog_path=keylog_path,
+        manager_factory=manager_factory,
+    )
+    return asyncio.run(_amain(daemon))
+
+
+def selectors_summary(sels: Sequence[Any]) -> str:
+    """``203.0.113.0/26, 2001:db8:a::/64`` for log lines and tables."""
+    return ", ".join(_sel_str(s) for s in sels)

@@ -1,0 +1,171 @@
+"""UDP and raw ESP sockets of the daemon: plain non-blocking sockets, no asyncio transports.
+
+The runtime registers each socket with ``loop.add_reader`` and drains it in a loop
+(:data:`DRAIN_MAX` datagrams per wake-up) with ``recvfrom_into`` into a preallocated
+buffer — asyncio's ``DatagramProtocol`` costs several times more per packet (see
+PERFORMANCE-NOTES.md).  Sockets bound to a wildcard address (``0.0.0.0``/``::``)
+enable ``IP_PKTINFO``/``IPV6_RECVPKTINFO`` so that IKE learns the local address each
+datagram arrived on, and send with that address as the source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import logging
+import socket
+import struct
+
+__all__ = [
+    "DRAIN_MAX",
+    "RawEspSocket",
+    "UdpSocket",
+]
+
+log = logging.getLogger("pyipsec.net")
+
+DRAIN_MAX = 64
+RCVBUF = 4 << 20
+SNDBUF = 4 << 20
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
+IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
+_CMSG_SPACE = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(20)
+IPPROTO_ESP = 50
+
+Address = tuple[str, int]
+
+
+def _family(addr: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ipaddress.ip_address(addr).version == 6 else socket.AF_INET
+
+
+def _set_bufs(sock: socket.socket) -> None:
+    for opt, size in ((socket.SO_RCVBUF, RCVBUF), (socket.SO_SNDBUF, SNDBUF)):
+        with contextlib.suppress(OSError):  # limits differ per system
+            sock.setsockopt(socket.SOL_SOCKET, opt, size)
+
+
+class UdpSocket:
+    """One bound UDP socket (IKE on 500, IKE + ESP-in-UDP on 4500)."""
+
+    __slots__ = ("addr", "family", "fd", "natt", "port", "sock", "wildcard")
+
+    def __init__(self, addr: str, port: int, *, natt: bool) -> None:
+        self.family = _family(addr)
+        self.addr = addr
+        self.natt = natt
+        self.wildcard = ipaddress.ip_address(addr).is_unspecified
+        sock = socket.socket(self.family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if self.wildcard:
+                if self.family == socket.AF_INET:
+                    sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+                else:
+                    sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+            _set_bufs(sock)
+            sock.setblocking(False)
+            sock.bind((addr, port))
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.port = sock.getsockname()[1]
+
+    def __repr__(self) -> str:
+        return f"UdpSocket({self.addr!r}, {self.port})"
+
+    def recv_into(self, buf: bytearray | memoryview) -> tuple[int, Address, str] | None:
+        """One datagram into ``buf``: ``(length, (src ip, src port), local ip)``; None when
+        the socket is drained."""
+        try:
+            if not self.wildcard:
+                n, src = self.sock.recvfrom_into(buf)
+                return n, (src[0], src[1]), self.addr
+            n, anc, _flags, src = self.sock.recvmsg_into([buf], _CMSG_SPACE)
+        except (BlockingIOError, InterruptedError):
+            return None
+        return n, (src[0], src[1]), _local_from_cmsg(anc, self.family) or self.addr
+
+    def sendto(self, data: bytes, remote: Address, local: str | None = None) -> bool:
+        """Send one datagram; with a wildcard socket ``local`` picks the source address.
+        False when it was dropped (full buffer, unreachable)."""
+        try:
+            if self.wildcard and local and not ipaddress.ip_address(local).is_unspecified:
+                self.sock.sendmsg([data], [_pktinfo(self.family, local)], 0, remote)
+            else:
+                self.sock.sendto(data, remote)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as e:
+            if e.errno not in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED):
+                log.warning("send to %s:%d failed: %s", remote[0], remote[1], e)
+            return False
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _pktinfo(family: socket.AddressFamily, local: str) -> tuple[int, int, bytes]:
+    if family == socket.AF_INET:
+        data = struct.pack("=I4s4s", 0, socket.inet_pton(socket.AF_INET, local), bytes(4))
+        return socket.IPPROTO_IP, IP_PKTINFO, data
+    data = struct.pack("=16sI", socket.inet_pton(socket.AF_INET6, local), 0)
+    return socket.IPPROTO_IPV6, IPV6_PKTINFO, data
+
+
+def _local_from_cmsg(anc: list[tuple[int, int, bytes]], family: socket.AddressFamily) -> str | None:
+    for level, typ, data in anc:
+        if level == socket.IPPROTO_IP and typ == IP_PKTINFO and len(data) >= 12:
+            return socket.inet_ntop(socket.AF_INET, data[8:12])  # ipi_addr: header dst
+        if level == socket.IPPROTO_IPV6 and typ == IPV6_PKTINFO and len(data) >= 16:
+            return socket.inet_ntop(socket.AF_INET6, data[:16])
+    return None
+
+
+class RawEspSocket:
+    """Raw IP protocol 50 socket for non-encapsulated ESP (one per address family).
+
+    IPv4 raw sockets deliver the IP header in front of the ESP packet; it is removed
+    here.  The kernel builds the outer header on send.
+    """
+
+    __slots__ = ("family", "fd", "sock")
+
+    def __init__(self, family: socket.AddressFamily) -> None:
+        self.family = family
+        sock = socket.socket(family, socket.SOCK_RAW, IPPROTO_ESP)
+        sock.setblocking(False)
+        _set_bufs(sock)
+        self.sock = sock
+        self.fd = sock.fileno()
+
+    def recv(self) -> tuple[bytes, str] | None:
+        """One ESP packet (from the SPI on) and its source address; None when drained."""
+        try:
+            data, src = self.sock.recvfrom(65535)
+        except (BlockingIOError, InterruptedError):
+            return None
+        if self.family == socket.AF_INET:
+            ihl = (data[0] & 0x0F) * 4 if data else 0
+            data = data[ihl:]
+        return data, src[0]
+
+    def sendto(self, data: bytes, remote_ip: str) -> bool:
+        try:
+            self.sock.sendto(data, (remote_ip, 0))
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as e:
+            log.debug("raw ESP send to %s failed: %s", remote_ip, e)
+            return False
+        return True
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,278 @@
+"""Security Policy Database lookup for the userspace data plane (RFC 4301 §4.4.1).
+
+Outbound packets are matched by destination address first: per address family the
+SPD keeps a table of *elementary intervals* — the address space cut at every
+selector boundary — so that every address falls into exactly one interval, and
+each interval holds the (few) entries whose destination range covers it, most
+specific first.  A lookup is one :func:`bisect.bisect_right` over the interval
+starts (O(log n) in the number of selector boundaries), followed by a check of
+protocol, ports and source address on the candidates of that one interval.  No
+lookup scans all SAs.  The table is rebuilt (O(n log n)) when entries are added or
+removed, which happens at SA install/rekey/delete time, never per packet.
+
+Candidates are ordered by the size of their destination range (longest-prefix
+style: the narrowest range wins), then installed SAs before trap policies, then the
+most recently added first, so that after a Child SA rekey the new SA takes the
+traffic while the old one still exists.
+
+:func:`parse_flow` extracts the selector fields of an inner IPv4/IPv6 packet and
+:func:`flow_in` checks a decrypted inbound packet against the SA's selectors
+(RFC 4301 §5.2: the inner header must match the SA it arrived on).
+"""
+
+from __future__ import annotations
+
+import bisect
+import ipaddress
+import itertools
+import struct
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+__all__ = ["Flow", "SelectorLike", "Spd", "flow_in", "parse_flow"]
+
+V = TypeVar("V")
+
+_PORT_PROTOS = frozenset((6, 17, 132, 136))  # TCP, UDP, SCTP, UDP-Lite
+_V6_EXT = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options
+_V6_FRAG = 44
+
+
+class SelectorLike(Protocol):
+    """Anything with the fields of a traffic selector (core ``Selector``, config spec)."""
+
+    @property
+    def start(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address: ...
+    @property
+    def end(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address: ...
+    @property
+    def protocol(self) -> int: ...
+    @property
+    def start_port(self) -> int: ...
+    @property
+    def end_port(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """The selector-relevant fields of one IP packet.
+
+    Ports are -1 when the protocol has none or the packet is a non-first fragment
+    (RFC 4301 §4.4.1.3 OPAQUE): such a flow matches only "any port" selectors.
+    """
+
+    version: int
+    src: int
+    dst: int
+    protocol: int
+    sport: int = -1
+    dport: int = -1
+
+    @property
+    def src_addr(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        return (
+            ipaddress.IPv4Address(self.src)
+            if self.version == 4
+            else ipaddress.IPv6Address(self.src)
+        )
+
+    @property
+    def dst_addr(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        return (
+            ipaddress.IPv4Address(self.dst)
+            if self.version == 4
+            else ipaddress.IPv6Address(self.dst)
+        )
+
+
+def parse_flow(packet: bytes | bytearray | memoryview) -> Flow | None:
+    """Selector fields of an IPv4/IPv6 packet, or None when it is not a well-formed one."""
+    n = len(packet)
+    if n < 20:
+        return None
+    v = packet[0] >> 4
+    if v == 4:
+        ihl = (packet[0] & 0x0F) * 4
+        if ihl < 20 or n < ihl:
+            return None
+        proto = packet[9]
+        src = int.from_bytes(packet[12:16], "big")
+        dst = int.from_bytes(packet[16:20], "big")
+        frag_off = ((packet[6] & 0x1F) << 8) | packet[7]
+        if frag_off == 0 and proto in _PORT_PROTOS and n >= ihl + 4:
+            sport, dport = struct.unpack_from("!HH", packet, ihl)
+            return Flow(4, src, dst, proto, sport, dport)
+        return Flow(4, src, dst, proto)
+    if v == 6:
+        if n < 40:
+            return None
+        src = int.from_bytes(packet[8:24], "big")
+        dst = int.from_bytes(packet[24:40], "big")
+        nh = packet[6]
+        off = 40
+        while nh in _V6_EXT or nh == _V6_FRAG:
+            if n < off + 8:
+                return Flow(6, src, dst, nh)
+            if nh == _V6_FRAG:
+                frag_off = struct.unpack_from("!H", packet, off + 2)[0] >> 3
+                nh = packet[off]
+                off += 8
+                if frag_off:
+                    return Flow(6, src, dst, nh)
+                continue
+            nxt = packet[off]
+            off += (packet[off + 1] + 1) * 8
+            nh = nxt
+        if nh in _PORT_PROTOS and n >= off + 4:
+            sport, dport = struct.unpack_from("!HH", packet, off)
+            return Flow(6, src, dst, nh, sport, dport)
+        return Flow(6, src, dst, nh)
+    return None
+
+
+def _proto_ports_match(sel: SelectorLike, proto: int, port: int) -> bool:
+    if sel.protocol and sel.protocol != proto:
+        return False
+    if sel.start_port == 0 and sel.end_port == 65535:
+        return True
+    return sel.start_port <= port <= sel.end_port
+
+
+def _addr_in(sel: SelectorLike, version: int, addr: int) -> bool:
+    return sel.start.version == version and int(sel.start) <= addr <= int(sel.end)
+
+
+def flow_in(
+    flow: Flow,
+    src_sels: Sequence[SelectorLike],
+    dst_sels: Sequence[SelectorLike],
+) -> bool:
+    """True when the flow's source matches one of ``src_sels`` and its destination one of
+    ``dst_sels`` (addresses, protocol and ports).  For a decrypted inbound packet pass
+    the SA's remote selectors as ``src_sels`` and its local ones as ``dst_sels``."""
+    ok = False
+    for s in src_sels:
+        if _addr_in(s, flow.version, flow.src) and _proto_ports_match(s, flow.protocol, flow.sport):
+            ok = True
+            break
+    if not ok:
+        return False
+    for s in dst_sels:
+        if _addr_in(s, flow.version, flow.dst) and _proto_ports_match(s, flow.protocol, flow.dport):
+            return True
+    return False
+
+
+@dataclass(slots=True, eq=False)
+class _Entry(Generic[V]):
+    key: Hashable
+    seq: int
+    rank: int  # 0 = SA, 1 = trap (SAs win over traps of the same range)
+    dst: SelectorLike
+    src_sels: tuple[SelectorLike, ...]
+    value: V
+    size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.size = int(self.dst.end) - int(self.dst.start)
+
+    def order(self) -> tuple[int, int, int]:
+        return (self.size, self.rank, -self.seq)
+
+
+@dataclass(slots=True)
+class _Table(Generic[V]):
+    starts: list[int] = field(default_factory=list)
+    cands: list[tuple[_Entry[V], ...]] = field(default_factory=list)
+
+
+class Spd(Generic[V]):
+    """Outbound policy lookup: selectors (ranges) -> value (an SA or a trap policy)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Hashable, list[_Entry[V]]] = {}
+        self._seq = itertools.count()
+        self._tables: dict[int, _Table[V]] = {4: _Table(), 6: _Table()}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._entries
+
+    def add(
+        self,
+        key: Hashable,
+        local_ts: Iterable[SelectorLike],
+        remote_ts: Iterable[SelectorLike],
+        value: V,
+        *,
+        trap: bool = False,
+    ) -> None:
+        """Add (or replace) the policy ``key``: packets from ``local_ts`` to ``remote_ts``."""
+        self._entries.pop(key, None)
+        seq = next(self._seq)
+        src = tuple(local_ts)
+        self._entries[key] = [_Entry(key, seq, 1 if trap else 0, d, src, value) for d in remote_ts]
+        self._rebuild()
+
+    def remove(self, key: Hashable) -> V | None:
+        """Remove policy ``key``; returns its value (None when it was not there)."""
+        entries = self._entries.pop(key, None)
+        if entries is None:
+            return None
+        self._rebuild()
+        return entries[0].value if entries else None
+
+    def values(self) -> list[V]:
+        return [e[0].value for e in self._entries.values() if e]
+
+    def _rebuild(self) -> None:
+        for version in (4, 6):
+            entries = [
+                e for es in self._entries.values() for e in es if e.dst.start.version == version
+            ]
+            self._tables[version] = self._build(entries)
+
+    @staticmethod
+    def _build(entries: list[_Entry[V]]) -> _Table[V]:
+        """Cut the address space at every boundary; list the covering entries per piece."""
+        points: set[int] = set()
+        for e in entries:
+            points.add(int(e.dst.start))
+            points.add(int(e.dst.end) + 1)
+        bounds = sorted(points)
+        table: _Table[V] = _Table()
+        by_start = sorted(entries, key=lambda e: int(e.dst.start))
+        active: list[_Entry[V]] = []
+        i = 0
+        for b in bounds:
+            while i < len(by_start) and int(by_start[i].dst.start) <= b:
+                active.append(by_start[i])
+                i += 1
+            active = [e for e in active if int(e.dst.end) >= b]
+            cands = tuple(sorted(active, key=_Entry.order))
+            if table.cands and table.cands[-1] == cands:
+                continue  # merge equal neighbours
+            table.starts.append(b)
+            table.cands.append(cands)
+        return table
+
+    def lookup(self, flow: Flow) -> V | None:
+        """The value of the best policy matching ``flow`` (None: no policy, drop)."""
+        table = self._tables.get(flow.version)
+        if table is None or not table.starts:
+            return None
+        i = bisect.bisect_right(table.starts, flow.dst) - 1
+        if i < 0:
+            return None
+        for e in table.cands[i]:
+            if not _proto_ports_match(e.dst, flow.protocol, flow.dport):
+                continue
+            for s in e.src_sels:
+                if _addr_in(s, flow.version, flow.src) and _proto_ports_match(
+                    s, flow.protocol, flow.sport
+                ):
+                    return e.value
+        return None

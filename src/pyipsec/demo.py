@@ -1,0 +1,396 @@
+"""``pyipsec demo``: two pyipsec peers behind a NAT router, in network namespaces of their own.
+
+Topology (documentation addresses only; namespace names carry the PID so that parallel
+runs never collide)::
+
+  pyipsec-demo-<pid>-left         pyipsec-demo-<pid>-nat               pyipsec-demo-<pid>-right
+  eth0 198.51.100.2/24 ---- lan0 198.51.100.1  wan0 192.0.2.1 ---- eth0 192.0.2.2/24
+  pyipsec0 203.0.113.1            (nftables masquerade of              pyipsec0 203.0.113.65
+  (inner 203.0.113.0/26)           198.51.100.0/24 to 192.0.2.1)       (inner 203.0.113.64/26)
+
+The left daemon initiates to 192.0.2.2; the NAT makes both sides detect NAT, float to
+UDP 4500 and use ESP-in-UDP.  The demo pings 203.0.113.65 from the left namespace
+through the tunnel, shows ``pyipsec status`` of both daemons and removes everything —
+processes (by PID), namespaces, temporary files — even on Ctrl-C or failure.
+:class:`DemoLab` is reused by the namespace tests.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType, TracebackType
+
+from .daemon.control import ControlClient, ControlError
+
+__all__ = ["DemoError", "DemoLab", "run_demo"]
+
+PSK = "pyipsec-demo-psk-0123456789abcdef"
+LEFT_INNER = "203.0.113.1"
+RIGHT_INNER = "203.0.113.65"
+
+
+class DemoError(RuntimeError):
+    """A demo step failed."""
+
+
+def _config(side: str, sock: str) -> str:
+    if side == "left":
+        return textwrap.dedent(
+            f"""\
+            # pyipsec demo: the initiator behind the NAT
+            [daemon]
+            listen = ["198.51.100.2"]
+            control_socket = "{sock}"
+            [daemon.tun]
+            name = "pyipsec0"
+            mtu = 1400
+            addresses = ["{LEFT_INNER}/32"]
+            [daemon.log]
+            default = "info"
+
+            [connections.demo]
+            local_addrs = ["198.51.100.2"]
+            remote_addrs = ["192.0.2.2"]
+            proposals = ["aes256gcm16-prfsha256-x25519"]
+            rekey_time = "4h"
+            dpd_delay = "10s"
+            keepalive = "20s"
+            [connections.demo.local]
+            id = "left.example.net"
+            [connections.demo.remote]
+            id = "right.example.net"
+            [connections.demo.children.net]
+            local_ts = ["203.0.113.0/26"]
+            remote_ts = ["203.0.113.64/26"]
+            esp_proposals = ["aes256gcm16"]
+            rekey_time = "1h"
+            start_action = "none"
+
+            [secrets.demo]
+            ids = ["left.example.net", "right.example.net"]
+            secret = "{PSK}"
+            """
+        )
+    return textwrap.dedent(
+        f"""\
+        # pyipsec demo: the responder on the "internet" side
+        [daemon]
+        listen = ["192.0.2.2"]
+        control_socket = "{sock}"
+        [daemon.tun]
+        name = "pyipsec0"
+        mtu = 1400
+        addresses = ["{RIGHT_INNER}/32"]
+        [daemon.log]
+        default = "info"
+
+        [connections.demo]
+        local_addrs = ["192.0.2.2"]
+        remote_addrs = ["%any"]
+        proposals = ["aes256gcm16-prfsha256-x25519"]
+        dpd_delay = "10s"
+        [connections.demo.local]
+        id = "right.example.net"
+        [connections.demo.remote]
+        id = "left.example.net"
+        [connections.demo.children.net]
+        local_ts = ["203.0.113.64/26"]
+        remote_ts = ["203.0.113.0/26"]
+        esp_proposals = ["aes256gcm16"]
+
+        [secrets.demo]
+        ids = ["left.example.net", "right.example.net"]
+        secret = "{PSK}"
+        """
+    )
+
+
+_NFT = """\
+table ip pyipsec-demo-nat {
+  chain post {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "wan0" ip saddr 198.51.100.0/24 masquerade
+  }
+  chain guard {
+    type filter hook forward priority filter; policy accept;
+    iifname "wan0" ct state new drop
+  }
+}
+"""
+
+
+class DemoLab:
+    """Namespaces, NAT router and two daemons; a context manager that always cleans up."""
+
+    def __init__(self, prefix: str | None = None, say: Callable[[str], None] = print) -> None:
+        tag = prefix or f"pyipsec-demo-{os.getpid()}"
+        self.ns = {side: f"{tag}-{side}" for side in ("left", "nat", "right")}
+        self.say = say
+        self.tmp = Path(tempfile.mkdtemp(prefix="pyipsec-demo-"))
+        os.chmod(self.tmp, 0o700)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.sockets = {s: str(self.tmp / f"{s}.sock") for s in ("left", "right")}
+        self.configs: dict[str, Path] = {}
+        self._created: list[str] = []
+        self._closed = False
+        self._pid = os.getpid()  # forked helpers (pyroute2) must never clean up
+        atexit.register(self.close)
+
+    # -------------------------------------------------------------- topology
+
+    def _run(self, *cmd: str, input: str | None = None) -> str:
+        r = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise DemoError(f"{' '.join(cmd)}: {r.stderr.strip() or r.returncode}")
+        return r.stdout
+
+    def _nsexec(self, side: str, *cmd: str, input: str | None = None) -> str:
+        return self._run("ip", "netns", "exec", self.ns[side], *cmd, input=input)
+
+    def build(self) -> None:
+        """Create the three namespaces, veth links, addresses, routes and the NAT."""
+        from pyroute2 import NetNS, netns
+
+        existing = set(netns.listnetns())
+        for name in self.ns.values():
+            if name in existing:
+                raise DemoError(f"namespace {name} exists already")
+        for name in self.ns.values():
+            netns.create(name)
+            self._created.append(name)
+        left, nat, right = self.ns["left"], self.ns["nat"], self.ns["right"]
+        for name in self.ns.values():
+            with NetNS(name) as n:
+                n.link("set", index=n.link_lookup(ifname="lo")[0], state="up")
+        with NetNS(left) as n:
+            n.link("add", ifname="eth0", kind="veth", peer={"ifname": "lan0", "net_ns_fd": nat})
+        with NetNS(right) as n:
+            n.link("add", ifname="eth0", kind="veth", peer={"ifname": "wan0", "net_ns_fd": nat})
+        plan = [
+            (left, "eth0", "198.51.100.2"),
+            (nat, "lan0", "198.51.100.1"),
+            (nat, "wan0", "192.0.2.1"),
+            (right, "eth0", "192.0.2.2"),
+        ]
+        for ns, ifname, addr in plan:
+            with NetNS(ns) as n:
+                idx = n.link_lookup(ifname=ifname)[0]
+                n.addr("add", index=idx, address=addr, prefixlen=24)
+                n.link("set", index=idx, state="up")
+        with NetNS(left) as n:
+            n.route("add", dst="0.0.0.0/0", gateway="198.51.100.1")
+        self._nsexec("nat", "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        self._nsexec("nat", "nft", "-f", "-", input=_NFT)
+        # veth carriers come up asynchronously: wait until the router reaches both sides
+        for peer in ("198.51.100.2", "192.0.2.2"):
+            for _ in range(50):
+                r = subprocess.run(
+                    ["ip", "netns", "exec", nat, "ping", "-c1", "-W1", peer],
+                    capture_output=True,
+                )
+                if r.returncode == 0:
+                    break
+                time.sleep(0.1)
+            else:
+                raise DemoError(f"router cannot reach {peer}")
+
+    # -------------------------------------------------------------- daemons
+
+    def write_configs(self) -> None:
+        for side in ("left", "right"):
+            p = self.tmp / f"{side}.toml"
+            p.write_text(_config(side, self.sockets[side]))
+            os.chmod(p, 0o600)
+            self.configs[side] = p
+
+    def start_daemon(self, side: str, extra: tuple[str, ...] = ()) -> None:
+        log = open(self.tmp / f"{side}.log", "wb")  # noqa: SIM115 - handed to the child
+        cmd = [
+            "ip", "netns", "exec", self.ns[side],
+            sys.executable, "-m", "pyipsec", "daemon",
+            "--config", str(self.configs[side]), "--foreground", *extra,
+        ]  # fmt: skip
+        env = dict(os.environ)
+        src = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if "PYTHONPATH" in env else "")
+        try:
+            self.procs[side] = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            )
+        finally:
+            log.close()
+        self.wait_ready(side)
+
+    def wait_ready(self, side: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        client = ControlClient(self.sockets[side], timeout=2.0)
+        while time.monotonic() < deadline:
+            p = self.procs[side]
+            if p.poll() is not None:
+                raise DemoError(f"{side} daemon exited with {p.returncode}:\n{self.log_tail(side)}")
+            if os.path.exists(self.sockets[side]):
+                with contextlib.suppress(ControlError):
+                    client.call("status")
+                    return
+            time.sleep(0.1)
+        raise DemoError(f"{side} daemon did not come up:\n{self.log_tail(side)}")
+
+    def log_tail(self, side: str, lines: int = 30) -> str:
+        p = self.tmp / f"{side}.log"
+        if not p.exists():
+            return "(no log)"
+        return "\n".join(p.read_text(errors="replace").splitlines()[-lines:])
+
+    def client(self, side: str, timeout: float = 30.0) -> ControlClient:
+        return ControlClient(self.sockets[side], timeout=timeout)
+
+    def ping(self, side: str, dst: str, count: int = 3) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ip", "netns", "exec", self.ns[side], "ping", "-c", str(count), "-i", "0.2",
+             "-W", "2", dst],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+
+    # -------------------------------------------------------------- cleanup
+
+    def stop_daemons(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)  # only the processes we started, by PID
+        for side, p in list(self.procs.items()):
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+            self.procs.pop(side)
+
+    def close(self) -> None:
+        if self._closed or os.getpid() != self._pid:
+            return
+        self._closed = True
+        try:
+            self.stop_daemons()
+        finally:
+            try:
+                from pyroute2 import netns
+
+                for name in reversed(self._created):
+                    with contextlib.suppress(Exception):
+                        netns.remove(name)
+                self._created.clear()
+            finally:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                atexit.unregister(self.close)
+
+    def __enter__(self) -> DemoLab:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+_MAIN_PID = os.getpid()
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    if os.getpid() == _MAIN_PID:  # not in a forked helper process
+        raise KeyboardInterrupt
+    os._exit(1)
+
+
+def run_demo(keep_going: bool = False, out: Callable[[str], None] = print) -> int:
+    """The README's main job; returns the exit status (0: the ping went through)."""
+    if os.geteuid() != 0:
+        out(
+            "pyipsec demo needs root: it creates network namespaces, veth links, a TUN "
+            "device in each peer and nftables NAT rules (all removed afterwards).\n"
+            "Run it as root, e.g.: sudo pyipsec demo"
+        )
+        return 2
+    for tool in ("ip", "nft", "ping"):
+        if shutil.which(tool) is None:
+            out(f"pyipsec demo needs the '{tool}' command")
+            return 2
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()
+    old = signal.signal(signal.SIGTERM, _raise_interrupt)
+    step = 0
+
+    def say(msg: str) -> None:
+        nonlocal step
+        step += 1
+        out(f"[{step}] {msg}")
+
+    rc = 1
+    lab = DemoLab(say=out)
+    try:
+        say(
+            f"creating namespaces {lab.ns['left']}, {lab.ns['nat']}, {lab.ns['right']} "
+            "(198.51.100.0/24 behind a NAT at 192.0.2.1, peer at 192.0.2.2)"
+        )
+        lab.build()
+        say(f"writing configurations to {lab.tmp}")
+        lab.write_configs()
+        say("starting the responder daemon in the right namespace")
+        lab.start_daemon("right")
+        say("starting the initiator daemon in the left namespace")
+        lab.start_daemon("left")
+        say("bringing the tunnel up: pyipsec up demo (IKE_SA_INIT, IKE_AUTH through the NAT)")
+        t0 = time.monotonic()
+        try:
+            res = lab.client("left").call("up", name="demo", child="net", timeout=20)
+        except ControlError as e:
+            out(f"    up failed: {e}")
+            out(lab.log_tail("left"))
+            out(lab.log_tail("right"))
+            if not keep_going:
+                return 1
+        else:
+            out(f"    established in {(time.monotonic() - t0) * 1000:.0f} ms: {res}")
+        say(f"pinging {RIGHT_INNER} from {LEFT_INNER} through the tunnel")
+        r = lab.ping("left", RIGHT_INNER, count=5)
+        out(textwrap.indent(r.stdout.strip(), "    "))
+        ok = r.returncode == 0
+        from .cli import format_status
+
+        for side in ("left", "right"):
+            say(f"status of the {side} daemon")
+            try:
+                out(textwrap.indent(format_status(lab.client(side).call("status")), "    "))
+            except ControlError as e:
+                out(f"    status failed: {e}")
+        if ok:
+            out("demo: the ping went through the IPsec tunnel")
+            rc = 0
+        else:
+            out("demo: FAILED - the ping did not go through")
+            out("--- left log ---\n" + lab.log_tail("left"))
+            out("--- right log ---\n" + lab.log_tail("right"))
+    except KeyboardInterrupt:
+        out("interrupted")
+        rc = 130
+    except DemoError as e:
+        out(f"demo: FAILED - {e}")
+        rc = 1
+    finally:
+        out("cleaning up: stopping daemons, removing namespaces and files")
+        lab.close()
+        signal.signal(signal.SIGTERM, old)
+    return rc

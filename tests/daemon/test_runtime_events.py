@@ -1,0 +1,169 @@
+"""Runtime event handling and edge paths with a scripted fake IKE manager."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyipsec.config.loader import load_config_text
+from pyipsec.daemon import runtime
+from pyipsec.daemon.control import ControlError
+from pyipsec.daemon.runtime import Daemon, run_daemon, selectors_summary
+from pyipsec.ikev2 import events as ev
+from pyipsec.ikev2.selectors import Selector
+
+CONF = """
+[daemon]
+listen = ["127.0.0.1"]
+ike_port = 0
+natt_port = 0
+control_socket = "{sock}"
+[connections.c]
+remote_addrs = ["192.0.2.2"]
+[connections.c.children.net]
+local_ts = ["203.0.113.0/26"]
+remote_ts = ["0.0.0.0/0"]
+start_action = "start"
+[secrets.s]
+secret = "x"
+"""
+
+
+class FakeMgr:
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.out: list[tuple[bytes, tuple[str, int], tuple[str, int]]] = []
+        self.calls: list[tuple[str, Any]] = []
+        self.timer: float | None = None
+        self.sas: list[dict[str, Any]] = []
+
+    def receive_datagram(self, data: bytes, local: Any, remote: Any, now: float) -> None:
+        self.calls.append(("rx", data))
+        raise RuntimeError("core bug")
+
+    def datagrams_to_send(self, now: float) -> list[Any]:
+        out, self.out = self.out, []
+        return out
+
+    def next_timer(self) -> float | None:
+        return self.timer
+
+    def handle_timer(self, now: float) -> None:
+        self.calls.append(("timer", now))
+        self.timer = None
+        raise RuntimeError("timer bug")
+
+    def next_event(self) -> Any:
+        return self.events.pop(0) if self.events else None
+
+    def initiate(self, conn: str, child: str | None, now: float) -> None:
+        self.calls.append(("initiate", (conn, child)))
+
+    def status(self, now: float | None = None) -> list[dict[str, Any]]:
+        if self.sas == ["boom"]:
+            raise RuntimeError("status bug")
+        return self.sas
+
+
+def info(spi_in: int, encap: bool = True, mode: str = "tunnel") -> ev.ChildSaInfo:
+    return ev.ChildSaInfo(
+        ike_id=1, conn="c", child="net", spi_in=spi_in, spi_out=spi_in + 1, encr_id=20,
+        key_bits=128, integ_id=None, esn=False, encr_key_in=bytes(20), integ_key_in=b"",
+        encr_key_out=bytes(20), integ_key_out=b"",
+        local_ts=(Selector.network("203.0.113.0/26"),),
+        remote_ts=(Selector.network("203.0.113.64/26"),), mode=mode, encap=encap,
+        local=("127.0.0.1", 4500), remote=("127.0.0.2", 4500),
+        lifetimes=ev.ChildLifetimes(soft=1e12, hard=2e12), suite="aes128gcm16",
+    )  # fmt: skip
+
+
+def test_events_and_edges(tmp_path: Path) -> None:
+    cfg = load_config_text(CONF.format(sock=tmp_path / "c.sock"))
+    mgr = FakeMgr()
+
+    async def go() -> None:
+        d = Daemon(cfg, manager_factory=lambda c: mgr, use_tun=False)
+        await d.start()
+        try:
+            assert ("initiate", ("c", "net")) in mgr.calls  # start_action = start
+            loop = asyncio.get_running_loop()
+            mgr.timer = loop.time() + 0.01
+            mgr.out = [(b"ike", ("127.0.0.1", d.udp[0].port), ("127.0.0.1", 9)),
+                       (b"nosock", ("10.0.0.1", 1), ("2001:db8::1", 500))]  # fmt: skip
+            d._pump()
+            await asyncio.sleep(0.05)
+            assert any(c[0] == "timer" for c in mgr.calls)
+            mgr.events = [
+                ev.IkeSaEstablished(
+                    1, "c", ("127.0.0.1", 4500), ("127.0.0.2", 4500), "a", "b", nat_local=True
+                ),
+                ev.ChildSaInstalled(info(100)),
+                ev.ChildSaInstalled(info(300, mode="transport")),
+                ev.ChildSaRekeyed(100, info(200)),
+                ev.PeerAddressChanged(1, ("127.0.0.2", 4500), ("127.0.0.3", 4500)),
+                ev.NotifyReceived(1, 16390),
+                ev.PeerDead(1, "c"),
+                ev.IkeSaRekeyed(1, 2),
+                ev.ChildSaFailed(2, "c", "net", "nope"),
+                ev.ChildSaDeleted(100, 101, "rekeyed"),
+                ev.ChildSaDeleted(999, 1000),
+                ev.IkeSaDeleted(2, "c", "gone"),
+                ev.IkeSaFailed(3, "c", "auth"),
+                "unknown event",
+            ]
+            d._pump()
+            assert list(d.children) == [200]
+            assert d.children[200].remote == ("127.0.0.3", 4500)
+            mgr.sas = [{"id": 2, "rekey_at": 10.0, "established": 1.0,
+                        "children": [{"expire_at": 20.0}]}]  # fmt: skip
+            st = d.status()
+            assert st["child_sas"][0]["spi_in"] == "000000c8" and "rekey_in" in st["ike_sas"][0]
+            mgr.sas = ["boom"]
+            assert "error" in d.status()["ike_sas"][0]
+            # IKE datagram that makes the core raise: counted, daemon survives
+            d._on_ike(b"x", ("127.0.0.1", 500), ("127.0.0.9", 500))
+            assert d.drops.ike_errors == 1
+            with pytest.raises(ControlError, match="does not support terminate"):
+                await d.handle_request({"cmd": "down", "name": "c"})
+            with pytest.raises(ControlError, match="does not support reloading"):
+                d.config_path = tmp_path / "x.toml"
+                (tmp_path / "x.toml").write_text(CONF.format(sock=tmp_path / "c.sock"))
+                d.reload()
+            # up: failure event resolves the waiter
+            task = asyncio.ensure_future(d.handle_request({"cmd": "up", "name": "c"}))
+            await asyncio.sleep(0.01)
+            mgr.events = [ev.IkeSaFailed(4, "c", "timeout")]
+            d._pump()
+            with pytest.raises(ControlError, match="IKE SA failed: timeout"):
+                await task
+            d._report_traffic()  # no notify_traffic on this manager: nothing happens
+            d._uninstall(200)
+        finally:
+            await d.shutdown()
+
+    asyncio.run(go())
+    assert selectors_summary([Selector.network("10.0.0.0/8")]) == "10.0.0.0/8"
+
+
+def test_run_daemon_stops_on_sigterm(tmp_path: Path) -> None:
+    cfg = load_config_text(CONF.format(sock=tmp_path / "d.sock").replace('"start"', '"none"'))
+    mgr = FakeMgr()
+    loop_holder: list[Any] = []
+    orig = runtime.Daemon.start
+
+    async def start(self: Daemon) -> None:
+        await orig(self)
+        asyncio.get_running_loop().call_later(0.1, os.kill, os.getpid(), signal.SIGTERM)
+        loop_holder.append(self)
+
+    runtime.Daemon.start = start  # type: ignore[method-assign]
+    try:
+        assert run_daemon(cfg, manager_factory=lambda c: mgr) == 0
+    finally:
+        runtime.Daemon.start = orig  # type: ignore[method-assign]
+    assert loop_holder and not (tmp_path / "d.sock").exists()

@@ -1,0 +1,214 @@
+"""CLI: argument parsing, the status table from a canned status dict, client commands."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyipsec import cli
+from pyipsec.cli import format_status, main
+from pyipsec.daemon.control import ControlClient
+
+STATUS: dict[str, Any] = {
+    "pid": 42,
+    "uptime": 3725.0,
+    "tun": {"name": "pyipsec0", "mtu": 1400, "routes": ["203.0.113.64/26"]},
+    "listen": ["198.51.100.2[500]", "198.51.100.2[4500]"],
+    "connections": [
+        {"name": "gcm", "children": [{"name": "net", "start_action": "trap"}]},
+        {"name": "bare", "children": []},
+    ],
+    "ike_sas": [
+        {
+            "name": "gcm",
+            "id": 3,
+            "state": "established",
+            "role": "initiator",
+            "local": {"address": "198.51.100.2", "port": 4500, "id": "left.example.net"},
+            "remote": {"address": "192.0.2.2", "port": 4500, "id": "right.example.net"},
+            "spi_i": "0102030405060708",
+            "spi_r": "1112131415161718",
+            "suite": "aes256gcm16-prfsha256-x25519",
+            "nat": {"local": True, "remote": False, "encap": True, "forced": False},
+            "rekey_in": 13000.0,
+        },
+        {
+            "conn": "old",
+            "ike_id": 4,
+            "state": "connecting",
+            "local": ["192.0.2.9", 500],
+            "remote": None,
+            "local_id": "a",
+            "nat_remote": True,
+        },
+    ],
+    "child_sas": [
+        {
+            "conn": "gcm",
+            "child": "net",
+            "spi_in": "c1234567",
+            "spi_out": "c7654321",
+            "suite": "aes256gcm16",
+            "mode": "tunnel",
+            "encap": True,
+            "local_ts": ["203.0.113.0/26"],
+            "remote_ts": ["203.0.113.64/26"],
+            "bytes_in": 420,
+            "packets_in": 5,
+            "bytes_out": 5 * 1024 * 1024,
+            "packets_out": 4000,
+            "rekey_in": 3300.0,
+            "expires_in": 59.0,
+        }
+    ],
+    "drops": {"no_policy": 2, "unknown_spi": 0},
+}
+
+
+def test_format_status() -> None:
+    text = format_status(STATUS)
+    lines = text.splitlines()
+    assert lines[0] == "pyipsec daemon pid 42, up 1h02m, TUN pyipsec0 mtu 1400"
+    assert "connections: gcm [net(trap)]; bare" in text
+    assert "IKE SAs (2):" in text and "Child SAs (1):" in text
+    row = next(line for line in lines if line.strip().startswith("gcm#3"))
+    for part in (
+        "established",
+        "initiator",
+        "198.51.100.2[4500]",
+        "192.0.2.2[4500]",
+        "left.example.net / right.example.net",
+        "aes256gcm16-prfsha256-x25519",
+        "0102030405060708_i 1112131415161718_r",
+        "local",
+        "3h36m",
+    ):
+        assert part in row, part
+    old = next(line for line in lines if line.strip().startswith("old#4"))
+    assert "192.0.2.9[500]" in old and "a / -" in old and "remote" in old
+    child = next(line for line in lines if line.strip().startswith("gcm/net"))
+    for part in (
+        "c1234567_i c7654321_o",
+        "tunnel+udp",
+        "203.0.113.0/26 === 203.0.113.64/26",
+        "420 B/5p",
+        "5.0 MiB/4000p",
+        "55m00s",
+        "59s",
+    ):
+        assert part in child, part
+    assert lines[-1] == "drops: no_policy=2"
+    # headers line up with the rows
+    head = next(line for line in lines if line.strip().startswith("NAME"))
+    assert head.index("STATE") == row.index("established")
+
+
+def test_format_status_empty() -> None:
+    text = format_status({"ike_sas": [], "child_sas": []})
+    assert "IKE SAs (0):" in text and "Child SAs (0):" in text and "drops" not in text
+    assert cli._fmt_secs(None) == "-" and cli._fmt_secs(-5) == "-5s"
+    assert cli._fmt_bytes(None) == "-" and cli._fmt_bytes(3 << 30) == "3.0 GiB"
+    assert cli._fmt_bytes(2048) == "2.0 KiB"
+    assert cli._addr(None) == "-" and cli._addr("x") == "x"
+
+
+class FakeClient:
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def __init__(self, path: str, timeout: float = 10.0) -> None:
+        self.path = path
+
+    def call(self, cmd: str, **args: Any) -> Any:
+        FakeClient.calls.append((cmd, dict(args, _path=self.path)))
+        if cmd == "status":
+            return STATUS
+        if cmd == "up":
+            return {"conn": args["name"], "child": args.get("child") or "net"}
+        if cmd == "reload":
+            return {"connections": ["gcm"]}
+        if cmd == "fail":
+            raise AssertionError
+        return {}
+
+
+def test_client_commands(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "ControlClient", FakeClient)
+    FakeClient.calls.clear()
+    assert main(["--socket", "/tmp/s.sock", "status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pid"] == 42
+    assert main(["status", "--socket", "/tmp/t.sock"]) == 0
+    assert "IKE SAs (2)" in capsys.readouterr().out
+    assert main(["up", "gcm", "net", "--timeout", "3"]) == 0
+    assert "gcm/net: established" in capsys.readouterr().out
+    assert main(["down", "gcm"]) == 0
+    assert main(["reload"]) == 0
+    assert "reloaded: gcm" in capsys.readouterr().out
+    assert main(["stop"]) == 0
+    paths = [c[1]["_path"] for c in FakeClient.calls]
+    assert paths[0] == "/tmp/s.sock" and paths[1] == "/tmp/t.sock"
+    monkeypatch.setenv("PYIPSEC_SOCKET", "/tmp/env.sock")
+    main(["down", "x"])
+    assert FakeClient.calls[-1][1]["_path"] == "/tmp/env.sock"
+    assert FakeClient.calls[2] == (
+        "up",
+        {"name": "gcm", "child": "net", "timeout": 3.0, "_path": cli.DEFAULT_SOCKET},
+    )
+
+
+def test_client_error_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--socket", str(tmp_path / "none.sock"), "status"]) == 1
+    assert "is the daemon running" in capsys.readouterr().err
+
+
+def test_daemon_check_and_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ex = Path(__file__).resolve().parents[1] / "examples" / "left.toml"
+    assert main(["daemon", "--config", str(ex), "--check"]) == 0
+    assert "OK (1 connections, 1 children)" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[daemon]\nike_port = -1\n")
+    assert main(["daemon", "--config", str(bad)]) == 1
+    assert "daemon.ike_port: must be between" in capsys.readouterr().err
+
+
+def test_selfcheck(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["selfcheck"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("ok    ") == 5 and "selfcheck passed" in out
+
+
+def test_selfcheck_failure_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyipsec.daemon import selfcheck
+
+    def broken() -> str:
+        raise ValueError("nope")
+
+    monkeypatch.setattr(selfcheck, "CHECKS", [("broken", broken)])
+    lines: list[str] = []
+    assert selfcheck.run_selfcheck(lines.append) is False
+    assert lines == ["FAIL  broken: ValueError: nope", "selfcheck FAILED"]
+
+
+def test_demo_needs_root(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert main(["demo"]) == 2
+    assert "needs root" in capsys.readouterr().out
+
+
+def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for cmd in ("daemon", "up", "down", "status", "reload", "selfcheck", "demo"):
+        assert cmd in out
+
+
+def test_real_client_class_is_used() -> None:
+    assert cli.ControlClient is ControlClient
