@@ -212,3 +212,34 @@ def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_real_client_class_is_used() -> None:
     assert cli.ControlClient is ControlClient
+
+
+def test_rekey_and_liveness_commands(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Client(FakeClient):
+        def call(self, cmd: str, **args: Any) -> Any:
+            FakeClient.calls.append((cmd, dict(args)))
+            if cmd == "liveness":
+                return {"conn": args["name"], "ike_id": 1, "rtt_ms": 1.25}
+            if args.get("ike"):
+                return {"conn": args["name"], "ike_sas": [3]}
+            return {"conn": args["name"], "child_sas": [{"child": "net", "spi_in": "c1"}]}
+
+    monkeypatch.setattr(cli, "ControlClient", Client)
+    FakeClient.calls.clear()
+    assert main(["rekey", "gcm", "--child", "net"]) == 0
+    assert "gcm/net: rekeying c1" in capsys.readouterr().out
+    assert main(["rekey", "gcm", "--ike"]) == 0
+    assert "rekeying IKE SA #3" in capsys.readouterr().out
+    assert main(["rekey", "gcm"]) == 0
+    assert main(["liveness", "gcm", "--timeout", "2"]) == 0
+    assert "round trip 1.25 ms" in capsys.readouterr().out
+    assert FakeClient.calls == [
+        ("rekey", {"name": "gcm", "child": "net", "ike": None}),
+        ("rekey", {"name": "gcm", "child": None, "ike": True}),
+        ("rekey", {"name": "gcm", "child": None, "ike": None}),
+        ("liveness", {"name": "gcm", "timeout": 2.0}),
+    ]
+    with pytest.raises(SystemExit):
+        main(["rekey", "gcm", "--child", "net", "--ike"])

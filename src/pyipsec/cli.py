@@ -5,6 +5,8 @@
     pyipsec daemon --config FILE [--foreground | --detach] [--keylog FILE] [--check]
     pyipsec up NAME [CHILD] [--timeout S]
     pyipsec down NAME
+    pyipsec rekey NAME [--child CHILD | --ike]
+    pyipsec liveness NAME [--timeout S]
     pyipsec status [--json]
     pyipsec reload
     pyipsec stop
@@ -267,6 +269,25 @@ def _cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rekey(args: argparse.Namespace) -> int:
+    res = _client(args).call(
+        "rekey", name=args.name, child=args.child, ike=True if args.ike else None
+    )
+    if args.ike:
+        ids = ", ".join(f"#{i}" for i in res.get("ike_sas", []))
+        print(f"{args.name}: rekeying IKE SA {ids}")
+    else:
+        for c in res.get("child_sas", []):
+            print(f"{args.name}/{c.get('child')}: rekeying {c.get('spi_in')}")
+    return 0
+
+
+def _cmd_liveness(args: argparse.Namespace) -> int:
+    res = _client(args, args.timeout + 5).call("liveness", name=args.name, timeout=args.timeout)
+    print(f"{args.name}: alive, round trip {res.get('rtt_ms')} ms")
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     st = _client(args).call("status")
     if args.json:
@@ -335,6 +356,20 @@ def build_parser() -> argparse.ArgumentParser:
     dn = sub.add_parser("down", parents=[common], help="delete the IKE SAs of a connection")
     dn.add_argument("name")
     dn.set_defaults(func=_cmd_down)
+
+    rk = sub.add_parser("rekey", parents=[common], help="rekey Child SAs or the IKE SA now")
+    rk.add_argument("name")
+    which = rk.add_mutually_exclusive_group()
+    which.add_argument("--child", help="only this child (default: every Child SA)")
+    which.add_argument("--ike", action="store_true", help="rekey the IKE SA instead")
+    rk.set_defaults(func=_cmd_rekey)
+
+    lv = sub.add_parser(
+        "liveness", parents=[common], help="send a liveness check, print the round trip"
+    )
+    lv.add_argument("name")
+    lv.add_argument("--timeout", type=float, default=30.0)
+    lv.set_defaults(func=_cmd_liveness)
 
     s = sub.add_parser("status", parents=[common], help="show IKE and Child SAs")
     s.add_argument("--json", action="store_true", help="machine-readable output")

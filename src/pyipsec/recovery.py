@@ -730,10 +730,11 @@ class ErrorHandler:
             self._limits[kind] = lim
         return lim
 
-    def handle(self, kind: ErrorKind, now: float) -> HandledError:
-        """Count one occurrence of ``kind`` and resolve its rate limits at ``now``."""
+    def handle(self, kind: ErrorKind, now: float, n: int = 1) -> HandledError:
+        """Count ``n`` occurrences of ``kind`` (a batch reported at once counts as one
+        log line and at most one answer) and resolve its rate limits at ``now``."""
         decision = self._table[kind]
-        count = self.counters.get(kind, 0) + 1
+        count = self.counters.get(kind, 0) + max(1, n)
         self.counters[kind] = count
         if decision.rate_limited:
             lim = self._limiter(kind)

@@ -108,7 +108,7 @@ def conf(tmp: Path, me: str, peer: str, port: int, left: bool, sock: str) -> Pat
     return p
 
 
-async def _until(cond: Any, timeout: float = 5.0) -> None:
+async def _until(cond: Any, timeout: float = 15.0) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while not cond():

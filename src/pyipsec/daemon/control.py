@@ -7,6 +7,8 @@ in order; a connection may carry any number of requests)::
     <- {"ok": true, "result": {...}}
     -> {"cmd": "up", "name": "gcm", "child": "net"}     # child optional
     -> {"cmd": "down", "name": "gcm"}
+    -> {"cmd": "rekey", "name": "gcm", "child": "net"}   # or "ike": true; neither = all children
+    -> {"cmd": "liveness", "name": "gcm", "timeout": 30}
     -> {"cmd": "reload"}
     -> {"cmd": "stop"}
     <- {"ok": false, "error": "unknown connection 'x'"}

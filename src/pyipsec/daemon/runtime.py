@@ -43,8 +43,9 @@ from ..ikev2 import events as ev
 from ..ikev2.constants import NAT_KEEPALIVE, NON_ESP_MARKER
 from .control import ControlError, ControlServer
 from .keylog import KeyLog, esp_sa_line, ikev2_line
-from .sockets import DRAIN_MAX, RawEspSocket, UdpSocket
-from .spd import Flow, Spd, flow_in, parse_flow
+from .route import SourceAddressCache
+from .sockets import DRAIN_MAX, GSO_MAX_BYTES, GSO_MAX_SEGMENTS, RawEspSocket, UdpSocket
+from .spd import CACHE_MAX, Flow, Spd, flow_in, flow_key, parse_flow
 from .tun import TunDevice
 
 __all__ = ["ChildState", "Daemon", "IkeManagerLike", "TrapPolicy", "run_daemon"]
@@ -59,6 +60,8 @@ Address = tuple[str, int]
 TRAFFIC_REPORT_INTERVAL = 1.0
 TRAP_RETRY = 10.0
 SHUTDOWN_GRACE = 2.0
+_MISS: Any = object()  # flow-cache miss marker
+_ESP_MIN = 8  # SPI + sequence number
 
 
 class IkeManagerLike(Protocol):
@@ -82,6 +85,9 @@ def default_manager_factory(config: DaemonConfig) -> IkeManagerLike:
         cookie_threshold=config.cookie_threshold,
         half_open_timeout=config.half_open_timeout,
         local_addresses=local,
+        # our real source address towards a peer (NAT-D, RFC 7296 §2.23) when we
+        # listen on a wildcard address: a cached connected-UDP route lookup
+        local_address_for=SourceAddressCache(),
     )
     return mgr
 
@@ -118,6 +124,9 @@ class ChildState:
     drops_send: int = 0
     last_in: float = 0.0
     reported: tuple[int, int, int, int] = (0, 0, 0, 0)
+    reported_errors: tuple[int, int, int] = (0, 0, 0)  # auth, replay, format drops
+    # flow_key()s of inbound packets already checked against the selectors (RFC 4301 §5.2)
+    ok_flows: set[Any] = field(default_factory=set)
 
     def status(self, now: float) -> dict[str, Any]:
         i = self.info
@@ -431,9 +440,19 @@ class Daemon:
                     log.exception("handling %s failed", type(e).__name__)
             if not out and not n:
                 break
+        self._send_keepalives()
         if self._liveness:
             self._check_liveness()
         self._arm_timer()
+
+    def _send_keepalives(self) -> None:
+        """NAT keepalives the core says are due (RFC 3948 §2.3, §4): the single octet
+        0xFF, without a non-ESP marker, from the IKE SA's (floated) local address."""
+        fn = getattr(self.mgr, "keepalives_to_send", None)
+        if fn is None or self.loop is None:
+            return
+        for local, remote in fn(self.loop.time()):
+            self._send_ike(NAT_KEEPALIVE, local, remote)
 
     def _check_liveness(self) -> None:
         """Resolve ``liveness`` requests whose INFORMATIONAL exchange has completed."""
@@ -717,45 +736,99 @@ class Daemon:
     # ------------------------------------------------------------------ data plane: packets
 
     def _on_tun_readable(self) -> None:
+        """Drain the TUN device (up to DRAIN_MAX packets): SPD, ESP, send.
+
+        The SPD decision is cached per flow (:func:`~pyipsec.daemon.spd.flow_key`; the
+        cache is emptied when policies change).  Consecutive ESP packets for the same
+        UDP-encapsulated SA form a *run* that goes out with one UDP GSO ``sendmsg`` while
+        they have equal sizes (a shorter packet ends the run): nothing waits for a batch
+        to fill, a run only collects what one wake-up finds in the TUN queue."""
         tun = self.tun
         if tun is None:
             return
         fd = tun.fd
-        lookup = self.spd.lookup
+        read = os.read
+        spd = self.spd
+        cache = spd.cache
+        lookup = spd.lookup
+        run: list[bytes] = []
+        run_c: ChildState | None = None
+        seg = size = inner = 0
         for _ in range(DRAIN_MAX):
             try:
-                pkt = os.read(fd, 65535)
+                pkt = read(fd, 65535)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as e:
                 log.error("TUN read failed: %s", e)
-                return
-            flow = parse_flow(pkt)
-            if flow is None:
-                self.drops.tun_invalid += 1
-                continue
-            target = lookup(flow)
+                break
+            key = flow_key(pkt)
+            target = _MISS if key is None else cache.get(key, _MISS)
+            if target is _MISS:
+                flow = parse_flow(pkt)
+                if flow is None:
+                    self.drops.tun_invalid += 1
+                    continue
+                target = lookup(flow)
+                if isinstance(target, TrapPolicy):
+                    self._trap(target, flow)
+                    continue
+                if key is not None:
+                    if len(cache) >= CACHE_MAX:
+                        cache.clear()
+                    cache[key] = target
             if target is None:
                 self.drops.no_policy += 1
                 continue
-            if isinstance(target, TrapPolicy):
-                self._trap(target, flow)
+            c: ChildState = target
+            try:
+                esp = c.outbound.protect(pkt, 4 if pkt[0] >> 4 == 4 else 41)
+            except EspSequenceExhausted:
+                c.drops_send += 1
                 continue
-            self._send_esp(target, pkt, 4 if flow.version == 4 else 41)
+            if c.sock is None or not c.encap:
+                self._send_one(c, esp, len(pkt))
+                continue
+            n = len(esp)
+            if run and (
+                c is not run_c
+                or n > seg
+                or len(run) >= GSO_MAX_SEGMENTS
+                or size + n > GSO_MAX_BYTES
+            ):
+                self._send_run(run_c, run, inner)  # type: ignore[arg-type]
+                run = []
+            if not run:
+                run_c, seg, size, inner = c, n, 0, 0
+            run.append(esp)
+            size += n
+            inner += len(pkt)
+            if n < seg:  # only the last segment of a GSO send may be shorter
+                self._send_run(c, run, inner)
+                run = []
+        if run:
+            self._send_run(run_c, run, inner)  # type: ignore[arg-type]
 
-    def _send_esp(self, c: ChildState, pkt: bytes, nh: int) -> None:
-        try:
-            esp = c.outbound.protect(pkt, nh)
-        except EspSequenceExhausted:
-            c.drops_send += 1
-            return
+    def _send_run(self, c: ChildState, run: list[bytes], inner: int) -> None:
+        assert c.sock is not None
+        sent = c.sock.send_segments(run, c.remote)
+        k = len(run)
+        if sent == k:
+            c.packets_out += k
+            c.bytes_out += inner
+        else:
+            c.packets_out += sent
+            c.bytes_out += inner * sent // k
+            c.drops_send += k - sent
+
+    def _send_one(self, c: ChildState, esp: bytes, inner: int) -> None:
         if c.encap:
             ok = c.sock is not None and c.sock.sendto(esp, c.remote)
         else:
             ok = c.raw is not None and c.raw.sendto(esp, c.remote[0])
         if ok:
             c.packets_out += 1
-            c.bytes_out += len(pkt)
+            c.bytes_out += inner
         else:
             c.drops_send += 1
 
@@ -779,25 +852,38 @@ class Daemon:
             log_ike.exception("trap-initiating %s failed", trap.conn)
 
     def _on_udp_readable(self, us: UdpSocket) -> None:
+        """Drain one UDP socket (up to DRAIN_MAX receive calls; with UDP GRO one call may
+        return several datagrams of equal size, handled one by one)."""
+        assert self.loop is not None
         buf, view = self._rbuf, self._rview
-        recv = us.recv_into
+        recv = us.recv_segments_into
+        natt = us.natt
+        on_esp = self._on_esp
+        now = self.loop.time()
         got_ike = False
         for _ in range(DRAIN_MAX):
             r = recv(buf)
             if r is None:
                 break
-            n, src, local = r
-            data = bytes(view[:n])
-            kind = nat.detect_packet_type(data, port_4500=us.natt)
-            if kind is nat.PacketType.ESP:
-                self._on_esp(data, src, True)
-            elif kind is nat.PacketType.IKE:
-                self._on_ike(data[4:] if us.natt else data, (local, us.port), src)
-                got_ike = True
-            elif kind is nat.PacketType.KEEPALIVE:
-                self.drops.keepalives_in += 1
-            else:
-                self.drops.invalid_udp += 1
+            total, src, local, seg = r
+            off = 0
+            while off < total:
+                n = min(seg, total - off) if seg else total
+                data = bytes(view[off : off + n])
+                off += n
+                if natt and n >= _ESP_MIN and data[:4] != NON_ESP_MARKER:
+                    on_esp(data, src, True, now)  # ESP-in-UDP: the fast path
+                    continue
+                kind = nat.detect_packet_type(data, port_4500=natt)
+                if kind is nat.PacketType.ESP:
+                    on_esp(data, src, True, now)
+                elif kind is nat.PacketType.IKE:
+                    self._on_ike(data[4:] if natt else data, (local, us.port), src)
+                    got_ike = True
+                elif kind is nat.PacketType.KEEPALIVE:
+                    self.drops.keepalives_in += 1
+                else:
+                    self.drops.invalid_udp += 1
         if got_ike:
             self._pump()
 
@@ -811,17 +897,24 @@ class Daemon:
 
     def _on_ike(self, data: bytes, local: Address, remote: Address) -> None:
         assert self.mgr is not None
+        if local[0] in ("0.0.0.0", "::"):
+            # a wildcard socket without IP_PKTINFO: ask the routing table which local
+            # address answers this peer (the NAT-D hashes cover it, RFC 7296 §2.23)
+            resolve = getattr(self.mgr, "local_address_for", None)
+            ip = resolve(remote[0]) if resolve is not None else None
+            if ip is not None:
+                local = (ip, local[1])
         try:
             self.mgr.receive_datagram(data, local, remote, self.now())
         except Exception:
             self.drops.ike_errors += 1
             log_ike.exception("IKE datagram from %s:%d made the core fail", *remote)
 
-    def _on_esp(self, data: bytes, src: Address, encap: bool) -> None:
-        spi = int.from_bytes(data[:4], "big")
-        c = self.children.get(spi)
+    def _on_esp(self, data: bytes, src: Address, encap: bool, now: float | None = None) -> None:
+        c = self.children.get(int.from_bytes(data[:4], "big"))
         if c is None:
             self.drops.unknown_spi += 1
+            self._unknown_spi(data, src)
             return
         try:
             nh, payload = c.inbound.unprotect(data)
@@ -829,28 +922,46 @@ class Daemon:
             return
         except EspError as e:
             self.drops.esp_errors += 1
-            log_esp.debug("ESP %08x from %s dropped: %s", spi, src[0], e)
+            if log_esp.isEnabledFor(logging.DEBUG):
+                log_esp.debug("ESP %08x from %s dropped: %s", c.info.spi_in, src[0], e)
             return
-        c.last_in = self.now()
+        c.last_in = self.now() if now is None else now
         if nh not in c.next_header_ok:
             self.drops.bad_inner += 1
             return
-        flow = parse_flow(payload)
-        if flow is None:
-            self.drops.bad_inner += 1
-            return
-        if not flow_in(flow, c.remote_ts, c.local_ts):
-            c.drops_selector += 1  # RFC 4301 §5.2: not what this SA may carry
-            return
+        key = flow_key(payload)
+        ok_flows = c.ok_flows
+        if key is None or key not in ok_flows:
+            flow = parse_flow(payload)
+            if flow is None:
+                self.drops.bad_inner += 1
+                return
+            if not flow_in(flow, c.remote_ts, c.local_ts):
+                c.drops_selector += 1  # RFC 4301 §5.2: not what this SA may carry
+                return
+            if key is not None:
+                if len(ok_flows) >= CACHE_MAX:
+                    ok_flows.clear()
+                ok_flows.add(key)
         c.packets_in += 1
         c.bytes_in += len(payload)
         if encap and src != c.remote:
             self._peer_moved(c, src)
-        if self.tun is not None:
+        tun = self.tun
+        if tun is not None:
             try:
-                os.write(self.tun.fd, payload)
+                os.write(tun.fd, payload)
             except OSError as e:
                 log.debug("TUN write failed: %s", e)
+
+    def _unknown_spi(self, data: bytes, src: Address) -> None:
+        """ESP for an SPI we do not have: the core may report it to that peer in an
+        INFORMATIONAL N(INVALID_SPI) (RFC 7296 §2.21.4), rate-limited, never amplified."""
+        fn = getattr(self.mgr, "unknown_esp_spi", None)
+        if fn is None or len(data) < 4:
+            return
+        if fn(int.from_bytes(data[:4], "big"), src, self.now()):
+            self._pump()
 
     def _peer_moved(self, c: ChildState, src: Address) -> None:
         """Authenticated ESP-in-UDP from a new address (a NAT mapping changed, §2.23):
@@ -878,8 +989,18 @@ class Daemon:
         traffic = getattr(mgr, "notify_traffic", None)
         activity = getattr(mgr, "esp_activity", None)
         now = self.now()
+        esp_errors = getattr(mgr, "esp_errors", None)
         changed = False
         for c in list(self.children.values()):
+            st = c.inbound.stats
+            errs = (st.auth_failures, st.replay_drops, st.format_errors)
+            if errs != c.reported_errors:
+                # ICV failures / replays / garbage: counted by the core, never answered
+                # (RFC 4303 §3.4.3, §3.4.4)
+                if esp_errors is not None:
+                    a, r, f = (x - y for x, y in zip(errs, c.reported_errors, strict=True))
+                    esp_errors(c.info.spi_in, now, auth=a, replay=r, malformed=f)
+                c.reported_errors = errs
             cur = (c.bytes_in, c.packets_in, c.bytes_out, c.packets_out)
             if cur == c.reported:
                 continue
@@ -895,6 +1016,9 @@ class Daemon:
                     packets_in=c.packets_in,
                     bytes_out=c.bytes_out,
                     packets_out=c.packets_out,
+                    # the last outbound sequence number: rekey long before it runs
+                    # out (RFC 4303 §3.3.3)
+                    seq_out=c.outbound.seq,
                 )
         if changed:
             self._pump()
@@ -913,12 +1037,14 @@ class Daemon:
             return self.reload()
         if cmd == "liveness":
             return await self._cmd_liveness(req)
+        if cmd == "rekey":
+            return self._cmd_rekey(req)
         if cmd == "stop":
             assert self.loop is not None
             self.loop.call_soon(self.request_stop)
             return {"stopping": True}
         raise ControlError(
-            f"unknown command {cmd!r} (status, up, down, liveness, reload, stop)"
+            f"unknown command {cmd!r} (status, up, down, rekey, liveness, reload, stop)"
         )
 
     def _conn(self, name: object) -> ConnectionConfig:
@@ -965,9 +1091,8 @@ class Daemon:
         if fn is None:
             raise ControlError("the IKE core does not support liveness checks")
         ike_id = None
-        for sa in self.mgr.status(self.now()):
-            if sa.get("name") == conn.name and str(sa.get("state", "")).upper() == "ESTABLISHED":
-                ike_id = sa.get("id")
+        for sa in self._established_sas(conn.name):
+            ike_id = sa.get("id")
         if not isinstance(ike_id, int):
             raise ControlError(f"{conn.name}: no established IKE SA")
         fut: asyncio.Future[float] = self.loop.create_future()
@@ -983,6 +1108,60 @@ class Daemon:
                 self._liveness.remove(w)
             raise ControlError(f"{conn.name}: no liveness answer within {timeout:g}s") from None
         return {"conn": conn.name, "ike_id": ike_id, "rtt_ms": round(rtt * 1e3, 3)}
+
+    def _established_sas(self, conn: str) -> list[dict[str, Any]]:
+        """The core's status entries of the connection's established IKE SAs."""
+        assert self.mgr is not None
+        return [
+            sa
+            for sa in self.mgr.status(self.now())
+            if sa.get("name") == conn and str(sa.get("state", "")).lower() == "established"
+        ]
+
+    def _cmd_rekey(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Start a rekey now: the IKE SA (``ike``, RFC 7296 §1.3.2) or one (``child``) or
+        all Child SAs of the connection (§1.3.3).  Returns once the CREATE_CHILD_SA
+        requests are queued; ``status`` shows the new SPIs when they are done."""
+        conn = self._conn(req.get("name"))
+        child = req.get("child")
+        ike = bool(req.get("ike", False))
+        if child is not None and ike:
+            raise ControlError("rekey: give either 'child' or 'ike', not both")
+        if child is not None and child not in [c.name for c in conn.children]:
+            raise ControlError(f"connection {conn.name!r} has no child {child!r}")
+        assert self.mgr is not None
+        sas = self._established_sas(conn.name)
+        if not sas:
+            raise ControlError(f"{conn.name}: no established IKE SA")
+        now = self.now()
+        if ike:
+            fn = getattr(self.mgr, "rekey_ike", None)
+            if fn is None:
+                raise ControlError("the IKE core does not support rekeying")
+            ids = [int(sa["id"]) for sa in sas]
+            for ike_id in ids:
+                fn(ike_id, now)
+            self._pump()
+            return {"conn": conn.name, "ike_sas": ids}
+        fn = getattr(self.mgr, "rekey_child", None)
+        if fn is None:
+            raise ControlError("the IKE core does not support rekeying")
+        started: list[dict[str, Any]] = []
+        for sa in sas:
+            for ch in sa.get("children", []):
+                if str(ch.get("state", "")).lower() != "installed":
+                    continue
+                if child is not None and ch.get("name") != child:
+                    continue
+                fn(int(sa["id"]), int(str(ch["spi_in"]), 16), now)
+                started.append(
+                    {"ike_id": sa["id"], "child": ch.get("name"), "spi_in": ch["spi_in"]}
+                )
+        if not started:
+            what = f"child {child!r}" if child is not None else "Child SA"
+            raise ControlError(f"{conn.name}: no installed {what} to rekey")
+        self._pump()
+        return {"conn": conn.name, "child_sas": started}
 
     def _cmd_down(self, req: dict[str, Any]) -> dict[str, Any]:
         conn = self._conn(req.get("name"))
@@ -1058,7 +1237,13 @@ class Daemon:
             "ike_sas": ike,
             "child_sas": [c.status(now) for c in self.children.values()],
             "drops": self.drops.as_dict(),
+            # every error the core counted, by recovery.ErrorKind (ESP auth/replay too)
+            "errors": self._error_status(),
         }
+
+    def _error_status(self) -> dict[str, int]:
+        fn = getattr(self.mgr, "error_status", None)
+        return dict(fn()) if fn is not None else {}
 
 
 async def _amain(daemon: Daemon) -> int:

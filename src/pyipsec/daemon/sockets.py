@@ -6,6 +6,15 @@ buffer — asyncio's ``DatagramProtocol`` costs several times more per packet (s
 PERFORMANCE-NOTES.md).  Sockets bound to a wildcard address (``0.0.0.0``/``::``)
 enable ``IP_PKTINFO``/``IPV6_RECVPKTINFO`` so that IKE learns the local address each
 datagram arrived on, and send with that address as the source.
+
+Batching (Linux): NAT-T sockets enable ``UDP_GRO`` so that a burst of equal-sized
+datagrams of one flow may arrive as one coalesced buffer (:meth:`UdpSocket.recv_segments_into`
+reports the segment size), and :meth:`UdpSocket.send_segments` sends a run of equal-sized
+ESP packets (the last one may be shorter) with one ``sendmsg`` and a ``UDP_SEGMENT``
+control message (UDP GSO): the kernel cuts it into ordinary datagrams, so the peer needs
+nothing special.  Either falls back to one datagram per call where the kernel refuses.
+Socket buffers are 4 MiB (``SO_RCVBUFFORCE``/``SO_SNDBUFFORCE`` when privileged, so that
+``net.core.rmem_max`` does not cap them).
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ import struct
 
 __all__ = [
     "DRAIN_MAX",
+    "GSO_MAX_BYTES",
+    "GSO_MAX_SEGMENTS",
     "RawEspSocket",
     "UdpSocket",
 ]
@@ -33,6 +44,14 @@ IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
 IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 _CMSG_SPACE = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(20)
 IPPROTO_ESP = 50
+SOL_UDP = 17
+UDP_SEGMENT = 103  # linux/udp.h: GSO segment size (setsockopt or per-sendmsg cmsg)
+UDP_GRO = 104  # linux/udp.h: receive coalesced datagrams, segment size in a cmsg
+GSO_MAX_SEGMENTS = 32  # the kernel accepts up to UDP_MAX_SEGMENTS (64 or more)
+GSO_MAX_BYTES = 60000  # one GSO send must fit an IP packet (64 KiB) with its headers
+_GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
+_SEG = struct.Struct("=H")
+_INT = struct.Struct("=i")
 
 Address = tuple[str, int]
 
@@ -41,16 +60,45 @@ def _family(addr: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ipaddress.ip_address(addr).version == 6 else socket.AF_INET
 
 
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+_SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+
+
 def _set_bufs(sock: socket.socket) -> None:
-    for opt, size in ((socket.SO_RCVBUF, RCVBUF), (socket.SO_SNDBUF, SNDBUF)):
-        with contextlib.suppress(OSError):  # limits differ per system
-            sock.setsockopt(socket.SOL_SOCKET, opt, size)
+    for force, opt, size in (
+        (_SO_RCVBUFFORCE, socket.SO_RCVBUF, RCVBUF),
+        (_SO_SNDBUFFORCE, socket.SO_SNDBUF, SNDBUF),
+    ):
+        try:  # privileged: not capped by net.core.[rw]mem_max
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+        except OSError:
+            with contextlib.suppress(OSError):  # limits differ per system
+                sock.setsockopt(socket.SOL_SOCKET, opt, size)
+
+
+def _try_opt(sock: socket.socket, level: int, opt: int, value: int) -> bool:
+    try:
+        sock.setsockopt(level, opt, value)
+    except OSError:
+        return False
+    return True
 
 
 class UdpSocket:
     """One bound UDP socket (IKE on 500, IKE + ESP-in-UDP on 4500)."""
 
-    __slots__ = ("addr", "family", "fd", "natt", "port", "sock", "wildcard")
+    __slots__ = (
+        "_cmsg_space",
+        "addr",
+        "family",
+        "fd",
+        "gro",
+        "gso",
+        "natt",
+        "port",
+        "sock",
+        "wildcard",
+    )
 
     def __init__(self, addr: str, port: int, *, natt: bool) -> None:
         self.family = _family(addr)
@@ -73,6 +121,13 @@ class UdpSocket:
         except OSError:
             sock.close()
             raise
+        # UDP GSO (send) and GRO (receive) for the ESP-in-UDP socket; setting the
+        # socket-wide segment size to 0 only probes support (sends stay unsegmented).
+        self.gso = natt and _try_opt(sock, SOL_UDP, UDP_SEGMENT, 0)
+        self.gro = natt and _try_opt(sock, SOL_UDP, UDP_GRO, 1)
+        self._cmsg_space = (_CMSG_SPACE if self.wildcard else 0) + (
+            _GRO_CMSG_SPACE if self.gro else 0
+        )
         self.sock = sock
         self.fd = sock.fileno()
         self.port = sock.getsockname()[1]
@@ -82,15 +137,63 @@ class UdpSocket:
 
     def recv_into(self, buf: bytearray | memoryview) -> tuple[int, Address, str] | None:
         """One datagram into ``buf``: ``(length, (src ip, src port), local ip)``; None when
-        the socket is drained."""
+        the socket is drained.  (With GRO the buffer may hold several coalesced datagrams:
+        use :meth:`recv_segments_into` to learn their size.)"""
+        r = self.recv_segments_into(buf)
+        return None if r is None else r[:3]
+
+    def recv_segments_into(
+        self, buf: bytearray | memoryview
+    ) -> tuple[int, Address, str, int] | None:
+        """Like :meth:`recv_into`, plus the segment size: with UDP GRO the buffer may hold
+        several datagrams of the same source, each ``seg`` bytes long (the last one may be
+        shorter); ``seg`` is 0 when it holds exactly one."""
         try:
-            if not self.wildcard:
+            if not self._cmsg_space:
                 n, src = self.sock.recvfrom_into(buf)
-                return n, (src[0], src[1]), self.addr
-            n, anc, _flags, src = self.sock.recvmsg_into([buf], _CMSG_SPACE)
+            else:
+                n, anc, _flags, src = self.sock.recvmsg_into([buf], self._cmsg_space)
         except (BlockingIOError, InterruptedError):
             return None
-        return n, (src[0], src[1]), _local_from_cmsg(anc, self.family) or self.addr
+        if len(src) != 2:  # IPv6: (address, port, flowinfo, scope id)
+            src = (src[0], src[1])
+        if not self._cmsg_space or not anc:
+            return n, src, self.addr, 0
+        seg = 0
+        local = None
+        for level, typ, data in anc:
+            if level == SOL_UDP and typ == UDP_GRO:
+                seg = _INT.unpack_from(data)[0] if len(data) >= 4 else _SEG.unpack_from(data)[0]
+            else:
+                local = _local_from_cmsg([(level, typ, data)], self.family)
+        return n, src, local or self.addr, (seg if seg < n else 0)
+
+    def send_segments(self, packets: list[bytes], remote: Address) -> int:
+        """Send ``packets`` (equal sizes, the last one may be shorter) to ``remote``: one
+        UDP GSO ``sendmsg`` when the socket has it, else one datagram each.  Returns how
+        many were handed to the kernel."""
+        if len(packets) > 1 and self.gso:
+            try:
+                self.sock.sendmsg(
+                    [b"".join(packets)],
+                    [(SOL_UDP, UDP_SEGMENT, _SEG.pack(len(packets[0])))],
+                    0,
+                    remote,
+                )
+                return len(packets)
+            except (BlockingIOError, InterruptedError):
+                return 0
+            except OSError as e:
+                if e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED):
+                    return 0
+                # e.g. EIO/EINVAL: no GSO on this path; send datagram by datagram from now on
+                log.info("UDP GSO to %s:%d failed (%s): sending unsegmented", *remote, e)
+                self.gso = False
+        sent = 0
+        for p in packets:
+            if self.sendto(p, remote):
+                sent += 1
+        return sent
 
     def sendto(self, data: bytes, remote: Address, local: str | None = None) -> bool:
         """Send one datagram; with a wildcard socket ``local`` picks the source address.

@@ -28,15 +28,20 @@ import itertools
 import struct
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-__all__ = ["Flow", "SelectorLike", "Spd", "flow_in", "parse_flow"]
+__all__ = ["CACHE_MAX", "Flow", "SelectorLike", "Spd", "flow_in", "flow_key", "parse_flow"]
 
 V = TypeVar("V")
 
 _PORT_PROTOS = frozenset((6, 17, 132, 136))  # TCP, UDP, SCTP, UDP-Lite
 _V6_EXT = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options
 _V6_FRAG = 44
+CACHE_MAX = 4096  # flow-cache entries before the cache is emptied
+_KEY4_PORTS = struct.Struct("!9xB2x12s")  # protocol, src | dst | sport | dport
+_KEY4 = struct.Struct("!9xB2x8s")  # protocol, src | dst
+_KEY6_PORTS = struct.Struct("!6xBx36s")  # next header, src | dst | sport | dport
+_KEY6 = struct.Struct("!6xBx32s")
 
 
 class SelectorLike(Protocol):
@@ -131,6 +136,31 @@ def parse_flow(packet: bytes | bytearray | memoryview) -> Flow | None:
     return None
 
 
+def flow_key(packet: bytes) -> tuple[Any, ...] | None:
+    """A hashable key made of exactly the selector fields of a common packet (IPv4
+    without options and not a fragment, IPv6 without extension headers), or None for
+    anything else (then :func:`parse_flow` must be used).  Two packets with the same key
+    have equal :func:`parse_flow` results, so a policy decision can be cached per key."""
+    n = len(packet)
+    if n < 20:
+        return None
+    b0 = packet[0]
+    if b0 == 0x45:
+        if packet[7] or packet[6] & 0x1F:  # fragment offset: not the first fragment
+            return None
+        if packet[9] in _PORT_PROTOS:
+            return _KEY4_PORTS.unpack_from(packet) if n >= 24 else None
+        return _KEY4.unpack_from(packet)
+    if b0 >> 4 == 6 and n >= 40:
+        nh = packet[6]
+        if nh in _PORT_PROTOS:
+            return _KEY6_PORTS.unpack_from(packet) if n >= 44 else None
+        if nh in _V6_EXT or nh == _V6_FRAG:
+            return None
+        return _KEY6.unpack_from(packet)
+    return None
+
+
 def _proto_ports_match(sel: SelectorLike, proto: int, port: int) -> bool:
     if sel.protocol and sel.protocol != proto:
         return False
@@ -194,6 +224,9 @@ class Spd(Generic[V]):
         self._entries: dict[Hashable, list[_Entry[V]]] = {}
         self._seq = itertools.count()
         self._tables: dict[int, _Table[V]] = {4: _Table(), 6: _Table()}
+        # flow_key -> lookup result, for the data plane's fast path; emptied whenever the
+        # policies change (and when it grows beyond CACHE_MAX)
+        self.cache: dict[Hashable, V | None] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -229,6 +262,7 @@ class Spd(Generic[V]):
         return [e[0].value for e in self._entries.values() if e]
 
     def _rebuild(self) -> None:
+        self.cache.clear()
         for version in (4, 6):
             entries = [
                 e for es in self._entries.values() for e in es if e.dst.start.version == version

@@ -30,6 +30,10 @@ TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 _IFREQ = "16sH22x"
+# Transmit queue of the device (packets the kernel holds for the daemon to read).  The
+# kernel's default for TUN is 500; when the queue is full the kernel drops, and TCP through
+# the tunnel takes every such drop as congestion.  PYIPSEC_TUN_TXQLEN overrides (tuning).
+TXQLEN = int(os.environ.get("PYIPSEC_TUN_TXQLEN", "2000"))
 
 
 class TunError(OSError):
@@ -64,9 +68,10 @@ def _iproute() -> Any:
 class TunDevice:
     """An open, configured TUN device: ``fd`` for ``os.read``/``os.write``, netlink for the rest."""
 
-    def __init__(self, name: str = "pyipsec0", mtu: int = 1400) -> None:
+    def __init__(self, name: str = "pyipsec0", mtu: int = 1400, txqlen: int = TXQLEN) -> None:
         self.requested_name = name
         self.mtu = mtu
+        self.txqlen = txqlen
         self.fd = -1
         self.name = name
         self.index = 0
@@ -93,6 +98,11 @@ class TunDevice:
                 raise TunError(0, f"TUN device {self.name!r} vanished")
             self.index = int(idx[0])
             self._ipr_call("link", "set", index=self.index, mtu=self.mtu)
+            if self.txqlen > 0:
+                try:
+                    self._ipr_call("link", "set", index=self.index, txqlen=self.txqlen)
+                except Exception as e:  # not fatal: the kernel default queue still works
+                    log.warning("txqueuelen %d on %s: %s", self.txqlen, self.name, e)
             for a in addresses:
                 iface = ipaddress.ip_interface(a)
                 kw: dict[str, Any] = {}

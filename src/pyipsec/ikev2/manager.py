@@ -24,12 +24,12 @@ import logging
 import secrets
 import struct
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..config.model import ChildConfig, ConnectionConfig
 from ..crypto.ke import new_key_exchange
-from ..recovery import RateLimiter
+from ..recovery import ErrorHandler, ErrorKind, RateLimiter, RetryPolicy
 from .constants import (
     IKE_HEADER_LEN,
     NAT_KEEPALIVE,
@@ -74,6 +74,7 @@ class IkeManager:
         half_open_timeout: float = 30.0,
         local_addresses: Sequence[str] = (),
         invalid_spi_rate: float = 10.0,
+        local_address_for: Callable[[str], str | None] | None = None,
     ) -> None:
         self.conns: dict[str, ConnectionConfig] = {c.name: c for c in connections}
         self.rng = rng
@@ -81,6 +82,9 @@ class IkeManager:
         self.cookie_threshold = cookie_threshold
         self.half_open_timeout = half_open_timeout
         self.local_addresses = tuple(local_addresses)
+        # route lookup (the daemon's SourceAddressCache): our source address towards a
+        # peer, so NAT_DETECTION_SOURCE_IP covers the real address (§2.23)
+        self.local_address_for = local_address_for
         self.sas: dict[bytes, IkeSa] = {}  # by our SPI
         self.by_id: dict[int, IkeSa] = {}
         self.half_open: dict[tuple[bytes, Address], IkeSa] = {}
@@ -95,6 +99,10 @@ class IkeManager:
         self._cookie_prev: bytes | None = None
         self._cookie_rotated_at: float | None = None
         self._invalid_spi_limiter = RateLimiter(invalid_spi_rate, max(1, int(invalid_spi_rate)))
+        # errors outside any IKE SA (unknown SPIs, data-plane reports), and the totals
+        # of every error counted anywhere (status); decisions come from the recovery table
+        self.errors = ErrorHandler()
+        self.error_totals: dict[ErrorKind, int] = {}
         self._restart: list[tuple[str, list[str]]] = []
         self._sent_by: set[IkeSa] = set()
 
@@ -153,7 +161,9 @@ class IkeManager:
         conn = self.conns.get(sa.conn.name, sa.conn)
         remote_ip = sa.remote[0]
         version = ipaddress.ip_address(remote_ip).version
-        local_ip = sa.local[0] if _is_ip(sa.local[0], version) else "0.0.0.0"
+        local_ip = sa.local[0]
+        if not _is_ip(local_ip, version) or ipaddress.ip_address(local_ip).is_unspecified:
+            local_ip = self._local_ip(conn, remote_ip)
         new = self._new_sa(
             conn, True, (local_ip, conn.local_port), (remote_ip, conn.remote_port), now
         )
@@ -230,11 +240,7 @@ class IkeManager:
         )
         if remote_ip is None:
             raise ValueError(f"connection {conn_name!r} has no concrete remote address")
-        version = ipaddress.ip_address(remote_ip).version
-        local_ip = next(
-            (a for a in list(conn.local_addrs) + list(self.local_addresses) if _is_ip(a, version)),
-            "0.0.0.0" if version == 4 else "::",
-        )
+        local_ip = self._local_ip(conn, remote_ip)
         sa = self._new_sa(
             conn, True, (local_ip, conn.local_port), (remote_ip, conn.remote_port), now
         )
@@ -244,6 +250,32 @@ class IkeManager:
         self.sas[sa.spi_i] = sa
         self._collect()
         return sa
+
+    def _local_ip(self, conn: ConnectionConfig, remote_ip: str) -> str:
+        """Our address towards ``remote_ip`` for a new IKE SA we initiate.
+
+        A concrete configured ``local_addrs`` entry wins; otherwise the route lookup
+        (``local_address_for``), if it names an address we listen on; otherwise the
+        first listen address of the family; the wildcard only as a last resort (its
+        NAT-D hash is wrong, §2.23: the peer would think we are behind a NAT).
+        """
+        version = ipaddress.ip_address(remote_ip).version
+        configured = [a for a in conn.local_addrs if _is_ip(a, version)]
+        if configured:
+            return configured[0]
+        listen = [a for a in self.local_addresses if _is_ip(a, version)]
+        if self.local_address_for is not None:
+            routed = self.local_address_for(remote_ip)
+            if routed is not None and _is_ip(routed, version) and (not listen or routed in listen):
+                return routed
+        if listen:
+            return listen[0]
+        log.warning(
+            "%s: no local address known towards %s; NAT detection will see a NAT",
+            conn.name,
+            remote_ip,
+        )
+        return "0.0.0.0" if version == 4 else "::"
 
     def receive_datagram(self, data: bytes, local: Address, remote: Address, now: float) -> None:
         """One UDP payload on 500/4500 (non-ESP marker already stripped).  Never raises."""
@@ -371,8 +403,10 @@ class IkeManager:
         packets_in: int = 0,
         bytes_out: int = 0,
         packets_out: int = 0,
+        seq_out: int | None = None,
     ) -> None:
-        """Cumulative counters of a Child SA pair (keyed by its inbound SPI)."""
+        """Cumulative counters of a Child SA pair (keyed by its inbound SPI), and the
+        last outbound ESP sequence number (rekey before it runs out, RFC 4303 §3.3.3)."""
         sa = self._owner_of(spi_in)
         if sa is not None:
             sa.traffic(
@@ -382,11 +416,79 @@ class IkeManager:
                 packets_in=packets_in,
                 bytes_out=bytes_out,
                 packets_out=packets_out,
+                seq_out=seq_out,
             )
             self._collect()
 
     def status(self, now: float | None = None) -> list[dict[str, Any]]:
         return [sa.status(now) for sa in self.by_id.values() if sa.state not in IKE_FINAL]
+
+    # ------------------------------------------------------------------ errors
+
+    def count_error(self, kind: ErrorKind, n: int = 1) -> None:
+        """Add to the daemon-wide error totals (IkeSa.on_error calls this)."""
+        self.error_totals[kind] = self.error_totals.get(kind, 0) + n
+
+    def error_status(self) -> dict[str, int]:
+        """Every error counted so far, by recovery.ErrorKind value (JSON-ready)."""
+        return {k.value: v for k, v in sorted(self.error_totals.items(), key=lambda i: i[0].value)}
+
+    def _handle(self, kind: ErrorKind, now: float, detail: str) -> bool:
+        """An error outside any IKE SA: count, log (rate-limited); True = may answer."""
+        h = self.errors.handle(kind, now)
+        self.count_error(kind)
+        if h.log:
+            log.log(h.decision.log_level, "%s: %s", kind.value, detail)
+        return h.answer
+
+    def esp_errors(
+        self, spi_in: int, now: float, *, auth: int = 0, replay: int = 0, malformed: int = 0
+    ) -> None:
+        """The data plane dropped ESP packets of ``spi_in`` (counts since its last report):
+        ICV failures (RFC 4303 §3.4.4), replays (§3.4.3), undecodable packets (§3.4).
+        They are counted -- in the IKE SA's status and the totals -- and logged
+        rate-limited; the recovery table says DROP_SILENTLY: never answered."""
+        sa = self._owner_of(spi_in)
+        for kind, n in (
+            (ErrorKind.ESP_AUTH_FAILURE, auth),
+            (ErrorKind.ESP_REPLAY, replay),
+            (ErrorKind.ESP_MALFORMED, malformed),
+        ):
+            if n <= 0:
+                continue
+            handler = sa.errors if sa is not None else self.errors
+            h = handler.handle(kind, now, n)
+            assert not h.answer  # DROP_SILENTLY rows are never answered
+            self.count_error(kind, n)
+            if h.log:
+                log.log(h.decision.log_level, "ESP SA %08x: %d x %s", spi_in, n, kind.value)
+
+    def unknown_esp_spi(self, spi: int, remote: Address, now: float) -> bool:
+        """ESP arrived for an SPI we do not have (RFC 7296 §2.21.4, §3.10.1).
+
+        If an established IKE SA with that peer (its IP address) exists, an
+        INFORMATIONAL request with N(INVALID_SPI) (data: the SPI) is queued inside it --
+        rate-limited by the recovery table's answer bucket, so a flood of bogus ESP is
+        never amplified; otherwise the packet is only counted.  True when a notify was
+        queued (the caller then flushes ``datagrams_to_send``).
+        """
+        self._clock = now
+        target = None
+        for sa in self.by_id.values():
+            if sa.state is IkeSaState.ESTABLISHED and sa.remote[0] == remote[0]:
+                target = sa
+                break
+        if target is None:
+            self._handle(ErrorKind.INVALID_SPI, now, f"ESP SPI {spi:08x} from unknown {remote}")
+            return False
+        h = target.on_error(ErrorKind.INVALID_SPI, now, f"ESP SPI {spi:08x} from {remote}")
+        if not h.answer:
+            return False
+        sent = informational.start_notify(
+            target, NotifyType.INVALID_SPI, (spi & 0xFFFFFFFF).to_bytes(4, "big"), now
+        )
+        self._collect()
+        return sent
 
     def reload(self, connections: Sequence[ConnectionConfig], now: float) -> None:
         """Replace the configuration: removed or changed connections lose their SAs."""
@@ -555,6 +657,7 @@ class IkeManager:
 
     def _invalid_spi(self, hdr: Message, local: Address, remote: Address, now: float) -> None:
         """§1.5: INVALID_IKE_SPI, unprotected, SPIs and Message ID copied (rate-limited)."""
+        self.count_error(ErrorKind.INVALID_IKE_SPI)
         if not self._invalid_spi_limiter.allow(now):
             return
         flags = HeaderFlag.RESPONSE | (
@@ -685,10 +788,5 @@ def _addr_ok(allowed: Sequence[str], address: str) -> bool:
 
 
 def _setup_time(conn: ConnectionConfig) -> float:
-    """Upper bound of the retransmission schedule of one exchange (§2.1)."""
-    r = conn.retransmit
-    total = 0.0
-    for n in range(r.tries + 1):
-        d = r.timeout * r.base**n
-        total += min(d, r.max_delay) if r.max_delay > 0 else d
-    return 2 * total
+    """Twice the retransmission schedule of one exchange (§2.1): the half-open bound."""
+    return 2 * RetryPolicy.from_retransmit_config(conn.retransmit).total_time()

@@ -25,6 +25,16 @@ from ..crypto.encr import is_aead, make_sk_protector
 from ..crypto.keys import ChildSuite, IkeKeys, IkeSuite
 from ..dpd import DpdState
 from ..nat import MappingTracker, NatKeepalive
+from ..recovery import (
+    ErrorHandler,
+    ErrorKind,
+    HandledError,
+    RecoveryAction,
+    RetryPolicy,
+    Scope,
+    kind_for_exception,
+    kind_for_received_notify,
+)
 from .constants import ExchangeType, HeaderFlag, NotifyType, PayloadType, name_of
 from .errors import IntegrityError, ProtocolError
 from .events import (
@@ -43,7 +53,7 @@ from .message import Message, decrypt_message, encrypt_message
 from .payloads import NotifyPayload, SkPayload
 from .selectors import Selector
 from .state import ChildSaState, IkeSaState, check_child, check_ike
-from .window import PendingRequest, RequestWindow, ResponderWindow, retransmit_delay
+from .window import PendingRequest, RequestWindow, ResponderWindow
 
 if TYPE_CHECKING:
     from ..crypto.encr import SkProtector
@@ -60,6 +70,19 @@ RequestHandler = Callable[["IkeSa", Message, float], PayloadList]
 LINGER = 10.0
 #: Delay before retrying an exchange refused with TEMPORARY_FAILURE (§2.25).
 TEMPORARY_FAILURE_RETRY = 2.0
+#: Highest outbound ESP sequence number without / with ESN (RFC 4303 §2.2, §3.3.3).
+ESP_SEQ_MAX = 2**32 - 1
+ESP_SEQ_MAX_ESN = 2**64 - 1
+#: Rekey a Child SA when its outbound sequence number is this close to the end
+#: (a 64th of the space: ~67 million packets without ESN, many seconds of traffic
+#: between two reports of the data plane; RFC 4303 §3.3.3: never let it cycle).
+ESP_SEQ_SOFT_SHIFT = 6
+
+
+def esp_seq_soft_limit(esn: bool) -> int:
+    """The outbound sequence number from which a Child SA is rekeyed (§3.3.3)."""
+    top = ESP_SEQ_MAX_ESN if esn else ESP_SEQ_MAX
+    return top - (top >> ESP_SEQ_SOFT_SHIFT)
 
 
 class SaOwner(Protocol):
@@ -109,6 +132,7 @@ class ChildSa:
     bytes_out: int = 0
     packets_in: int = 0
     packets_out: int = 0
+    seq_out: int = 0  # last outbound ESP sequence number the data plane reported
     last_used: float = 0.0
     # §2.8.1 bookkeeping: the SA we created answering the peer's rekey of this one
     collision: ChildSa | None = None
@@ -155,6 +179,7 @@ class IkeSa:
         now: float,
     ) -> None:
         self.conn = conn
+        self._retry: tuple[Any, RetryPolicy] | None = None
         self.ike_id = ike_id
         self.initiator = initiator
         self.local: Address = local
@@ -214,8 +239,21 @@ class IkeSa:
         self.temp_failures = 0
         self.deferred: list[tuple[float, Callable[[float], None]]] = []
         self.dead_children: list[str] = []
+        # the recovery table (recovery.DEFAULT_TABLE with this connection's dpd_action
+        # rows): every error decision of the SA is read there, counted and rate-limited
+        self.errors = ErrorHandler.for_connection(conn)
 
     # ------------------------------------------------------------------ basics
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """Request retransmission (§2.1): the connection's ``retransmit`` settings as
+        the shared :class:`~pyipsec.recovery.RetryPolicy` (cached per config object)."""
+        cfg = self.conn.retransmit
+        cached = self._retry
+        if cached is None or cached[0] is not cfg:
+            cached = self._retry = (cfg, RetryPolicy.from_retransmit_config(cfg))
+        return cached[1]
 
     @property
     def our_spi(self) -> bytes:
@@ -261,6 +299,27 @@ class IkeSa:
             suite.encr_id, suite.key_bits, suite.integ_id, keys.sk_er, keys.sk_ar, iv_source=iv
         )
         self.prot_out, self.prot_in = (ei, er) if self.initiator else (er, ei)
+
+    def on_error(self, kind: ErrorKind, now: float, detail: str = "") -> HandledError:
+        """Look ``kind`` up in the recovery table, count it (also in the manager's
+        totals) and log it at the row's level, rate-limited where the row says so
+        (RFC 7296 §2.21.4).  The caller acts on ``.decision`` / ``.answer``."""
+        h = self.errors.handle(kind, now)
+        count = getattr(self.owner, "count_error", None)
+        if count is not None:
+            count(kind)
+        if h.log:
+            suppressed = self.errors.suppressed(kind)
+            log.log(
+                h.decision.log_level,
+                "IKE SA %d (%s): %s%s%s",
+                self.ike_id,
+                self.conn.name,
+                kind.value,
+                f": {detail}" if detail else "",
+                f" ({suppressed} similar suppressed)" if suppressed else "",
+            )
+        return h
 
     # ------------------------------------------------------------------ sending
 
@@ -340,7 +399,7 @@ class IkeSa:
             packets=[data],
             handler=handler,
             first_sent=now,
-            deadline=now + retransmit_delay(self.conn.retransmit, 0, rand_fraction(self.rng)),
+            deadline=now + self.retry_policy.delay(0, self.rng),
             label=label or name_of(ExchangeType, exchange),
             on_timeout=on_timeout,
         )
@@ -383,12 +442,13 @@ class IkeSa:
             self._receive_request(data, hdr, local, remote, now)
         self.pump(now)
 
-    def _decrypt(self, data: bytes) -> Message | None:
+    def _decrypt(self, data: bytes, now: float) -> Message | None:
         assert self.prot_in is not None
         try:
             return decrypt_message(data, self.prot_in)
         except IntegrityError as exc:
-            log.info("IKE SA %d: bad ICV, dropped (%s)", self.ike_id, exc)
+            # §3.14: dropped, never answered (the table's DROP_SILENTLY + COUNT)
+            self.on_error(ErrorKind.INTEGRITY_CHECK_FAILED, now, str(exc))
             return None
 
     def _receive_response(
@@ -399,21 +459,34 @@ class IkeSa:
             log.debug("IKE SA %d: unexpected response #%d dropped", self.ike_id, hdr.message_id)
             return
         try:
-            msg = self._decrypt(data)
+            msg = self._decrypt(data, now)
         except ProtocolError as exc:
-            # authenticated but malformed inside: give up on this exchange
-            log.info("IKE SA %d: malformed response #%d: %s", self.ike_id, hdr.message_id, exc)
-            msg = None
-            if self.req_win.take(hdr.message_id) is not None:
-                self.fail(now, f"malformed response: {exc}", exc.notify, send_delete=True)
+            # authenticated but malformed inside: give up on this exchange (§2.21)
+            h = self.on_error(
+                kind_for_exception(exc, protected=True, is_request=False),
+                now,
+                f"response #{hdr.message_id}: {exc}",
+            )
+            if self.req_win.take(hdr.message_id) is not None and h.decision.has(
+                RecoveryAction.DELETE_SA
+            ):
+                self.fail(
+                    now,
+                    f"malformed response: {exc}",
+                    exc.notify,
+                    send_delete=h.decision.send_delete,
+                )
             return
         if msg is None:
             return
         self.req_win.take(hdr.message_id)
         self.heard(local, remote, now, space="ike-response", sequence=hdr.message_id)
-        if hdr.exchange == ExchangeType.INFORMATIONAL:
-            # §2.21.3: an error in an INFORMATIONAL response is reported, nothing more
-            for n in msg.error_notifies():
+        for n in msg.error_notifies():
+            kind = kind_for_received_notify(int(n.type), in_response=True)
+            if kind is not None:
+                self.on_error(kind, now, f"in the {req.label} response")
+            if hdr.exchange == ExchangeType.INFORMATIONAL:
+                # §2.21.3: an error in an INFORMATIONAL response is reported, nothing more
                 self.emit(NotifyReceived(self.ike_id, int(n.type), n.data, True))
         req.handler(msg, now)
 
@@ -425,14 +498,9 @@ class IkeSa:
             log.debug("IKE SA %d: stale request #%d dropped", self.ike_id, hdr.message_id)
             return
         try:
-            msg = self._decrypt(data)
+            msg = self._decrypt(data, now)
         except ProtocolError as exc:
-            if kind == "new" and self.state not in (IkeSaState.INIT_DONE,):
-                # §2.21.3: inside an authenticated SA, answer INVALID_SYNTAX
-                self._answer(
-                    hdr, [(PayloadType.NOTIFY, NotifyPayload(0, b"", exc.notify, exc.data))]
-                )
-            log.info("IKE SA %d: malformed request #%d: %s", self.ike_id, hdr.message_id, exc)
+            self._malformed_request(hdr, exc, kind == "new", now)
             return
         if msg is None:
             return
@@ -464,6 +532,24 @@ class IkeSa:
             )
             payloads = [(PayloadType.NOTIFY, NotifyPayload(0, b"", exc.notify, exc.data))]
         self._answer(hdr, payloads)
+
+    def _malformed_request(self, hdr: Message, exc: ProtocolError, new: bool, now: float) -> None:
+        """A request that passed the ICV but does not parse (§2.21.3, §2.5): the
+        recovery table decides -- INVALID_SYNTAX / UNSUPPORTED_CRITICAL_PAYLOAD is
+        answered (never before IKE_AUTH authenticated the peer), and INVALID_SYNTAX
+        is fatal for the IKE SA without a Delete (the peer closes it too)."""
+        authenticated = self.state is not IkeSaState.INIT_DONE
+        h = self.on_error(
+            kind_for_exception(exc, protected=authenticated, is_request=True),
+            now,
+            f"request #{hdr.message_id}: {exc}",
+        )
+        d = h.decision
+        if not new or not authenticated or not h.answer or d.notify is None:
+            return
+        self._answer(hdr, [(PayloadType.NOTIFY, NotifyPayload(0, b"", int(d.notify), exc.data))])
+        if d.has(RecoveryAction.DELETE_SA) and d.scope is Scope.IKE_SA and self.established:
+            self.finish(now, f"{d.notify.name} sent")
 
     def _answer(self, hdr: Message, payloads: PayloadList) -> None:
         data = self.build(hdr.exchange, hdr.message_id, payloads, response=True)
@@ -661,12 +747,21 @@ class IkeSa:
         self.children.clear()
         self.remove_at = now + LINGER
 
-    def peer_dead(self, now: float) -> None:
-        """Retransmissions exhausted on an established SA (§2.4)."""
-        action = self.conn.dpd.action
+    def peer_dead(self, now: float, actions: tuple[RecoveryAction, ...] | None = None) -> None:
+        """Retransmissions exhausted on an established SA (§2.4).  What follows the
+        deletion comes from the recovery table row (``ErrorHandler.for_connection``
+        turns dpd_action into RESET_CONNECTION = restart or TRAP = trap)."""
+        if actions is None:
+            actions = self.errors.decide(ErrorKind.PEER_DEAD).actions
+        if RecoveryAction.RESET_CONNECTION in actions:
+            action = "restart"
+        elif RecoveryAction.TRAP in actions:
+            action = "trap"
+        else:
+            action = "clear"
         self.dead_children = list(dict.fromkeys(c.config.name for c in self.children.values()))
         self.dpd.on_check_failed(now, "retransmissions exhausted")
-        self.emit(PeerDead(self.ike_id, self.conn.name, action.value))
+        self.emit(PeerDead(self.ike_id, self.conn.name, action))
         self._drop_children("peer dead")
         if self.state not in (IkeSaState.DELETED, IkeSaState.FAILED):
             self.set_state(IkeSaState.DELETED)
@@ -711,8 +806,11 @@ class IkeSa:
         return min(cands, default=None)
 
     def dpd_deadline(self) -> float | None:
-        """Next liveness check (DpdState); an outstanding one is governed by retransmission."""
-        if self.dpd_probe or self.dpd.outstanding or not self.dpd.enabled:
+        """Next liveness check (DpdState); an outstanding one is governed by retransmission
+        and, at the latest, by its probe timeout (``dpd_timeout``, see handle_timer)."""
+        if self.dpd.outstanding:
+            return self.dpd.next_deadline()
+        if self.dpd_probe or not self.dpd.enabled:
             return None
         if self.req_win.pending or self.queue:
             # an exchange is under way: its answer is proof of life, its timeout is death
@@ -726,10 +824,10 @@ class IkeSa:
         for req in list(self.req_win.pending.values()):
             if req.deadline > now:
                 continue
-            cfg = self.conn.retransmit
-            if req.retransmits < cfg.tries:
+            policy = self.retry_policy
+            if not policy.exhausted(req.retransmits):
                 req.retransmits += 1
-                req.deadline = now + retransmit_delay(cfg, req.retransmits, rand_fraction(self.rng))
+                req.deadline = now + policy.delay(req.retransmits, self.rng)
                 log.debug(
                     "IKE SA %d: retransmit %s #%d (%d)",
                     self.ike_id,
@@ -741,21 +839,29 @@ class IkeSa:
                     self.send_raw(pkt)
                 continue
             self.req_win.take(req.message_id)
-            log.info("IKE SA %d: %s #%d timed out", self.ike_id, req.label, req.message_id)
+            h = self.on_error(
+                ErrorKind.RETRANSMITS_EXHAUSTED, now, f"{req.label} #{req.message_id}"
+            )
             if req.on_timeout is not None:
                 req.on_timeout()
             elif self.established_at is None:
                 self.fail(now, f"{req.label}: no response (retransmissions exhausted)")
             else:
-                self.peer_dead(now)
+                self.peer_dead(now, h.decision.actions)
             if self.state in (IkeSaState.DELETED, IkeSaState.FAILED):
                 return
         if self.state in (IkeSaState.DELETED, IkeSaState.FAILED):
             return
+        if self.established and self.dpd.probe_expired(now):
+            # the liveness request stayed unanswered for probe_timeout (dpd_timeout caps
+            # the retransmissions): dead now, as dpd.max_detection_time promises
+            self.on_error(ErrorKind.RETRANSMITS_EXHAUSTED, now, "INFORMATIONAL liveness")
+            self.peer_dead(now)
+            return
         if self.half_open_deadline is not None and now >= self.half_open_deadline:
             self.half_open_deadline = None
             if self.established_at is None:
-                log.info("IKE SA %d: half-open timeout", self.ike_id)
+                self.on_error(ErrorKind.HALF_OPEN_TIMEOUT, now)
                 if self.initiator:
                     self.fail(now, "setup timeout")
                 else:
@@ -826,13 +932,21 @@ class IkeSa:
         packets_in: int = 0,
         bytes_out: int = 0,
         packets_out: int = 0,
+        seq_out: int | None = None,
     ) -> None:
-        """Counters from the data plane (cumulative values); volume-based rekey/expiry."""
+        """Counters from the data plane (cumulative values); volume-based rekey/expiry.
+
+        ``seq_out`` is the last outbound ESP sequence number: near the end of the
+        sequence space (:func:`esp_seq_soft_limit`) the Child SA is rekeyed like at
+        its soft lifetime, before the data plane has to refuse packets (RFC 4303
+        §3.3.3: the counter never cycles; EspSequenceExhausted)."""
         from .exchanges import child, informational
 
         c = self.children.get(spi_in)
         if c is None:
             return
+        if seq_out is not None and seq_out > c.seq_out:
+            c.seq_out = seq_out
         if bytes_in > c.bytes_in or packets_in > c.packets_in:
             c.last_used = now
             self.esp_activity(now)
@@ -851,8 +965,10 @@ class IkeSa:
             if c.state not in (ChildSaState.DELETING, ChildSaState.DELETED):
                 informational.start_delete_children(self, [c], now, reason="volume limit")
             return
-        over_soft = bool(lt.rekey_bytes and volume >= lt.rekey_bytes) or bool(
-            lt.rekey_packets and pkts >= lt.rekey_packets
+        over_soft = (
+            bool(lt.rekey_bytes and volume >= lt.rekey_bytes)
+            or bool(lt.rekey_packets and pkts >= lt.rekey_packets)
+            or c.seq_out >= esp_seq_soft_limit(c.suite.esn)
         )
         if over_soft and c.state is ChildSaState.INSTALLED and self.established:
             c.soft_at = None
@@ -882,6 +998,7 @@ class IkeSa:
             "expire_at": self.expire_at,
             "dpd_last_heard": self.last_heard,
             "dpd": self.dpd.status(now),
+            "errors": self.errors.status(),
             "children": [self._child_status(c) for c in self.children.values()],
         }
 
@@ -902,6 +1019,7 @@ class IkeSa:
             "bytes_out": c.bytes_out,
             "packets_in": c.packets_in,
             "packets_out": c.packets_out,
+            "seq_out": c.seq_out,
             "installed": c.created,
         }
 
@@ -910,10 +1028,13 @@ class IkeSa:
 
 
 __all__ = [
+    "ESP_SEQ_MAX",
+    "ESP_SEQ_MAX_ESN",
     "LINGER",
     "TEMPORARY_FAILURE_RETRY",
     "ChildSa",
     "IkeSa",
     "SaOwner",
+    "esp_seq_soft_limit",
     "rand_fraction",
 ]

@@ -4,6 +4,9 @@ Each IKE SA has two independent message-ID spaces: the requests *we* send
 (:class:`RequestWindow`) and the requests the *peer* sends, whose responses we
 cache so that a retransmitted request is answered from the cache without
 being processed again (:class:`ResponderWindow`, §2.1).
+
+The retransmission schedule itself (timeout * base^n, cap, jitter, give-up) is
+:class:`pyipsec.recovery.RetryPolicy`, the one implementation shared with DPD.
 """
 
 from __future__ import annotations
@@ -11,21 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-from ..config.model import RetransmitConfig
-
-
-def retransmit_delay(cfg: RetransmitConfig, n: int, rand: float = 0.0) -> float:
-    """Delay before retransmission ``n+1`` (``n`` = retransmissions so far): timeout*base^n.
-
-    ``rand`` in [0, 1) scales the configured jitter (a fraction subtracted).
-    """
-    delay = cfg.timeout * (cfg.base**n)
-    if cfg.max_delay > 0:
-        delay = min(delay, cfg.max_delay)
-    if cfg.jitter > 0:
-        delay -= delay * cfg.jitter * rand
-    return delay
 
 
 @dataclass(slots=True)

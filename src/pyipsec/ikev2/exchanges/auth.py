@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ...config.model import ConnectionConfig
 from ...crypto.keys import psk_auth, signed_octets
+from ...recovery import ErrorKind
 from ..constants import AuthMethod, ExchangeType, NotifyType, PayloadType, name_of
 from ..errors import AuthenticationFailed, ProtocolError
 from ..events import ChildSaFailed, IkeSaEstablished
@@ -94,6 +95,7 @@ def _handle_response(sa: IkeSa, req: child_x.ChildRequest | None, msg: Message, 
         sa.fail(now, f"IKE_AUTH refused by peer: {what}", notify)
         return
     if not conn_matches_id(conn, idr):
+        sa.on_error(ErrorKind.AUTHENTICATION_FAILED, now, f"responder identity {identity_str(idr)}")
         sa.fail(
             now,
             f"peer identity {identity_str(idr)} does not match {conn.remote_id!r}",
@@ -103,6 +105,7 @@ def _handle_response(sa: IkeSa, req: child_x.ChildRequest | None, msg: Message, 
         return
     want = _auth_value(sa, conn.psk, sa.msg2, sa.ni, sa.keys.sk_pr, idr)
     if auth.method != AuthMethod.PSK or not hmac.compare_digest(want, auth.data):
+        sa.on_error(ErrorKind.AUTHENTICATION_FAILED, now, "responder AUTH does not verify")
         sa.fail(
             now,
             "responder AUTH payload does not verify",
@@ -257,5 +260,6 @@ def handle_request(sa: IkeSa, msg: Message, now: float) -> PayloadList:
 
 def _auth_failed(sa: IkeSa, now: float, reason: str) -> PayloadList:
     """§2.21.2: answer AUTHENTICATION_FAILED and forget the SA."""
+    sa.on_error(ErrorKind.AUTHENTICATION_FAILED, now, reason)
     sa.fail(now, reason, NotifyType.AUTHENTICATION_FAILED)
     raise AuthenticationFailed(reason)

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ...config.model import StartAction
+from ...recovery import kind_for_received_notify
 from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId, name_of
 from ..events import IkeSaDeleted, IkeSaRekeyed, NotifyReceived
 from ..message import Message
-from ..payloads import DeletePayload
+from ..payloads import DeletePayload, NotifyPayload
 from ..state import ChildSaState, IkeSaState
 
 if TYPE_CHECKING:
@@ -141,6 +142,33 @@ def start_liveness(sa: IkeSa, now: float) -> None:
     sa.enqueue(go, "liveness", now)
 
 
+def start_notify(sa: IkeSa, ntype: int, data: bytes, now: float) -> bool:
+    """An INFORMATIONAL request carrying one error notify, e.g. INVALID_SPI for ESP on
+    an unknown SPI (§2.21.4, §3.10.1: outside a request, report it in an INFORMATIONAL
+    exchange of the IKE SA with that peer).  The answer changes nothing.  At most one
+    such report is queued or in flight per IKE SA (never amplify): False if dropped."""
+    label = f"INFORMATIONAL {name_of(NotifyType, ntype)}"
+    if any(q.label == label for q in sa.queue) or any(
+        r.label == label for r in sa.req_win.pending.values()
+    ):
+        return False
+
+    def go(t: float) -> bool:
+        if not sa.established:
+            return False
+        sa.send_request(
+            ExchangeType.INFORMATIONAL,
+            [(PayloadType.NOTIFY, NotifyPayload(0, b"", ntype, data))],
+            lambda m, t2: None,
+            t,
+            label=label,
+        )
+        return True
+
+    sa.enqueue(go, label, now)
+    return True
+
+
 # --------------------------------------------------------------------------- requests we answer
 
 
@@ -151,7 +179,13 @@ def handle_request(sa: IkeSa, msg: Message, now: float) -> PayloadList:
         if n.type in (NotifyType.INITIAL_CONTACT, NotifyType.SET_WINDOW_SIZE):
             continue
         sa.emit(NotifyReceived(sa.ike_id, int(n.type), n.data, n.is_error))
-        log.info("IKE SA %d: peer notifies %s", sa.ike_id, name_of(NotifyType, int(n.type)))
+        kind = kind_for_received_notify(int(n.type), in_response=False) if n.is_error else None
+        if kind is not None:
+            # §3.10.1: errors in a request (e.g. INVALID_SPI, §2.21.4) never change state:
+            # the recovery table's row is IGNORE (counted, rate-limited log)
+            sa.on_error(kind, now, f"{name_of(NotifyType, int(n.type))} in an INFORMATIONAL")
+        else:
+            log.info("IKE SA %d: peer notifies %s", sa.ike_id, name_of(NotifyType, int(n.type)))
     ike_delete = any(d.protocol == ProtocolId.IKE for d in deletes)
     if ike_delete:
         _peer_deletes_ike(sa, now)

@@ -1,0 +1,162 @@
+"""Dead peer detection in the core with the harness's fake clock (RFC 7296 §2.4):
+exact check times, each dpd_action (read from the recovery table), answering the
+peer's checks while we rekey, and liveness proof from ESP and IKE traffic."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyipsec.config.model import DpdAction, DpdConfig
+from pyipsec.ikev2.constants import ExchangeType
+from pyipsec.ikev2.events import ChildSaInstalled, IkeSaEstablished, IkeSaRekeyed, PeerDead
+from pyipsec.ikev2.sa import IkeSa
+from pyipsec.ikev2.state import ChildSaState, IkeSaState
+from pyipsec.recovery import ErrorKind, RecoveryAction
+
+from .harness import Harness, Packet, conn_pair, drop_first, is_exchange
+
+
+def _sa(side: Any) -> IkeSa:
+    sa: IkeSa = next(s for s in side.mgr.by_id.values() if s.state is not IkeSaState.DELETED)
+    return sa
+
+
+def _up(a_dpd: DpdConfig | None = None, b_dpd: DpdConfig | None = None) -> Harness:
+    a, b = conn_pair(
+        a_kw={"dpd": a_dpd} if a_dpd else None, b_kw={"dpd": b_dpd} if b_dpd else None
+    )
+    h = Harness(a, b)
+    h.up()
+    return h
+
+
+def _checks(h: Harness, sender: str) -> list[Packet]:
+    """Empty INFORMATIONAL requests (liveness checks) sent by ``sender``."""
+    return [
+        p
+        for p in h.sent(sender, ExchangeType.INFORMATIONAL, response=False)
+        if not h.decrypt(p).payloads
+    ]
+
+
+def test_check_after_exactly_the_interval_of_silence() -> None:
+    h = _up(a_dpd=DpdConfig(interval=10.0))
+    t0 = _sa(h.a).last_heard
+    h.run(30 - (h.now - t0))
+    checks = _checks(h, "a")
+    assert len(checks) == 2
+    assert abs(checks[0].at - (t0 + 10.0)) < 0.1
+    # each answered check is proof of life: the next one follows an interval later
+    assert abs(checks[1].at - checks[0].at - 10.0) < 0.1
+    assert not h.a.of(PeerDead)
+
+
+def test_action_comes_from_the_recovery_table() -> None:
+    for action, expected in (
+        (DpdAction.CLEAR, ()),
+        (DpdAction.TRAP, (RecoveryAction.TRAP,)),
+        (DpdAction.RESTART, (RecoveryAction.RESET_CONNECTION,)),
+    ):
+        h = _up(a_dpd=DpdConfig(interval=10.0, action=action))
+        row = _sa(h.a).errors.decide(ErrorKind.RETRANSMITS_EXHAUSTED)
+        assert row.actions == (RecoveryAction.DELETE_SA, *expected)
+        h.down = True
+        h.run(40)
+        (pd,) = h.a.of(PeerDead)
+        assert pd.action == action.value
+
+
+def test_dead_verdict_at_the_end_of_the_retransmission_schedule() -> None:
+    h = _up(a_dpd=DpdConfig(interval=10.0))
+    h.down = True
+    h.run(60)
+    checks = h.sent("a", ExchangeType.INFORMATIONAL, response=False)
+    # FAST_RETRANSMIT: 1 s * 2^n, 3 retransmissions -> give up 1+2+4+8 s after the check
+    assert [round(p.at - checks[0].at, 2) for p in checks] == [0.0, 1.0, 3.0, 7.0]
+    (_pd,) = h.a.of(PeerDead)
+    assert h.a.mgr.error_status() == {"retransmits-exhausted": 1}
+
+
+def test_restart_action_brings_the_children_back() -> None:
+    h = _up(a_dpd=DpdConfig(interval=10.0, action=DpdAction.RESTART))
+    h.down = True
+    h.run(26)
+    h.down = False
+    h.run(30)
+    assert len(h.a.of(IkeSaEstablished)) == 2 and len(h.a.of(ChildSaInstalled)) == 2
+    # B learned of the restart through INITIAL_CONTACT: one IKE SA left
+    assert len([s for s in h.b.mgr.by_id.values() if s.established]) == 1
+
+
+def test_peer_check_answered_while_we_rekey_the_ike_sa() -> None:
+    h = _up(b_dpd=DpdConfig(interval=5.0))
+    sa_a = _sa(h.a)
+    # A's rekey request gets lost once: A sits in REKEYING while B's check arrives
+    h.rules.append(drop_first(is_exchange("a", ExchangeType.CREATE_CHILD_SA, False)))
+    h.now = sa_a.last_heard + 4.9
+    h.a.mgr.rekey_ike(sa_a.ike_id, h.now)
+    h.flush()
+    assert sa_a.state is IkeSaState.REKEYING
+    h.run(0.5)  # B's liveness check is due now
+    checks_b = _checks(h, "b")
+    assert len(checks_b) == 1
+    answers = h.sent("a", ExchangeType.INFORMATIONAL, response=True)
+    assert len(answers) == 1 and answers[0].at < checks_b[0].at + 0.1
+    h.run(10)
+    assert h.a.of(IkeSaRekeyed) and not h.b.of(PeerDead) and not h.a.of(PeerDead)
+
+
+def test_peer_check_answered_while_we_rekey_a_child() -> None:
+    h = _up(b_dpd=DpdConfig(interval=5.0))
+    sa_a = _sa(h.a)
+    (ca,) = sa_a.children.values()
+    h.rules.append(drop_first(is_exchange("a", ExchangeType.CREATE_CHILD_SA, False)))
+    h.now = sa_a.last_heard + 4.9
+    h.a.mgr.rekey_child(sa_a.ike_id, ca.spi_in, h.now)
+    h.flush()
+    assert ca.state is ChildSaState.REKEYING
+    h.run(0.5)
+    assert len(_checks(h, "b")) == 1
+    assert len(h.sent("a", ExchangeType.INFORMATIONAL, response=True)) == 1
+    h.run(10)
+    assert not h.b.of(PeerDead) and len(_sa(h.a).children) == 1
+
+
+def test_our_check_is_deferred_while_an_exchange_is_outstanding() -> None:
+    h = _up(a_dpd=DpdConfig(interval=5.0))
+    sa_a = _sa(h.a)
+    h.rules.append(drop_first(is_exchange("a", ExchangeType.CREATE_CHILD_SA, False), 3))
+    h.now = sa_a.last_heard + 4.0
+    h.a.mgr.rekey_ike(sa_a.ike_id, h.now)
+    h.run(3)
+    # the rekey's retransmissions are the liveness test; no separate check meanwhile
+    assert not _checks(h, "a")
+    h.run(20)
+    assert h.a.of(IkeSaRekeyed) and not h.a.of(PeerDead)
+
+
+def test_esp_and_ike_traffic_are_proof_of_life() -> None:
+    h = _up(a_dpd=DpdConfig(interval=10.0))
+    sa_a = _sa(h.a)
+    (ca,) = sa_a.children.values()
+    for _ in range(6):
+        h.a.mgr.notify_traffic(ca.spi_in, h.now, packets_in=ca.packets_in + 1)
+        h.run(6)
+    assert not _checks(h, "a")
+    # a request from the peer counts as well
+    h.b.mgr.liveness(_sa(h.b).ike_id, h.now)
+    h.run(9)
+    assert not _checks(h, "a")
+    h.run(3)
+    assert len(_checks(h, "a")) == 1
+
+
+def test_manual_liveness_while_dpd_disabled() -> None:
+    h = _up()
+    sa_a = _sa(h.a)
+    h.run(100)
+    assert not _checks(h, "a")  # disabled: never on its own
+    h.a.mgr.liveness(sa_a.ike_id, h.now)
+    h.a.mgr.liveness(sa_a.ike_id, h.now)  # coalesced with the one in flight
+    h.run(2)
+    assert len(_checks(h, "a")) == 1 and not sa_a.dpd_probe
