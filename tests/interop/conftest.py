@@ -35,11 +35,11 @@ def testbed() -> None:
         pytest.skip(reason)
 
 
-def _topology(mode: str) -> Iterator[Topology]:
+def _topology(mode: str, **kwargs: Any) -> Iterator[Topology]:
     reason = _testbed_missing()
     if reason:
         pytest.skip(reason)
-    topo = Topology(mode=mode)
+    topo = Topology(mode=mode, **kwargs)
     try:
         topo.up()
         yield topo
@@ -57,6 +57,12 @@ def nat_topology() -> Iterator[Topology]:
 def nonat_topology() -> Iterator[Topology]:
     """The same three namespaces, routed without NAT (module-scoped)."""
     yield from _topology("nonat")
+
+
+@pytest.fixture(scope="module")
+def nat2_topology() -> Iterator[Topology]:
+    """Like ``nat_topology`` plus ``left2``, a second LAN host behind the same NAT."""
+    yield from _topology("nat", extra_left_host=True)
 
 
 @pytest.fixture
@@ -97,7 +103,7 @@ def pyipsec_factory() -> Iterator[Callable[..., PyipsecDaemon]]:
 def _clear_impairments(request: pytest.FixtureRequest) -> Iterator[None]:
     """Module-scoped topologies are shared: no impairment leaks into the next test."""
     yield
-    for name in ("nat_topology", "nonat_topology"):
+    for name in ("nat_topology", "nonat_topology", "nat2_topology"):
         if name in request.fixturenames:
             topo: Topology = request.getfixturevalue(name)
             if topo.is_up:

@@ -87,8 +87,14 @@ def pyipsec_toml(*, side: str, state_dir: Path, remote_addrs: Sequence[str] = ("
                  tun_name: str = "pyi0", psk: str = TEST_PSK,
                  retransmit: tuple[int, float, float] = (3, 1.0, 1.5),
                  extra_conn: dict[str, Any] | None = None,
-                 extra_daemon: dict[str, Any] | None = None) -> str:
+                 extra_daemon: dict[str, Any] | None = None,
+                 tun_addresses: Sequence[str] | None = None,
+                 local_id_override: str | None = None) -> str:
     """The daemon TOML for the ``left`` or ``right`` side of the topology.
+
+    ``tun_addresses`` replaces the TUN addresses derived from ``side``/``ipv6_inner``;
+    ``local_id_override`` our identity (e.g. the second LAN host's).  More children or
+    connections can be appended with :func:`child_toml` / :func:`connection_toml`.
 
     Identities, inner subnets and the TUN addresses (the inner address of that side, used
     as source of the routes through the TUN device) follow from ``side``.
@@ -105,6 +111,10 @@ def pyipsec_toml(*, side: str, state_dir: Path, remote_addrs: Sequence[str] = ("
         raise ValueError("side must be 'left' or 'right'")
     if not ipv6_inner:
         local_ts, remote_ts, tun_addrs = local_ts[:1], remote_ts[:1], tun_addrs[:1]
+    if tun_addresses is not None:
+        tun_addrs = list(tun_addresses)
+    if local_id_override is not None:
+        local_id = local_id_override
     tries, timeout, base = retransmit
     tables: dict[str, dict[str, Any]] = {
         "daemon": {
@@ -138,6 +148,35 @@ def pyipsec_toml(*, side: str, state_dir: Path, remote_addrs: Sequence[str] = ("
         "secrets.psk": {"ids": [LEFT_ID, RIGHT_ID], "secret": psk},
     }
     return toml_text(tables)
+
+
+def child_toml(conn: str, child: str, *, local_ts: Sequence[str], remote_ts: Sequence[str],
+               esp_proposals: str, rekey_time: int = 0, start_action: str = "none") -> str:
+    """One more ``[connections.CONN.children.CHILD]`` table, to append to a daemon TOML."""
+    return toml_text({f"connections.{conn}.children.{child}": {
+        "mode": "tunnel", "local_ts": list(local_ts), "remote_ts": list(remote_ts),
+        "esp_proposals": [esp_proposals], "rekey_time": rekey_time,
+        "start_action": start_action}})
+
+
+def connection_toml(conn: str, *, local_id: str, remote_id: str, proposals: str,
+                    children: dict[str, tuple[Sequence[str], Sequence[str]]],
+                    esp_proposals: str, remote_addrs: Sequence[str] = ("%any",),
+                    local_addrs: Sequence[str] = (), encap: bool = False,
+                    extra_conn: dict[str, Any] | None = None) -> str:
+    """One more connection (``children``: name -> (local_ts, remote_ts)) to append to a
+    daemon TOML made by :func:`pyipsec_toml` (which carries the daemon and secrets)."""
+    text = toml_text({
+        f"connections.{conn}": {"local_addrs": list(local_addrs) or None,
+                                "remote_addrs": list(remote_addrs), "proposals": [proposals],
+                                "encap": encap, "rekey_time": 0, "dpd_delay": 0,
+                                **(extra_conn or {})},
+        f"connections.{conn}.local": {"auth": "psk", "id": local_id},
+        f"connections.{conn}.remote": {"auth": "psk", "id": remote_id},
+    })
+    for name, (lts, rts) in children.items():
+        text += child_toml(conn, name, local_ts=lts, remote_ts=rts, esp_proposals=esp_proposals)
+    return text
 
 
 @dataclass
@@ -250,6 +289,33 @@ class PyipsecDaemon:
                 return False
             raise
         return True
+
+    def rekey_ike(self, conn: str) -> bool:
+        """Ask the daemon to rekey the IKE SA now; False if it has no such command (yet)."""
+        try:
+            self.request("rekey", name=conn, ike=True)
+        except PyipsecError as exc:
+            if "unknown command" in str(exc):
+                return False
+            raise
+        return True
+
+    @property
+    def pid(self) -> int | None:
+        """The daemon's PID while it runs (``ip netns exec`` execs, so it is Popen's)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        return self.proc.pid
+
+    def rss_kb(self) -> int:
+        """Resident set size of the daemon (``VmRSS`` of /proc/PID/status), in KiB."""
+        pid = self.pid
+        if pid is None:
+            raise PyipsecError("the daemon is not running")
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise PyipsecError(f"no VmRSS in /proc/{pid}/status")
 
     def ike_sas(self) -> list[dict[str, Any]]:
         """The IKE SAs of ``status --json``."""

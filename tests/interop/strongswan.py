@@ -439,6 +439,11 @@ class Charon:
                 return sa
         return None
 
+    def ike_sas(self, ike: str) -> list[dict[str, Any]]:
+        """Every IKE SA of connection ``ike`` (any state), one dict per ``uniqueid``."""
+        return [sa for key, sa in self.list_sas().items()
+                if "#" in key and key.split("#")[0] == ike]
+
     def wait_for(self, predicate: Any, timeout: float = 15.0, interval: float = 0.2) -> Any:
         """Poll ``predicate(self)`` until it returns something truthy (or time out)."""
         deadline = time.monotonic() + timeout

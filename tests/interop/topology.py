@@ -31,7 +31,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import itertools
+import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -52,6 +54,15 @@ LEFT_SUBNET = "203.0.113.0/26"
 LEFT_SUBNET6 = "2001:db8:a::/64"
 RIGHT_SUBNET = "203.0.113.64/26"
 RIGHT_SUBNET6 = "2001:db8:b::/64"
+# the optional second LAN host behind the NAT (``Topology(extra_left_host=True)``): its own
+# router port lan1 in 198.51.100.128/25 (inside the masqueraded /24) and inner subnets
+LEFT2_OUTER = "198.51.100.130"
+LEFT2_OUTER6 = "2001:db8:52::2"
+NAT_LAN2 = "198.51.100.129"
+LEFT2_INNER = "203.0.113.129"
+LEFT2_INNER6 = "2001:db8:c::1"
+LEFT2_SUBNET = "203.0.113.128/26"
+LEFT2_SUBNET6 = "2001:db8:c::/64"
 
 _counter = itertools.count()
 _live: list[Topology] = []
@@ -130,6 +141,8 @@ class Topology:
     mode: str = "nat"
     prefix: str = field(default_factory=lambda: f"pyi{os.getpid()}{next(_counter)}")
     is_up: bool = False
+    #: also build ``left2``, a second host behind the NAT (router port ``lan1``)
+    extra_left_host: bool = False
 
     @property
     def left(self) -> str:
@@ -152,6 +165,16 @@ class Topology:
         return (self.left, self.router, self.right)
 
     @property
+    def left2(self) -> str:
+        """Name of the optional second LAN host namespace (``extra_left_host=True``)."""
+        return f"{self.prefix}m"
+
+    @property
+    def all_namespaces(self) -> tuple[str, ...]:
+        """Every namespace of this topology, including the optional second LAN host."""
+        return (*self.namespaces, *((self.left2,) if self.extra_left_host else ()))
+
+    @property
     def right_sees_left_as(self) -> str:
         """The address right sees left's packets coming from (NAT or not)."""
         return NAT_WAN if self.mode == "nat" else LEFT_OUTER
@@ -162,7 +185,7 @@ class Topology:
         """Create the namespaces, links, addresses, routes and NAT rules."""
         if self.mode not in ("nat", "nonat"):
             raise ValueError("mode must be 'nat' or 'nonat'")
-        for ns in self.namespaces:
+        for ns in self.all_namespaces:
             if netns_exists(ns):
                 raise TopologyError(f"namespace {ns} exists already")
         _live.append(self)
@@ -205,6 +228,8 @@ class Topology:
             run(["ip", "-n", ns, "link", "set", "inner0", "up"])
             run(["ip", "-n", ns, "addr", "add", v4, "dev", "inner0"])
             run(["ip", "-n", ns, "addr", "add", v6, "dev", "inner0", "nodad"])
+        if self.extra_left_host:
+            self._build_left2()
         self.set_mode(self.mode)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:  # veth carriers come up asynchronously
@@ -214,6 +239,28 @@ class Topology:
             if len(states) == 2 and all(s == "UP" for s in states):
                 break
             time.sleep(0.05)
+
+    def _build_left2(self) -> None:
+        """A second LAN host behind the NAT: eth0 198.51.100.130/25 <-> router lan1."""
+        left2, nat, right = self.left2, self.router, self.right
+        run(["ip", "netns", "add", left2])
+        run(["ip", "-n", left2, "link", "set", "lo", "up"])
+        run(["ip", "-n", left2, "link", "add", "eth0", "type", "veth",
+             "peer", "name", "lan1", "netns", nat])
+        for ns, dev, v4, v6 in ((left2, "eth0", f"{LEFT2_OUTER}/25", f"{LEFT2_OUTER6}/64"),
+                                (nat, "lan1", f"{NAT_LAN2}/25", "2001:db8:52::1/64")):
+            run(["ip", "-n", ns, "addr", "add", v4, "dev", dev])
+            run(["ip", "-n", ns, "addr", "add", v6, "dev", dev, "nodad"])
+            run(["ip", "-n", ns, "link", "set", dev, "up"])
+        run(["ip", "-n", left2, "route", "add", "default", "via", NAT_LAN2])
+        run(["ip", "-n", left2, "-6", "route", "add", "default", "via", "2001:db8:52::1"])
+        run(["ip", "-n", right, "-6", "route", "add", "2001:db8:52::/64", "via", "2001:db8:2::1"])
+        run(["ip", "-n", left2, "link", "add", "inner0", "type", "veth",
+             "peer", "name", "inner0-peer"])
+        run(["ip", "-n", left2, "link", "set", "inner0-peer", "up"])
+        run(["ip", "-n", left2, "link", "set", "inner0", "up"])
+        run(["ip", "-n", left2, "addr", "add", f"{LEFT2_INNER}/26", "dev", "inner0"])
+        run(["ip", "-n", left2, "addr", "add", f"{LEFT2_INNER6}/64", "dev", "inner0", "nodad"])
 
     def set_mode(self, mode: str) -> None:
         """Switch between ``nat`` (masquerade) and ``nonat`` (plain routing)."""
@@ -283,9 +330,93 @@ class Topology:
                                     str(percent), "meta", "mark", "set", "0x1dd",
                                     "dup", "to", f'"{dev}"'])
 
+    def impair_drop_ike_requests(self, exchange: int, every: int = 2) -> None:
+        """Drop every ``every``-th IKE *request* of exchange type ``exchange`` (e.g. 36,
+        CREATE_CHILD_SA) on UDP 4500 in each direction, starting with the first.
+
+        Matches the cleartext IKE header behind the non-ESP marker (``@th`` offsets:
+        marker at UDP payload byte 0, exchange type at 22, flags at 23, R flag 0x20), so
+        only IKE requests are touched, never ESP or responses.  ``numgen inc`` counts per
+        direction: with ``every=2`` each first transmission is lost and its first
+        retransmission passes, which keeps a request outstanding for one retransmission
+        timeout (used to make two rekeys overlap deterministically).
+        """
+        if every < 1:
+            raise ValueError("every must be >= 1")
+        self._impair_table()
+        nth = [] if every == 1 else ["numgen", "inc", "mod", str(every), "==", "0"]
+        for chain in ("lan", "wan"):
+            self.exec(self.router, ["nft", "add", "rule", "netdev", "pyi-impair", chain,
+                                    "udp", "dport", "4500", "@th,64,32", "0",
+                                    "@th,240,8", str(exchange), "@th,248,8", "&", "0x20",
+                                    "==", "0", *nth, "counter", "drop"])
+
     def clear_impairments(self) -> None:
         """Remove every loss/duplication rule."""
         self.exec(self.router, ["nft", "delete", "table", "netdev", "pyi-impair"], check=False)
+
+    # -- observing and changing the router ------------------------------------------
+
+    def start_counters(self, matches: dict[str, str]) -> None:
+        """Count forwarded packets on the router: ``{"esp": "meta l4proto esp", ...}``.
+
+        Each value is an nftables match expression; one counter rule per entry in a
+        forward-hook chain of table ``inet pyi-count`` (replaced if it exists).
+        :meth:`counters` reads them, :meth:`stop_counters` removes the table.
+        """
+        self.stop_counters()
+        rules = "".join(f'    {expr} counter comment "{name}"\n'
+                        for name, expr in matches.items())
+        self.exec(self.router, ["nft", "-f", "-"], input=(
+            "table inet pyi-count {\n"
+            "  chain count {\n"
+            "    type filter hook forward priority -10; policy accept;\n"
+            f"{rules}"
+            "  }\n"
+            "}\n"))
+
+    def counters(self) -> dict[str, int]:
+        """Packets counted so far by the rules of :meth:`start_counters`, by name."""
+        out = self.exec(self.router, ["nft", "-j", "list", "table", "inet", "pyi-count"]).stdout
+        result: dict[str, int] = {}
+        for item in json.loads(out).get("nftables", []):
+            rule = item.get("rule")
+            if not rule or "comment" not in rule:
+                continue
+            for expr in rule.get("expr", []):
+                if "counter" in expr:
+                    result[rule["comment"]] = int(expr["counter"]["packets"])
+        return result
+
+    def stop_counters(self) -> None:
+        """Remove the counter table (no error if there is none)."""
+        self.exec(self.router, ["nft", "delete", "table", "inet", "pyi-count"], check=False)
+
+    def set_nat_port_range(self, low: int | None, high: int | None = None) -> None:
+        """Masquerade UDP from the LAN to source ports ``low-high`` (``None``: the default
+        port-preserving masquerade).  Existing conntrack entries keep their mapping:
+        call :meth:`flush_conntrack` to make the next packets pick a new one."""
+        if self.mode != "nat":
+            raise TopologyError("set_nat_port_range needs mode 'nat'")
+        rules = ['oifname "wan0" ip saddr 198.51.100.0/24 masquerade']
+        if low is not None:
+            rules.insert(0, 'oifname "wan0" ip saddr 198.51.100.0/24 meta l4proto udp '
+                            f"masquerade to :{low}-{high if high is not None else low}")
+        body = "".join(f"add rule ip pyi-nat post {r}\n" for r in rules)
+        self.exec(self.router, ["nft", "-f", "-"], input="flush chain ip pyi-nat post\n" + body)
+
+    def flush_conntrack(self) -> None:
+        """Forget every NAT mapping of the router (``conntrack -F``; Debian ``conntrack``)."""
+        if shutil.which("conntrack") is None:
+            raise TopologyError("conntrack (conntrack-tools) is not installed")
+        self.exec(self.router, ["conntrack", "-F"])
+
+    def conntrack_udp(self) -> list[str]:
+        """The router's UDP conntrack entries (``conntrack -L -p udp`` lines)."""
+        if shutil.which("conntrack") is None:
+            raise TopologyError("conntrack (conntrack-tools) is not installed")
+        out = self.exec(self.router, ["conntrack", "-L", "-p", "udp"], check=False).stdout
+        return [ln for ln in out.splitlines() if ln.strip()]
 
     # -- running things -----------------------------------------------------------
 
@@ -314,9 +445,20 @@ class Topology:
                 return int(parts[0].split()[0]), int(parts[1].split()[0])
         return 0, 0
 
+    def ping_background(self, ns: str, dest: str, *, source: str | None = None,
+                        interval: float = 0.1) -> BackgroundPing:
+        """Start a ping that runs until :meth:`BackgroundPing.stop` (e.g. across a rekey)."""
+        argv = ["ping", "-n", "-q", "-i", str(interval), "-W", "1"]
+        if ":" in dest:
+            argv.insert(1, "-6")
+        if source:
+            argv += ["-I", source]
+        return BackgroundPing(self.popen(ns, [*argv, dest], stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT))
+
     def down(self) -> None:
         """End every process left in the namespaces (by PID) and delete them."""
-        for ns in self.namespaces:
+        for ns in self.all_namespaces:
             if not netns_exists(ns):
                 continue
             for pid in netns_pids(ns):
@@ -331,6 +473,25 @@ class Topology:
 
     def __exit__(self, *exc: object) -> None:
         self.down()
+
+
+@dataclass
+class BackgroundPing:
+    """A running ``ping`` (see :meth:`Topology.ping_background`)."""
+
+    proc: subprocess.Popen[bytes]
+
+    def stop(self) -> tuple[int, int]:
+        """SIGINT the ping (it prints its summary); return (transmitted, received)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(2)
+        try:
+            out, _ = self.proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate(timeout=5)
+        m = re.search(rb"(\d+) packets transmitted, (\d+) received", out or b"")
+        return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
 @atexit.register
