@@ -160,3 +160,50 @@ def test_manual_liveness_while_dpd_disabled() -> None:
     h.a.mgr.liveness(sa_a.ike_id, h.now)  # coalesced with the one in flight
     h.run(2)
     assert len(_checks(h, "a")) == 1 and not sa_a.dpd_probe
+
+
+
+def _attempts(h: Harness) -> list[bytes]:
+    """The distinct IKE SAs A tried to start (SPIi of its IKE_SA_INIT requests), in order."""
+    spis: list[bytes] = []
+    for p in h.sent("a", ExchangeType.IKE_SA_INIT, response=False):
+        m = p.message()
+        assert m is not None
+        if m.spi_i not in spis:
+            spis.append(m.spi_i)
+    return spis
+
+
+def test_restart_keeps_trying_until_the_peer_returns() -> None:
+    """dpd_action=restart with keyingtries=0 (the default): a re-initiation that runs
+    out of retransmissions is followed by another after the reinit backoff (1, 2, 4 ...
+    s, capped at 60 s), until the peer is back -- here it stays away for 200 s, far
+    longer than one retransmission schedule."""
+    h = _up(a_dpd=DpdConfig(interval=10.0, action=DpdAction.RESTART))
+    h.down = True
+    h.run(200)
+    tries = _attempts(h)
+    assert len(tries) >= 1 + 5  # the first setup, then at least 5 whole re-initiations
+    assert len(h.a.of(PeerDead)) == 1 and len(h.a.of(IkeSaEstablished)) == 1
+    h.down = False
+    h.run(80)  # at most one capped backoff plus the setup
+    assert len(h.a.of(IkeSaEstablished)) == 2 and len(h.a.of(ChildSaInstalled)) == 2
+    assert len([s for s in h.a.mgr.by_id.values() if s.established]) == 1
+    # once up, no further re-initiation is scheduled
+    n = len(_attempts(h))
+    h.run(120)
+    assert len(_attempts(h)) == n
+
+
+def test_restart_gives_up_after_keyingtries() -> None:
+    a, b = conn_pair(
+        a_kw={"dpd": DpdConfig(interval=10.0, action=DpdAction.RESTART), "keyingtries": 2}
+    )
+    h = Harness(a, b)
+    h.up()
+    h.down = True
+    h.run(400)
+    # the first setup, the restart, one retry after it failed -- then nothing more
+    assert len(_attempts(h)) == 1 + 2
+    h.run(400)
+    assert len(_attempts(h)) == 1 + 2

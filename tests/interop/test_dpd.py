@@ -12,9 +12,9 @@ pyipsec runs on the left (IKE initiator behind the NAT) with ``dpd_delay`` 2 s,
 * ``test_pyipsec_dpd_restart``: the same with ``restart``; pyipsec re-initiates at once;
   charon comes back shortly after and the tunnel is restored by pyipsec alone (ping).
 * ``test_pyipsec_dpd_restart_keeps_trying``: charon comes back only after pyipsec's first
-  re-initiation has run out of retransmissions.  strict xfail: pyipsec tries once
-  (``IkeManager._do_restarts``) and then leaves the connection down; strongSwan's
-  equivalent is ``keyingtries = 0``.
+  re-initiation has run out of retransmissions: pyipsec keeps re-initiating (the
+  connection's ``reinit_backoff``, 1 s doubling up to 60 s, ``keyingtries = 0`` = for
+  ever, like strongSwan's ``keyingtries = 0``) and brings the tunnel back.
 * ``test_strongswan_dpd_against_pyipsec``: strongSwan (``dpd_delay`` 2 s) probes an idle
   pyipsec for five intervals: every probe is answered, no false positive (same IKE SA,
   no "giving up"); then the pyipsec daemon is killed with SIGKILL (by PID) and
@@ -148,9 +148,6 @@ def test_pyipsec_dpd_restart(nat_topology: Topology, tmp_path: Path,
     assert len(charon.ike_sas("ss")) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="DPD restart re-initiates only once: when that "
-                   "IKE_SA_INIT runs out of retransmissions the connection stays down "
-                   "(IkeManager._do_restarts does not retry; no keyingtries)")
 def test_pyipsec_dpd_restart_keeps_trying(nat_topology: Topology, tmp_path: Path,
                                           charon_factory: Callable[..., Charon],
                                           pyipsec_factory: Callable[..., PyipsecDaemon]

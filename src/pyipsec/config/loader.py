@@ -688,6 +688,7 @@ _CONN_KEYS = (
     "initial_contact",
     "window_size",
     "keylog",
+    "keyingtries",
     "version",
 )
 _END_KEYS = ("id", "auth")
@@ -761,6 +762,7 @@ def _connection(ctx: _Ctx, t: _Table, name: str, secrets: list[_Secret]) -> Conn
         initial_contact=t.get("initial_contact", _bool, d.initial_contact),
         window_size=t.get("window_size", _int_range(1, 1024), d.window_size),
         keylog=t.get("keylog", _bool, d.keylog),
+        keyingtries=t.get("keyingtries", _int_range(0, 1_000_000), d.keyingtries),
     )
     t.raw("mobike")  # accepted for swanctl compatibility, not implemented
     t.finish(_CONN_KEYS)

@@ -142,6 +142,12 @@ class ConnectionConfig:
     initial_contact: bool = True
     window_size: int = 1
     keylog: bool = False
+    # re-initiations after a DPD/close "restart" whose IKE_SA_INIT/IKE_AUTH failed
+    # (swanctl ``keyingtries``): 0 = keep trying forever, with ``reinit_backoff``
+    keyingtries: int = 0
+    reinit_backoff: RetransmitConfig = RetransmitConfig(
+        tries=0, timeout=1.0, base=2.0, max_delay=60.0
+    )
 
     def child(self, name: str) -> ChildConfig:
         for c in self.children:

@@ -39,7 +39,15 @@ from .constants import (
     PayloadType,
 )
 from .errors import ProtocolError, UnsupportedCriticalPayload
-from .events import Address, ChildSaDeleted, Event, IkeSaDeleted, PeerDead
+from .events import (
+    Address,
+    ChildSaDeleted,
+    Event,
+    IkeSaDeleted,
+    IkeSaEstablished,
+    IkeSaFailed,
+    PeerDead,
+)
 from .exchanges import child as child_x
 from .exchanges import ike_rekey, informational
 from .exchanges import init as init_x
@@ -103,7 +111,9 @@ class IkeManager:
         # of every error counted anywhere (status); decisions come from the recovery table
         self.errors = ErrorHandler()
         self.error_totals: dict[ErrorKind, int] = {}
-        self._restart: list[tuple[str, list[str]]] = []
+        # pending re-initiations: (due, connection, child names, attempt number)
+        self._restart: list[tuple[float, str, list[str], int]] = []
+        self._restart_of: dict[int, tuple[str, list[str], int]] = {}  # ike_id -> attempt
         self._sent_by: set[IkeSa] = set()
 
     # ================================================================== SaOwner
@@ -308,6 +318,7 @@ class IkeManager:
 
     def next_timer(self) -> float | None:
         deadlines = [t for sa in self.by_id.values() if (t := sa.next_timer()) is not None]
+        deadlines.extend(due for due, *_ in self._restart)
         return min(deadlines, default=None)
 
     def handle_timer(self, now: float) -> None:
@@ -719,20 +730,46 @@ class IkeManager:
         if isinstance(ev, ChildSaDeleted):
             self._child_spis.pop(ev.spi_in, None)
         elif isinstance(ev, PeerDead) and ev.action == "restart":
-            self._restart.append((sa.conn.name, list(getattr(sa, "dead_children", []))))
+            children = list(getattr(sa, "dead_children", []))
+            self._restart.append((self._clock, sa.conn.name, children, 0))
+        elif isinstance(ev, IkeSaEstablished):
+            self._restart_of.pop(sa.ike_id, None)
+        elif isinstance(ev, IkeSaFailed) and sa.ike_id in self._restart_of:
+            self._schedule_retry(sa, *self._restart_of.pop(sa.ike_id))
+
+    def _schedule_retry(self, sa: IkeSa, conn_name: str, children: list[str], attempt: int) -> None:
+        """A re-initiation after a restart failed: try again after the connection's
+        ``reinit_backoff`` (RetryPolicy), ``keyingtries`` times (0 = for ever)."""
+        conn = self.conns.get(conn_name)
+        if conn is None:
+            return
+        if conn.keyingtries and attempt + 1 >= conn.keyingtries:
+            log.warning("%s: giving up after %d re-initiations", conn_name, attempt + 1)
+            return
+        policy = RetryPolicy.from_retransmit_config(conn.reinit_backoff)
+        delay = policy.delay(attempt, self.rng)
+        log.info("%s: re-initiation %d failed, next try in %.1f s", conn_name, attempt + 1, delay)
+        self._restart.append((self._clock + delay, conn_name, children, attempt + 1))
 
     def _do_restarts(self, now: float) -> None:
-        todo, self._restart = self._restart, []
-        for conn_name, children in todo:
+        due = [r for r in self._restart if r[0] <= now]
+        if not due:
+            return
+        self._restart = [r for r in self._restart if r[0] > now]
+        for _, conn_name, children, attempt in due:
             if conn_name not in self.conns:
                 continue
-            log.info("DPD restart of %s", conn_name)
+            log.info("restart of %s (attempt %d)", conn_name, attempt + 1)
             try:
                 sa = self.initiate(conn_name, children[0] if children else None, now)
                 for name in children[1:]:
                     sa.pending_children.append(self.conns[conn_name].child(name))
             except (KeyError, ValueError) as exc:
                 log.warning("cannot restart %s: %s", conn_name, exc)
+                continue
+            if not sa.established:
+                self._restart_of[sa.ike_id] = (conn_name, children, attempt)
+        self._collect()
 
     def _reap(self, now: float) -> None:
         self._clock = now
