@@ -92,7 +92,8 @@ def test_keepalives_rekey_and_liveness(tmp_path: Path, pair: tuple[str, str, int
             res = await left.handle_request({"cmd": "rekey", "name": "c", "ike": True})
             assert res == {"conn": "c", "ike_sas": [ike_before]}
             await _until(
-                lambda: [sa["id"] for sa in left.status()["ike_sas"]] not in ([], [ike_before])
+                lambda: [(sa["id"] != ike_before, sa["state"]) for sa in left.status()["ike_sas"]]
+                == [(True, "established")]
             )
             # liveness: answered, with the round trip in milliseconds
             res = await left.handle_request({"cmd": "liveness", "name": "c"})
@@ -100,8 +101,13 @@ def test_keepalives_rekey_and_liveness(tmp_path: Path, pair: tuple[str, str, int
             # the same through the CLI (blocking client in a thread)
             rc = await asyncio.to_thread(cli.main, ["--socket", lsock, "liveness", "c"])
             assert rc == 0
+            (ike_mid,) = [sa["id"] for sa in left.status()["ike_sas"]]
             rc = await asyncio.to_thread(cli.main, ["--socket", lsock, "rekey", "c", "--ike"])
             assert rc == 0
+            await _until(
+                lambda: [(sa["id"] != ike_mid, sa["state"]) for sa in left.status()["ike_sas"]]
+                == [(True, "established")]
+            )
             # the peer vanishes: the liveness check fails instead of hanging
             await right.close()
             with pytest.raises(ControlError, match="no liveness answer within"):
