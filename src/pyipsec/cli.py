@@ -209,8 +209,13 @@ def format_status(st: dict[str, Any]) -> str:
 def _cmd_daemon(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from .daemon.runtime import unsupported_config
+
     try:
         cfg = load_config(args.config)
+        issues = unsupported_config(cfg)
+        if issues:
+            raise ConfigError(issues, str(args.config))
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 1
@@ -300,6 +305,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_reload(args: argparse.Namespace) -> int:
     res = _client(args).call("reload")
     print("reloaded: " + ", ".join(res.get("connections", [])))
+    if res.get("restart_needed"):
+        print("not applied until the daemon restarts: " + ", ".join(res["restart_needed"]))
     return 0
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import nat
-from ..config.loader import ConfigError, load_config
+from ..config.loader import ConfigError, ConfigIssue, load_config
 from ..config.model import ConnectionConfig, DaemonConfig, Mode, StartAction
 from ..esp.errors import EspDummyPacket, EspError, EspSequenceExhausted
 from ..esp.sa import EspInbound, EspOutbound
@@ -185,6 +185,22 @@ def _networks(sel: Any) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return []
 
 
+# DaemonConfig fields a reload cannot apply to the running daemon (sockets, TUN, logging)
+_RESTART_KEYS = (
+    "listen_addrs",
+    "ike_port",
+    "natt_port",
+    "control_socket",
+    "tun_name",
+    "tun_mtu",
+    "tun_addresses",
+    "log_levels",
+    "keylog_file",
+    "cookie_threshold",
+    "half_open_timeout",
+)
+
+
 @dataclass(slots=True)
 class DropCounters:
     """Data-plane drops that belong to no SA."""
@@ -322,7 +338,8 @@ class Daemon:
         if self.tun is None:
             return
         peer_ips = []
-        for p in peers:
+        # the configured peers plus those we have SAs with (a "%any" responder's peers)
+        for p in [*peers, *(c.remote[0] for c in self.children.values())]:
             with contextlib.suppress(ValueError):
                 peer_ips.append(ipaddress.ip_address(p))
         for net in _networks(sel):
@@ -515,8 +532,12 @@ class Daemon:
 
     def _on_event(self, e: Any) -> None:
         if isinstance(e, ev.ChildSaInstalled):
-            self._install(e.info)
-            self._resolve_waiters(e.info.conn, e.info.child, True, "CHILD_SA installed")
+            if self._install(e.info):
+                self._resolve_waiters(e.info.conn, e.info.child, True, "CHILD_SA installed")
+            else:
+                self._resolve_waiters(
+                    e.info.conn, e.info.child, False, "CHILD_SA not installed (see the log)"
+                )
         elif isinstance(e, ev.ChildSaRekeyed):
             self._install(e.info)
             log_child.info(
@@ -605,13 +626,26 @@ class Daemon:
 
     # ------------------------------------------------------------------ data plane: SAs
 
-    def _install(self, info: Any) -> None:
-        """Create both ESP directions of a negotiated Child SA and put it in the SPD."""
+    def _install(self, info: Any) -> bool:
+        """Create both ESP directions of a negotiated Child SA and put it in the SPD.
+
+        False when the data plane cannot carry it: a mode other than tunnel (refused by
+        :func:`unsupported_config` at start and reload; reachable only with a
+        programmatic configuration) is deleted again (DELETE sent) rather than left
+        half-installed, negotiated in the core but carrying nothing."""
         if info.mode != "tunnel":
             log_child.error(
-                "child %s: %s mode is not supported by the TUN data plane", info.child, info.mode
+                "child %s: %s mode is not supported by the TUN data plane: deleting it",
+                info.child,
+                info.mode,
             )
-            return
+            delete = getattr(self.mgr, "delete_child", None)
+            if delete is not None:
+                try:
+                    delete(info.ike_id, info.spi_in, self.now())
+                except (KeyError, ValueError) as e:
+                    log_child.debug("deleting child %08x: %s", info.spi_in, e)
+            return False
         key_bits = info.key_bits or 0
         try:
             inbound = EspInbound(
@@ -635,7 +669,7 @@ class Daemon:
             )
         except EspError as e:
             log_child.error("cannot install child %s: %s", info.child, e)
-            return
+            return False
         local: Address = (info.local[0], info.local[1])
         remote: Address = (info.remote[0], info.remote[1])
         raw = None
@@ -696,6 +730,7 @@ class Daemon:
                     info.integ_key_out,
                 )
             )
+        return True
 
     def _uninstall(self, spi_in: int, reason: str = "") -> None:
         state = self.children.pop(spi_in, None)
@@ -895,8 +930,30 @@ class Daemon:
             data, src = r
             self._on_esp(data, (src, 0), False)
 
+    def _unroute_peer(self, ip: str) -> None:
+        """A peer we hear from lies inside a TUN route (a selector of a connection with
+        ``remote_addrs = %any``, e.g. the peer's own address as ``remote_ts``, could not
+        be checked against it when routed): withdraw that route before answering, or our
+        IKE and ESP packets to the peer would be routed into the TUN device."""
+        prune = getattr(self.tun, "prune_routes", None)
+        if prune is None:
+            return
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return
+        routes = list(self.tun.routes)
+        capture = {r for r in routes if addr in ipaddress.ip_network(r)}
+        if capture:
+            for net in prune(set(routes) - capture):
+                log.warning(
+                    "route %s through %s withdrawn: it captures the peer %s", net, self.tun.name, ip
+                )
+
     def _on_ike(self, data: bytes, local: Address, remote: Address) -> None:
         assert self.mgr is not None
+        if self.tun is not None:
+            self._unroute_peer(remote[0])
         if local[0] in ("0.0.0.0", "::"):
             # a wildcard socket without IP_PKTINFO: ask the routing table which local
             # address answers this peer (the NAT-D hashes cover it, RFC 7296 §2.23)
@@ -1179,6 +1236,9 @@ class Daemon:
             raise ControlError("the daemon was not started from a file")
         try:
             new = load_config(self.config_path)
+            issues = unsupported_config(new)
+            if issues:
+                raise ConfigError(issues, str(self.config_path))
         except ConfigError as e:
             raise ControlError(str(e)) from None
         assert self.mgr is not None
@@ -1187,12 +1247,38 @@ class Daemon:
             raise ControlError("the IKE core does not support reloading connections")
         fn(new.connections, self.now())
         old_names = {c.name for c in self.config.connections}
+        restart = [k for k in _RESTART_KEYS if getattr(new, k) != getattr(self.config, k)]
+        if restart:
+            log_cfg.warning(
+                "reload: changed daemon settings take effect at the next start: %s",
+                ", ".join(restart),
+            )
         self.config = new
         self._apply_policies(new.connections)
         self._run_start_actions(c for c in new.connections if c.name not in old_names)
         self._pump()
+        self._prune_routes()
         log_cfg.info("configuration reloaded from %s", self.config_path)
-        return {"connections": [c.name for c in new.connections]}
+        result: dict[str, Any] = {"connections": [c.name for c in new.connections]}
+        if restart:
+            result["restart_needed"] = restart
+        return result
+
+    def _prune_routes(self) -> None:
+        """Drop TUN routes that neither a configured tunnel child nor an installed Child
+        SA of a configured connection needs any more (a reload removed them): traffic for
+        a removed connection follows the ordinary routing table again."""
+        prune = getattr(self.tun, "prune_routes", None)
+        if prune is None:
+            return
+        names = {c.name for c in self.config.connections}
+        sels = [s for c in self.config.connections for ch in c.children
+                if ch.mode == Mode.TUNNEL for s in ch.remote_ts]
+        sels += [s for st in self.children.values() if st.info.conn in names
+                 for s in st.remote_ts]
+        keep = {str(net) for s in sels for net in _networks(s)}
+        for net in prune(keep):
+            log_cfg.info("route %s through %s removed (no longer configured)", net, self.tun.name)
 
     def status(self) -> dict[str, Any]:
         now = self.now()
@@ -1275,6 +1361,28 @@ def run_daemon(
         manager_factory=manager_factory,
     )
     return asyncio.run(_amain(daemon))
+
+
+def unsupported_config(config: DaemonConfig) -> list[ConfigIssue]:
+    """What this daemon's data plane cannot carry, located like the loader's errors.
+
+    The configuration language and the IKE core know transport mode (USE_TRANSPORT_MODE,
+    RFC 7296 §1.3.1), but the TUN data plane only sees packets routed into the device:
+    a transport-mode SA between the two outer addresses would need the peer's address
+    routed into the TUN except for the daemon's own IKE/ESP packets.  Such a child is
+    refused when the daemon starts (and by ``--check`` and ``reload``) instead of being
+    negotiated and then left without a data path.
+    """
+    return [
+        ConfigIssue(
+            f"connections.{c.name}.children.{ch.name}.mode",
+            f"{ch.mode.value} mode is not supported by the userspace (TUN) data plane "
+            '(known limitation: use tunnel mode between inner subnets)',
+        )
+        for c in config.connections
+        for ch in c.children
+        if ch.mode is not Mode.TUNNEL
+    ]
 
 
 def selectors_summary(sels: Sequence[Any]) -> str:

@@ -150,6 +150,13 @@ class TunDevice:
         except Exception as e:
             log.debug("removing route %s: %s", key[0], e)
 
+    def prune_routes(self, keep: set[str]) -> list[str]:
+        """Remove every route whose network is not in ``keep``; return the removed ones."""
+        gone = sorted((k for k in self._routes if k[0] not in keep), key=lambda k: k[0])
+        for net, prefsrc in gone:
+            self.remove_route(net, prefsrc)
+        return [net for net, _ in gone]
+
     @property
     def routes(self) -> list[str]:
         return sorted(r for r, _ in self._routes)
