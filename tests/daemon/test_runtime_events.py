@@ -61,7 +61,7 @@ class FakeMgr:
     def next_event(self) -> Any:
         return self.events.pop(0) if self.events else None
 
-    def initiate(self, conn: str, child: str | None, now: float) -> None:
+    def initiate(self, conn: str, child: str | None, now: float, **kw: object) -> None:
         self.calls.append(("initiate", (conn, child)))
 
     def status(self, now: float | None = None) -> list[dict[str, Any]]:

@@ -207,3 +207,26 @@ def test_restart_gives_up_after_keyingtries() -> None:
     assert len(_attempts(h)) == 1 + 2
     h.run(400)
     assert len(_attempts(h)) == 1 + 2
+
+
+def test_persistent_initiation_retries_until_the_peer_answers() -> None:
+    """start_action = start: the peer is not there yet when we start; a persistent
+    initiation keeps trying (reinit backoff) and succeeds once the peer appears."""
+    a, b = conn_pair()
+    h = Harness(a, b)
+    h.down = True
+    h.a.mgr.initiate(a.name, None, h.now, persistent=True)
+    h.run(120)
+    assert len(_attempts(h)) >= 4 and not h.a.of(IkeSaEstablished)
+    h.down = False
+    h.run(70)
+    assert len(h.a.of(IkeSaEstablished)) == 1 and len(h.a.of(ChildSaInstalled)) == 1
+
+
+def test_plain_initiation_is_tried_once() -> None:
+    a, b = conn_pair()
+    h = Harness(a, b)
+    h.down = True
+    h.a.mgr.initiate(a.name, None, h.now)
+    h.run(300)
+    assert len(_attempts(h)) == 1 and h.a.mgr.next_timer() is None

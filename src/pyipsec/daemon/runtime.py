@@ -72,7 +72,9 @@ class IkeManagerLike(Protocol):
     def next_timer(self) -> float | None: ...
     def handle_timer(self, now: float) -> Any: ...
     def next_event(self) -> Any: ...
-    def initiate(self, conn_name: str, child_name: str | None, now: float) -> Any: ...
+    def initiate(
+        self, conn_name: str, child_name: str | None, now: float, *, persistent: bool = ...
+    ) -> Any: ...
     def status(self, now: float | None = None) -> list[dict[str, Any]]: ...
 
 
@@ -362,7 +364,7 @@ class Daemon:
         for c in conns:
             for ch in c.children:
                 if ch.start_action == StartAction.START:
-                    self.initiate(c.name, ch.name)
+                    self.initiate(c.name, ch.name, persistent=True)
 
     async def serve(self) -> None:
         """Run until :meth:`request_stop` (SIGTERM/SIGINT, control ``stop``)."""
@@ -432,10 +434,12 @@ class Daemon:
         assert self.loop is not None
         return self.loop.time()
 
-    def initiate(self, conn: str, child: str | None) -> None:
+    def initiate(self, conn: str, child: str | None, *, persistent: bool = False) -> None:
+        """Start ``conn``/``child``; ``persistent`` (start_action = start): keep
+        re-initiating while the peer does not answer (``keyingtries``)."""
         assert self.mgr is not None
         log_ike.info("initiating %s%s", conn, f" (child {child})" if child else "")
-        self.mgr.initiate(conn, child, self.now())
+        self.mgr.initiate(conn, child, self.now(), persistent=persistent)
         self._pump()
 
     def _pump(self) -> None:

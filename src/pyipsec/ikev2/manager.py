@@ -209,13 +209,24 @@ class IkeManager:
         self._next_id += 1
         return sa
 
-    def initiate(self, conn_name: str, child_name: str | None, now: float) -> IkeSa:
+    def initiate(
+        self, conn_name: str, child_name: str | None, now: float, *, persistent: bool = False
+    ) -> IkeSa:
         """Bring up ``child_name`` (None = the first child) of a connection.
 
         Reuses an existing IKE SA of the connection (CREATE_CHILD_SA, §1.3.1);
         otherwise starts IKE_SA_INIT.  Raises KeyError for unknown names and
         ValueError when the connection has no concrete remote address.
+        ``persistent`` (start actions, DPD restart): when this setup fails, try
+        again after the connection's ``reinit_backoff``, ``keyingtries`` times
+        (0 = until it succeeds).
         """
+        sa = self._initiate(conn_name, child_name, now)
+        if persistent and not sa.established and sa.ike_id not in self._restart_of:
+            self._restart_of[sa.ike_id] = (conn_name, [child_name] if child_name else [], 0)
+        return sa
+
+    def _initiate(self, conn_name: str, child_name: str | None, now: float) -> IkeSa:
         self._clock = now
         conn = self.conns[conn_name]
         children: list[ChildConfig] = []
@@ -761,7 +772,7 @@ class IkeManager:
                 continue
             log.info("restart of %s (attempt %d)", conn_name, attempt + 1)
             try:
-                sa = self.initiate(conn_name, children[0] if children else None, now)
+                sa = self._initiate(conn_name, children[0] if children else None, now)
                 for name in children[1:]:
                     sa.pending_children.append(self.conns[conn_name].child(name))
             except (KeyError, ValueError) as exc:
