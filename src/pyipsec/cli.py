@@ -26,7 +26,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .config.loader import ConfigError, load_config
+from .config.loader import ConfigError
 from .config.model import DaemonConfig
 from .daemon.control import ControlClient, ControlError
 
@@ -209,13 +209,10 @@ def format_status(st: dict[str, Any]) -> str:
 def _cmd_daemon(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .daemon.runtime import unsupported_config
+    from .daemon.runtime import load_daemon_config
 
     try:
-        cfg = load_config(args.config)
-        issues = unsupported_config(cfg)
-        if issues:
-            raise ConfigError(issues, str(args.config))
+        cfg = load_daemon_config(args.config)
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 1

@@ -11,7 +11,8 @@ runs never collide)::
 The left daemon initiates to 192.0.2.2; the NAT makes both sides detect NAT, float to
 UDP 4500 and use ESP-in-UDP.  The demo pings 203.0.113.65 from the left namespace
 through the tunnel, shows ``pyipsec status`` of both daemons and removes everything —
-processes (by PID), namespaces, temporary files — even on Ctrl-C or failure.
+processes (by PID), namespaces, temporary files — even on Ctrl-C, SIGTERM, SIGHUP or
+failure.
 :class:`DemoLab` is reused by the namespace tests.
 """
 
@@ -330,7 +331,8 @@ def run_demo(keep_going: bool = False, out: Callable[[str], None] = print) -> in
             return 2
     global _MAIN_PID
     _MAIN_PID = os.getpid()
-    old = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # SIGTERM and SIGHUP (terminal closed) clean up like Ctrl-C
+    old = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     step = 0
 
     def say(msg: str) -> None:
@@ -386,11 +388,12 @@ def run_demo(keep_going: bool = False, out: Callable[[str], None] = print) -> in
     except KeyboardInterrupt:
         out("interrupted")
         rc = 130
-    except DemoError as e:
+    except (DemoError, OSError, subprocess.SubprocessError) as e:  # e.g. netlink, timeouts
         out(f"demo: FAILED - {e}")
         rc = 1
     finally:
         out("cleaning up: stopping daemons, removing namespaces and files")
         lab.close()
-        signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     return rc

@@ -431,10 +431,6 @@ class NatKeepalive:
         """Enable exactly when we are behind a NAT (§2.23: "SHOULD start sending keepalive")."""
         self._enabled = nat.supported and nat.local_behind_nat
 
-    @property
-    def last_sent(self) -> float | None:
-        return self._last_sent
-
     def on_sent(self, now: float) -> None:
         """Anything sent to the peer refreshes the NAT mapping and resets the timer."""
         if self._last_sent is None or now > self._last_sent:

@@ -161,7 +161,9 @@ def test_parse_duration(value: object, seconds: float) -> None:
     assert parse_duration(value) == seconds
 
 
-@pytest.mark.parametrize("value", ["4x", "", "h", "-5", -1, True, None, [1]])
+@pytest.mark.parametrize(
+    "value", ["4x", "", "h", "-5", -1, True, None, [1], float("nan"), float("inf")]
+)
 def test_parse_duration_errors(value: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(value)
@@ -439,6 +441,58 @@ def test_secrets_file_errors(tmp_path: Path) -> None:
     (tmp_path / "secrets.toml").unlink()
     with pytest.raises(ConfigError, match="cannot read secrets file"):
         load_config(main)
+
+
+def test_non_finite_toml_numbers_refused() -> None:
+    # TOML has nan/inf floats: a nan deadline never compares and would spin the timer
+    with pytest.raises(ConfigError) as ei:
+        load_config_text(
+            "[daemon]\nretransmit_base = nan\n[connections.c]\ndpd_delay = nan\n"
+            'rekey_time = inf\n[secrets.s]\nsecret = "x"\n'
+        )
+    text = str(ei.value)
+    assert "daemon.retransmit_base: must be a finite number >= 1" in text
+    assert "connections.c.dpd_delay: duration must be a finite number" in text
+    assert "connections.c.rekey_time: duration must be a finite number" in text
+
+
+@pytest.mark.parametrize("base", ["0.5", "0", "-2", "true", '"x"'])
+def test_retransmit_base_below_one_refused(base: str) -> None:
+    # RetryPolicy refuses a shrinking backoff (RFC 7296 §2.4): a located config error
+    # instead of a ValueError when the core builds its first IKE SA
+    with pytest.raises(ConfigError, match=r"daemon\.retransmit_base: "):
+        load_config_text(f"[daemon]\nretransmit_base = {base}\n")
+
+
+def test_secrets_not_in_repr(tmp_path: Path) -> None:
+    cfg = load_config_text(
+        '[connections.c]\n[secrets.s]\nsecret = "s3cret-value"\n'
+    )
+    assert cfg.connections[0].psk == b"s3cret-value"
+    assert b"s3cret".hex() not in repr(cfg) and "s3cret" not in repr(cfg)
+
+
+def test_main_config_with_secrets_warns_when_readable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = tmp_path / "main.toml"
+    p.write_text('[connections.c]\n[secrets.s]\nsecret = "s3cret"\n')
+    os.chmod(p, 0o644)
+    with caplog.at_level("WARNING", logger="pyipsec.cfg"):
+        assert load_config(p).connections[0].psk == b"s3cret"
+    assert "holds [secrets] and is accessible by group/other (mode 0644)" in caplog.text
+    assert "s3cret" not in caplog.text
+    caplog.clear()
+    os.chmod(p, 0o600)
+    with caplog.at_level("WARNING", logger="pyipsec.cfg"):
+        load_config(p)
+    assert caplog.text == ""
+    # no secrets in it: nothing to say about its mode
+    p.write_text("[connections.c]\n")
+    os.chmod(p, 0o644)
+    with caplog.at_level("WARNING", logger="pyipsec.cfg"), pytest.raises(ConfigError):
+        load_config(p)  # (no PSK for the connection)
+    assert "holds [secrets]" not in caplog.text
 
 
 def test_load_config_file_errors(tmp_path: Path) -> None:

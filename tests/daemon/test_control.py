@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import stat
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from pyipsec.daemon.control import (
+    MAX_LINE,
     ControlClient,
     ControlError,
     ControlServer,
@@ -28,6 +30,8 @@ async def handler(req: dict[str, Any]) -> Any:
         raise ControlError("nope")
     if req["cmd"] == "boom":
         raise RuntimeError("kaputt")
+    if req["cmd"] == "weird":
+        return {(1, 2): "a tuple key JSON cannot encode"}
     return {"echo": req}
 
 
@@ -59,6 +63,45 @@ def test_dispatch_without_socket() -> None:
     assert r[3]["ok"] is False and "invalid request" in r[3]["error"]
     assert r[4] == {"ok": False, "error": "missing 'cmd'"}
     assert r[5]["ok"] is False
+
+
+def test_dispatch_deeply_nested_request() -> None:
+    srv = ControlServer("/nonexistent/x.sock", handler)
+    r = asyncio.run(srv.dispatch(b"[" * 200_000))
+    assert r["ok"] is False and "invalid request" in r["error"]
+
+
+def test_bad_clients_never_stop_the_server(tmp_path: Path) -> None:
+    path = tmp_path / "ctl.sock"
+    t, loop = _serve_in_thread(path)
+    try:
+        # an over-long request line: refused, the connection closed
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(str(path))
+            with contextlib.suppress(OSError):  # the server may close while we send
+                s.sendall(b'{"cmd":"status","pad":"' + b"x" * (MAX_LINE + 16) + b'"}\n')
+            buf = b""
+            while chunk := s.recv(4096):
+                buf += chunk
+        assert decode_line(buf) == {"ok": False, "error": "request line too long"}
+        # deep nesting, a result JSON cannot encode: answered, the connection lives on
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(str(path))
+            s.sendall(b"[" * 100_000 + b"\n" + b'{"cmd":"weird","id":3}\n{"cmd":"status"}\n')
+            buf = b""
+            while buf.count(b"\n") < 3:
+                buf += s.recv(4096)
+        nested, weird, status = (decode_line(x) for x in buf.splitlines())
+        assert nested["ok"] is False and "invalid request" in nested["error"]
+        assert weird["ok"] is False and "not encodable" in weird["error"] and weird["id"] == 3
+        assert status["ok"] is True
+        # and the server still answers new clients
+        assert ControlClient(path, timeout=5).call("status") == {"ike_sas": [], "n": 1}
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(5)
 
 
 def _serve_in_thread(path: Path) -> tuple[threading.Thread, asyncio.AbstractEventLoop]:

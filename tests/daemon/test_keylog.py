@@ -5,6 +5,8 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import pytest
+
 from pyipsec.daemon.keylog import KeyLog, esp_sa_line, ikev2_line
 from pyipsec.ikev2.constants import EncrId, IntegId
 
@@ -81,3 +83,13 @@ def test_keylog_files(tmp_path: Path) -> None:
     kl.ike("x")
     assert (d / "ikev2_decryption_table").read_text() == "x\n"
     assert kl.esp_path == d / "esp_sa"
+
+
+def test_keylog_write_failure_is_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    kl = KeyLog(tmp_path / "missing-dir" / "keys")
+    with caplog.at_level("ERROR", logger="pyipsec.cfg"):
+        kl.ike("i1")
+        kl.esp("e1")
+    assert caplog.text.count("key log") == 2

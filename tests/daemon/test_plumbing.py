@@ -86,6 +86,10 @@ def test_udp_bound_socket_and_errors() -> None:
         s.close()
     with pytest.raises(OSError):
         UdpSocket("192.0.2.123", 0, natt=False)  # not a local address
+    # a receive error other than "drained" ends the drain instead of raising into the loop
+    us = UdpSocket("127.0.0.1", 0, natt=False)
+    us.sock.close()
+    assert us.recv_segments_into(bytearray(100)) is None
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="raw sockets need root")
@@ -103,3 +107,4 @@ def test_raw_esp_socket_loopback() -> None:
         assert not rs.sendto(esp, "256.0.0.1")
     finally:
         rs.close()
+    assert rs.recv() is None  # closed: the error is logged, not raised

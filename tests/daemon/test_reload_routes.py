@@ -86,8 +86,12 @@ def test_reload_withdraws_routes_and_reports_restart_keys(tmp_path: Path) -> Non
         await d.start()
         try:
             assert tun.routes == ["203.0.113.128/26", "203.0.113.64/26"]
+            cache = d.mgr.local_address_for  # type: ignore[union-attr]
+            cache("127.0.0.1")
+            assert cache._cache
             # unchanged daemon settings: nothing to restart, routes kept
             assert d.reload() == {"connections": ["a", "b"]}
+            assert not cache._cache  # source addresses are looked up afresh
             assert tun.routes == ["203.0.113.128/26", "203.0.113.64/26"]
             # b removed, the listen address changed: b's route goes, a restart is needed
             _conf(path, {"a": "203.0.113.64/26"}, listen="127.0.0.2")

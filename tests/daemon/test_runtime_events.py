@@ -167,3 +167,100 @@ def test_run_daemon_stops_on_sigterm(tmp_path: Path) -> None:
     finally:
         runtime.Daemon.start = orig  # type: ignore[method-assign]
     assert loop_holder and not (tmp_path / "d.sock").exists()
+
+
+class MovingMgr(FakeMgr):
+    """esp_activity as the core does it: PeerAddressChanged only when it accepts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.accept = True
+        self.reports: list[tuple[int, Any, Any]] = []
+
+    def esp_activity(self, spi_in: int, now: float, remote: Any = None, seq: Any = None) -> None:
+        self.reports.append((spi_in, remote, seq))
+        if self.accept and remote is not None:
+            self.events.append(ev.PeerAddressChanged(1, ("127.0.0.2", 4500), remote))
+
+
+def test_esp_from_new_address_follows_only_newest_and_accepted(tmp_path: Path) -> None:
+    """RFC 7296 §2.23: the data plane reports the newest authenticated packet from a new
+    source with its sequence number and moves the SA only when the core says so."""
+    from pyipsec.esp.sa import EspOutbound
+
+    cfg = load_config_text(CONF.format(sock=tmp_path / "c.sock"))
+    mgr = MovingMgr()
+    peer = EspOutbound(100, 20, 128, None, bytes(20))  # the peer's side of our SA 100
+    inner = bytes.fromhex("4500001c000100004001f7c9cb007141cb007101") + bytes(8)  # .65 -> .1
+
+    async def go() -> None:
+        d = Daemon(cfg, manager_factory=lambda c: mgr, use_tun=False, control=False)
+        await d.start()
+        try:
+            mgr.events = [ev.ChildSaInstalled(info(100))]
+            d._pump()
+            c = d.children[100]
+            pkts = [peer.protect(inner, 4) for _ in range(5)]  # seq 1..5
+            d._on_esp(pkts[0], ("127.0.0.2", 4500), True)
+            assert mgr.reports == [] and c.packets_in == 1
+            d._on_esp(pkts[2], ("127.0.0.9", 4500), True)  # seq 3, newest: reported, moved
+            assert mgr.reports == [(100, ("127.0.0.9", 4500), 3)]
+            assert c.remote == ("127.0.0.9", 4500)
+            d._on_esp(pkts[1], ("127.0.0.7", 4500), True)  # seq 2: older, never moves it
+            assert c.packets_in == 3 and len(mgr.reports) == 1
+            assert c.remote == ("127.0.0.9", 4500)
+            mgr.accept = False  # e.g. we are behind a NAT ourselves: the core declines
+            d._on_esp(pkts[3], ("127.0.0.8", 4500), True)
+            d._on_esp(pkts[4], ("127.0.0.8", 4500), True)  # declined once: not asked again
+            assert mgr.reports[1:] == [(100, ("127.0.0.8", 4500), 4)]
+            assert c.remote == ("127.0.0.9", 4500) and c.packets_in == 5
+        finally:
+            await d.close()
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("timeout", ["30", None, True, -1, 0, float("nan"), float("inf"), [1]])
+def test_up_and_liveness_refuse_bad_timeouts_without_leaking(
+    tmp_path: Path, timeout: object
+) -> None:
+    cfg = load_config_text(CONF.format(sock=tmp_path / "c.sock"))
+    mgr = FakeMgr()
+    mgr.liveness = lambda ike_id, now: None  # type: ignore[attr-defined]
+    mgr.sas = [{"id": 1, "name": "c", "state": "ESTABLISHED"}]
+
+    async def go() -> None:
+        d = Daemon(cfg, manager_factory=lambda c: mgr, use_tun=False, control=False)
+        await d.start()
+        try:
+            mgr.calls.clear()
+            for cmd in ("up", "liveness"):
+                with pytest.raises(ControlError, match="'timeout' must be a positive number"):
+                    await d.handle_request({"cmd": cmd, "name": "c", "timeout": timeout})
+            assert d._waiters == [] and d._liveness == [] and mgr.calls == []
+        finally:
+            await d.close()
+
+    asyncio.run(go())
+
+
+def test_up_waiter_removed_when_initiate_fails(tmp_path: Path) -> None:
+    cfg = load_config_text(CONF.format(sock=tmp_path / "c.sock"))
+    mgr = FakeMgr()
+
+    def initiate(conn: str, child: str | None, now: float, **kw: object) -> None:
+        raise KeyError(conn)
+
+    async def go() -> None:
+        d = Daemon(cfg, manager_factory=lambda c: FakeMgr(), use_tun=False, control=False)
+        await d.start()
+        try:
+            d.mgr = mgr
+            mgr.initiate = initiate  # type: ignore[method-assign]
+            with pytest.raises(KeyError):
+                await d.handle_request({"cmd": "up", "name": "c", "timeout": 1})
+            assert d._waiters == []
+        finally:
+            await d.close()
+
+    asyncio.run(go())

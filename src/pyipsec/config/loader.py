@@ -29,6 +29,8 @@ import binascii
 import difflib
 import importlib
 import ipaddress
+import logging
+import math
 import os
 import re
 import stat
@@ -61,6 +63,8 @@ __all__ = [
     "parse_duration",
     "parse_traffic_selector",
 ]
+
+log = logging.getLogger("pyipsec.cfg")
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_SUBSYSTEMS = ("default", "ike", "child", "esp", "net", "cfg")
@@ -197,6 +201,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration, got a boolean")
     if isinstance(value, int | float):
+        if not math.isfinite(value):  # TOML has inf and nan: a nan deadline never compares
+            raise ValueError(f"duration must be a finite number, got {value}")
         if value < 0:
             raise ValueError(f"duration must not be negative: {value}")
         return float(value)
@@ -481,7 +487,7 @@ def _parse_secret(v: object) -> bytes:
 class _Secret:
     name: str
     ids: tuple[str, ...]
-    secret: bytes
+    secret: bytes = field(repr=False)
 
 
 def _load_secrets(ctx: _Ctx, tbl: _Table) -> list[_Secret]:
@@ -508,19 +514,16 @@ def _load_secrets(ctx: _Ctx, tbl: _Table) -> list[_Secret]:
 
 def _check_secrets_file(ctx: _Ctx, loc: str, path: Path) -> dict[str, Any] | None:
     try:
-        st = path.stat()
-    except OSError as e:
-        ctx.err(loc, f"cannot read secrets file {str(path)!r}: {e.strerror}")
-        return None
-    if st.st_mode & 0o077:
-        ctx.err(
-            loc,
-            f"secrets file {str(path)!r} is accessible by group/other (mode "
-            f"{stat.S_IMODE(st.st_mode):04o}) (hint: chmod 600 {path})",
-        )
-        return None
-    try:
         with path.open("rb") as f:
+            # the mode of the file actually opened (no stat-then-open race)
+            mode = os.fstat(f.fileno()).st_mode
+            if mode & 0o077:
+                ctx.err(
+                    loc,
+                    f"secrets file {str(path)!r} is accessible by group/other (mode "
+                    f"{stat.S_IMODE(mode):04o}) (hint: chmod 600 {path})",
+                )
+                return None
             return tomllib.load(f)
     except OSError as e:
         ctx.err(loc, f"cannot read secrets file {str(path)!r}: {e.strerror}")
@@ -789,12 +792,12 @@ _DAEMON_KEYS = (
 def _daemon(ctx: _Ctx, t: _Table, conns: tuple[ConnectionConfig, ...]) -> DaemonConfig:
     d = DaemonConfig()
     tun = t.sub("tun")
-    log = t.sub("log")
+    log_tbl = t.sub("log")
     levels: dict[str, str] = {}
-    for k in list(log.data):
+    for k in list(log_tbl.data):
         if k in LOG_SUBSYSTEMS:
-            levels[k] = log.get(k, _log_level, "info")
-    log.finish(LOG_SUBSYSTEMS)
+            levels[k] = log_tbl.get(k, _log_level, "info")
+    log_tbl.finish(LOG_SUBSYSTEMS)
     tun_addrs: tuple[str, ...] = tun.get("addresses", _str_list, ())
     for a in tun_addrs:
         try:
@@ -810,7 +813,7 @@ def _daemon(ctx: _Ctx, t: _Table, conns: tuple[ConnectionConfig, ...]) -> Daemon
     tun.finish(("name", "mtu", "addresses"))
     tries = t.get("retransmit_tries", _int_range(0, 100), None)
     timeout = t.get("retransmit_timeout", parse_duration, None)
-    base = t.get("retransmit_base", lambda v: float(_int_or_float(v)), None)
+    base = t.get("retransmit_base", _retransmit_base, None)
     if tries is not None or timeout is not None or base is not None:
         r = RetransmitConfig()
         rc = RetransmitConfig(
@@ -839,9 +842,12 @@ def _daemon(ctx: _Ctx, t: _Table, conns: tuple[ConnectionConfig, ...]) -> Daemon
     return cfg
 
 
-def _int_or_float(v: object) -> float:
+def _retransmit_base(v: object) -> float:
+    """RFC 7296 §2.4: retransmission intervals must not shrink (``RetryPolicy``)."""
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise TypeError(f"expected a number, got {v!r}")
+    if not math.isfinite(v) or v < 1.0:
+        raise ValueError(f"must be a finite number >= 1, got {v!r}")
     return float(v)
 
 
@@ -892,6 +898,13 @@ def _build(
 _AUTO = object()
 
 
+def _parse_toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([ConfigIssue("", f"invalid TOML: {e}")], source) from None
+
+
 def load_config_text(
     text: str,
     source: str = "<string>",
@@ -904,23 +917,38 @@ def load_config_text(
     string by raising ``ValueError``; by default the core's ``parse_proposal`` when
     importable, else a token-level check.  Pass ``None`` to force the fallback.
     """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError([ConfigIssue("", f"invalid TOML: {e}")], source) from None
+    data = _parse_toml(text, source)
     checker = _default_proposal_checker() if check_proposal is _AUTO else check_proposal
     return _build(data, source, Path(base_dir), checker)
 
 
 def load_config(path: str | Path, check_proposal: Any = _AUTO) -> DaemonConfig:
-    """Load and validate a configuration file (see :func:`load_config_text`)."""
+    """Load and validate a configuration file (see :func:`load_config_text`).
+
+    A ``secrets_file`` accessible by group/other is refused.  The main file itself is
+    not (it may be a checked-out example), but when it holds ``[secrets]`` and is
+    accessible by group/other a warning says so (``pyipsec.cfg``): keep secrets in a
+    mode-0600 ``secrets_file`` or ``chmod 600`` the file.
+    """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            text = f.read().decode("utf-8")
     except OSError as e:
         raise ConfigError(
             [ConfigIssue("", f"cannot read {str(p)!r}: {e.strerror}")], str(p)
         ) from None
     except UnicodeDecodeError as e:
         raise ConfigError([ConfigIssue("", f"not UTF-8: {e}")], str(p)) from None
-    return load_config_text(text, str(p), p.parent, check_proposal)
+    data = _parse_toml(text, str(p))
+    checker = _default_proposal_checker() if check_proposal is _AUTO else check_proposal
+    cfg = _build(data, str(p), p.parent, checker)
+    if data.get("secrets") and mode & 0o077:
+        log.warning(
+            "%s holds [secrets] and is accessible by group/other (mode %04o): "
+            "chmod 600 it or move the secrets to a mode-0600 secrets_file",
+            p,
+            stat.S_IMODE(mode),
+        )
+    return cfg

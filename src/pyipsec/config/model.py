@@ -129,7 +129,7 @@ class ConnectionConfig:
     remote_port: int = 500
     local_id: str = ""  # e.g. "left.example.net", "198.51.100.2", "user@example.net", "keyid:..."
     remote_id: str = ""  # "" or "%any" = accept any identity
-    psk: bytes = b""
+    psk: bytes = field(default=b"", repr=False)  # a secret: never in repr() or logs
     ike_proposals: tuple[str, ...] = ("aes256gcm16-prfsha256-x25519",)
     lifetimes: Lifetimes = Lifetimes(rekey_time=14400.0, over_time=1440.0, rand_time=1440.0)
     reauth: bool = False  # rekey by reauthentication instead of CREATE_CHILD_SA

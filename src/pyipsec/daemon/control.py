@@ -13,7 +13,9 @@ in order; a connection may carry any number of requests)::
     -> {"cmd": "stop"}
     <- {"ok": false, "error": "unknown connection 'x'"}
 
-A request may carry an ``"id"`` member, which is echoed in the response.  The socket
+A request may carry an ``"id"`` member, which is echoed in the response.  A request line
+longer than :data:`MAX_LINE` (1 MiB) is answered with an error and the connection closed;
+no request, however malformed, ends the server.  The socket
 file is created with mode 0600; its directory is created with mode 0700 when it does
 not exist yet (an existing directory is left alone).  A stale socket file (nobody
 listening) is replaced; a live one makes the daemon refuse to start.
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "MAX_LINE",
     "ControlClient",
     "ControlError",
     "ControlServer",
@@ -63,6 +66,18 @@ def decode_line(line: bytes) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ValueError("expected a JSON object")
     return obj
+
+
+def _encode_response(resp: dict[str, Any]) -> bytes:
+    """``encode(resp)``, or an error response when the result cannot be JSON-encoded."""
+    try:
+        return encode(resp)
+    except (TypeError, ValueError, RecursionError) as e:
+        log.error("control response not encodable: %s", e)
+        err: dict[str, Any] = {"ok": False, "error": f"response not encodable: {e}"}
+        if "id" in resp:
+            err["id"] = resp["id"]
+        return encode(err)
 
 
 def _check_live(path: Path) -> bool:
@@ -128,10 +143,12 @@ class ControlServer:
                 if not line.strip():
                     continue
                 resp = await self.dispatch(line)
-                writer.write(encode(resp))
+                writer.write(_encode_response(resp))
                 await writer.drain()
         except (ConnectionError, asyncio.CancelledError):
             pass
+        except Exception:  # a bad client never takes the server (or the daemon) down
+            log.exception("control connection failed")
         finally:
             if task is not None:
                 self._clients.discard(task)
@@ -142,7 +159,7 @@ class ControlServer:
         """Answer one request line (also usable without a socket, e.g. in tests)."""
         try:
             req = decode_line(line)
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, RecursionError) as e:  # RecursionError: absurdly deep nesting
             return {"ok": False, "error": f"invalid request: {e}"}
         resp: dict[str, Any]
         if not isinstance(req.get("cmd"), str):

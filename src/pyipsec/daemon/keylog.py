@@ -153,11 +153,16 @@ class KeyLog:
 
     @staticmethod
     def _append(path: Path, line: str) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        """Append one line; a failure is logged, never raised (the key log is a debugging
+        aid: an unwritable file must not keep an SA out of the data plane)."""
         try:
-            os.write(fd, (line + "\n").encode())
-        finally:
-            os.close(fd)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, (line + "\n").encode())
+            finally:
+                os.close(fd)
+        except OSError as e:
+            log.error("key log %s: %s", path, e)
 
     def ike(self, line: str) -> None:
         self._append(self.ike_path, line)

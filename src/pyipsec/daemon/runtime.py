@@ -25,6 +25,7 @@ import contextlib
 import importlib
 import ipaddress
 import logging
+import math
 import os
 import signal
 import socket
@@ -48,7 +49,15 @@ from .sockets import DRAIN_MAX, GSO_MAX_BYTES, GSO_MAX_SEGMENTS, RawEspSocket, U
 from .spd import CACHE_MAX, Flow, Spd, flow_in, flow_key, parse_flow
 from .tun import TunDevice
 
-__all__ = ["ChildState", "Daemon", "IkeManagerLike", "TrapPolicy", "run_daemon"]
+__all__ = [
+    "ChildState",
+    "Daemon",
+    "IkeManagerLike",
+    "TrapPolicy",
+    "load_daemon_config",
+    "run_daemon",
+    "unsupported_config",
+]
 
 log = logging.getLogger("pyipsec.net")
 log_ike = logging.getLogger("pyipsec.ike")
@@ -127,6 +136,8 @@ class ChildState:
     last_in: float = 0.0
     reported: tuple[int, int, int, int] = (0, 0, 0, 0)
     reported_errors: tuple[int, int, int] = (0, 0, 0)  # auth, replay, format drops
+    # an ESP source the core refused to move the SA to (RFC 7296 §2.23): not reported again
+    declined_src: Address | None = None
     # flow_key()s of inbound packets already checked against the selectors (RFC 4301 §5.2)
     ok_flows: set[Any] = field(default_factory=set)
 
@@ -219,6 +230,14 @@ class DropCounters:
 
     def as_dict(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _timeout_arg(req: dict[str, Any], default: float = 30.0) -> float:
+    """A control request's ``timeout``: a positive, finite number of seconds."""
+    v = req.get("timeout", default)
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < math.inf:
+        raise ControlError(f"'timeout' must be a positive number of seconds, got {v!r}")
+    return float(v)
 
 
 @dataclass(slots=True)
@@ -427,6 +446,10 @@ class Daemon:
             if not w.fut.done():
                 w.fut.set_result({"established": False, "error": "daemon stopped"})
         self._waiters.clear()
+        for lw in self._liveness:
+            if not lw.fut.done():
+                lw.fut.set_exception(ControlError("daemon stopped"))
+        self._liveness.clear()
 
     # ------------------------------------------------------------------ IKE plumbing
 
@@ -589,6 +612,7 @@ class Daemon:
             for c in self.children.values():
                 if c.info.ike_id == e.ike_id:
                     c.remote = e.new
+                    c.declined_src = None
         elif isinstance(e, ev.NotifyReceived):
             log_ike.debug("notify %d received on IKE SA #%d", e.type, e.ike_id)
         else:
@@ -706,8 +730,8 @@ class Daemon:
             info.child,
             info.spi_in,
             info.spi_out,
-            ", ".join(_sel_str(s) for s in state.local_ts),
-            ", ".join(_sel_str(s) for s in state.remote_ts),
+            selectors_summary(state.local_ts),
+            selectors_summary(state.remote_ts),
             info.suite,
             " UDP-encap" if info.encap else "",
         )
@@ -1006,8 +1030,8 @@ class Daemon:
                 ok_flows.add(key)
         c.packets_in += 1
         c.bytes_in += len(payload)
-        if encap and src != c.remote:
-            self._peer_moved(c, src)
+        if encap and src != c.remote and src != c.declined_src:
+            self._peer_moved(c, src, data)
         tun = self.tun
         if tun is not None:
             try:
@@ -1024,15 +1048,33 @@ class Daemon:
         if fn(int.from_bytes(data[:4], "big"), src, self.now()):
             self._pump()
 
-    def _peer_moved(self, c: ChildState, src: Address) -> None:
-        """Authenticated ESP-in-UDP from a new address (a NAT mapping changed, §2.23):
-        answer there and tell the core."""
-        log_esp.info("ESP %08x now arrives from %s:%d (was %s:%d)", c.info.spi_in, *src, *c.remote)
-        c.remote = src
+    def _peer_moved(self, c: ChildState, src: Address, data: bytes) -> None:
+        """Authenticated ESP-in-UDP from another address: the peer's NAT mapping may have
+        changed (RFC 7296 §2.23).  The core decides, with the packet's sequence number:
+        only a packet newer than every one before it, only when the peer is behind a NAT
+        and we are not; it then moves the children (PeerAddressChanged).  So only the
+        newest packet of the SA is reported (an older, reordered or replayed one never
+        moves it), and a source the core declined is not reported again until the SA's
+        address changes."""
+        rw = c.inbound.replay
+        if int.from_bytes(data[4:8], "big") != rw.top & 0xFFFFFFFF:
+            return
         fn = getattr(self.mgr, "esp_activity", None)
-        if fn is not None:
-            fn(c.info.spi_in, self.now(), src)
-            self._pump()
+        if fn is None:
+            return
+        old = c.remote
+        fn(c.info.spi_in, self.now(), src, rw.top)
+        self._pump()
+        if c.remote == src:
+            log_esp.info("ESP %08x now arrives from %s:%d (was %s:%d)", c.info.spi_in, *src, *old)
+        else:
+            c.declined_src = src
+            log_esp.info(
+                "ESP %08x arrives from %s:%d: the SA stays at %s:%d (RFC 7296 §2.23)",
+                c.info.spi_in,
+                *src,
+                *c.remote,
+            )
 
     # ------------------------------------------------------------------ housekeeping
 
@@ -1122,18 +1164,19 @@ class Daemon:
             raise ControlError(f"connection {conn.name!r} has no child {child!r}")
         if child is None and conn.children:
             child = conn.children[0].name
+        timeout = _timeout_arg(req)
         assert self.loop is not None
         fut: asyncio.Future[dict[str, Any]] = self.loop.create_future()
         w = _Waiter(conn.name, child, fut)
         self._waiters.append(w)
-        self.initiate(conn.name, child)
-        timeout = float(req.get("timeout", 30.0))
         try:
+            self.initiate(conn.name, child)
             res = await asyncio.wait_for(fut, timeout)
         except TimeoutError:
+            res = {"established": False, "error": f"no result within {timeout:g}s"}
+        finally:  # also when initiate failed or the client went away
             with contextlib.suppress(ValueError):
                 self._waiters.remove(w)
-            res = {"established": False, "error": f"no result within {timeout:g}s"}
         # initiate -> Child SA installed (or failure), measured inside the daemon
         res.update(conn=conn.name, child=child, elapsed_ms=round(w.elapsed * 1e3, 3))
         if not res["established"]:
@@ -1156,18 +1199,19 @@ class Daemon:
             ike_id = sa.get("id")
         if not isinstance(ike_id, int):
             raise ControlError(f"{conn.name}: no established IKE SA")
+        timeout = _timeout_arg(req)
         fut: asyncio.Future[float] = self.loop.create_future()
         w = _LivenessWaiter(ike_id, time.perf_counter(), fut)
         self._liveness.append(w)
-        fn(ike_id, self.now())
-        self._pump()
-        timeout = float(req.get("timeout", 30.0))
         try:
+            fn(ike_id, self.now())
+            self._pump()
             rtt = await asyncio.wait_for(fut, timeout)
         except TimeoutError:
+            raise ControlError(f"{conn.name}: no liveness answer within {timeout:g}s") from None
+        finally:
             with contextlib.suppress(ValueError):
                 self._liveness.remove(w)
-            raise ControlError(f"{conn.name}: no liveness answer within {timeout:g}s") from None
         return {"conn": conn.name, "ike_id": ike_id, "rtt_ms": round(rtt * 1e3, 3)}
 
     def _established_sas(self, conn: str) -> list[dict[str, Any]]:
@@ -1239,10 +1283,7 @@ class Daemon:
         if self.config_path is None:
             raise ControlError("the daemon was not started from a file")
         try:
-            new = load_config(self.config_path)
-            issues = unsupported_config(new)
-            if issues:
-                raise ConfigError(issues, str(self.config_path))
+            new = load_daemon_config(self.config_path)
         except ConfigError as e:
             raise ControlError(str(e)) from None
         assert self.mgr is not None
@@ -1250,6 +1291,10 @@ class Daemon:
         if fn is None:
             raise ControlError("the IKE core does not support reloading connections")
         fn(new.connections, self.now())
+        # routes may have changed with the configuration: look source addresses up afresh
+        forget = getattr(getattr(self.mgr, "local_address_for", None), "forget", None)
+        if forget is not None:
+            forget()
         old_names = {c.name for c in self.config.connections}
         restart = [k for k in _RESTART_KEYS if getattr(new, k) != getattr(self.config, k)]
         if restart:
@@ -1365,6 +1410,16 @@ def run_daemon(
         manager_factory=manager_factory,
     )
     return asyncio.run(_amain(daemon))
+
+
+def load_daemon_config(path: str | Path) -> DaemonConfig:
+    """:func:`~pyipsec.config.loader.load_config` plus :func:`unsupported_config`: what
+    ``pyipsec daemon`` (also ``--check``) and ``reload`` accept; ConfigError otherwise."""
+    cfg = load_config(path)
+    issues = unsupported_config(cfg)
+    if issues:
+        raise ConfigError(issues, str(path))
+    return cfg
 
 
 def unsupported_config(config: DaemonConfig) -> list[ConfigIssue]:

@@ -155,6 +155,9 @@ class UdpSocket:
                 n, anc, _flags, src = self.sock.recvmsg_into([buf], self._cmsg_space)
         except (BlockingIOError, InterruptedError):
             return None
+        except OSError as e:  # e.g. a queued ICMP error: report it, end this drain
+            log.debug("receive on %r: %s", self, e)
+            return None
         if len(src) != 2:  # IPv6: (address, port, flowinfo, scope id)
             src = (src[0], src[1])
         if not self._cmsg_space or not anc:
@@ -254,6 +257,9 @@ class RawEspSocket:
         try:
             data, src = self.sock.recvfrom(65535)
         except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as e:
+            log.debug("raw ESP receive: %s", e)
             return None
         if self.family == socket.AF_INET:
             ihl = (data[0] & 0x0F) * 4 if data else 0

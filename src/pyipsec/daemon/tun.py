@@ -167,14 +167,16 @@ class TunDevice:
             os.close(self.fd)
             self.fd = -1
         self._routes.clear()
-        if self._ipr is not None:
-            try:
-                self._ipr_call("close")
-            finally:
-                self._ipr = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        try:
+            if self._ipr is not None:
+                try:
+                    self._ipr_call("close")
+                finally:
+                    self._ipr = None
+        finally:  # the worker thread goes even when closing the netlink socket failed
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     def __enter__(self) -> TunDevice:
         return self
