@@ -464,6 +464,12 @@ def test_retransmit_base_below_one_refused(base: str) -> None:
         load_config_text(f"[daemon]\nretransmit_base = {base}\n")
 
 
+@pytest.mark.parametrize("timeout", ["0", '"0s"'])
+def test_retransmit_timeout_must_be_positive(timeout: str) -> None:
+    with pytest.raises(ConfigError, match=r"daemon\.retransmit_timeout: must be > 0"):
+        load_config_text(f"[daemon]\nretransmit_timeout = {timeout}\n")
+
+
 def test_secrets_not_in_repr(tmp_path: Path) -> None:
     cfg = load_config_text(
         '[connections.c]\n[secrets.s]\nsecret = "s3cret-value"\n'

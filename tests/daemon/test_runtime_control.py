@@ -75,7 +75,11 @@ def test_keepalives_rekey_and_liveness(tmp_path: Path, pair: tuple[str, str, int
             with pytest.raises(ControlError, match="has no child"):
                 await left.handle_request({"cmd": "rekey", "name": "c", "child": "zzz"})
             with pytest.raises(ControlError, match="not both"):
-                await left.handle_request({"cmd": "rekey", "name": "c", "child": "net", "ike": 1})
+                await left.handle_request(
+                    {"cmd": "rekey", "name": "c", "child": "net", "ike": True}
+                )
+            with pytest.raises(ControlError, match="'ike' must be true or false"):
+                await left.handle_request({"cmd": "rekey", "name": "c", "ike": "false"})
             with pytest.raises(ControlError, match="no installed child 'trapped'"):
                 await left.handle_request({"cmd": "rekey", "name": "c", "child": "trapped"})
             res = await left.handle_request({"cmd": "rekey", "name": "c", "child": "net"})

@@ -814,6 +814,9 @@ def _daemon(ctx: _Ctx, t: _Table, conns: tuple[ConnectionConfig, ...]) -> Daemon
     tries = t.get("retransmit_tries", _int_range(0, 100), None)
     timeout = t.get("retransmit_timeout", parse_duration, None)
     base = t.get("retransmit_base", _retransmit_base, None)
+    if timeout is not None and timeout <= 0:
+        ctx.err(t.at("retransmit_timeout"), "must be > 0 (hint: '4s', strongSwan's default)")
+        timeout = None
     if tries is not None or timeout is not None or base is not None:
         r = RetransmitConfig()
         rc = RetransmitConfig(

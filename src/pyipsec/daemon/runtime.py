@@ -1229,7 +1229,9 @@ class Daemon:
         requests are queued; ``status`` shows the new SPIs when they are done."""
         conn = self._conn(req.get("name"))
         child = req.get("child")
-        ike = bool(req.get("ike", False))
+        ike = req.get("ike", False)
+        if not isinstance(ike, bool):
+            raise ControlError("rekey: 'ike' must be true or false")
         if child is not None and ike:
             raise ControlError("rekey: give either 'child' or 'ike', not both")
         if child is not None and child not in [c.name for c in conn.children]:
