@@ -52,7 +52,7 @@ from .events import (
 from .message import Message, decrypt_message, encrypt_message
 from .payloads import NotifyPayload, SkPayload
 from .selectors import Selector
-from .state import ChildSaState, IkeSaState, check_child, check_ike
+from .state import IKE_AUTHENTICATED, ChildSaState, IkeSaState, check_child, check_ike
 from .window import PendingRequest, RequestWindow, ResponderWindow
 
 if TYPE_CHECKING:
@@ -481,14 +481,21 @@ class IkeSa:
             return
         self.req_win.take(hdr.message_id)
         self.heard(local, remote, now, space="ike-response", sequence=hdr.message_id)
+        fatal = False
         for n in msg.error_notifies():
             kind = kind_for_received_notify(int(n.type), in_response=True)
             if kind is not None:
-                self.on_error(kind, now, f"in the {req.label} response")
+                h = self.on_error(kind, now, f"in the {req.label} response")
+                # §2.21.3: the peer found our request malformed and closed the IKE SA
+                fatal |= kind is ErrorKind.INVALID_SYNTAX_RECEIVED and h.decision.has(
+                    RecoveryAction.DELETE_SA
+                )
             if hdr.exchange == ExchangeType.INFORMATIONAL:
                 # §2.21.3: an error in an INFORMATIONAL response is reported, nothing more
                 self.emit(NotifyReceived(self.ike_id, int(n.type), n.data, True))
         req.handler(msg, now)
+        if fatal and self.state in IKE_AUTHENTICATED:
+            self.finish(now, "INVALID_SYNTAX received")
 
     def _receive_request(
         self, data: bytes, hdr: Message, local: Address, remote: Address, now: float
@@ -519,7 +526,14 @@ class IkeSa:
         self.heard(local, remote, now, space="ike-request", sequence=hdr.message_id)
         handler = self._request_handler(hdr.exchange)
         if handler is None:
-            log.info("IKE SA %d: unsupported exchange %d", self.ike_id, hdr.exchange)
+            what = name_of(ExchangeType, hdr.exchange)
+            if self.state in IKE_AUTHENTICATED:
+                # §2.21.3: every request of an authenticated IKE SA is answered; one we
+                # cannot process at all is malformed (left unanswered, it would block
+                # the window: the peer's next Message ID would be dropped as old)
+                self._malformed_request(hdr, ProtocolError(f"unexpected {what}"), True, now)
+            else:
+                log.info("IKE SA %d: unsupported exchange %s dropped", self.ike_id, what)
             return
         try:
             payloads = handler(self, msg, now)
@@ -530,6 +544,11 @@ class IkeSa:
                 name_of(ExchangeType, hdr.exchange),
                 exc,
             )
+            if exc.notify == NotifyType.INVALID_SYNTAX:
+                # a badly formed request (missing or contradictory payloads, an invalid
+                # KE value): answered like a malformed one, fatal (§2.21.3)
+                self._malformed_request(hdr, exc, True, now)
+                return
             payloads = [(PayloadType.NOTIFY, NotifyPayload(0, b"", exc.notify, exc.data))]
         self._answer(hdr, payloads)
 
@@ -538,7 +557,9 @@ class IkeSa:
         recovery table decides -- INVALID_SYNTAX / UNSUPPORTED_CRITICAL_PAYLOAD is
         answered (never before IKE_AUTH authenticated the peer), and INVALID_SYNTAX
         is fatal for the IKE SA without a Delete (the peer closes it too)."""
-        authenticated = self.state is not IkeSaState.INIT_DONE
+        # never answered before IKE_AUTH authenticated the peer (also not in AUTH_SENT,
+        # where the initiator has not yet verified the responder)
+        authenticated = self.state in IKE_AUTHENTICATED
         h = self.on_error(
             kind_for_exception(exc, protected=authenticated, is_request=True),
             now,
@@ -548,7 +569,11 @@ class IkeSa:
         if not new or not authenticated or not h.answer or d.notify is None:
             return
         self._answer(hdr, [(PayloadType.NOTIFY, NotifyPayload(0, b"", int(d.notify), exc.data))])
-        if d.has(RecoveryAction.DELETE_SA) and d.scope is Scope.IKE_SA and self.established:
+        fatal = d.notify == NotifyType.INVALID_SYNTAX or (
+            d.has(RecoveryAction.DELETE_SA) and d.scope is Scope.IKE_SA
+        )
+        if fatal and self.state in IKE_AUTHENTICATED:
+            # §2.21.3: INVALID_SYNTAX is fatal in both peers, whatever the state
             self.finish(now, f"{d.notify.name} sent")
 
     def _answer(self, hdr: Message, payloads: PayloadList) -> None:

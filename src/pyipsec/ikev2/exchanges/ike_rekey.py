@@ -239,10 +239,54 @@ def _abort(sa: IkeSa, now: float, retry_in: float | None) -> None:
         sa.rekey_at = now + retry_in
 
 
+def _accept(ctx: RekeyContext, msg: Message) -> tuple[Proposal, IkeSuite, bytes, bytes]:
+    """(chosen proposal, suite, Nr, shared secret) of a successful rekey response;
+    raises ProtocolError when it is not acceptable."""
+    chosen = check_chosen(ctx.proposals, msg.get(PayloadType.SA))
+    if len(chosen.spi) != 8:
+        raise ProtocolError("responder IKE SPI must be 8 octets")
+    suite = ike_suite(chosen)
+    nonce = msg.get(PayloadType.NONCE)
+    ke = msg.get(PayloadType.KE)
+    if nonce is None or ke is None or ke.group != ctx.ke.group or suite.dh_group != ke.group:
+        raise ProtocolError("IKE rekey response lacks Nonce/KE or uses another group")
+    return chosen, suite, nonce.nonce, ctx.ke.shared_secret(ke.data)
+
+
+def _overtaken(sa: IkeSa, ctx: RekeyContext, msg: Message, now: float) -> None:
+    """The answer to our rekey arrived after we started deleting this IKE SA: the peer
+    has built the new IKE SA (and moved the children to it), and would keep it after
+    our Delete of the old one -- on its side only.  Delete that new SA as well."""
+    from . import informational
+
+    if msg.error_notifies():
+        return
+    try:
+        chosen, suite, nr, shared = _accept(ctx, msg)
+    except ProtocolError:
+        return
+    new = _new_sa(
+        sa,
+        initiator=True,
+        spi_i=ctx.spi,
+        spi_r=chosen.spi,
+        suite=suite,
+        chosen=chosen,
+        ni=ctx.ni,
+        nr=nr,
+        shared=shared,
+        now=now,
+    )
+    log.info("IKE SA %d: rekey overtaken by a delete, closing IKE SA %d", sa.ike_id, new.ike_id)
+    new.state = IkeSaState.REKEYED  # no children here: quietly deleted
+    informational.start_delete_ike(new, now, reason="rekey overtaken by a delete")
+
+
 def _handle_response(sa: IkeSa, ctx: RekeyContext, msg: Message, now: float) -> None:
     from . import informational
 
     if sa.state is not IkeSaState.REKEYING:
+        _overtaken(sa, ctx, msg, now)
         return
     errs = msg.error_notifies()
     if errs:
@@ -274,15 +318,7 @@ def _handle_response(sa: IkeSa, ctx: RekeyContext, msg: Message, now: float) -> 
         _abort(sa, now, retry)
         return
     try:
-        chosen = check_chosen(ctx.proposals, msg.get(PayloadType.SA))
-        if len(chosen.spi) != 8:
-            raise ProtocolError("responder IKE SPI must be 8 octets")
-        suite = ike_suite(chosen)
-        nonce = msg.get(PayloadType.NONCE)
-        ke = msg.get(PayloadType.KE)
-        if nonce is None or ke is None or ke.group != ctx.ke.group or suite.dh_group != ke.group:
-            raise ProtocolError("IKE rekey response lacks Nonce/KE or uses another group")
-        shared = ctx.ke.shared_secret(ke.data)
+        chosen, suite, nr, shared = _accept(ctx, msg)
     except ProtocolError as exc:
         log.warning("IKE SA %d: bad IKE rekey response: %s", sa.ike_id, exc)
         _abort(sa, now, RETRY_AFTER_FAILURE)
@@ -295,7 +331,7 @@ def _handle_response(sa: IkeSa, ctx: RekeyContext, msg: Message, now: float) -> 
         suite=suite,
         chosen=chosen,
         ni=ctx.ni,
-        nr=nonce.nonce,
+        nr=nr,
         shared=shared,
         now=now,
     )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ...config.model import StartAction
 from ...recovery import kind_for_received_notify
 from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId, name_of
+from ..errors import ProtocolError
 from ..events import IkeSaDeleted, IkeSaRekeyed, NotifyReceived
 from ..message import Message
 from ..payloads import DeletePayload, NotifyPayload
@@ -175,6 +176,12 @@ def start_notify(sa: IkeSa, ntype: int, data: bytes, now: float) -> bool:
 def handle_request(sa: IkeSa, msg: Message, now: float) -> PayloadList:
     out: PayloadList = []
     deletes = msg.get_all(PayloadType.DELETE)
+    for d in deletes:
+        # §3.11: SPI size 0 for the IKE SA, 4 for ESP/AH; anything else is malformed
+        # (an 8-octet SPI with leading zeros must not match one of our 4-octet SPIs)
+        want = 0 if d.protocol == ProtocolId.IKE else 4
+        if d.protocol in (ProtocolId.IKE, ProtocolId.ESP, ProtocolId.AH) and d.spi_size != want:
+            raise ProtocolError(f"Delete of protocol {d.protocol} with SPI size {d.spi_size}")
     for n in msg.notifies():
         if n.type in (NotifyType.INITIAL_CONTACT, NotifyType.SET_WINDOW_SIZE):
             continue
@@ -192,8 +199,8 @@ def handle_request(sa: IkeSa, msg: Message, now: float) -> PayloadList:
         return []
     ours: dict[int, list[int]] = {}
     for d in deletes:
-        if d.protocol not in (ProtocolId.ESP, ProtocolId.AH):
-            continue
+        if d.protocol != ProtocolId.ESP:
+            continue  # our Child SAs are ESP: an AH SPI (or another protocol) is not ours
         for spi in d.spi_values():
             c = sa.child_by_out(spi)
             if c is None:

@@ -234,7 +234,11 @@ def respond(
         shared = our_ke.shared_secret(ke.data)
     except ProtocolError as exc:
         log.info("IKE_SA_INIT from %s refused: %s", remote, exc)
-        _stateless_error(sa, msg, exc.notify, exc.data, local, remote)
+        if exc.notify != NotifyType.INVALID_SYNTAX:
+            # §2.21: INVALID_SYNTAX only in a protected message of an authenticated IKE
+            # SA; a malformed IKE_SA_INIT request (missing payloads, an invalid KE
+            # value) is dropped -- unprotected, it is no one's business to hear why
+            _stateless_error(sa, msg, exc.notify, exc.data, local, remote)
         return False
     sa.spi_r = sa.owner.new_ike_spi()
     sa.ni = nonce.nonce
