@@ -13,6 +13,7 @@ from pyipsec.ikev2.events import (
     ChildSaInstalled,
     IkeSaDeleted,
     IkeSaEstablished,
+    IkeSaFailed,
     event_to_json,
 )
 from pyipsec.ikev2.manager import COOKIE_SECRET_LIFETIME, IkeManager, _addr_ok
@@ -21,7 +22,7 @@ from pyipsec.ikev2.payloads import NoncePayload, NotifyPayload, UnknownPayload
 from pyipsec.ikev2.selectors import Selector, covers, from_wire, is_subset, narrow
 from pyipsec.ikev2.state import IkeSaState
 
-from .harness import A_IP, B_IP, Harness, conn_pair
+from .harness import A_IP, B_IP, Harness, Packet, conn_pair
 
 
 def _up() -> Harness:
@@ -93,8 +94,13 @@ def test_no_matching_connection() -> None:
     h = Harness(a, b)
     h.up()
     assert not h.a.of(IkeSaEstablished)
-    (rep,) = h.sent("b", ExchangeType.IKE_SA_INIT, response=True)
-    assert rep.message().notify(NotifyType.NO_PROPOSAL_CHOSEN) is not None
+    # the unauthenticated refusal is believed once it answers a retransmission too
+    # (RFC 7296 §2.21.1): two requests, two refusals, then the failure
+    reps = h.sent("b", ExchangeType.IKE_SA_INIT, response=True)
+    assert len(reps) == 2
+    assert all(r.message().notify(NotifyType.NO_PROPOSAL_CHOSEN) is not None for r in reps)
+    (failed,) = h.a.of(IkeSaFailed)
+    assert failed.notify == NotifyType.NO_PROPOSAL_CHOSEN
 
 
 def test_unsupported_critical_payload_in_init() -> None:
@@ -202,3 +208,32 @@ def test_selectors() -> None:
     assert ports.intersect(Selector(net.start, net.end, 6)) is None
     assert ports.matches(ipaddress.ip_address("10.1.9.9"), 17, 500)
     assert from_wire([]) == ()
+
+
+def test_forged_init_refusal_does_not_stop_the_setup() -> None:
+    """RFC 7296 §2.21.1: an unauthenticated error answer to IKE_SA_INIT is not acted
+    on at once.  An on-path forger answers first with NO_PROPOSAL_CHOSEN; the real
+    response (delayed) still establishes the SA."""
+    a, b = conn_pair()
+    h = Harness(a, b)
+    h.rules.append(
+        lambda p: [0.3] if p.sender == "b" and p.exchange == ExchangeType.IKE_SA_INIT else None
+    )
+    h.a.mgr.initiate(a.name, None, h.now)
+    h.flush()
+    (req,) = h.sent("a", ExchangeType.IKE_SA_INIT, response=False)
+    m = req.message()
+    assert m is not None
+    forged = Message(
+        m.spi_i,
+        b"\x00" * 8,
+        ExchangeType.IKE_SA_INIT,
+        int(HeaderFlag.RESPONSE),
+        0,
+        [(PayloadType.NOTIFY, NotifyPayload.error(NotifyType.NO_PROPOSAL_CHOSEN))],
+    )
+    h.seq += 1
+    h.wire.append(Packet(h.now + 0.01, h.seq, forged.serialise(), req.dst, req.src, "b"))
+    h.run(5)
+    assert not h.a.of(IkeSaFailed)
+    assert len(h.a.of(IkeSaEstablished)) == 1 and len(h.a.of(ChildSaInstalled)) == 1

@@ -55,6 +55,8 @@ class InitContext:
     cookie_retries: int = 0
     ke_retries: int = 0
     tried_groups: list[int] = field(default_factory=list)
+    # an unauthenticated refusal seen (§2.21.1): (transmission it answered, reason, notify)
+    refusal: tuple[int, str, int | None] | None = None
 
 
 def start(sa: IkeSa, children: list[ChildConfig], now: float) -> None:
@@ -119,8 +121,29 @@ def receive(
     try:
         _handle_response(sa, data, msg, local, remote, now)
     except ProtocolError as exc:
-        sa.req_win.take(0)
-        sa.fail(now, f"IKE_SA_INIT: {exc}", exc.notify)
+        _refused(sa, f"IKE_SA_INIT: {exc}", exc.notify, now)
+
+
+def _refused(sa: IkeSa, reason: str, notify: int | None, now: float) -> None:
+    """An unusable IKE_SA_INIT response (an error notify, a bad proposal or KE).
+
+    It is unauthenticated, so §2.21.1 says not to act on it at once: keep the
+    request outstanding (a forged answer must not stop the setup) and fail only
+    when the answer to a *retransmission* is refused as well, or when the
+    retransmissions run out -- then with this refusal as the reason.
+    """
+    ctx: InitContext = sa.init_ctx
+    req = sa.req_win.pending.get(0)
+    if req is not None and (ctx.refusal is None or req.retransmits <= ctx.refusal[0]):
+        if ctx.refusal is None:
+            log.info(
+                "IKE SA %d: %s; waiting for a confirmation (RFC 7296 §2.21.1)", sa.ike_id, reason
+            )
+        ctx.refusal = (req.retransmits, reason, notify)
+        req.on_timeout = lambda: sa.fail(now, reason, notify)
+        return
+    sa.req_win.take(0)
+    sa.fail(now, reason, notify)
 
 
 def _handle_response(
@@ -151,8 +174,7 @@ def _handle_response(
         return
     errors = msg.error_notifies()
     if errors:
-        sa.req_win.take(0)
-        sa.fail(now, f"IKE_SA_INIT refused: {errors[0].type!s}", int(errors[0].type))
+        _refused(sa, f"IKE_SA_INIT refused: {errors[0].type!s}", int(errors[0].type), now)
         return
     chosen = check_chosen(ctx.proposals, msg.get(PayloadType.SA))
     suite = ike_suite(chosen)
