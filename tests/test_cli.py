@@ -35,6 +35,7 @@ STATUS: dict[str, Any] = {
             "suite": "aes256gcm16-prfsha256-x25519",
             "nat": {"local": True, "remote": False, "encap": True, "forced": False},
             "rekey_in": 13000.0,
+            "errors": {"bad-icv": 2},
         },
         {
             "conn": "old",
@@ -44,6 +45,7 @@ STATUS: dict[str, Any] = {
             "remote": None,
             "local_id": "a",
             "nat_remote": True,
+            "errors": {"a": 1, "b": 1, "c": 3, "d": 0},
         },
     ],
     "child_sas": [
@@ -66,6 +68,7 @@ STATUS: dict[str, Any] = {
         }
     ],
     "drops": {"no_policy": 2, "unknown_spi": 0},
+    "errors": {"bad-icv": 2, "retransmits-exhausted": 1, "x": 0},
 }
 
 
@@ -86,10 +89,12 @@ def test_format_status() -> None:
         "0102030405060708_i 1112131415161718_r",
         "local",
         "3h36m",
+        "bad-icv=2",
     ):
         assert part in row, part
     old = next(line for line in lines if line.strip().startswith("old#4"))
     assert "192.0.2.9[500]" in old and "a / -" in old and "remote" in old
+    assert old.endswith("5 (3 kinds)")  # many kinds: the total only
     child = next(line for line in lines if line.strip().startswith("gcm/net"))
     for part in (
         "c1234567_i c7654321_o",
@@ -101,7 +106,9 @@ def test_format_status() -> None:
         "59s",
     ):
         assert part in child, part
-    assert lines[-1] == "drops: no_policy=2"
+    assert lines[-2] == "drops: no_policy=2"
+    assert lines[-1] == "errors: bad-icv=2, retransmits-exhausted=1"
+    assert format_status({"errors": {"bad-icv": 1}}).splitlines()[-2:] == ["", "errors: bad-icv=1"]
     # headers line up with the rows
     head = next(line for line in lines if line.strip().startswith("NAME"))
     assert head.index("STATE") == row.index("established")

@@ -150,6 +150,7 @@ def format_status(st: dict[str, Any]) -> str:
                     f"{spi_i}_i {spi_r}_r",
                     _nat(sa),
                     _fmt_secs(sa.get("rekey_in")),
+                    _errors(sa.get("errors")),
                 ]
             )
         lines += [
@@ -166,6 +167,7 @@ def format_status(st: dict[str, Any]) -> str:
                     "SPIS",
                     "NAT",
                     "REKEY",
+                    "ERRORS",
                 ],
                 rows,
             )
@@ -200,7 +202,25 @@ def format_status(st: dict[str, Any]) -> str:
     if drops:
         lines.append("")
         lines.append("drops: " + ", ".join(f"{k}={v}" for k, v in sorted(drops.items())))
+    errors = {k: v for k, v in (st.get("errors") or {}).items() if v}
+    if errors:  # daemon totals, kept after the SAs that counted them are gone
+        if not drops:
+            lines.append("")
+        lines.append("errors: " + ", ".join(f"{k}={v}" for k, v in sorted(errors.items())))
     return "\n".join(lines)
+
+
+def _errors(errs: Any) -> str:
+    """A compact per-SA error column: the total, and the kinds when there are few."""
+    if not isinstance(errs, dict):
+        return "-"
+    counts = {str(k): v for k, v in errs.items() if isinstance(v, int) and v}
+    if not counts:
+        return "-"
+    total = sum(counts.values())
+    if len(counts) > 2:
+        return f"{total} ({len(counts)} kinds)"
+    return ",".join(f"{k}={v}" for k, v in sorted(counts.items()))
 
 
 # ----------------------------------------------------------------------------- commands

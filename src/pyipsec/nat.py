@@ -55,6 +55,7 @@ __all__ = [
     "PortFloating",
     "add_non_esp_marker",
     "detect_packet_type",
+    "format_endpoint",
     "internet_checksum",
     "should_update_peer_address",
     "strip_non_esp_marker",
@@ -88,6 +89,15 @@ def _ip_bytes(ip: IpLike) -> bytes:
     if isinstance(ip, str):
         return ipaddress.ip_address(ip).packed
     return ip.packed
+
+
+def format_endpoint(addr: tuple[object, int] | None) -> str:
+    """``(ip, port)`` for log lines: ``192.0.2.1:500``, ``[2001:db8::1]:500`` (RFC 5952
+    §6); ``-`` for None.  (``pyipsec status`` writes ``addr[port]`` instead.)"""
+    if addr is None:
+        return "-"
+    ip = str(addr[0])
+    return f"[{ip}]:{addr[1]}" if ":" in ip else f"{ip}:{addr[1]}"
 
 
 def _addr_key(addr: Address) -> tuple[bytes, int]:

@@ -108,3 +108,34 @@ def test_raw_esp_socket_loopback() -> None:
     finally:
         rs.close()
     assert rs.recv() is None  # closed: the error is logged, not raised
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="raw sockets need root")
+def test_raw_esp_socket_connected_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    """send() goes out on a connected socket per peer (cached); the unconnected socket
+    still receives; bad peers fall back to sendto, and so does a full peer table."""
+    import select
+
+    from pyipsec.daemon import sockets
+
+    rs = RawEspSocket(socket.AF_INET)
+    try:
+        esp = b"\x00\x00\x56\x78" + bytes(28)
+        assert rs.send(esp, "127.0.0.1") and rs.send(esp, "127.0.0.1")
+        tx = rs._tx["127.0.0.1"]
+        assert tx is not None and tx is rs._connected("127.0.0.1")  # cached
+        for _ in range(2):
+            select.select([rs.sock], [], [], 2)
+            assert rs.recv() == (esp, "127.0.0.1")
+        assert not rs.send(esp, "256.0.0.1") and rs._tx["256.0.0.1"] is None
+        rs.forget("127.0.0.1")
+        rs.forget("198.51.100.9")  # unknown: nothing to do
+        assert "127.0.0.1" not in rs._tx
+        monkeypatch.setattr(sockets, "RAW_PEERS_MAX", 1)
+        assert rs.send(esp, "127.0.0.1") and "127.0.0.1" not in rs._tx  # sendto
+        tx.close()
+        rs._tx["127.0.0.3"] = tx  # a closed socket: the error is logged, not raised
+        assert not rs.send(esp, "127.0.0.3")
+    finally:
+        rs.close()
+    assert rs._tx == {}

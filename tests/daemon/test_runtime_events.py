@@ -107,7 +107,7 @@ def test_events_and_edges(tmp_path: Path) -> None:
                 ev.ChildSaRekeyed(100, info(200)),
                 ev.PeerAddressChanged(1, ("127.0.0.2", 4500), ("127.0.0.3", 4500)),
                 ev.NotifyReceived(1, 16390),
-                ev.PeerDead(1, "c"),
+                ev.PeerDead(1, "c", "clear", (("net", "trap"), ("other", "clear"))),
                 ev.IkeSaRekeyed(1, 2),
                 ev.ChildSaFailed(2, "c", "net", "nope"),
                 ev.ChildSaDeleted(100, 101, "rekeyed"),
@@ -117,6 +117,7 @@ def test_events_and_edges(tmp_path: Path) -> None:
                 "unknown event",
             ]
             d._pump()
+            assert ("trap", "c", "net") in d.spd._entries  # the child's dpd_action = trap
             assert list(d.children) == [200]
             assert d.children[200].remote == ("127.0.0.3", 4500)
             mgr.sas = [{"id": 2, "rekey_at": 10.0, "established": 1.0,
@@ -260,6 +261,40 @@ def test_up_waiter_removed_when_initiate_fails(tmp_path: Path) -> None:
             with pytest.raises(KeyError):
                 await d.handle_request({"cmd": "up", "name": "c", "timeout": 1})
             assert d._waiters == []
+        finally:
+            await d.close()
+
+    asyncio.run(go())
+
+
+def test_esp_on_the_wrong_path_is_dropped_and_counted(tmp_path: Path) -> None:
+    """RFC 3948 §3: an SA negotiated with UDP encapsulation accepts ESP only in UDP, one
+    without only as IP protocol 50; the other path is dropped before the ICV check (the
+    replay window is untouched) and counted per SA and in the daemon's drops."""
+    from pyipsec.esp.sa import EspOutbound
+
+    cfg = load_config_text(CONF.format(sock=tmp_path / "c.sock"))
+    mgr = FakeMgr()
+    inner = bytes.fromhex("4500001c000100004001f7c9cb007141cb007101") + bytes(8)  # .65 -> .1
+
+    async def go() -> None:
+        d = Daemon(cfg, manager_factory=lambda c: mgr, use_tun=False, control=False)
+        await d.start()
+        try:
+            mgr.events = [ev.ChildSaInstalled(info(100)), ev.ChildSaInstalled(info(300, False))]
+            d._pump()
+            udp_sa, raw_sa = d.children[100], d.children[300]
+            p_udp = EspOutbound(100, 20, 128, None, bytes(20)).protect(inner, 4)
+            p_raw = EspOutbound(300, 20, 128, None, bytes(20)).protect(inner, 4)
+            d._on_esp(p_udp, ("127.0.0.2", 0), False)  # UDP SA, arrived as protocol 50
+            d._on_esp(p_raw, ("127.0.0.2", 4500), True)  # protocol 50 SA, arrived in UDP
+            assert (udp_sa.packets_in, raw_sa.packets_in) == (0, 0)
+            assert udp_sa.drops_encap == raw_sa.drops_encap == 1
+            assert d.drops.wrong_encap == 2 and udp_sa.inbound.replay.top == 0
+            assert d.status()["child_sas"][0]["drops"]["encap"] == 1
+            d._on_esp(p_udp, ("127.0.0.2", 4500), True)  # the right paths: accepted
+            d._on_esp(p_raw, ("127.0.0.2", 0), False)
+            assert (udp_sa.packets_in, raw_sa.packets_in) == (1, 1)
         finally:
             await d.close()
 

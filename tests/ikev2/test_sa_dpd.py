@@ -13,7 +13,7 @@ from pyipsec.ikev2.sa import IkeSa
 from pyipsec.ikev2.state import ChildSaState, IkeSaState
 from pyipsec.recovery import ErrorKind, RecoveryAction
 
-from .harness import Harness, Packet, conn_pair, drop_first, is_exchange
+from .harness import Harness, Packet, child, conn_pair, drop_first, is_exchange
 
 
 def _sa(side: Any) -> IkeSa:
@@ -22,9 +22,7 @@ def _sa(side: Any) -> IkeSa:
 
 
 def _up(a_dpd: DpdConfig | None = None, b_dpd: DpdConfig | None = None) -> Harness:
-    a, b = conn_pair(
-        a_kw={"dpd": a_dpd} if a_dpd else None, b_kw={"dpd": b_dpd} if b_dpd else None
-    )
+    a, b = conn_pair(a_kw={"dpd": a_dpd} if a_dpd else None, b_kw={"dpd": b_dpd} if b_dpd else None)
     h = Harness(a, b)
     h.up()
     return h
@@ -162,7 +160,6 @@ def test_manual_liveness_while_dpd_disabled() -> None:
     assert len(_checks(h, "a")) == 1 and not sa_a.dpd_probe
 
 
-
 def _attempts(h: Harness) -> list[bytes]:
     """The distinct IKE SAs A tried to start (SPIi of its IKE_SA_INIT requests), in order."""
     spis: list[bytes] = []
@@ -230,3 +227,91 @@ def test_plain_initiation_is_tried_once() -> None:
     h.a.mgr.initiate(a.name, None, h.now)
     h.run(300)
     assert len(_attempts(h)) == 1 and h.a.mgr.next_timer() is None
+
+
+def _children_pair(conn_action: DpdAction, **own: DpdAction | None) -> Harness:
+    """A with children net, web, db (own dpd_action from ``own``; None = inherit)."""
+    nets = {"net": ("10.1", "10.2"), "web": ("10.3", "10.4"), "db": ("10.5", "10.6")}
+    a_ch = [
+        child(n, local=(f"{lo}.0.0/16",), remote=(f"{r}.0.0/16",), dpd_action=own.get(n))
+        for n, (lo, r) in nets.items()
+    ]
+    b_ch = [
+        child(n, local=(f"{r}.0.0/16",), remote=(f"{lo}.0.0/16",)) for n, (lo, r) in nets.items()
+    ]
+    a, b = conn_pair(
+        a_children=a_ch,
+        b_children=b_ch,
+        a_kw={"dpd": DpdConfig(interval=10.0, action=conn_action)},
+    )
+    h = Harness(a, b)
+    h.up()
+    for name in ("web", "db"):
+        h.a.mgr.create_child(_sa(h.a).ike_id, name, h.now)
+        h.run(2)
+    assert len(_sa(h.a).children) == 3
+    return h
+
+
+def _installed(h: Harness) -> list[str]:
+    return [e.info.child for e in h.a.of(ChildSaInstalled)]
+
+
+def test_child_dpd_action_wins_for_that_child() -> None:
+    """conn dpd_action = restart; web says clear, db says trap: only net is restarted,
+    and PeerDead tells the daemon what each child wants (db: a trap policy)."""
+    h = _children_pair(DpdAction.RESTART, web=DpdAction.CLEAR, db=DpdAction.TRAP)
+    h.down = True
+    h.run(26)
+    (pd,) = h.a.of(PeerDead)
+    assert pd.action == "restart"
+    assert dict(pd.children) == {"net": "restart", "web": "clear", "db": "trap"}
+    h.down = False
+    h.run(30)
+    assert len(h.a.of(IkeSaEstablished)) == 2
+    assert _installed(h) == ["net", "web", "db", "net"]  # only net came back
+    assert [c.config.name for c in _sa(h.a).children.values()] == ["net"]
+
+
+def test_child_restart_under_a_clearing_connection() -> None:
+    """conn dpd_action = clear; a child's own restart brings (only) that child back."""
+    h = _children_pair(DpdAction.CLEAR, db=DpdAction.RESTART, web=DpdAction.RESTART)
+    h.down = True
+    h.run(26)
+    (pd,) = h.a.of(PeerDead)
+    assert dict(pd.children) == {"net": "clear", "web": "restart", "db": "restart"}
+    h.down = False
+    h.run(30)
+    assert _installed(h)[3:] == ["web", "db"]
+    assert sorted(c.config.name for c in _sa(h.a).children.values()) == ["db", "web"]
+
+
+def test_all_children_cleared_means_no_restart() -> None:
+    h = _children_pair(
+        DpdAction.RESTART, net=DpdAction.CLEAR, web=DpdAction.CLEAR, db=DpdAction.TRAP
+    )
+    h.down = True
+    h.run(26)
+    h.down = False
+    h.run(60)
+    assert len(h.a.of(IkeSaEstablished)) == 1 and len(_installed(h)) == 3
+    assert len(_attempts(h)) == 1
+
+
+def test_persistent_initiation_refused_authentication_backs_off_long() -> None:
+    """start_action = start against a peer with another PSK: AUTHENTICATION_FAILED is a
+    configuration problem, not a silent peer, so the re-initiations follow the recovery
+    table's AUTHENTICATION_FAILED_RECEIVED policy (30 s, 60 s ..., at most 5 retries)
+    and not the 1-s reinit backoff meant for unanswered setups (found against
+    strongSwan: three full IKE_SA_INIT + IKE_AUTH attempts within 3 s)."""
+    a, b = conn_pair(b_kw={"psk": b"another secret entirely"})
+    h = Harness(a, b)
+    h.a.mgr.initiate(a.name, None, h.now, persistent=True)
+    h.run(20)
+    assert len(_attempts(h)) == 1
+    h.run(20)  # the first retry after 30 s
+    assert len(_attempts(h)) == 2
+    h.run(3000)
+    assert len(_attempts(h)) == 1 + 5 and not h.a.of(IkeSaEstablished)
+    h.run(3000)
+    assert len(_attempts(h)) == 1 + 5

@@ -200,6 +200,9 @@ def test_ts_unacceptable_keeps_ike_sa() -> None:
     assert f.notify == NotifyType.TS_UNACCEPTABLE
     assert not h.a.of(ChildSaInstalled) and not h.b.of(ChildSaInstalled)
     assert h.a.mgr.status()[0]["state"] == "established"
+    # both sides count it (status "errors"): the responder refused, the initiator was told
+    assert h.a.mgr.error_status().get("ts-unacceptable-received") == 1
+    assert h.b.mgr.error_status().get("ts-unacceptable") == 1
 
 
 def test_child_no_proposal_keeps_ike_sa() -> None:
@@ -208,6 +211,10 @@ def test_child_no_proposal_keeps_ike_sa() -> None:
     h.up()
     assert h.a.of(IkeSaEstablished)
     assert h.a.of(ChildSaFailed)[0].notify == NotifyType.NO_PROPOSAL_CHOSEN
+    # the responder's refusal of the IKE_AUTH child is counted (found against strongSwan:
+    # pyipsec's status showed no error at all when it refused strongSwan's first child)
+    assert h.b.mgr.error_status().get("no-proposal-chosen") == 1
+    assert h.b.mgr.status()[0]["state"] == "established"
 
 
 def test_narrowing() -> None:

@@ -89,11 +89,17 @@ def pyipsec_toml(*, side: str, state_dir: Path, remote_addrs: Sequence[str] = ("
                  extra_conn: dict[str, Any] | None = None,
                  extra_daemon: dict[str, Any] | None = None,
                  tun_addresses: Sequence[str] | None = None,
-                 local_id_override: str | None = None) -> str:
+                 local_id_override: str | None = None,
+                 remote_id_override: str | None = None,
+                 local_ts_override: Sequence[str] | None = None,
+                 remote_ts_override: Sequence[str] | None = None,
+                 extra_child: dict[str, Any] | None = None) -> str:
     """The daemon TOML for the ``left`` or ``right`` side of the topology.
 
     ``tun_addresses`` replaces the TUN addresses derived from ``side``/``ipv6_inner``;
-    ``local_id_override`` our identity (e.g. the second LAN host's).  More children or
+    ``local_id_override`` our identity (e.g. the second LAN host's), ``remote_id_override``
+    the peer's; ``local_ts_override``/``remote_ts_override`` replace the selectors and
+    ``extra_child`` adds keys to the child table.  More children or
     connections can be appended with :func:`child_toml` / :func:`connection_toml`.
 
     Identities, inner subnets and the TUN addresses (the inner address of that side, used
@@ -115,6 +121,12 @@ def pyipsec_toml(*, side: str, state_dir: Path, remote_addrs: Sequence[str] = ("
         tun_addrs = list(tun_addresses)
     if local_id_override is not None:
         local_id = local_id_override
+    if remote_id_override is not None:
+        remote_id = remote_id_override
+    if local_ts_override is not None:
+        local_ts = list(local_ts_override)
+    if remote_ts_override is not None:
+        remote_ts = list(remote_ts_override)
     tries, timeout, base = retransmit
     tables: dict[str, dict[str, Any]] = {
         "daemon": {
@@ -144,6 +156,7 @@ def pyipsec_toml(*, side: str, state_dir: Path, remote_addrs: Sequence[str] = ("
             "esp_proposals": [esp_proposals],
             "rekey_time": child_rekey_time,
             "start_action": start_action,
+            **(extra_child or {}),
         },
         "secrets.psk": {"ids": [LEFT_ID, RIGHT_ID], "secret": psk},
     }

@@ -133,6 +133,7 @@ class ChildState:
     packets_out: int = 0
     drops_selector: int = 0
     drops_send: int = 0
+    drops_encap: int = 0  # arrived on the path the SA did not negotiate (RFC 3948 §3)
     last_in: float = 0.0
     reported: tuple[int, int, int, int] = (0, 0, 0, 0)
     reported_errors: tuple[int, int, int] = (0, 0, 0)  # auth, replay, format drops
@@ -166,6 +167,7 @@ class ChildState:
             "drops": {
                 "selector": self.drops_selector,
                 "send": self.drops_send,
+                "encap": self.drops_encap,
                 "replay": self.inbound.stats.replay_drops,
                 "auth": self.inbound.stats.auth_failures,
                 "format": self.inbound.stats.format_errors,
@@ -227,6 +229,7 @@ class DropCounters:
     bad_inner: int = 0
     ike_errors: int = 0
     keepalives_in: int = 0
+    wrong_encap: int = 0  # ESP of a known SA on the other path (UDP 4500 vs protocol 50)
 
     def as_dict(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -354,6 +357,22 @@ class Daemon:
                 if ch.mode == Mode.TUNNEL:
                     for s in ch.remote_ts:
                         self._route(s, c.remote_addrs)
+
+    def _trap_dead_children(self, conn_name: str, children: Sequence[str]) -> None:
+        """dpd_action = trap (the child's own or inherited): a trap policy for each of
+        ``children``, so the next matching packet re-initiates it.  It stays, like a
+        ``start_action = trap`` policy, until the next reload (installed SAs win)."""
+        conn = next((c for c in self.config.connections if c.name == conn_name), None)
+        for ch in conn.children if conn is not None else ():
+            if ch.name in children and ch.start_action != StartAction.TRAP:
+                self.spd.add(
+                    ("trap", conn_name, ch.name),
+                    ch.local_ts,
+                    ch.remote_ts,
+                    TrapPolicy(conn_name, ch.name),
+                    trap=True,
+                )
+                log_child.info("trap policy for %s/%s installed (peer dead)", conn_name, ch.name)
 
     def _route(self, sel: Any, peers: Iterable[str]) -> None:
         if self.tun is None:
@@ -549,7 +568,9 @@ class Daemon:
     def _send_ike(self, data: bytes, local: Address, remote: Address) -> None:
         us = self._socket_for(local, remote)
         if us is None:
-            log_ike.warning("no socket for %s:%d -> %s:%d", *local, *remote)
+            log_ike.warning(
+                "no socket for %s -> %s", nat.format_endpoint(local), nat.format_endpoint(remote)
+            )
             return
         if us.natt and data != NAT_KEEPALIVE:
             data = NON_ESP_MARKER + data
@@ -599,16 +620,27 @@ class Daemon:
         elif isinstance(e, ev.IkeSaFailed):
             self.ike_info.pop(e.ike_id, None)
             log_ike.warning("IKE SA %s #%d failed: %s", e.conn, e.ike_id, e.reason)
-            self._trap_pending = {k: v for k, v in self._trap_pending.items() if k[0] != e.conn}
+            # a failed trap-started setup holds the trap down for TRAP_RETRY from now:
+            # re-initiating on every next packet is a storm (e.g. AUTHENTICATION_FAILED)
+            self._trap_pending.update(
+                {k: self.now() for k in self._trap_pending if k[0] == e.conn}
+            )
             self._resolve_waiters(e.conn, None, False, f"IKE SA failed: {e.reason}")
         elif isinstance(e, ev.ChildSaFailed):
             log_child.warning("child %s/%s failed: %s", e.conn, e.child, e.reason)
-            self._trap_pending.pop((e.conn, e.child), None)
+            if (e.conn, e.child) in self._trap_pending:
+                self._trap_pending[(e.conn, e.child)] = self.now()
             self._resolve_waiters(e.conn, e.child, False, f"CHILD_SA failed: {e.reason}")
         elif isinstance(e, ev.PeerDead):
             log_ike.warning("peer of %s #%d is dead (action %s)", e.conn, e.ike_id, e.action)
+            self._trap_dead_children(e.conn, [n for n, a in e.children if a == "trap"])
         elif isinstance(e, ev.PeerAddressChanged):
-            log_ike.info("peer of IKE SA #%d moved %s -> %s", e.ike_id, e.old, e.new)
+            log_ike.info(
+                "peer of IKE SA #%d moved %s -> %s",
+                e.ike_id,
+                nat.format_endpoint(e.old),
+                nat.format_endpoint(e.new),
+            )
             for c in self.children.values():
                 if c.info.ike_id == e.ike_id:
                     c.remote = e.new
@@ -775,6 +807,10 @@ class Daemon:
             state.bytes_out,
             state.packets_out,
         )
+        if state.raw is not None and not any(
+            c.raw is state.raw and c.remote[0] == state.remote[0] for c in self.children.values()
+        ):
+            state.raw.forget(state.remote[0])
         if state.raw is not None and not any(c.raw is state.raw for c in self.children.values()):
             fam = int(state.raw.family)
             rs = self.raw.pop(fam, None)
@@ -888,7 +924,7 @@ class Daemon:
         if c.encap:
             ok = c.sock is not None and c.sock.sendto(esp, c.remote)
         else:
-            ok = c.raw is not None and c.raw.sendto(esp, c.remote[0])
+            ok = c.raw is not None and c.raw.send(esp, c.remote[0])  # connected per peer
         if ok:
             c.packets_out += 1
             c.bytes_out += inner
@@ -951,12 +987,16 @@ class Daemon:
             self._pump()
 
     def _on_raw_readable(self, rs: RawEspSocket) -> None:
+        assert self.loop is not None
+        now = self.loop.time()  # one clock read per wake-up
+        recv = rs.recv
+        on_esp = self._on_esp
         for _ in range(DRAIN_MAX):
-            r = rs.recv()
+            r = recv()
             if r is None:
                 return
             data, src = r
-            self._on_esp(data, (src, 0), False)
+            on_esp(data, (src, 0), False, now)
 
     def _unroute_peer(self, ip: str) -> None:
         """A peer we hear from lies inside a TUN route (a selector of a connection with
@@ -993,13 +1033,22 @@ class Daemon:
             self.mgr.receive_datagram(data, local, remote, self.now())
         except Exception:
             self.drops.ike_errors += 1
-            log_ike.exception("IKE datagram from %s:%d made the core fail", *remote)
+            log_ike.exception(
+                "IKE datagram from %s made the core fail", nat.format_endpoint(remote)
+            )
 
     def _on_esp(self, data: bytes, src: Address, encap: bool, now: float | None = None) -> None:
         c = self.children.get(int.from_bytes(data[:4], "big"))
         if c is None:
             self.drops.unknown_spi += 1
             self._unknown_spi(data, src)
+            return
+        if encap != c.encap:
+            # RFC 3948 §3 / RFC 7296 §2.23: an SA negotiated with UDP encapsulation uses
+            # it both ways, one without never does; nothing switches paths later (no
+            # MOBIKE).  Dropped before the ICV check: it never touches the replay window.
+            c.drops_encap += 1
+            self.drops.wrong_encap += 1
             return
         try:
             nh, payload = c.inbound.unprotect(data)
@@ -1066,14 +1115,19 @@ class Daemon:
         fn(c.info.spi_in, self.now(), src, rw.top)
         self._pump()
         if c.remote == src:
-            log_esp.info("ESP %08x now arrives from %s:%d (was %s:%d)", c.info.spi_in, *src, *old)
+            log_esp.info(
+                "ESP %08x now arrives from %s (was %s)",
+                c.info.spi_in,
+                nat.format_endpoint(src),
+                nat.format_endpoint(old),
+            )
         else:
             c.declined_src = src
             log_esp.info(
-                "ESP %08x arrives from %s:%d: the SA stays at %s:%d (RFC 7296 §2.23)",
+                "ESP %08x arrives from %s: the SA stays at %s (RFC 7296 §2.23)",
                 c.info.spi_in,
-                *src,
-                *c.remote,
+                nat.format_endpoint(src),
+                nat.format_endpoint(c.remote),
             )
 
     # ------------------------------------------------------------------ housekeeping

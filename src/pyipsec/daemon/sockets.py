@@ -26,10 +26,13 @@ import logging
 import socket
 import struct
 
+from ..nat import format_endpoint as _ep
+
 __all__ = [
     "DRAIN_MAX",
     "GSO_MAX_BYTES",
     "GSO_MAX_SEGMENTS",
+    "RAW_PEERS_MAX",
     "RawEspSocket",
     "UdpSocket",
 ]
@@ -190,7 +193,7 @@ class UdpSocket:
                 if e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED):
                     return 0
                 # e.g. EIO/EINVAL: no GSO on this path; send datagram by datagram from now on
-                log.info("UDP GSO to %s:%d failed (%s): sending unsegmented", *remote, e)
+                log.info("UDP GSO to %s failed (%s): sending unsegmented", _ep(remote), e)
                 self.gso = False
         sent = 0
         for p in packets:
@@ -210,7 +213,7 @@ class UdpSocket:
             return False
         except OSError as e:
             if e.errno not in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED):
-                log.warning("send to %s:%d failed: %s", remote[0], remote[1], e)
+                log.warning("send to %s failed: %s", _ep(remote), e)
             return False
         return True
 
@@ -235,14 +238,26 @@ def _local_from_cmsg(anc: list[tuple[int, int, bytes]], family: socket.AddressFa
     return None
 
 
+RAW_PEERS_MAX = 256  # connected raw send sockets per family; more peers use sendto
+_RAW_TX_RCVBUF = 1  # the kernel rounds it up to its minimum (a couple of packets)
+
+
 class RawEspSocket:
     """Raw IP protocol 50 socket for non-encapsulated ESP (one per address family).
 
     IPv4 raw sockets deliver the IP header in front of the ESP packet; it is removed
     here.  The kernel builds the outer header on send.
+
+    Sending: raw sockets have no GSO, so every ESP packet is a syscall of its own.
+    :meth:`send` uses a *connected* raw socket per peer (``send`` instead of ``sendto``:
+    no address conversion per packet, about 0.7 µs less per packet); these are never
+    read, their receive buffer is the kernel's minimum (a connected raw socket would
+    receive copies of that peer's ESP: they overflow and are dropped there, the
+    unconnected socket still gets every packet).  Up to :data:`RAW_PEERS_MAX` peers;
+    beyond that, and when connecting fails, one ``sendto`` per packet.
     """
 
-    __slots__ = ("family", "fd", "sock")
+    __slots__ = ("_tx", "family", "fd", "sock")
 
     def __init__(self, family: socket.AddressFamily) -> None:
         self.family = family
@@ -251,6 +266,49 @@ class RawEspSocket:
         _set_bufs(sock)
         self.sock = sock
         self.fd = sock.fileno()
+        self._tx: dict[str, socket.socket | None] = {}
+
+    def _connected(self, remote_ip: str) -> socket.socket | None:
+        if remote_ip in self._tx:
+            return self._tx[remote_ip]
+        tx = None
+        if len(self._tx) < RAW_PEERS_MAX:
+            try:
+                tx = socket.socket(self.family, socket.SOCK_RAW, IPPROTO_ESP)
+            except OSError as e:
+                log.debug("raw ESP send socket for %s: %s", remote_ip, e)
+            else:
+                try:
+                    tx.setblocking(False)
+                    _set_bufs(tx)
+                    tx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RAW_TX_RCVBUF)
+                    tx.connect((remote_ip, 0))
+                except OSError as e:
+                    log.debug("raw ESP send socket for %s: %s", remote_ip, e)
+                    tx.close()
+                    tx = None
+            self._tx[remote_ip] = tx  # None: use sendto for this peer
+        return tx
+
+    def send(self, data: bytes, remote_ip: str) -> bool:
+        """Send one ESP packet to ``remote_ip`` on its connected socket (else sendto)."""
+        tx = self._tx.get(remote_ip) or self._connected(remote_ip)
+        if tx is None:
+            return self.sendto(data, remote_ip)
+        try:
+            tx.send(data)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as e:
+            log.debug("raw ESP send to %s failed: %s", remote_ip, e)
+            return False
+        return True
+
+    def forget(self, remote_ip: str) -> None:
+        """Close the connected send socket of a peer we no longer have SAs with."""
+        tx = self._tx.pop(remote_ip, None)
+        if tx is not None:
+            tx.close()
 
     def recv(self) -> tuple[bytes, str] | None:
         """One ESP packet (from the SPI on) and its source address; None when drained."""
@@ -277,4 +335,8 @@ class RawEspSocket:
         return True
 
     def close(self) -> None:
+        for tx in self._tx.values():
+            if tx is not None:
+                tx.close()
+        self._tx.clear()
         self.sock.close()

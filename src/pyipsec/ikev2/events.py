@@ -138,9 +138,15 @@ class ChildSaFailed:
 
 @dataclass(frozen=True, slots=True)
 class PeerDead:
+    """The peer did not answer (§2.4).  ``action`` is the connection's ``dpd_action``;
+    ``children`` maps each Child SA name the IKE SA carried to its effective action (the
+    child's own ``dpd_action`` when set, else ``action``).  The manager re-initiates the
+    children whose action is "restart"; the daemon re-installs trap policies for "trap"."""
+
     ike_id: int
     conn: str
     action: str = "clear"
+    children: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,15 @@ from typing import Any
 
 from ..config.model import ChildConfig, ConnectionConfig
 from ..crypto.ke import new_key_exchange
-from ..recovery import ErrorHandler, ErrorKind, RateLimiter, RetryPolicy
+from ..nat import format_endpoint
+from ..recovery import (
+    ErrorHandler,
+    ErrorKind,
+    RateLimiter,
+    RecoveryAction,
+    RetryPolicy,
+    kind_for_received_notify,
+)
 from .constants import (
     IKE_HEADER_LEN,
     NAT_KEEPALIVE,
@@ -552,10 +560,13 @@ class IkeManager:
             self._unparseable(data, exc, local, remote)
             return
         except ProtocolError as exc:
-            log.info("malformed IKE message from %s dropped: %s", remote, exc)
+            log.info("malformed IKE message from %s dropped: %s", format_endpoint(remote), exc)
             return
         if isinstance(hdr.encrypted, SkfPayload):
-            log.info("IKE fragment (SKF) from %s ignored: fragmentation is not supported", remote)
+            log.info(
+                "IKE fragment (SKF) from %s ignored: fragmentation is not supported",
+                format_endpoint(remote),
+            )
             return
         if hdr.exchange == ExchangeType.IKE_SA_INIT and not hdr.is_response:
             self._init_request(data, hdr, local, remote, now)
@@ -604,7 +615,7 @@ class IkeManager:
             return
         conns = self.conns_for(local, remote)
         if not conns:
-            log.info("IKE_SA_INIT from %s: no matching connection", remote)
+            log.info("IKE_SA_INIT from %s: no matching connection", format_endpoint(remote))
             reply = Message(
                 hdr.spi_i,
                 _ZERO_SPI,
@@ -672,7 +683,10 @@ class IkeManager:
             0,
             [(PayloadType.NOTIFY, NotifyPayload(0, b"", NotifyType.COOKIE, cookie))],
         )
-        log.info("IKE_SA_INIT from %s: too many half-open SAs, asking for a cookie", remote)
+        log.info(
+            "IKE_SA_INIT from %s: too many half-open SAs, asking for a cookie",
+            format_endpoint(remote),
+        )
         self._out.append((reply.serialise(), local, remote))
 
     # ------------------------------------------------------------------ errors outside an SA
@@ -707,7 +721,10 @@ class IkeManager:
         """UNSUPPORTED_CRITICAL_PAYLOAD for an IKE_SA_INIT request (§2.5)."""
         spi_i, _spi_r, _np, _ver, exchange, flags, mid, _len = _HDR.unpack_from(data)
         if exchange != ExchangeType.IKE_SA_INIT or flags & HeaderFlag.RESPONSE or mid != 0:
-            log.info("message with unsupported critical payload from %s dropped", remote)
+            log.info(
+                "message with unsupported critical payload from %s dropped",
+                format_endpoint(remote),
+            )
             return
         reply = Message(
             spi_i,
@@ -740,17 +757,33 @@ class IkeManager:
     def _on_event(self, sa: IkeSa, ev: Event) -> None:
         if isinstance(ev, ChildSaDeleted):
             self._child_spis.pop(ev.spi_in, None)
-        elif isinstance(ev, PeerDead) and ev.action == "restart":
+        elif isinstance(ev, PeerDead):
+            # the children whose (own or inherited) dpd_action is restart; an SA that
+            # carried none restarts the connection's first child when its action says so
             children = list(getattr(sa, "dead_children", []))
-            self._restart.append((self._clock, sa.conn.name, children, 0))
+            if children or (ev.action == "restart" and not ev.children):
+                self._restart.append((self._clock, sa.conn.name, children, 0))
         elif isinstance(ev, IkeSaEstablished):
             self._restart_of.pop(sa.ike_id, None)
         elif isinstance(ev, IkeSaFailed) and sa.ike_id in self._restart_of:
-            self._schedule_retry(sa, *self._restart_of.pop(sa.ike_id))
+            self._schedule_retry(sa, *self._restart_of.pop(sa.ike_id), notify=ev.notify)
 
-    def _schedule_retry(self, sa: IkeSa, conn_name: str, children: list[str], attempt: int) -> None:
+    def _schedule_retry(
+        self,
+        sa: IkeSa,
+        conn_name: str,
+        children: list[str],
+        attempt: int,
+        *,
+        notify: int | None = None,
+    ) -> None:
         """A re-initiation after a restart failed: try again after the connection's
-        ``reinit_backoff`` (RetryPolicy), ``keyingtries`` times (0 = for ever)."""
+        ``reinit_backoff`` (RetryPolicy), ``keyingtries`` times (0 = for ever).
+
+        A failure whose error notification has its own retry policy in the recovery
+        table (AUTHENTICATION_FAILED: RESET_CONNECTION with a long backoff) is paced
+        and bounded by that policy instead: a refused authentication is a
+        configuration problem, not a peer that does not answer."""
         conn = self.conns.get(conn_name)
         if conn is None:
             return
@@ -758,6 +791,15 @@ class IkeManager:
             log.warning("%s: giving up after %d re-initiations", conn_name, attempt + 1)
             return
         policy = RetryPolicy.from_retransmit_config(conn.reinit_backoff)
+        kind = kind_for_received_notify(notify, in_response=True) if notify else None
+        if kind is not None:
+            decision = sa.errors.decide(kind)
+            if RecoveryAction.RESET_CONNECTION in decision.actions and decision.retry:
+                policy = decision.retry
+                if attempt + 1 > policy.max_attempts:
+                    log.warning("%s: giving up after %d re-initiations (%s)",
+                                conn_name, attempt + 1, kind.value)
+                    return
         delay = policy.delay(attempt, self.rng)
         log.info("%s: re-initiation %d failed, next try in %.1f s", conn_name, attempt + 1, delay)
         self._restart.append((self._clock + delay, conn_name, children, attempt + 1))

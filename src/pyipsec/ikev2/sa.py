@@ -24,7 +24,7 @@ from ..config.model import ChildConfig, ConnectionConfig, Lifetimes, Mode
 from ..crypto.encr import is_aead, make_sk_protector
 from ..crypto.keys import ChildSuite, IkeKeys, IkeSuite
 from ..dpd import DpdState
-from ..nat import MappingTracker, NatKeepalive
+from ..nat import MappingTracker, NatKeepalive, format_endpoint
 from ..recovery import (
     ErrorHandler,
     ErrorKind,
@@ -640,7 +640,12 @@ class IkeSa:
             self.remote = remote
             if local[1] == self.local[1] or space == "ike":
                 self.local = local
-            log.info("IKE SA %d: peer moved from %s to %s", self.ike_id, old, remote)
+            log.info(
+                "IKE SA %d: peer moved from %s to %s",
+                self.ike_id,
+                format_endpoint(old),
+                format_endpoint(remote),
+            )
             self.emit(PeerAddressChanged(self.ike_id, old, remote))
             self.refresh_children()
 
@@ -775,7 +780,9 @@ class IkeSa:
     def peer_dead(self, now: float, actions: tuple[RecoveryAction, ...] | None = None) -> None:
         """Retransmissions exhausted on an established SA (§2.4).  What follows the
         deletion comes from the recovery table row (``ErrorHandler.for_connection``
-        turns dpd_action into RESET_CONNECTION = restart or TRAP = trap)."""
+        turns dpd_action into RESET_CONNECTION = restart or TRAP = trap); a child with
+        its own ``dpd_action`` follows that instead (PeerDead.children), so only the
+        children whose action is restart are re-initiated (``dead_children``)."""
         if actions is None:
             actions = self.errors.decide(ErrorKind.PEER_DEAD).actions
         if RecoveryAction.RESET_CONNECTION in actions:
@@ -784,9 +791,14 @@ class IkeSa:
             action = "trap"
         else:
             action = "clear"
-        self.dead_children = list(dict.fromkeys(c.config.name for c in self.children.values()))
+        # a child's own dpd_action wins for that child (None = the connection's action)
+        per_child: dict[str, str] = {}
+        for c in self.children.values():
+            own = c.config.dpd_action
+            per_child.setdefault(c.config.name, action if own is None else own.value)
+        self.dead_children = [n for n, a in per_child.items() if a == "restart"]
         self.dpd.on_check_failed(now, "retransmissions exhausted")
-        self.emit(PeerDead(self.ike_id, self.conn.name, action))
+        self.emit(PeerDead(self.ike_id, self.conn.name, action, tuple(per_child.items())))
         self._drop_children("peer dead")
         if self.state not in (IkeSaState.DELETED, IkeSaState.FAILED):
             self.set_state(IkeSaState.DELETED)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ...config.model import ConnectionConfig
 from ...crypto.keys import psk_auth, signed_octets
-from ...recovery import ErrorKind
+from ...recovery import ErrorKind, kind_for_exception
 from ..constants import AuthMethod, ExchangeType, NotifyType, PayloadType, name_of
 from ..errors import AuthenticationFailed, ProtocolError
 from ..events import ChildSaFailed, IkeSaEstablished
@@ -253,7 +253,12 @@ def handle_request(sa: IkeSa, msg: Message, now: float) -> PayloadList:
         try:
             out += child_x.respond_child(sa, msg, now, ike_auth=True, ni=sa.ni, nr=sa.nr)
         except ProtocolError as exc:
-            log.info("IKE SA %d: first child refused: %s", sa.ike_id, exc)
+            # counted like a refused CREATE_CHILD_SA (status "errors"); the IKE SA stays
+            sa.on_error(
+                kind_for_exception(exc, protected=True, is_request=True),
+                now,
+                f"first child refused: {exc}",
+            )
             out.append((PayloadType.NOTIFY, NotifyPayload(0, b"", exc.notify, exc.data)))
     return out
 

@@ -253,33 +253,66 @@ def _accept(ctx: RekeyContext, msg: Message) -> tuple[Proposal, IkeSuite, bytes,
     return chosen, suite, nonce.nonce, ctx.ke.shared_secret(ke.data)
 
 
+def _orphan_keys(ctx: RekeyContext, msg: Message) -> tuple[Proposal, IkeSuite, bytes, bytes] | None:
+    """What the responder of our rekey used for its new IKE SA, as far as we can tell
+    from its response, even one we do not accept: (its proposal, suite, Nr, shared
+    secret), or None when the keys cannot be derived (no single IKE proposal with an
+    8-octet SPI and a suite we support, no Nonce, no KE in the group of our KEi, or a
+    bad KE value)."""
+    sa_p = msg.get(PayloadType.SA)
+    nonce = msg.get(PayloadType.NONCE)
+    ke = msg.get(PayloadType.KE)
+    if sa_p is None or len(sa_p.proposals) != 1 or nonce is None or ke is None:
+        return None
+    chosen = sa_p.proposals[0]
+    if len(chosen.spi) != 8 or ke.group != ctx.ke.group:
+        return None
+    try:
+        return chosen, ike_suite(chosen), nonce.nonce, ctx.ke.shared_secret(ke.data)
+    except (ProtocolError, ValueError, KeyError):
+        return None
+
+
+def _delete_orphan(sa: IkeSa, ctx: RekeyContext, msg: Message, now: float, why: str) -> bool:
+    """The peer answered our rekey without an error, so it has built the new IKE SA (and
+    moved its children to it), but we will not use it.  When its keys can be derived,
+    delete it with an INFORMATIONAL DELETE protected by those keys (RFC 7296 §1.4.1,
+    §2.18) so that it does not linger on the peer; True when that was started."""
+    from . import informational
+
+    if msg.error_notifies():
+        return False
+    got = _orphan_keys(ctx, msg)
+    if got is None:
+        return False
+    chosen, suite, nr, shared = got
+    try:
+        new = _new_sa(
+            sa,
+            initiator=True,
+            spi_i=ctx.spi,
+            spi_r=chosen.spi,
+            suite=suite,
+            chosen=chosen,
+            ni=ctx.ni,
+            nr=nr,
+            shared=shared,
+            now=now,
+        )
+    except (ProtocolError, ValueError, KeyError) as exc:  # e.g. a transform we lack
+        log.info("IKE SA %d: cannot derive the peer's new IKE SA: %s", sa.ike_id, exc)
+        return False
+    log.info("IKE SA %d: %s, closing the peer's new IKE SA %d", sa.ike_id, why, new.ike_id)
+    new.state = IkeSaState.REKEYED  # no children here: quietly deleted
+    informational.start_delete_ike(new, now, reason=why)
+    return True
+
+
 def _overtaken(sa: IkeSa, ctx: RekeyContext, msg: Message, now: float) -> None:
     """The answer to our rekey arrived after we started deleting this IKE SA: the peer
     has built the new IKE SA (and moved the children to it), and would keep it after
     our Delete of the old one -- on its side only.  Delete that new SA as well."""
-    from . import informational
-
-    if msg.error_notifies():
-        return
-    try:
-        chosen, suite, nr, shared = _accept(ctx, msg)
-    except ProtocolError:
-        return
-    new = _new_sa(
-        sa,
-        initiator=True,
-        spi_i=ctx.spi,
-        spi_r=chosen.spi,
-        suite=suite,
-        chosen=chosen,
-        ni=ctx.ni,
-        nr=nr,
-        shared=shared,
-        now=now,
-    )
-    log.info("IKE SA %d: rekey overtaken by a delete, closing IKE SA %d", sa.ike_id, new.ike_id)
-    new.state = IkeSaState.REKEYED  # no children here: quietly deleted
-    informational.start_delete_ike(new, now, reason="rekey overtaken by a delete")
+    _delete_orphan(sa, ctx, msg, now, "rekey overtaken by a delete")
 
 
 def _handle_response(sa: IkeSa, ctx: RekeyContext, msg: Message, now: float) -> None:
@@ -320,8 +353,13 @@ def _handle_response(sa: IkeSa, ctx: RekeyContext, msg: Message, now: float) -> 
     try:
         chosen, suite, nr, shared = _accept(ctx, msg)
     except ProtocolError as exc:
+        # The peer thinks the rekey succeeded.  The old SA stays ours (ESTABLISHED, the
+        # rekey is tried again later); the peer's new SA is deleted when we can derive
+        # its keys, else it is left to the peer's own timers (DPD: we answer it with
+        # INVALID_IKE_SPI; its lifetime).
         log.warning("IKE SA %d: bad IKE rekey response: %s", sa.ike_id, exc)
         _abort(sa, now, RETRY_AFTER_FAILURE)
+        _delete_orphan(sa, ctx, msg, now, "unacceptable IKE rekey response")
         return
     new = _new_sa(
         sa,

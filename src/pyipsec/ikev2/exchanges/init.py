@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ...config.model import ChildConfig
 from ...crypto.keys import derive_ike_keys
+from ...nat import format_endpoint
 from ..constants import NAT_T_PORT, ExchangeType, HeaderFlag, NotifyType, PayloadType, ProtocolId
 from ..errors import InvalidKePayload, NoProposalChosen, ProtocolError
 from ..message import Message
@@ -255,7 +256,7 @@ def respond(
         our_ke = sa.ke_factory(suite.dh_group)
         shared = our_ke.shared_secret(ke.data)
     except ProtocolError as exc:
-        log.info("IKE_SA_INIT from %s refused: %s", remote, exc)
+        log.info("IKE_SA_INIT from %s refused: %s", format_endpoint(remote), exc)
         if exc.notify != NotifyType.INVALID_SYNTAX:
             # §2.21: INVALID_SYNTAX only in a protected message of an authenticated IKE
             # SA; a malformed IKE_SA_INIT request (missing payloads, an invalid KE
