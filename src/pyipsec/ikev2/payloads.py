@@ -512,10 +512,10 @@ class IdPayload:
 
 
 @dataclass(slots=True)
-class CertPayload:
-    """RFC 7296 §3.6 Certificate payload."""
+class _CertEncoded:
+    """The shared body of CERT and CERTREQ: a 1-octet Cert Encoding, then the data."""
 
-    payload_types: ClassVar[tuple[int, ...]] = (PayloadType.CERT,)
+    _label: ClassVar[str] = "CERT"
 
     encoding: int
     data: bytes
@@ -525,28 +525,24 @@ class CertPayload:
 
     @classmethod
     def parse_body(cls, body: bytes) -> Self:
-        _need(body, 1, "CERT payload")
+        _need(body, 1, f"{cls._label} payload")
         enc = body[0]
         return cls(_M_CertEncoding.get(enc, enc), body[1:])
 
 
 @dataclass(slots=True)
-class CertReqPayload:
+class CertPayload(_CertEncoded):
+    """RFC 7296 §3.6 Certificate payload."""
+
+    payload_types: ClassVar[tuple[int, ...]] = (PayloadType.CERT,)
+
+
+@dataclass(slots=True)
+class CertReqPayload(_CertEncoded):
     """RFC 7296 §3.7 Certificate Request payload (Certification Authority data)."""
 
     payload_types: ClassVar[tuple[int, ...]] = (PayloadType.CERTREQ,)
-
-    encoding: int
-    data: bytes
-
-    def serialise_body(self) -> bytes:
-        return bytes((_u8(self.encoding, "certificate encoding"),)) + self.data
-
-    @classmethod
-    def parse_body(cls, body: bytes) -> Self:
-        _need(body, 1, "CERTREQ payload")
-        enc = body[0]
-        return cls(_M_CertEncoding.get(enc, enc), body[1:])
+    _label: ClassVar[str] = "CERTREQ"
 
     def ca_hashes(self) -> list[bytes]:
         """The SHA-1 public key hashes of an X.509 CERTREQ (§3.7: 20 octets each)."""
