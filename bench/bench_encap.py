@@ -34,7 +34,6 @@ is slower).  The goal from the original plan: under 5 %.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -43,22 +42,27 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-for _p in (ROOT / "src", ROOT):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
+from _common import (  # first: it puts src/ and the repository root on sys.path
+    CHILD,
+    CONN,
+    arg_parser,
+    header,
+    iperf3_cpu,
+    missing_requirements,
+    pyipsec_daemon,
+    run_bench,
+    start_iperf_server,
+    stop_process,
+)
 
-from pyipsec.esp import EspInbound, EspOutbound, ReplayWindow, suite_sizes  # noqa: E402
-from pyipsec.ikev2.constants import NON_ESP_MARKER, EncrId  # noqa: E402
-from pyipsec.nat import PacketType, detect_packet_type  # noqa: E402
+# isort: split
+from pyipsec.esp import EspInbound, EspOutbound, ReplayWindow, suite_sizes
+from pyipsec.ikev2.constants import NON_ESP_MARKER, EncrId
+from pyipsec.nat import PacketType, detect_packet_type
 
-IKE_PROPOSAL = "aes256gcm16-prfsha256-x25519"
-CONN = "bench"
-CHILD = "net"
 MODES = ("plain", "encap")
 COUNTERS = {"esp": "meta l4proto esp", "udp4500": "udp dport 4500"}
 INNER = 1400  # the TUN MTU: the size of a full inner packet
@@ -66,16 +70,8 @@ POOL = 1000
 
 
 def median(xs: list[float]) -> float:
+    # unlike _common.median, NaN (a failed iperf3 run in a block of the right form) is kept
     return statistics.median(xs) if xs else float("nan")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ------------------------------------------------------------------ part 2: in memory
@@ -183,17 +179,11 @@ class Bench:
 
     def up(self) -> None:
         self.topo.up()
-        self.iperf = self.topo.popen(self.topo.right, ["iperf3", "-s"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.3)
+        self.iperf = start_iperf_server(self.topo)
 
     def down(self) -> None:
-        from tests.interop.topology import kill_pid
-
         self.stop_daemons()
-        if self.iperf is not None and self.iperf.poll() is None:
-            kill_pid(self.iperf.pid)
-            self.iperf.wait(timeout=5)
+        stop_process(self.iperf)
         self.topo.stop_counters()
         self.topo.down()
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -208,34 +198,11 @@ class Bench:
         time.sleep(0.2)  # TUN devices and sockets of the stopped daemons go away
 
     def daemon(self, side: str, encap: bool) -> Any:
-        from tests.interop.pyipsec_daemon import PyipsecDaemon, pyipsec_toml
-        from tests.interop.topology import RIGHT_OUTER
-
-        ns = self.topo.left if side == "left" else self.topo.right
         self.started += 1
-        state = self.tmp / f"{side}-{self.started}"
-        kw: dict[str, Any] = ({"remote_addrs": [RIGHT_OUTER]} if side == "left"
-                              else {"local_addrs": [RIGHT_OUTER]})
-        toml = pyipsec_toml(side=side, state_dir=state, conn=CONN, child=CHILD,
-                            proposals=IKE_PROPOSAL, esp_proposals=self.args.esp, encap=encap,
-                            log_level="info", extra_daemon={"keylog_file": ""}, **kw)
-        d = PyipsecDaemon(ns, toml, state_dir=state)
+        d = pyipsec_daemon(self.topo, side, self.tmp / f"{side}-{self.started}",
+                           self.args.esp, encap=encap)
         self.daemons.append(d)
         return d.start()
-
-    def iperf3(self, dst: str) -> tuple[float, int]:
-        secs = self.args.seconds
-        proc = self.topo.exec(self.topo.left,
-                              ["iperf3", "-c", dst, "-t", str(secs), "-J", "--connect-timeout",
-                               "3000"], check=False, timeout=secs + 30)
-        try:
-            res = json.loads(proc.stdout)
-            return (float(res["end"]["sum_received"]["bits_per_second"]) / 1e6,
-                    int(res["end"]["sum_sent"].get("retransmits", 0)))
-        except (ValueError, KeyError, TypeError):
-            err = proc.stdout[-300:] + proc.stderr[-300:]
-            print(f"    iperf3 to {dst} failed: {err.strip()}", file=sys.stderr)
-            return float("nan"), -1
 
     def block(self, mode: str) -> str:
         """One daemon pair in ``mode``; returns a one-line summary."""
@@ -251,11 +218,7 @@ class Bench:
         flags = (bool(ike["nat"]["encap"]), bool(child["encap"]))
         self.topo.start_counters(COUNTERS)
         pids = [d.proc.pid for d in (left, right) if d.proc is not None]
-        cpu0 = sum(cpu_seconds(p) for p in pids)
-        t0 = time.monotonic()
-        tput, retrans = self.iperf3(RIGHT_INNER)
-        wall = time.monotonic() - t0
-        cpu = (sum(cpu_seconds(p) for p in pids) - cpu0) / wall * 100
+        tput, retrans, cpu = iperf3_cpu(self.topo, RIGHT_INNER, self.args.seconds, pids)
         wire = self.topo.counters()
         self.topo.stop_counters()
         want_esp = not encap
@@ -294,10 +257,7 @@ class Bench:
 
 
 def report(args: argparse.Namespace, bench: Bench | None, mem: dict[str, float] | None) -> str:
-    lines = [
-        f"pyipsec encapsulation benchmark, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; "
-        f"{os.cpu_count()} CPUs, kernel {os.uname().release}, Python {sys.version.split()[0]}",
-    ]
+    lines = [header("encapsulation")]
     if bench is not None:
         a = args
         p, e = median(bench.tput["plain"]), median(bench.tput["encap"])
@@ -357,8 +317,7 @@ def report(args: argparse.Namespace, bench: Bench | None, mem: dict[str, float] 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = arg_parser(__doc__)
     ap.add_argument("--runs", type=int, default=5, help="iperf3 runs per mode (5)")
     ap.add_argument("--seconds", type=int, default=5, help="iperf3 duration (5)")
     ap.add_argument("--esp", default="aes128gcm16", help="ESP proposal (aes128gcm16)")
@@ -371,23 +330,13 @@ def main(argv: list[str] | None = None) -> int:
     bits = 256 if "256" in args.esp else 128
     bench: Bench | None = None
     if not args.no_tunnel:
-        from tests.interop import topology
-
-        reason = topology.missing_requirements()
-        if reason is None and shutil.which("iperf3") is None:
-            reason = "iperf3 not installed"
+        reason = missing_requirements(iperf3=True)
         if reason:
             print(f"bench_encap: {reason} (use --no-tunnel for the in-memory part)",
                   file=sys.stderr)
             return 2
         bench = Bench(args)
-        try:
-            bench.up()
-            bench.run()
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-        finally:
-            bench.down()
+        run_bench(bench)
     mem = None if args.no_memory else in_memory(args.packets, args.repeats, bits)
     print()
     print(report(args, bench, mem))

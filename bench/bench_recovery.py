@@ -46,7 +46,6 @@ import os
 import re
 import shutil
 import socket
-import statistics
 import struct
 import subprocess
 import sys
@@ -57,15 +56,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-for _p in (ROOT / "src", ROOT):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
+from _common import (
+    CHILD,
+    CONN,
+    arg_parser,
+    header,
+    median,
+    missing_requirements,
+    pyipsec_daemon,
+    run_bench,
+    run_cleanups,
+    ss_conf,
+    stop_process,
+)
+from _common import charon as new_charon
 
-IKE_PROPOSAL = "aes256gcm16-prfsha256-x25519"
 ESP_PROPOSAL = "aes128gcm16"
-CONN = "bench"
-CHILD = "net"
 IKE_SA_INIT, IKE_AUTH = 34, 35
 _LOG_TS = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
 _PING = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from")
@@ -152,11 +158,6 @@ def ping_replies(path: Path) -> list[float]:
     return out
 
 
-def median(xs: list[float]) -> float:
-    v = [x for x in xs if not math.isnan(x)]
-    return statistics.median(v) if v else math.nan
-
-
 # ------------------------------------------------------------------ the bench
 
 
@@ -204,12 +205,8 @@ class Bench:
             time.sleep(0.02)
 
     def down(self) -> None:
-        from tests.interop.topology import kill_pid
-
         self.stop_all()
-        if self.sniffer is not None and self.sniffer.poll() is None:
-            kill_pid(self.sniffer.pid)
-            self.sniffer.wait(timeout=5)
+        stop_process(self.sniffer)
         self.topo.down()
         if self.args.keep:
             print(f"logs kept in {self.tmp}", file=sys.stderr)
@@ -217,12 +214,7 @@ class Bench:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     def stop_all(self) -> None:
-        for fn in reversed(self.cleanups):
-            try:
-                fn()
-            except Exception as e:  # keep cleaning up
-                print(f"clean-up: {e}", file=sys.stderr)
-        self.cleanups.clear()
+        run_cleanups(self.cleanups)
         self.topo.clear_impairments()
         time.sleep(0.2)
 
@@ -231,37 +223,18 @@ class Bench:
         return int(tries), float(timeout), float(base)
 
     def initiator(self) -> Any:
-        from tests.interop.pyipsec_daemon import PyipsecDaemon, pyipsec_toml
-        from tests.interop.topology import RIGHT_OUTER
-
         a = self.args
-        state = self.tmp / "left"
-        toml = pyipsec_toml(side="left", state_dir=state, conn=CONN, child=CHILD,
-                            remote_addrs=[RIGHT_OUTER], proposals=IKE_PROPOSAL,
-                            esp_proposals=ESP_PROPOSAL, ipv6_inner=False, log_level="info",
-                            dpd_delay=a.dpd_delay, retransmit=self.retransmit(),
-                            extra_conn={"dpd_timeout": a.dpd_timeout, "dpd_action": "restart"},
-                            extra_daemon={"keylog_file": ""})
-        d = PyipsecDaemon(self.topo.left, toml, state_dir=state)
+        d = pyipsec_daemon(self.topo, "left", self.tmp / "left", ESP_PROPOSAL,
+                           ipv6_inner=False, dpd_delay=a.dpd_delay, retransmit=self.retransmit(),
+                           extra_conn={"dpd_timeout": a.dpd_timeout, "dpd_action": "restart"})
         self.cleanups.append(d.stop)
         return d.start()
 
     def ss_conf(self) -> str:
-        from tests.interop.strongswan import ConnSpec
-        from tests.interop.topology import RIGHT_OUTER
-
-        return ConnSpec(name=CONN, side="right", local_addrs=RIGHT_OUTER, ipv6_inner=False,
-                        proposals=IKE_PROPOSAL, esp_proposals=ESP_PROPOSAL).render()
+        return ss_conf("right", ESP_PROPOSAL, ipv6_inner=False)
 
     def py_responder(self, state: Path) -> Any:
-        from tests.interop.pyipsec_daemon import PyipsecDaemon, pyipsec_toml
-        from tests.interop.topology import RIGHT_OUTER
-
-        toml = pyipsec_toml(side="right", state_dir=state, conn=CONN, child=CHILD,
-                            local_addrs=[RIGHT_OUTER], proposals=IKE_PROPOSAL,
-                            esp_proposals=ESP_PROPOSAL, ipv6_inner=False, log_level="info",
-                            extra_daemon={"keylog_file": ""})
-        d = PyipsecDaemon(self.topo.right, toml, state_dir=state)
+        d = pyipsec_daemon(self.topo, "right", state, ESP_PROPOSAL, ipv6_inner=False)
         self.cleanups.append(d.stop)
         return d.start()
 
@@ -281,8 +254,7 @@ class Bench:
         resp: Any = None
         state = self.tmp / f"right-{peer}-{vanish}"
         if peer == "ss":
-            charon = Charon(self.topo.right, name="right", debug="ike 1", loglevel=0,
-                            state_dir=state)
+            charon = new_charon(self.topo, "right", state)
             self.cleanups.append(lambda: charon.stop() if charon is not None else None)
             charon.start(self.ss_conf())
         else:
@@ -413,9 +385,7 @@ class Bench:
             acc += d
             at.append(acc)
         lines = [
-            f"pyipsec recovery benchmark, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; "
-            f"{os.cpu_count()} CPUs, kernel {os.uname().release}, "
-            f"Python {sys.version.split()[0]}",
+            header("recovery"),
             f"topology {a.mode}; initiator dpd_delay {a.dpd_delay} s, dpd_timeout "
             f"{a.dpd_timeout} s, dpd_action restart, retransmit tries/timeout/base "
             f"{a.retransmit} (retransmissions at "
@@ -462,8 +432,7 @@ class Bench:
 def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--sniff":
         return sniff(sys.argv[2])
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = arg_parser(__doc__)
 
     def csv(s: str) -> list[str]:
         return [x.strip() for x in s.split(",") if x.strip()]
@@ -483,22 +452,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="keep the state directory (daemon and charon logs)")
     ap.add_argument("--mode", choices=("nat", "nonat"), default="nat", help="topology (nat)")
     args = ap.parse_args(argv)
-    from tests.interop import strongswan, topology
-
-    reason = topology.missing_requirements()
-    if reason is None and "ss" in args.peers:
-        reason = strongswan.missing_requirements()
+    reason = missing_requirements(strongswan="ss" in args.peers)
     if reason:
         print(f"bench_recovery: {reason}", file=sys.stderr)
         return 2
     bench = Bench(args)
-    try:
-        bench.up()
-        bench.run()
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-    finally:
-        bench.down()
+    run_bench(bench)
     print()
     print(bench.report())
     return 0

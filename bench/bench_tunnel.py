@@ -33,12 +33,9 @@ about two minutes.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,19 +45,30 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-for _p in (ROOT / "src", ROOT):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
+from _common import (  # first: it puts src/ and the repository root on sys.path
+    CHILD,
+    CONN,
+    IKE_PROPOSAL,
+    arg_parser,
+    charon,
+    header,
+    iperf3,
+    iperf3_cpu,
+    median,
+    missing_requirements,
+    pyipsec_daemon,
+    run_bench,
+    run_cleanups,
+    ss_conf,
+    start_iperf_server,
+    stop_process,
+)
 
-from tests.interop import strongswan, topology  # noqa: E402
-from tests.interop.pyipsec_daemon import PyipsecDaemon, pyipsec_toml  # noqa: E402
-from tests.interop.strongswan import Charon, ConnSpec  # noqa: E402
-from tests.interop.topology import RIGHT_INNER, RIGHT_OUTER, Topology, kill_pid  # noqa: E402
+# isort: split
+from tests.interop.pyipsec_daemon import PyipsecDaemon
+from tests.interop.strongswan import Charon
+from tests.interop.topology import RIGHT_INNER, RIGHT_OUTER, Topology
 
-IKE_PROPOSAL = "aes256gcm16-prfsha256-x25519"
-CONN = "bench"
-CHILD = "net"
 CONFIGS = ("plain", "ss-ss", "py-ss", "py-py")
 LABELS = {
     "plain": "no tunnel (through the NAT)",
@@ -71,26 +79,12 @@ LABELS = {
 _LOG_TS = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})")
 
 
-def median(xs: Iterable[float]) -> float:
-    v = [x for x in xs if not math.isnan(x)]
-    return statistics.median(v) if v else math.nan
-
-
 def percentile(xs: Iterable[float], q: float) -> float:
     """Nearest-rank percentile (``q`` in 0..1)."""
     v = sorted(x for x in xs if not math.isnan(x))
     if not v:
         return math.nan
     return v[max(0, min(len(v) - 1, math.ceil(q * len(v)) - 1))]
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Bench:
@@ -117,20 +111,11 @@ class Bench:
 
     def up(self) -> None:
         self.topo.up()
-        self.iperf = self.topo.popen(self.topo.right, ["iperf3", "-s"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.3)
+        self.iperf = start_iperf_server(self.topo)
 
     def down(self) -> None:
-        for fn in reversed(self.cleanups):
-            try:
-                fn()
-            except Exception as e:  # keep cleaning up
-                print(f"clean-up: {e}", file=sys.stderr)
-        self.cleanups.clear()
-        if self.iperf is not None and self.iperf.poll() is None:
-            kill_pid(self.iperf.pid)
-            self.iperf.wait(timeout=5)
+        run_cleanups(self.cleanups)
+        stop_process(self.iperf)
         self.topo.down()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -138,40 +123,16 @@ class Bench:
         """One iperf3 TCP run left -> right; receiver Mbit/s (nan on failure).
 
         The sender's TCP retransmission count is left in ``last_retrans``."""
-        self.last_retrans = -1
-        secs = self.args.seconds
-        proc = self.topo.exec(self.topo.left,
-                              ["iperf3", "-c", dst, "-t", str(secs), "-J", "--connect-timeout",
-                               "3000"], check=False, timeout=secs + 30)
-        try:
-            res = json.loads(proc.stdout)
-            self.last_retrans = int(res["end"]["sum_sent"].get("retransmits", 0))
-            return float(res["end"]["sum_received"]["bits_per_second"]) / 1e6
-        except (ValueError, KeyError, TypeError):
-            err = proc.stdout[-300:] + proc.stderr[-300:]
-            print(f"    iperf3 to {dst} failed: {err.strip()}", file=sys.stderr)
-            return math.nan
+        v, self.last_retrans = iperf3(self.topo, dst, self.args.seconds)
+        return v
 
     def charon(self, side: str) -> Charon:
-        ns = self.topo.left if side == "left" else self.topo.right
-        spec = ConnSpec(name=CONN, side=side, proposals=IKE_PROPOSAL,
-                        esp_proposals=self.args.esp,
-                        **({"remote_addrs": RIGHT_OUTER} if side == "left"
-                           else {"local_addrs": RIGHT_OUTER}))
-        c = Charon(ns, name=side, debug="ike 1", loglevel=0,
-                   state_dir=self.tmp / f"ss-{side}")
+        c = charon(self.topo, side, self.tmp / f"ss-{side}")
         self.cleanups.append(c.stop)
-        return c.start(spec.render())
+        return c.start(ss_conf(side, self.args.esp))
 
     def pyipsec(self, side: str) -> PyipsecDaemon:
-        ns = self.topo.left if side == "left" else self.topo.right
-        state = self.tmp / f"py-{side}"
-        kw: dict[str, Any] = ({"remote_addrs": [RIGHT_OUTER]} if side == "left"
-                              else {"local_addrs": [RIGHT_OUTER]})
-        toml = pyipsec_toml(side=side, state_dir=state, conn=CONN, child=CHILD,
-                            proposals=IKE_PROPOSAL, esp_proposals=self.args.esp,
-                            log_level="info", extra_daemon={"keylog_file": ""}, **kw)
-        d = PyipsecDaemon(ns, toml, state_dir=state)
+        d = pyipsec_daemon(self.topo, side, self.tmp / f"py-{side}", self.args.esp)
         self.cleanups.append(d.stop)
         return d.start()
 
@@ -255,11 +216,8 @@ class Bench:
         return v
 
     def measured(self, cfg: str, pids: list[int], daemons: list[PyipsecDaemon] | None) -> float:
-        cpu0 = sum(cpu_seconds(p) for p in pids)
-        t0 = time.monotonic()
-        v = self.iperf3(RIGHT_INNER)
-        wall = time.monotonic() - t0
-        self.cpu[cfg].append((sum(cpu_seconds(p) for p in pids) - cpu0) / wall * 100)
+        v, self.last_retrans, cpu = iperf3_cpu(self.topo, RIGHT_INNER, self.args.seconds, pids)
+        self.cpu[cfg].append(cpu)
         for d in daemons or []:
             st = d.request("status")
             agg = self.drops.setdefault(cfg, {})
@@ -290,9 +248,7 @@ class Bench:
         a = self.args
         ss = median(self.tput["ss-ss"])
         lines = [
-            f"pyipsec tunnel benchmark, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; "
-            f"{os.cpu_count()} CPUs, kernel {os.uname().release}, "
-            f"Python {sys.version.split()[0]}",
+            header("tunnel"),
             f"iperf3 TCP {a.seconds} s x {a.runs} runs (round robin), ESP {a.esp}, "
             f"IKE {IKE_PROPOSAL}, NAT-T",
             "",
@@ -337,8 +293,7 @@ class Bench:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = arg_parser(__doc__)
     ap.add_argument("--runs", type=int, default=3, help="iperf3 runs per configuration (3)")
     ap.add_argument("--seconds", type=int, default=5, help="iperf3 duration (5)")
     ap.add_argument("--setups", type=int, default=5,
@@ -350,20 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", type=lambda s: [x.strip() for x in s.split(",")],
                     default=list(CONFIGS), help=f"subset of {','.join(CONFIGS)}")
     args = ap.parse_args(argv)
-    reason = topology.missing_requirements() or strongswan.missing_requirements()
-    if reason is None and shutil.which("iperf3") is None:
-        reason = "iperf3 not installed"
+    reason = missing_requirements(strongswan=True, iperf3=True)
     if reason:
         print(f"bench_tunnel: {reason}", file=sys.stderr)
         return 2
     bench = Bench(args)
-    try:
-        bench.up()
-        bench.run()
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-    finally:
-        bench.down()
+    run_bench(bench)
     print()
     print(bench.report())
     return 0
