@@ -11,7 +11,7 @@
     pyipsec reload
     pyipsec stop
     pyipsec selfcheck
-    pyipsec demo [--keep-going]
+    pyipsec demo [--keep-going] [--no-install]
 
 ``--socket PATH`` (before or after the command; default ``$PYIPSEC_SOCKET`` or
 ``/run/pyipsec/control.sock``) selects the daemon's control socket.
@@ -342,7 +342,7 @@ def _cmd_selfcheck(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(keep_going=args.keep_going)
+    return run_demo(keep_going=args.keep_going, install=not args.no_install)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -408,6 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dm = sub.add_parser("demo", help="two peers behind a NAT in namespaces, ping across (root)")
     dm.add_argument("--keep-going", action="store_true", help="do not stop at the first failure")
+    dm.add_argument(
+        "--no-install",
+        action="store_true",
+        help="do not apt-get install missing tools (nftables, iputils-ping, iproute2)",
+    )
     dm.set_defaults(func=_cmd_demo)
     return p
 

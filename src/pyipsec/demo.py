@@ -316,7 +316,49 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     os._exit(1)
 
 
-def run_demo(keep_going: bool = False, out: Callable[[str], None] = print) -> int:
+# the commands the demo runs, and the Debian packages that provide them
+DEMO_TOOLS = {"ip": "iproute2", "nft": "nftables", "ping": "iputils-ping"}
+
+
+def ensure_tools(install: bool, out: Callable[[str], None]) -> bool:
+    """Make sure ``ip``, ``nft`` and ``ping`` exist.  A fresh Debian machine lacks nft
+    and ping: with ``install`` (the default) and apt-get present, the missing packages
+    are installed first (the demo runs as root anyway); otherwise say what is needed."""
+    missing = {t: pkg for t, pkg in DEMO_TOOLS.items() if shutil.which(t) is None}
+    if not missing:
+        return True
+    pkgs = sorted(set(missing.values()))
+    if not install or shutil.which("apt-get") is None:
+        out(
+            "pyipsec demo needs the command(s) "
+            + ", ".join(repr(t) for t in missing)
+            + f" (Debian packages: {' '.join(pkgs)})"
+        )
+        return False
+    out(f"installing what the demo needs: apt-get install {' '.join(pkgs)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *pkgs],
+    ):
+        try:
+            r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+        except (OSError, subprocess.SubprocessError) as exc:
+            out(f"    {' '.join(argv[:2])} failed: {exc}")
+            return False
+        if r.returncode != 0:
+            out(f"    {' '.join(argv[:2])} failed:\n" + textwrap.indent(r.stderr[-1500:], "    "))
+            return False
+    still = [t for t in missing if shutil.which(t) is None]
+    if still:
+        out(f"pyipsec demo still lacks {', '.join(still)} after the install")
+        return False
+    return True
+
+
+def run_demo(
+    keep_going: bool = False, out: Callable[[str], None] = print, *, install: bool = True
+) -> int:
     """The README's main job; returns the exit status (0: the ping went through)."""
     if os.geteuid() != 0:
         out(
@@ -325,10 +367,8 @@ def run_demo(keep_going: bool = False, out: Callable[[str], None] = print) -> in
             "Run it as root, e.g.: sudo pyipsec demo"
         )
         return 2
-    for tool in ("ip", "nft", "ping"):
-        if shutil.which(tool) is None:
-            out(f"pyipsec demo needs the '{tool}' command")
-            return 2
+    if not ensure_tools(install, out):
+        return 2
     global _MAIN_PID
     _MAIN_PID = os.getpid()
     # SIGTERM and SIGHUP (terminal closed) clean up like Ctrl-C
