@@ -35,6 +35,7 @@ STATUS: dict[str, Any] = {
             "suite": "aes256gcm16-prfsha256-x25519",
             "nat": {"local": True, "remote": False, "encap": True, "forced": False},
             "rekey_in": 13000.0,
+            "dpd": {"state": "idle", "idle_for": 7.4},
             "errors": {"bad-icv": 2},
         },
         {
@@ -45,6 +46,7 @@ STATUS: dict[str, Any] = {
             "remote": None,
             "local_id": "a",
             "nat_remote": True,
+            "dpd": {"state": "probing", "idle_for": 95.0},
             "errors": {"a": 1, "b": 1, "c": 3, "d": 0},
         },
     ],
@@ -89,12 +91,15 @@ def test_format_status() -> None:
         "0102030405060708_i 1112131415161718_r",
         "local",
         "3h36m",
+        "7s ago",
         "bad-icv=2",
     ):
         assert part in row, part
     old = next(line for line in lines if line.strip().startswith("old#4"))
     assert "192.0.2.9[500]" in old and "a / -" in old and "remote" in old
     assert old.endswith("5 (3 kinds)")  # many kinds: the total only
+    assert "1m35s ago (probing)" in old  # DPD state shown unless idle
+    assert "(idle)" not in row
     child = next(line for line in lines if line.strip().startswith("gcm/net"))
     for part in (
         "c1234567_i c7654321_o",

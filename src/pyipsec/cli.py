@@ -150,6 +150,7 @@ def format_status(st: dict[str, Any]) -> str:
                     f"{spi_i}_i {spi_r}_r",
                     _nat(sa),
                     _fmt_secs(sa.get("rekey_in")),
+                    _heard(sa.get("dpd")),
                     _errors(sa.get("errors")),
                 ]
             )
@@ -167,6 +168,7 @@ def format_status(st: dict[str, Any]) -> str:
                     "SPIS",
                     "NAT",
                     "REKEY",
+                    "HEARD",
                     "ERRORS",
                 ],
                 rows,
@@ -208,6 +210,18 @@ def format_status(st: dict[str, Any]) -> str:
             lines.append("")
         lines.append("errors: " + ", ".join(f"{k}={v}" for k, v in sorted(errors.items())))
     return "\n".join(lines)
+
+
+def _heard(dpd: Any) -> str:
+    """When the peer was last heard from (RFC 7296 §2.4), and the DPD state unless idle."""
+    if not isinstance(dpd, dict):
+        return "-"
+    idle = dpd.get("idle_for")
+    text = f"{_fmt_secs(idle)} ago" if isinstance(idle, int | float) else "-"
+    state = dpd.get("state")
+    if state and state != "idle":
+        text += f" ({state})"
+    return text
 
 
 def _errors(errs: Any) -> str:
