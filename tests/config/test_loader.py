@@ -562,3 +562,16 @@ def test_example_configs_load() -> None:
     for f in files:
         cfg = load_config(f)
         assert cfg.connections
+
+
+def test_fragmentation_keys() -> None:
+    cfg = load_config_text(
+        "[connections.c]\nfragmentation = false\nfragment_size = 576\n"
+        '[secrets.s]\nsecret = "x"\n'
+    )
+    (c,) = cfg.connections
+    assert c.fragmentation is False and c.fragment_size == 576
+    (d,) = load_config_text('[connections.c]\n[secrets.s]\nsecret = "x"\n').connections
+    assert d.fragmentation is True and d.fragment_size == 1280
+    with pytest.raises(ConfigError, match=r"connections\.c\.fragment_size"):
+        load_config_text('[connections.c]\nfragment_size = 100\n[secrets.s]\nsecret = "x"\n')

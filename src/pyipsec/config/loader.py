@@ -692,6 +692,8 @@ _CONN_KEYS = (
     "window_size",
     "keylog",
     "keyingtries",
+    "fragmentation",
+    "fragment_size",
     "version",
 )
 _END_KEYS = ("id", "auth")
@@ -766,6 +768,8 @@ def _connection(ctx: _Ctx, t: _Table, name: str, secrets: list[_Secret]) -> Conn
         window_size=t.get("window_size", _int_range(1, 1024), d.window_size),
         keylog=t.get("keylog", _bool, d.keylog),
         keyingtries=t.get("keyingtries", _int_range(0, 1_000_000), d.keyingtries),
+        fragmentation=t.get("fragmentation", _bool, d.fragmentation),
+        fragment_size=t.get("fragment_size", _int_range(256, 65535), d.fragment_size),
     )
     t.raw("mobike")  # accepted for swanctl compatibility, not implemented
     t.finish(_CONN_KEYS)

@@ -142,6 +142,11 @@ class ConnectionConfig:
     initial_contact: bool = True
     window_size: int = 1
     keylog: bool = False
+    # RFC 7383 IKE fragmentation: announce support; encrypted messages (IKE_AUTH and
+    # later) longer than ``fragment_size`` octets (the IKE message, UDP payload) are
+    # sent as SKF fragments when the peer supports it too
+    fragmentation: bool = True
+    fragment_size: int = 1280
     # re-initiations after a DPD/close "restart" whose IKE_SA_INIT/IKE_AUTH failed
     # (swanctl ``keyingtries``): 0 = keep trying forever, with ``reinit_backoff``
     keyingtries: int = 0

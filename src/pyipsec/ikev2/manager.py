@@ -60,7 +60,7 @@ from .exchanges import child as child_x
 from .exchanges import ike_rekey, informational
 from .exchanges import init as init_x
 from .message import Message
-from .payloads import NotifyPayload, SkfPayload
+from .payloads import NotifyPayload
 from .sa import IkeSa, KeFactory, Rng
 from .state import IKE_FINAL, ChildSaState, IkeSaState
 
@@ -561,12 +561,6 @@ class IkeManager:
             return
         except ProtocolError as exc:
             log.info("malformed IKE message from %s dropped: %s", format_endpoint(remote), exc)
-            return
-        if isinstance(hdr.encrypted, SkfPayload):
-            log.info(
-                "IKE fragment (SKF) from %s ignored: fragmentation is not supported",
-                format_endpoint(remote),
-            )
             return
         if hdr.exchange == ExchangeType.IKE_SA_INIT and not hdr.is_response:
             self._init_request(data, hdr, local, remote, now)

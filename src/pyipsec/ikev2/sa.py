@@ -49,8 +49,16 @@ from .events import (
     PeerAddressChanged,
     PeerDead,
 )
-from .message import Message, decrypt_message, encrypt_message
-from .payloads import NotifyPayload, SkPayload
+from .message import (
+    DecryptedFragment,
+    Message,
+    decrypt_fragment,
+    decrypt_message,
+    encrypt_fragments,
+    encrypt_message,
+    reassemble_fragments,
+)
+from .payloads import NotifyPayload, SkfPayload, SkPayload
 from .selectors import Selector
 from .state import IKE_AUTHENTICATED, ChildSaState, IkeSaState, check_child, check_ike
 from .window import PendingRequest, RequestWindow, ResponderWindow
@@ -77,6 +85,10 @@ ESP_SEQ_MAX_ESN = 2**64 - 1
 #: (a 64th of the space: ~67 million packets without ESN, many seconds of traffic
 #: between two reports of the data plane; RFC 4303 §3.3.3: never let it cycle).
 ESP_SEQ_SOFT_SHIFT = 6
+#: RFC 7383: the most fragments one message may have (bounds reassembly memory, §5).
+MAX_FRAGMENTS = 64
+#: The non-ESP marker in front of IKE messages on port 4500 (RFC 3948 §2.2).
+NON_ESP_MARKER_LEN = 4
 
 
 def esp_seq_soft_limit(esn: bool) -> int:
@@ -151,6 +163,16 @@ class ChildSa:
 
 
 @dataclass(slots=True)
+class _FragmentSet:
+    """An IKE message being reassembled from its fragments (RFC 7383 §2.6)."""
+
+    total: int
+    header: Message  # a parsed fragment of the set (fragment 1 once it arrived)
+    deadline: float  # discarded when still incomplete (§2.6)
+    fragments: dict[int, DecryptedFragment] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class _QueuedExchange:
     start: Callable[[float], bool]  # returns True when it sent a request
     label: str
@@ -207,6 +229,9 @@ class IkeSa:
         self.nat_local = False
         self.nat_remote = False
         self.nat_supported = False
+        # IKE fragmentation (RFC 7383): both ends announced it in IKE_SA_INIT
+        self.fragmentation = False
+        self.frag_sets: dict[tuple[int, bool], _FragmentSet] = {}
         # window (§2.3)
         self.req_win = RequestWindow(1)
         self.resp_win = ResponderWindow(conn.window_size if conn.window_size > 0 else 1)
@@ -343,6 +368,45 @@ class IkeSa:
         assert self.prot_out is not None
         return encrypt_message(msg, self.prot_out)
 
+    def build_packets(
+        self, exchange: int, message_id: int, payloads: PayloadList, response: bool
+    ) -> list[bytes]:
+        """Like :meth:`build`, as SKF fragments when the message is too long and the
+        peer supports IKE fragmentation (RFC 7383 §2.5; IKE_AUTH and later only)."""
+        try:
+            data = self.build(exchange, message_id, payloads, response)
+        except ValueError:  # too long for one SK payload
+            if not self.fragmentation:
+                raise
+            data = b""
+        limit = self.conn.fragment_size
+        if self.remote[1] != 500:
+            limit -= NON_ESP_MARKER_LEN  # §2.5.1: the datagram, marker included
+        if (
+            not self.fragmentation
+            or exchange == ExchangeType.IKE_SA_INIT
+            or (data and len(data) <= limit)
+        ):
+            return [data]
+        assert self.prot_out is not None
+        msg = Message(
+            spi_i=self.spi_i,
+            spi_r=self.spi_r,
+            exchange=exchange,
+            flags=self._flags(response),
+            message_id=message_id,
+            payloads=list(payloads),
+        )
+        packets = encrypt_fragments(msg, self.prot_out, limit)
+        log.debug(
+            "IKE SA %d: %s #%d as %d fragments",
+            self.ike_id,
+            name_of(ExchangeType, exchange),
+            message_id,
+            len(packets),
+        )
+        return packets
+
     def send_raw(self, data: bytes) -> None:
         self.outbox.append((data, self.local, self.remote))
 
@@ -390,13 +454,13 @@ class IkeSa:
     ) -> PendingRequest:
         """Send a request now (the caller checked the window) and track its response."""
         mid = self.req_win.allocate() if message_id is None else message_id
-        data = self.build(exchange, mid, payloads, response=False)
+        packets = self.build_packets(exchange, mid, payloads, response=False)
         if exchange == ExchangeType.IKE_SA_INIT:
-            self.msg1 = data
+            self.msg1 = packets[0]
         req = PendingRequest(
             message_id=mid,
             exchange=exchange,
-            packets=[data],
+            packets=packets,
             handler=handler,
             first_sent=now,
             deadline=now + self.retry_policy.delay(0, self.rng),
@@ -404,7 +468,8 @@ class IkeSa:
             on_timeout=on_timeout,
         )
         self.req_win.add(req)
-        self.send_raw(data)
+        for data in packets:
+            self.send_raw(data)
         log.debug("IKE SA %d: -> %s request #%d", self.ike_id, req.label, mid)
         return req
 
@@ -421,6 +486,10 @@ class IkeSa:
             return
         if self.prot_in is None:
             log.debug("IKE SA %d: %s before keys, dropped", self.ike_id, hdr.exchange)
+            return
+        if isinstance(hdr.encrypted, SkfPayload):
+            self._receive_fragment(data, hdr, hdr.encrypted, local, remote, now)
+            self.pump(now)
             return
         if not isinstance(hdr.encrypted, SkPayload):
             # unprotected: never acted upon (§2.21.4); INVALID_IKE_SPI may hint a dead peer
@@ -451,15 +520,131 @@ class IkeSa:
             self.on_error(ErrorKind.INTEGRITY_CHECK_FAILED, now, str(exc))
             return None
 
+    def _receive_fragment(
+        self,
+        data: bytes,
+        hdr: Message,
+        skf: SkfPayload,
+        local: Address,
+        remote: Address,
+        now: float,
+    ) -> None:
+        """One IKE Fragment message (RFC 7383 §2.6): verify it, queue it, and process
+        the reassembled message like an unfragmented one once the set is complete."""
+        assert self.prot_in is not None
+        mid, response = hdr.message_id, hdr.is_response
+        self._expire_fragments(now)
+        if not self.fragmentation:
+            log.info("IKE SA %d: IKE fragment without negotiated support dropped", self.ike_id)
+            return
+        if response:
+            req = self.req_win.pending.get(mid)
+            if req is None or req.exchange != hdr.exchange:
+                log.debug("IKE SA %d: unexpected response fragment #%d dropped", self.ike_id, mid)
+                return
+        else:
+            kind = self.resp_win.classify(mid)
+            if kind == "old":
+                log.debug("IKE SA %d: stale request fragment #%d dropped", self.ike_id, mid)
+                return
+            if kind == "retransmit":
+                # §2.6.1: only fragment 1 of an answered request triggers the resend
+                if skf.fragment_number != 1 or self._open_fragment(data, hdr, now) is None:
+                    return
+                cached = self.resp_win.cached(mid)
+                if cached:
+                    log.debug("IKE SA %d: retransmitted request #%d, resending", self.ike_id, mid)
+                    for pkt in cached:
+                        self.outbox.append((pkt, local, remote))
+                return
+        if skf.total_fragments > MAX_FRAGMENTS:
+            log.info(
+                "IKE SA %d: message #%d in %d fragments (more than %d) dropped",
+                self.ike_id,
+                mid,
+                skf.total_fragments,
+                MAX_FRAGMENTS,
+            )
+            return
+        key = (mid, response)
+        st = self.frag_sets.get(key)
+        # §2.6: an older set size is invalid; the same fragment again is a replay
+        if st is not None and (
+            skf.total_fragments < st.total
+            or (skf.total_fragments == st.total and skf.fragment_number in st.fragments)
+        ):
+            return
+        frag = self._open_fragment(data, hdr, now)
+        if frag is None:
+            return
+        if st is None or frag.total_fragments > st.total:
+            # §2.6: a set with more fragments replaces the one being reassembled
+            st = _FragmentSet(frag.total_fragments, hdr, now + self.retry_policy.total_time())
+            self.frag_sets[key] = st
+        st.fragments[frag.fragment_number] = frag
+        if frag.fragment_number == 1:
+            st.header = hdr
+        if len(st.fragments) < st.total:
+            return
+        del self.frag_sets[key]
+        fragments = list(st.fragments.values())
+
+        def opener() -> Message:
+            return reassemble_fragments(st.header, fragments)
+
+        log.debug(
+            "IKE SA %d: %s #%d reassembled from %d fragments",
+            self.ike_id,
+            "response" if response else "request",
+            mid,
+            st.total,
+        )
+        if response:
+            self._receive_response(data, st.header, local, remote, now, opener)
+        else:
+            self._receive_request(data, st.header, local, remote, now, opener)
+
+    def _open_fragment(self, data: bytes, hdr: Message, now: float) -> DecryptedFragment | None:
+        assert self.prot_in is not None
+        try:
+            return decrypt_fragment(data, self.prot_in, hdr)
+        except IntegrityError as exc:
+            # §2.6: silently discarded (counted like any ICV failure, §3.14)
+            self.on_error(ErrorKind.INTEGRITY_CHECK_FAILED, now, f"fragment: {exc}")
+        except ProtocolError as exc:
+            log.debug("IKE SA %d: malformed fragment dropped: %s", self.ike_id, exc)
+        return None
+
+    def _expire_fragments(self, now: float) -> None:
+        """Forget incomplete fragment sets past their timeout, or whose message is no
+        longer wanted (its request was answered or given up, RFC 7383 §2.6)."""
+        for (mid, response), st in list(self.frag_sets.items()):
+            stale = (
+                mid not in self.req_win.pending
+                if response
+                else self.resp_win.classify(mid) != "new"
+            )
+            if stale or st.deadline <= now:
+                log.debug(
+                    "IKE SA %d: incomplete fragments of #%d discarded", self.ike_id, mid
+                )
+                del self.frag_sets[(mid, response)]
+
     def _receive_response(
-        self, data: bytes, hdr: Message, local: Address, remote: Address, now: float
+        self,
+        data: bytes,
+        hdr: Message,
+        local: Address,
+        remote: Address,
+        now: float,
+        opener: Callable[[], Message | None] | None = None,
     ) -> None:
         req = self.req_win.pending.get(hdr.message_id)
         if req is None or req.exchange != hdr.exchange:
             log.debug("IKE SA %d: unexpected response #%d dropped", self.ike_id, hdr.message_id)
             return
         try:
-            msg = self._decrypt(data, now)
+            msg = self._decrypt(data, now) if opener is None else opener()
         except ProtocolError as exc:
             # authenticated but malformed inside: give up on this exchange (§2.21)
             h = self.on_error(
@@ -498,14 +683,20 @@ class IkeSa:
             self.finish(now, "INVALID_SYNTAX received")
 
     def _receive_request(
-        self, data: bytes, hdr: Message, local: Address, remote: Address, now: float
+        self,
+        data: bytes,
+        hdr: Message,
+        local: Address,
+        remote: Address,
+        now: float,
+        opener: Callable[[], Message | None] | None = None,
     ) -> None:
         kind = self.resp_win.classify(hdr.message_id)
         if kind == "old":
             log.debug("IKE SA %d: stale request #%d dropped", self.ike_id, hdr.message_id)
             return
         try:
-            msg = self._decrypt(data, now)
+            msg = self._decrypt(data, now) if opener is None else opener()
         except ProtocolError as exc:
             self._malformed_request(hdr, exc, kind == "new", now)
             return
@@ -577,9 +768,11 @@ class IkeSa:
             self.finish(now, f"{d.notify.name} sent")
 
     def _answer(self, hdr: Message, payloads: PayloadList) -> None:
-        data = self.build(hdr.exchange, hdr.message_id, payloads, response=True)
-        self.resp_win.store(hdr.message_id, [data])
-        self.send_raw(data)
+        packets = self.build_packets(hdr.exchange, hdr.message_id, payloads, response=True)
+        # the cached response is the whole fragment list (RFC 7383 §2.6.1)
+        self.resp_win.store(hdr.message_id, packets)
+        for data in packets:
+            self.send_raw(data)
 
     def _request_handler(self, exchange: int) -> RequestHandler | None:
         from .exchanges import auth, child, informational
@@ -820,6 +1013,7 @@ class IkeSa:
             return min(cands, default=None)
         if self.half_open_deadline is not None:
             cands.append(self.half_open_deadline)
+        cands.extend(st.deadline for st in self.frag_sets.values())
         for t, _ in self.deferred:
             cands.append(t)
         if self.queue and self.req_win.can_send():
@@ -857,6 +1051,8 @@ class IkeSa:
     def handle_timer(self, now: float) -> None:
         from .exchanges import child, ike_rekey, informational
 
+        if self.frag_sets:
+            self._expire_fragments(now)
         # retransmissions (§2.1)
         for req in list(self.req_win.pending.values()):
             if req.deadline > now:

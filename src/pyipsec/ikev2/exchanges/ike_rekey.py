@@ -127,6 +127,7 @@ def _new_sa(
     new.local_id, new.remote_id = sa.local_id, sa.remote_id
     new.nat_local, new.nat_remote, new.nat_supported = sa.nat_local, sa.nat_remote, sa.nat_supported
     new.peer_window = sa.peer_window
+    new.fragmentation = sa.fragmentation  # RFC 7383: as negotiated
     new.state = IkeSaState.ESTABLISHED
     new.established_at = now
     new.dpd.on_authenticated_traffic(now)

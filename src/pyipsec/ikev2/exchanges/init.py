@@ -2,7 +2,9 @@
 
 Initiator: ``HDR, SAi1, KEi, Ni, N(NAT_DETECTION_*)`` (with ``N(COOKIE)`` first
 when retrying after a cookie, §2.6, and a new KE after INVALID_KE_PAYLOAD,
-§1.2/§2.6.1).  Responder: ``HDR, SAr1, KEr, Nr, N(NAT_DETECTION_*)``.  The
+§1.2/§2.6.1).  Responder: ``HDR, SAr1, KEr, Nr, N(NAT_DETECTION_*)``.  Both add
+``N(IKEV2_FRAGMENTATION_SUPPORTED)`` for RFC 7383 (the responder only in answer
+to the initiator's).  The
 stateless cookie logic of the responder lives in the manager.
 """
 
@@ -91,6 +93,11 @@ def _send(sa: IkeSa, now: float) -> None:
             sa.spi_i, sa.spi_r, sa.local, sa.remote, fake_source=sa.conn.encap, rng=sa.rng
         ):
             payloads.append((PayloadType.NOTIFY, n))
+    if sa.conn.fragmentation:
+        # RFC 7383 §2.3
+        payloads.append(
+            (PayloadType.NOTIFY, NotifyPayload(0, b"", NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+        )
     # IKE_SA_INIT always uses Message ID 0, also when retried (§2.2, §2.6)
     sa.req_win.pending.clear()
     sa.req_win.next_id = 1
@@ -195,6 +202,7 @@ def _handle_response(
     sa.install_keys(suite, derive_ike_keys(suite, sa.ni, sa.nr, shared, sa.spi_i, sa.spi_r))
     sa.suite_str = suite_string(chosen)
     _nat(sa, msg, local, remote)
+    sa.fragmentation = sa.conn.fragmentation and _frag_supported(msg)
     from . import auth
 
     auth.start(sa, now)
@@ -284,12 +292,23 @@ def respond(
                 sa.spi_i, sa.spi_r, local, remote, fake_source=sa.conn.encap, rng=sa.rng
             ):
                 payloads.append((PayloadType.NOTIFY, n))
+    if sa.conn.fragmentation and _frag_supported(msg):
+        # RFC 7383 §2.3: only in answer to the initiator's indication
+        sa.fragmentation = True
+        payloads.append(
+            (PayloadType.NOTIFY, NotifyPayload(0, b"", NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+        )
     out = sa.build(ExchangeType.IKE_SA_INIT, 0, payloads, response=True)
     sa.msg2 = out
     sa.resp_win.store(0, [out])
     sa.outbox.append((out, local, remote))
     sa.local, sa.remote = local, remote
     return True
+
+
+def _frag_supported(msg: Message) -> bool:
+    """The peer indicated IKE fragmentation support (RFC 7383 §2.3)."""
+    return msg.notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
 
 
 def _stateless_error(
