@@ -121,10 +121,11 @@ def _recv(tun: FakeTun) -> bytes:
     return tun.outside.recv(65535)
 
 
-@pytest.fixture
-def addrs() -> tuple[str, str, int]:
+def loopback_pair(second_octet: int) -> tuple[str, str, int]:
+    """Two free loopback addresses 127.<second_octet>.x.y/.y+1 (UDP 4500 bindable on
+    both) and a random port for the pair's IKE: each test module uses its own octet."""
     a, b = random.randrange(1, 250), random.randrange(1, 250)
-    left, right = f"127.77.{a}.{b}", f"127.77.{a}.{b + 1}"
+    left, right = f"127.{second_octet}.{a}.{b}", f"127.{second_octet}.{a}.{b + 1}"
     for ip in (left, right):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
@@ -134,6 +135,11 @@ def addrs() -> tuple[str, str, int]:
         finally:
             s.close()
     return left, right, random.randrange(20000, 60000)
+
+
+@pytest.fixture
+def addrs() -> tuple[str, str, int]:
+    return loopback_pair(77)
 
 
 def test_two_daemons_tunnel(tmp_path: Path, addrs: tuple[str, str, int]) -> None:

@@ -21,22 +21,12 @@ from pyipsec.ikev2.constants import ExchangeType, NotifyType
 from pyipsec.ikev2.message import Message
 from pyipsec.nat import NatDetection
 
-from .test_runtime import FakeTun, _until, conf
+from .test_runtime import FakeTun, _until, conf, loopback_pair
 
 
 @pytest.fixture
 def pair() -> tuple[str, str, int]:
-    a, b = random.randrange(1, 250), random.randrange(1, 250)
-    left, right = f"127.78.{a}.{b}", f"127.78.{a}.{b + 1}"
-    for ip in (left, right):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            s.bind((ip, 4500))
-        except OSError as e:  # pragma: no cover - port taken on this host
-            pytest.skip(f"cannot bind {ip}:4500: {e}")
-        finally:
-            s.close()
-    return left, right, random.randrange(20000, 60000)
+    return loopback_pair(78)
 
 
 def _with(path: Path, extra: str) -> Path:

@@ -17,6 +17,8 @@ from pyipsec.daemon.runtime import Daemon, run_daemon, selectors_summary
 from pyipsec.ikev2 import events as ev
 from pyipsec.ikev2.selectors import Selector
 
+from .fakes import child_info
+
 CONF = """
 [daemon]
 listen = ["127.0.0.1"]
@@ -71,15 +73,7 @@ class FakeMgr:
 
 
 def info(spi_in: int, encap: bool = True, mode: str = "tunnel") -> ev.ChildSaInfo:
-    return ev.ChildSaInfo(
-        ike_id=1, conn="c", child="net", spi_in=spi_in, spi_out=spi_in + 1, encr_id=20,
-        key_bits=128, integ_id=None, esn=False, encr_key_in=bytes(20), integ_key_in=b"",
-        encr_key_out=bytes(20), integ_key_out=b"",
-        local_ts=(Selector.network("203.0.113.0/26"),),
-        remote_ts=(Selector.network("203.0.113.64/26"),), mode=mode, encap=encap,
-        local=("127.0.0.1", 4500), remote=("127.0.0.2", 4500),
-        lifetimes=ev.ChildLifetimes(soft=1e12, hard=2e12), suite="aes128gcm16",
-    )  # fmt: skip
+    return child_info(spi_in, encap=encap, mode=mode)
 
 
 def test_events_and_edges(tmp_path: Path) -> None:

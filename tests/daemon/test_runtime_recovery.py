@@ -6,7 +6,6 @@ and INVALID_SPI for ESP on an unknown SPI (RFC 7296 §2.21.4)."""
 from __future__ import annotations
 
 import asyncio
-import random
 import socket
 from pathlib import Path
 
@@ -16,22 +15,12 @@ from pyipsec.config.loader import load_config
 from pyipsec.daemon.runtime import Daemon
 from pyipsec.esp.sa import EspOutbound
 
-from .test_runtime import FakeTun, _recv, _until, conf, icmp
+from .test_runtime import FakeTun, _recv, _until, conf, icmp, loopback_pair
 
 
 @pytest.fixture
 def pair() -> tuple[str, str, int]:
-    a, b = random.randrange(1, 250), random.randrange(1, 250)
-    left, right = f"127.79.{a}.{b}", f"127.79.{a}.{b + 1}"
-    for ip in (left, right):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            s.bind((ip, 4500))
-        except OSError as e:  # pragma: no cover - port taken on this host
-            pytest.skip(f"cannot bind {ip}:4500: {e}")
-        finally:
-            s.close()
-    return left, right, random.randrange(20000, 60000)
+    return loopback_pair(79)
 
 
 def _confs(tmp: Path, pair: tuple[str, str, int]) -> tuple[Path, Path]:

@@ -15,7 +15,8 @@ from pyipsec.config.loader import load_config, load_config_text
 from pyipsec.daemon.control import ControlError
 from pyipsec.daemon.runtime import Daemon, unsupported_config
 from pyipsec.ikev2 import events as ev
-from pyipsec.ikev2.selectors import Selector
+
+from .fakes import ScriptedManager, child_info
 
 CONF = """
 [daemon]
@@ -64,31 +65,10 @@ def test_daemon_check_refuses_transport(tmp_path: Path,
     assert cli.main(["daemon", "--config", str(good), "--check"]) == 0
 
 
-class _Mgr:
+class _Mgr(ScriptedManager):
     def __init__(self) -> None:
-        self.events: list[Any] = []
+        super().__init__()
         self.deleted: list[tuple[int, int]] = []
-
-    def receive_datagram(self, data: bytes, local: Any, remote: Any, now: float) -> None:
-        pass
-
-    def datagrams_to_send(self, now: float) -> list[Any]:
-        return []
-
-    def next_timer(self) -> float | None:
-        return None
-
-    def handle_timer(self, now: float) -> None:
-        pass
-
-    def next_event(self) -> Any:
-        return self.events.pop(0) if self.events else None
-
-    def initiate(self, conn: str, child: str | None, now: float, **kw: object) -> None:
-        pass
-
-    def status(self, now: float | None = None) -> list[dict[str, Any]]:
-        return []
 
     def reload(self, conns: Any, now: float) -> None:
         raise AssertionError("a refused reload must not reach the core")
@@ -100,14 +80,9 @@ class _Mgr:
 
 
 def _info(spi_in: int) -> ev.ChildSaInfo:
-    return ev.ChildSaInfo(
-        ike_id=7, conn="c", child="host", spi_in=spi_in, spi_out=spi_in + 1, encr_id=20,
-        key_bits=128, integ_id=None, esn=False, encr_key_in=bytes(20), integ_key_in=b"",
-        encr_key_out=bytes(20), integ_key_out=b"",
-        local_ts=(Selector.network("198.51.100.2/32"),),
-        remote_ts=(Selector.network("192.0.2.2/32"),), mode="transport", encap=False,
-        local=("198.51.100.2", 500), remote=("192.0.2.2", 500),
-        lifetimes=ev.ChildLifetimes(soft=1e12, hard=2e12), suite="aes128gcm16",
+    return child_info(
+        spi_in, ike_id=7, child="host", local_ts="198.51.100.2/32", remote_ts="192.0.2.2/32",
+        mode="transport", encap=False, local=("198.51.100.2", 500), remote=("192.0.2.2", 500),
     )
 
 

@@ -17,6 +17,8 @@ from pyipsec.daemon import runtime
 from pyipsec.daemon.runtime import Daemon, TrapPolicy
 from pyipsec.ikev2 import events as ev
 
+from .fakes import ScriptedManager
+
 CONF = """
 [daemon]
 listen = ["127.0.0.1"]
@@ -34,38 +36,9 @@ secret = "x"
 """
 
 
-class TrapMgr:
-    """Records initiations; hands out scripted events."""
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-        self.initiated: list[tuple[str, str | None]] = []
-
-    def receive_datagram(self, data: bytes, local: Any, remote: Any, now: float) -> None:
-        pass
-
-    def datagrams_to_send(self, now: float) -> list[Any]:
-        return []
-
-    def next_timer(self) -> float | None:
-        return None
-
-    def handle_timer(self, now: float) -> None:
-        pass
-
-    def next_event(self) -> Any:
-        return self.events.pop(0) if self.events else None
-
-    def initiate(self, conn: str, child: str | None, now: float, **kw: object) -> None:
-        self.initiated.append((conn, child))
-
-    def status(self, now: float | None = None) -> list[dict[str, Any]]:
-        return []
-
-
 def test_failed_trap_setup_holds_the_trap_down(tmp_path: Path, monkeypatch: Any) -> None:
     cfg = load_config_text(CONF.format(sock=tmp_path / "c.sock"))
-    mgr = TrapMgr()
+    mgr = ScriptedManager()
     flow = SimpleNamespace(src_addr="203.0.113.1", dst_addr="203.0.113.65")
     trap = TrapPolicy("c", "net")
 

@@ -82,11 +82,8 @@ def charon_factory() -> Iterator[Callable[..., Charon]]:
 
 @pytest.fixture
 def pyipsec_factory() -> Iterator[Callable[..., PyipsecDaemon]]:
-    """``pyipsec_factory(netns, toml_text, state_dir=...)`` -> a started pyipsec daemon.
-
-    The daemon's availability is not checked here: the tests mark themselves ``xfail``
-    while :func:`~tests.interop.pyipsec_daemon.daemon_missing` reports a missing piece.
-    """
+    """``pyipsec_factory(netns, toml_text, state_dir=...)`` -> a started pyipsec daemon
+    (stopped by PID when the test ends)."""
     started: list[PyipsecDaemon] = []
 
     def make(netns: str, toml_text: str, **kwargs: Any) -> PyipsecDaemon:

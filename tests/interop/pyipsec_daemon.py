@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
@@ -45,18 +44,6 @@ _live: list[PyipsecDaemon] = []
 
 class PyipsecError(RuntimeError):
     """The daemon did not start, or a control request failed."""
-
-
-def daemon_missing() -> str | None:
-    """Why ``python3 -m pyipsec daemon`` cannot run yet, or ``None`` if it can."""
-    for mod in ("pyipsec.__main__", "pyipsec.cli", "pyipsec.daemon.runtime",
-                "pyipsec.config.loader", "pyipsec.ikev2.manager"):
-        try:
-            if importlib.util.find_spec(mod) is None:
-                return f"{mod} is not there yet"
-        except ImportError as exc:
-            return f"{mod} does not import: {exc}"
-    return None
 
 
 def _toml_value(value: Any) -> str:

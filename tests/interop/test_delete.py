@@ -23,16 +23,11 @@ from typing import Any
 
 import pytest
 
-from .pyipsec_daemon import PyipsecDaemon, daemon_missing, pyipsec_toml
+from .pyipsec_daemon import PyipsecDaemon, pyipsec_toml
 from .strongswan import Charon, ConnSpec
 from .topology import LEFT_INNER, RIGHT_INNER, RIGHT_OUTER, Topology
 
-_MISSING = daemon_missing()
-pytestmark = [
-    pytest.mark.interop,
-    *([pytest.mark.xfail(strict=False, reason=f"pyipsec daemon incomplete: {_MISSING}")]
-      if _MISSING else []),
-]
+pytestmark = pytest.mark.interop
 
 IKE = "aes256gcm16-prfsha256-x25519"
 ESP = "aes256gcm16-x25519"

@@ -34,7 +34,6 @@ from .pyipsec_daemon import (
     PyipsecError,
     child_toml,
     connection_toml,
-    daemon_missing,
     pyipsec_toml,
 )
 from .strongswan import LEFT_ID, RIGHT_ID, TEST_PSK, Charon, ConnSpec, swanctl_conf
@@ -56,12 +55,7 @@ from .topology import (
     Topology,
 )
 
-_MISSING = daemon_missing()
-pytestmark = [
-    pytest.mark.interop,
-    *([pytest.mark.xfail(strict=False, reason=f"pyipsec daemon incomplete: {_MISSING}")]
-      if _MISSING else []),
-]
+pytestmark = pytest.mark.interop
 
 IKE = "aes256gcm16-prfsha256-x25519"
 ESP = "aes256gcm16-x25519"

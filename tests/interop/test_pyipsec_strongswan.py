@@ -11,9 +11,6 @@ left initiating from behind the NAT, or pyipsec on the right answering strongSwa
    (control ``rekey`` command when the daemon has it, else its ``rekey_time``), each with
    a ping running across the rekey and answered;
 4. clean close from the initiator; no SA left on either side.
-
-While the pyipsec daemon is incomplete (see ``daemon_missing``) the tests are marked
-``xfail(strict=False)``; the marker goes away by itself once the pieces are there.
 """
 
 from __future__ import annotations
@@ -30,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from .pyipsec_daemon import PyipsecDaemon, daemon_missing, pyipsec_toml
+from .pyipsec_daemon import PyipsecDaemon, pyipsec_toml
 from .strongswan import Charon, ConnSpec
 from .topology import (
     LEFT_INNER,
@@ -42,12 +39,7 @@ from .topology import (
     Topology,
 )
 
-_MISSING = daemon_missing()
-pytestmark = [
-    pytest.mark.interop,
-    *([pytest.mark.xfail(strict=False, reason=f"pyipsec daemon incomplete: {_MISSING}")]
-      if _MISSING else []),
-]
+pytestmark = pytest.mark.interop
 
 # seconds: pyipsec's own Child SA rekey, used when its control socket has no rekey command;
 # long enough not to fire before strongSwan's rekey (which restarts the timer)

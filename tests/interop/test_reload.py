@@ -25,7 +25,6 @@ from .pyipsec_daemon import (
     PyipsecDaemon,
     PyipsecError,
     connection_toml,
-    daemon_missing,
     pyipsec_toml,
     toml_text,
 )
@@ -37,12 +36,7 @@ from .topology import (
     Topology,
 )
 
-_MISSING = daemon_missing()
-pytestmark = [
-    pytest.mark.interop,
-    *([pytest.mark.xfail(strict=False, reason=f"pyipsec daemon incomplete: {_MISSING}")]
-      if _MISSING else []),
-]
+pytestmark = pytest.mark.interop
 
 IKE = "aes256gcm16-prfsha256-x25519"
 ESP = "aes256gcm16-x25519"
