@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pyipsec.config.model import Mode
 from pyipsec.ikev2 import events as ev
 from pyipsec.ikev2.selectors import Selector
 
@@ -47,7 +48,7 @@ def child_info(
     child: str = "net",
     local_ts: str = "203.0.113.0/26",
     remote_ts: str = "203.0.113.64/26",
-    mode: str = "tunnel",
+    mode: Mode = Mode.TUNNEL,
     encap: bool = True,
     local: tuple[str, int] = ("127.0.0.1", 4500),
     remote: tuple[str, int] = ("127.0.0.2", 4500),

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pyipsec.config.loader import load_config_text
+from pyipsec.config.model import DpdAction, Mode
 from pyipsec.daemon import runtime
 from pyipsec.daemon.control import ControlError
 from pyipsec.daemon.runtime import Daemon, run_daemon, selectors_summary
@@ -72,7 +73,7 @@ class FakeMgr:
         return self.sas
 
 
-def info(spi_in: int, encap: bool = True, mode: str = "tunnel") -> ev.ChildSaInfo:
+def info(spi_in: int, encap: bool = True, mode: Mode = Mode.TUNNEL) -> ev.ChildSaInfo:
     return child_info(spi_in, encap=encap, mode=mode)
 
 
@@ -97,11 +98,13 @@ def test_events_and_edges(tmp_path: Path) -> None:
                     1, "c", ("127.0.0.1", 4500), ("127.0.0.2", 4500), "a", "b", nat_local=True
                 ),
                 ev.ChildSaInstalled(info(100)),
-                ev.ChildSaInstalled(info(300, mode="transport")),
+                ev.ChildSaInstalled(info(300, mode=Mode.TRANSPORT)),
                 ev.ChildSaRekeyed(100, info(200)),
                 ev.PeerAddressChanged(1, ("127.0.0.2", 4500), ("127.0.0.3", 4500)),
                 ev.NotifyReceived(1, 16390),
-                ev.PeerDead(1, "c", "clear", (("net", "trap"), ("other", "clear"))),
+                ev.PeerDead(
+                    1, "c", DpdAction.CLEAR, (("net", DpdAction.TRAP), ("other", DpdAction.CLEAR))
+                ),
                 ev.IkeSaRekeyed(1, 2),
                 ev.ChildSaFailed(2, "c", "net", "nope"),
                 ev.ChildSaDeleted(100, 101, "rekeyed"),

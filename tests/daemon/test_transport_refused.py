@@ -12,6 +12,7 @@ import pytest
 
 from pyipsec import cli
 from pyipsec.config.loader import load_config, load_config_text
+from pyipsec.config.model import Mode
 from pyipsec.daemon.control import ControlError
 from pyipsec.daemon.runtime import Daemon, unsupported_config
 from pyipsec.ikev2 import events as ev
@@ -82,7 +83,7 @@ class _Mgr(ScriptedManager):
 def _info(spi_in: int) -> ev.ChildSaInfo:
     return child_info(
         spi_in, ike_id=7, child="host", local_ts="198.51.100.2/32", remote_ts="192.0.2.2/32",
-        mode="transport", encap=False, local=("198.51.100.2", 500), remote=("192.0.2.2", 500),
+        mode=Mode.TRANSPORT, encap=False, local=("198.51.100.2", 500), remote=("192.0.2.2", 500),
     )
 
 

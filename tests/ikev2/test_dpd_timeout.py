@@ -58,7 +58,7 @@ def test_without_timeout_retransmissions_decide() -> None:
 def test_dpd_timeout_with_restart_reinitiates() -> None:
     dpd = DpdConfig(interval=2.0, timeout=4.0, action=DpdAction.RESTART)
     h, took = _dead_after(dpd)
-    assert took <= 6.1 and h.a.of(PeerDead)[0].action == "restart"
+    assert took <= 6.1 and h.a.of(PeerDead)[0].action is DpdAction.RESTART
     h.run(0.5)
     assert h.sent("a", ExchangeType.IKE_SA_INIT, response=False)[-1].at > h.now - 1
     h.down = False

@@ -61,7 +61,7 @@ def test_action_comes_from_the_recovery_table() -> None:
         h.down = True
         h.run(40)
         (pd,) = h.a.of(PeerDead)
-        assert pd.action == action.value
+        assert pd.action is action
 
 
 def test_dead_verdict_at_the_end_of_the_retransmission_schedule() -> None:
@@ -264,8 +264,8 @@ def test_child_dpd_action_wins_for_that_child() -> None:
     h.down = True
     h.run(26)
     (pd,) = h.a.of(PeerDead)
-    assert pd.action == "restart"
-    assert dict(pd.children) == {"net": "restart", "web": "clear", "db": "trap"}
+    assert pd.action is DpdAction.RESTART
+    assert {n: a.value for n, a in pd.children} == {"net": "restart", "web": "clear", "db": "trap"}
     h.down = False
     h.run(30)
     assert len(h.a.of(IkeSaEstablished)) == 2
@@ -279,7 +279,7 @@ def test_child_restart_under_a_clearing_connection() -> None:
     h.down = True
     h.run(26)
     (pd,) = h.a.of(PeerDead)
-    assert dict(pd.children) == {"net": "clear", "web": "restart", "db": "restart"}
+    assert {n: a.value for n, a in pd.children} == {"net": "clear", "web": "restart", "db": "restart"}
     h.down = False
     h.run(30)
     assert _installed(h)[3:] == ["web", "db"]

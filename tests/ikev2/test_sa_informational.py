@@ -135,7 +135,7 @@ def _dead(action: DpdAction, duration: float = 40.0) -> Harness:
 def test_dpd_clear() -> None:
     h = _dead(DpdAction.CLEAR)
     (pd,) = h.a.of(PeerDead)
-    assert pd.action == "clear"
+    assert pd.action is DpdAction.CLEAR
     assert h.a.of(ChildSaDeleted) and h.a.of(IkeSaDeleted)
     assert not h.a.mgr.status()
     # INFORMATIONAL: 1 + 3 retransmissions, then nothing more
@@ -144,7 +144,7 @@ def test_dpd_clear() -> None:
 
 def test_dpd_restart_reinitiates() -> None:
     h = _dead(DpdAction.RESTART, 26.0)
-    assert h.a.of(PeerDead)[0].action == "restart"
+    assert h.a.of(PeerDead)[0].action is DpdAction.RESTART
     assert h.sent("a", ExchangeType.IKE_SA_INIT, response=False)[-1].at > 1020
     h.down = False
     h.run(60)
@@ -154,7 +154,7 @@ def test_dpd_restart_reinitiates() -> None:
 
 def test_dpd_trap_is_reported() -> None:
     h = _dead(DpdAction.TRAP)
-    assert h.a.of(PeerDead)[0].action == "trap"
+    assert h.a.of(PeerDead)[0].action is DpdAction.TRAP
     assert len(h.sent("a", ExchangeType.IKE_SA_INIT, response=False)) == 1
 
 

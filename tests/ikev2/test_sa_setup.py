@@ -55,7 +55,7 @@ def test_setup_suites(ike: str, esp: str, encr: int, integ: int | None, key_len:
     (info,) = _installed(h.a)
     assert info.encr_id == encr and info.integ_id == integ
     assert len(info.encr_key_out) == key_len
-    assert info.mode == "tunnel" and not info.encap
+    assert info.mode is Mode.TUNNEL and not info.encap
     assert [str(s) for s in info.local_ts] == ["10.1.0.0/16"]
     assert [str(s) for s in info.remote_ts] == ["10.2.0.0/16"]
     st = h.a.mgr.status()
@@ -243,7 +243,7 @@ def test_dynamic_selectors_and_transport_mode() -> None:
     h.up()
     (ia,) = _installed(h.a)
     (ib,) = _installed(h.b)
-    assert ia.mode == ib.mode == "transport"
+    assert ia.mode is ib.mode is Mode.TRANSPORT
     assert [str(s) for s in ia.local_ts] == ["192.0.2.1"]
     assert [str(s) for s in ib.local_ts] == ["192.0.2.2"]
 
@@ -255,7 +255,7 @@ def test_transport_refused_falls_back_to_tunnel() -> None:
     )
     h = Harness(a, b)
     h.up()
-    assert _installed(h.a)[0].mode == "tunnel" == _installed(h.b)[0].mode
+    assert _installed(h.a)[0].mode is Mode.TUNNEL is _installed(h.b)[0].mode
 
 
 def test_cookie_retry() -> None:

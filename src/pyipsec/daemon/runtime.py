@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 from .. import nat
 from ..config.loader import ConfigError, ConfigIssue, load_config
-from ..config.model import ConnectionConfig, DaemonConfig, Mode, StartAction
+from ..config.model import ConnectionConfig, DaemonConfig, DpdAction, Mode, StartAction
 from ..esp.errors import EspDummyPacket, EspError, EspSequenceExhausted
 from ..esp.sa import EspInbound, EspOutbound
 from ..ikev2 import events as ev
@@ -154,7 +154,7 @@ class ChildState:
             "spi_in": f"{i.spi_in:08x}",
             "spi_out": f"{i.spi_out:08x}",
             "suite": i.suite,
-            "mode": i.mode,
+            "mode": i.mode.value,
             "encap": self.encap,
             "local": f"{self.local[0]}[{self.local[1]}]",
             "remote": f"{self.remote[0]}[{self.remote[1]}]",
@@ -633,7 +633,7 @@ class Daemon:
             self._resolve_waiters(e.conn, e.child, False, f"CHILD_SA failed: {e.reason}")
         elif isinstance(e, ev.PeerDead):
             log_ike.warning("peer of %s #%d is dead (action %s)", e.conn, e.ike_id, e.action)
-            self._trap_dead_children(e.conn, [n for n, a in e.children if a == "trap"])
+            self._trap_dead_children(e.conn, e.children_with(DpdAction.TRAP))
         elif isinstance(e, ev.PeerAddressChanged):
             log_ike.info(
                 "peer of IKE SA #%d moved %s -> %s",
@@ -693,11 +693,11 @@ class Daemon:
         :func:`unsupported_config` at start and reload; reachable only with a
         programmatic configuration) is deleted again (DELETE sent) rather than left
         half-installed, negotiated in the core but carrying nothing."""
-        if info.mode != "tunnel":
+        if info.mode is not Mode.TUNNEL:
             log_child.error(
                 "child %s: %s mode is not supported by the TUN data plane: deleting it",
                 info.child,
-                info.mode,
+                info.mode.value,
             )
             delete = getattr(self.mgr, "delete_child", None)
             if delete is not None:

@@ -7,9 +7,11 @@ removes ESP SAs from :class:`ChildSaInstalled`, :class:`ChildSaRekeyed` and
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config.model import DpdAction, Mode
 from .selectors import Selector
 
 Address = tuple[str, int]
@@ -56,7 +58,7 @@ class ChildSaInfo:
     integ_key_out: bytes = field(repr=False)
     local_ts: tuple[Selector, ...]
     remote_ts: tuple[Selector, ...]
-    mode: str  # "tunnel" | "transport"
+    mode: Mode
     encap: bool
     local: Address
     remote: Address
@@ -68,7 +70,27 @@ class ChildSaInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class IkeSaKeyMaterial:
+    """The SPIs, suite and SK_e*/SK_a* of an IKE SA (RFC 7296 §2.14), for a key log.
+
+    ``integ_id`` is None for AEAD suites (their SK_a* are empty).
+    """
+
+    spi_i: bytes
+    spi_r: bytes
+    encr_id: int
+    key_bits: int | None
+    integ_id: int | None
+    sk_ei: bytes = field(repr=False)
+    sk_er: bytes = field(repr=False)
+    sk_ai: bytes = field(repr=False)
+    sk_ar: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class IkeSaEstablished:
+    """IKE_AUTH completed (RFC 7296 §1.2); ``keys`` for a key log."""
+
     ike_id: int
     conn: str
     local: Address
@@ -78,12 +100,18 @@ class IkeSaEstablished:
     nat_local: bool = False  # we are behind a NAT
     nat_remote: bool = False  # the peer is behind a NAT (or fakes it)
     initiator: bool = True
+    keys: IkeSaKeyMaterial | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class IkeSaRekeyed:
+    """The IKE SA ``old_id`` was replaced by ``new_id`` (RFC 7296 §1.3.2, §2.18); the
+    children moved to it.  ``keys`` are the new IKE SA's."""
+
     old_id: int
     new_id: int
+    conn: str = ""
+    keys: IkeSaKeyMaterial | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +173,12 @@ class PeerDead:
 
     ike_id: int
     conn: str
-    action: str = "clear"
-    children: tuple[tuple[str, str], ...] = ()
+    action: DpdAction = DpdAction.CLEAR
+    children: tuple[tuple[str, DpdAction], ...] = ()
+
+    def children_with(self, action: DpdAction) -> list[str]:
+        """The names of the children whose effective action is ``action``."""
+        return [name for name, a in self.children if a is action]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +186,21 @@ class PeerAddressChanged:
     ike_id: int
     old: Address
     new: Address
+
+
+@dataclass(frozen=True, slots=True)
+class LivenessAnswered:
+    """The peer answered a liveness check asked for with :meth:`IkeManager.liveness`
+    (an empty INFORMATIONAL request, RFC 7296 §2.4); times on the ``now`` clock."""
+
+    ike_id: int
+    conn: str
+    sent_at: float
+    answered_at: float
+
+    @property
+    def rtt(self) -> float:
+        return self.answered_at - self.sent_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +222,7 @@ Event = (
     | ChildSaFailed
     | PeerDead
     | PeerAddressChanged
+    | LivenessAnswered
     | NotifyReceived
 )
 
@@ -187,9 +235,20 @@ def event_to_json(ev: Any) -> dict[str, Any]:
         if isinstance(v, ChildSaInfo):
             v = {
                 k: getattr(v, k)
-                for k in ("ike_id", "conn", "child", "spi_in", "spi_out", "mode", "encap", "suite")
-            }
+                for k in ("ike_id", "conn", "child", "spi_in", "spi_out", "encap", "suite")
+            } | {"mode": v.mode.value}
+        elif isinstance(v, IkeSaKeyMaterial):
+            continue
         elif isinstance(v, bytes):
             v = v.hex()
+        elif isinstance(v, enum.Enum):
+            v = v.value
+        elif isinstance(v, tuple):
+            v = [
+                [x.value if isinstance(x, enum.Enum) else x for x in i]
+                if isinstance(i, tuple)
+                else i
+                for i in v
+            ]
         out[name] = v
     return out

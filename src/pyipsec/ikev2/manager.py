@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..config.model import ChildConfig, ConnectionConfig
+from ..config.model import ChildConfig, ConnectionConfig, DpdAction
 from ..crypto.ke import new_key_exchange
 from ..nat import format_endpoint
 from ..recovery import (
@@ -38,6 +38,7 @@ from ..recovery import (
     RetryPolicy,
     kind_for_received_notify,
 )
+from .api import ChildSaView, IkeCore, IkeSaView
 from .constants import (
     IKE_HEADER_LEN,
     NAT_KEEPALIVE,
@@ -405,24 +406,29 @@ class IkeManager:
         return n
 
     def liveness(self, ike_id: int, now: float) -> None:
-        informational.start_liveness(self._sa(ike_id), now)
+        """Send an empty INFORMATIONAL request now (§2.4); LivenessAnswered follows."""
+        informational.start_liveness(self._sa(ike_id), now, report=True)
         self._collect()
 
     def esp_activity(
         self, spi_in: int, now: float, remote: Address | None = None, seq: int | None = None
-    ) -> None:
+    ) -> bool:
         """Authenticated ESP arrived on ``spi_in``: proof of liveness (§2.4).
 
         Pass the packet's outer source ``remote`` and its ESP sequence number
         ``seq`` (after the replay check) to let the core follow a NAT mapping
-        change of the peer (§2.23): a PeerAddressChanged event follows."""
+        change of the peer (§2.23).  True when the peer moved to ``remote`` (a
+        PeerAddressChanged event follows)."""
         sa = self._owner_of(spi_in)
-        if sa is not None:
-            sa.esp_activity(now, remote, spi_in, seq)
-            c = sa.children.get(spi_in)
-            if c is not None:
-                c.last_used = now
-            self._collect()
+        if sa is None:
+            return False
+        before = sa.remote
+        sa.esp_activity(now, remote, spi_in, seq)
+        c = sa.children.get(spi_in)
+        if c is not None:
+            c.last_used = now
+        self._collect()
+        return remote is not None and sa.remote != before and sa.remote == remote
 
     def notify_traffic(
         self,
@@ -452,6 +458,32 @@ class IkeManager:
 
     def status(self, now: float | None = None) -> list[dict[str, Any]]:
         return [sa.status(now) for sa in self.by_id.values() if sa.state not in IKE_FINAL]
+
+    def ike_sas(self, conn: str | None = None) -> list[IkeSaView]:
+        """Snapshots of the live (not deleted or failed) IKE SAs, of one connection or all."""
+        return [
+            IkeSaView(
+                sa.ike_id,
+                sa.conn.name,
+                sa.state,
+                sa.initiator,
+                sa.local,
+                sa.remote,
+                sa.local_id,
+                sa.remote_id,
+            )
+            for sa in self.by_id.values()
+            if sa.state not in IKE_FINAL and (conn is None or sa.conn.name == conn)
+        ]
+
+    def child_sas(self, conn: str | None = None) -> list[ChildSaView]:
+        """Snapshots of the Child SAs of live IKE SAs, of one connection or all."""
+        return [
+            ChildSaView(sa.ike_id, sa.conn.name, c.name, c.spi_in, c.spi_out, c.state)
+            for sa in self.by_id.values()
+            if sa.state not in IKE_FINAL and (conn is None or sa.conn.name == conn)
+            for c in sa.children.values()
+        ]
 
     # ------------------------------------------------------------------ errors
 
@@ -754,8 +786,8 @@ class IkeManager:
         elif isinstance(ev, PeerDead):
             # the children whose (own or inherited) dpd_action is restart; an SA that
             # carried none restarts the connection's first child when its action says so
-            children = list(getattr(sa, "dead_children", []))
-            if children or (ev.action == "restart" and not ev.children):
+            children = list(sa.dead_children)
+            if children or (ev.action is DpdAction.RESTART and not ev.children):
                 self._restart.append((self._clock, sa.conn.name, children, 0))
         elif isinstance(ev, IkeSaEstablished):
             self._restart_of.pop(sa.ike_id, None)
@@ -874,3 +906,8 @@ def _addr_ok(allowed: Sequence[str], address: str) -> bool:
 def _setup_time(conn: ConnectionConfig) -> float:
     """Twice the retransmission schedule of one exchange (§2.1): the half-open bound."""
     return 2 * RetryPolicy.from_retransmit_config(conn.retransmit).total_time()
+
+
+def _satisfies_core(mgr: IkeManager) -> IkeCore:
+    """Static check (mypy) that IkeManager implements the daemon's seam."""
+    return mgr

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..config.model import ChildConfig, ConnectionConfig, Lifetimes, Mode
+from ..config.model import ChildConfig, ConnectionConfig, DpdAction, Lifetimes, Mode
 from ..crypto.encr import is_aead, make_sk_protector
 from ..crypto.keys import ChildSuite, IkeKeys, IkeSuite
 from ..dpd import DpdState
@@ -45,6 +45,7 @@ from .events import (
     Event,
     IkeSaDeleted,
     IkeSaFailed,
+    IkeSaKeyMaterial,
     NotifyReceived,
     PeerAddressChanged,
     PeerDead,
@@ -246,6 +247,7 @@ class IkeSa:
         # liveness (§2.4)
         self.dpd = DpdState(conn.dpd, now, retransmit=conn.retransmit)
         self.dpd_probe = False  # our liveness request is in flight
+        self.liveness_report = False  # emit LivenessAnswered for it (a requested check)
         self.keepalive = NatKeepalive(conn.keepalive_interval, enabled=False)
         self.keepalive_due = False
         self.mapping: MappingTracker | None = None
@@ -311,6 +313,23 @@ class IkeSa:
 
     def emit(self, ev: Event) -> None:
         self.events.append(ev)
+
+    def key_material(self) -> IkeSaKeyMaterial | None:
+        """SPIs, suite and SK_e*/SK_a* for a key log (None before IKE_SA_INIT is done)."""
+        if self.suite is None or self.keys is None:
+            return None
+        k = self.keys
+        return IkeSaKeyMaterial(
+            self.spi_i,
+            self.spi_r,
+            self.suite.encr_id,
+            self.suite.key_bits,
+            self.suite.integ_id,
+            k.sk_ei,
+            k.sk_er,
+            k.sk_ai,
+            k.sk_ar,
+        )
 
     def install_keys(self, suite: IkeSuite, keys: IkeKeys) -> None:
         """Set SK_e/SK_a protectors for both directions (§2.14)."""
@@ -871,7 +890,7 @@ class IkeSa:
             integ_key_out=c.integ_out,
             local_ts=c.local_ts,
             remote_ts=c.remote_ts,
-            mode=Mode.TRANSPORT.value if c.transport else Mode.TUNNEL.value,
+            mode=Mode.TRANSPORT if c.transport else Mode.TUNNEL,
             encap=self.encap,
             local=self.local,
             remote=self.remote,
@@ -979,17 +998,17 @@ class IkeSa:
         if actions is None:
             actions = self.errors.decide(ErrorKind.PEER_DEAD).actions
         if RecoveryAction.RESET_CONNECTION in actions:
-            action = "restart"
+            action = DpdAction.RESTART
         elif RecoveryAction.TRAP in actions:
-            action = "trap"
+            action = DpdAction.TRAP
         else:
-            action = "clear"
+            action = DpdAction.CLEAR
         # a child's own dpd_action wins for that child (None = the connection's action)
-        per_child: dict[str, str] = {}
+        per_child: dict[str, DpdAction] = {}
         for c in self.children.values():
             own = c.config.dpd_action
-            per_child.setdefault(c.config.name, action if own is None else own.value)
-        self.dead_children = [n for n, a in per_child.items() if a == "restart"]
+            per_child.setdefault(c.config.name, action if own is None else own)
+        self.dead_children = [n for n, a in per_child.items() if a is DpdAction.RESTART]
         self.dpd.on_check_failed(now, "retransmissions exhausted")
         self.emit(PeerDead(self.ike_id, self.conn.name, action, tuple(per_child.items())))
         self._drop_children("peer dead")

@@ -173,6 +173,7 @@ def established(sa: IkeSa, now: float) -> None:
             sa.nat_local,
             sa.nat_remote,
             sa.initiator,
+            sa.key_material(),
         )
     )
     log.info(

@@ -206,7 +206,7 @@ def handle_request(sa: IkeSa, msg: Message, now: float) -> PayloadList:
         sa.rekey_collision = new
     else:
         move_children(sa, new)
-        sa.emit(IkeSaRekeyed(sa.ike_id, new.ike_id))
+        sa.emit(IkeSaRekeyed(sa.ike_id, new.ike_id, sa.conn.name, new.key_material()))
         # the initiator deletes the old SA; should that never come, we do it ourselves
         sa.deferred.append((now + 30.0, lambda t: _late_delete(sa, t)))
     reply = Proposal(chosen.num, chosen.protocol, spi_r, chosen.transforms)
@@ -329,7 +329,7 @@ def _handle_response(sa: IkeSa, ctx: RekeyContext, msg: Message, now: float) -> 
             # the peer's rekey (which we answered) wins by default (§2.8.2)
             new = sa.rekey_collision
             move_children(sa, new)
-            sa.emit(IkeSaRekeyed(sa.ike_id, new.ike_id))
+            sa.emit(IkeSaRekeyed(sa.ike_id, new.ike_id, sa.conn.name, new.key_material()))
             sa.deferred.append((now + 30.0, lambda t: _late_delete(sa, t)))
             return
         if etype == NotifyType.INVALID_KE_PAYLOAD and ctx.ke_retries < 1:
@@ -382,7 +382,7 @@ def _handle_response(sa: IkeSa, ctx: RekeyContext, msg: Message, now: float) -> 
             # ours is redundant: we delete it; the peer's survives and deletes the old one
             log.info("IKE SA %d: IKE rekey collision lost", sa.ike_id)
             move_children(sa, peer_new)
-            sa.emit(IkeSaRekeyed(sa.ike_id, peer_new.ike_id))
+            sa.emit(IkeSaRekeyed(sa.ike_id, peer_new.ike_id, sa.conn.name, peer_new.key_material()))
             sa.deferred.append((now + 30.0, lambda t: _late_delete(sa, t)))
             new.state = IkeSaState.REKEYED  # no children, quietly deleted
             informational.start_delete_ike(new, now, reason="redundant (rekey collision)")
@@ -392,5 +392,5 @@ def _handle_response(sa: IkeSa, ctx: RekeyContext, msg: Message, now: float) -> 
         # delete of the old SA made it forget its attempt (§2.8.2), we clean up ourselves
         peer_new.deferred.append((now + REDUNDANT_TIMEOUT, lambda t: _drop_redundant(peer_new, t)))
     move_children(sa, new)
-    sa.emit(IkeSaRekeyed(sa.ike_id, new.ike_id))
+    sa.emit(IkeSaRekeyed(sa.ike_id, new.ike_id, sa.conn.name, new.key_material()))
     informational.start_delete_ike(sa, now, reason="rekeyed")

@@ -18,7 +18,7 @@ from ...config.model import StartAction
 from ...recovery import kind_for_received_notify
 from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId, name_of
 from ..errors import ProtocolError
-from ..events import IkeSaDeleted, IkeSaRekeyed, NotifyReceived
+from ..events import IkeSaDeleted, IkeSaRekeyed, LivenessAnswered, NotifyReceived
 from ..message import Message
 from ..payloads import DeletePayload, NotifyPayload
 from ..state import ChildSaState, IkeSaState
@@ -122,15 +122,23 @@ def start_delete_ike(sa: IkeSa, now: float, *, reason: str = "deleted") -> None:
     sa.enqueue(go, "delete IKE SA", now, front=True)
 
 
-def start_liveness(sa: IkeSa, now: float) -> None:
-    """An empty INFORMATIONAL request (§2.4); no answer after retransmissions = dead peer."""
+def start_liveness(sa: IkeSa, now: float, *, report: bool = False) -> None:
+    """An empty INFORMATIONAL request (§2.4); no answer after retransmissions = dead peer.
+    ``report``: emit LivenessAnswered when the answer arrives (a requested check)."""
     if sa.dpd_probe:
+        if report:
+            sa.liveness_report = True
         return
     sa.dpd_probe = True
+    sa.liveness_report = report
+    sent_at = now  # queued: the round trip as the caller sees it
 
     def answered(msg: Message, t: float) -> None:
         sa.dpd_probe = False
         sa.dpd.on_check_answered(t)
+        if sa.liveness_report:
+            sa.liveness_report = False
+            sa.emit(LivenessAnswered(sa.ike_id, sa.conn.name, sent_at, t))
 
     def go(t: float) -> bool:
         if not sa.established and sa.state is not IkeSaState.REKEYED:
@@ -228,7 +236,7 @@ def _peer_deletes_ike(sa: IkeSa, now: float) -> None:
         from .ike_rekey import move_children
 
         move_children(sa, new)
-        sa.emit(IkeSaRekeyed(sa.ike_id, new.ike_id))
+        sa.emit(IkeSaRekeyed(sa.ike_id, new.ike_id, sa.conn.name, new.key_material()))
         sa.vanish(now)
         sa.emit(IkeSaDeleted(sa.ike_id, sa.conn.name, "rekeyed"))
         return
