@@ -279,7 +279,8 @@ def test_child_restart_under_a_clearing_connection() -> None:
     h.down = True
     h.run(26)
     (pd,) = h.a.of(PeerDead)
-    assert {n: a.value for n, a in pd.children} == {"net": "clear", "web": "restart", "db": "restart"}
+    want = {"net": "clear", "web": "restart", "db": "restart"}
+    assert {n: a.value for n, a in pd.children} == want
     h.down = False
     h.run(30)
     assert _installed(h)[3:] == ["web", "db"]
