@@ -632,7 +632,7 @@ class Daemon:
                 self._trap_pending[(e.conn, e.child)] = self.now()
             self._resolve_waiters(e.conn, e.child, False, f"CHILD_SA failed: {e.reason}")
         elif isinstance(e, ev.PeerDead):
-            log_ike.warning("peer of %s #%d is dead (action %s)", e.conn, e.ike_id, e.action)
+            log_ike.warning("peer of %s #%d is dead (action %s)", e.conn, e.ike_id, e.action.value)
             self._trap_dead_children(e.conn, e.children_with(DpdAction.TRAP))
         elif isinstance(e, ev.PeerAddressChanged):
             log_ike.info(
