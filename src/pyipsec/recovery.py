@@ -338,10 +338,13 @@ A = RecoveryAction
 _D = RecoveryDecision
 
 _INITIATOR_BACKOFF = RetryPolicy(max_attempts=5, base_delay=30.0, multiplier=2.0, max_delay=600.0)
+#: §2.25 "MUST NOT retry immediately": 2-4 s, growing to 30-60 s; about five minutes of
+#: TEMPORARY_FAILURE answers before the state is taken as out of sync
 _TEMP_FAILURE_BACKOFF = RetryPolicy(
-    max_attempts=5, base_delay=10.0, multiplier=1.5, max_delay=60.0, jitter=0.5
+    max_attempts=10, base_delay=4.0, multiplier=1.5, max_delay=60.0, jitter=0.5
 )
-_REKEY_BACKOFF = RetryPolicy(max_attempts=5, base_delay=15.0, multiplier=2.0, max_delay=300.0)
+#: a refused IKE SA rekey (or reauthentication) is tried again 30 s later, then less often
+_REKEY_BACKOFF = RetryPolicy(max_attempts=5, base_delay=30.0, multiplier=2.0, max_delay=300.0)
 
 _TABLE: dict[ErrorKind, RecoveryDecision] = {
     # ---- liveness and timers -------------------------------------------------------

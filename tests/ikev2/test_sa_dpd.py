@@ -157,7 +157,7 @@ def test_manual_liveness_while_dpd_disabled() -> None:
     h.a.mgr.liveness(sa_a.ike_id, h.now)
     h.a.mgr.liveness(sa_a.ike_id, h.now)  # coalesced with the one in flight
     h.run(2)
-    assert len(_checks(h, "a")) == 1 and not sa_a.dpd_probe
+    assert len(_checks(h, "a")) == 1 and not sa_a.checking_liveness
 
 
 def _attempts(h: Harness) -> list[bytes]:

@@ -42,7 +42,7 @@ def _established(h: Harness) -> None:
     sa_a, sa_b = _sa(h.a), _sa(h.b)
     assert (sa_a.spi_i, sa_a.spi_r) == (sa_b.spi_i, sa_b.spi_r)
     assert len(sa_a.children) == 1 and len(sa_b.children) == 1
-    assert not sa_a.frag_sets and not sa_b.frag_sets
+    assert not sa_a.fragments and not sa_b.fragments
 
 
 def _frag_notify(p: Packet) -> bool:
@@ -204,12 +204,12 @@ def test_newer_total_fragments_replaces_the_set() -> None:
     # (more fragments) restarts reassembly; the short set's last fragment is then old
     sa_a, sa_b = _inject_request(h, [(200, [1, 2]), (150, [1]), (200, [3])])
     assert not _answers(h)
-    (st,) = sa_b.frag_sets.values()
+    (st,) = sa_b.fragments.sets()
     assert set(st.fragments) == {1} and st.total > 3
     sa_a.req_win.next_id -= 1
     _inject_request(h, [(150, list(range(2, st.total + 1)))])
     assert len(_answers(h)) == 1  # processed: the response was sent
-    assert not sa_b.frag_sets
+    assert not sa_b.fragments
 
 
 def test_incomplete_set_expires() -> None:
@@ -217,10 +217,10 @@ def test_incomplete_set_expires() -> None:
     h.up()
     _established(h)
     _sa_a, sa_b = _inject_request(h, [(150, [1])])
-    assert sa_b.frag_sets
+    assert sa_b.fragments
     h.now += sa_b.retry_policy.total_time() + 1
     h.b.mgr.handle_timer(h.now)
-    assert not sa_b.frag_sets
+    assert not sa_b.fragments
     assert sa_b.state is IkeSaState.ESTABLISHED
 
 
@@ -235,7 +235,7 @@ def test_too_many_fragments_dropped() -> None:
     assert len(frags) > 64
     for f in frags:
         h.b.mgr.receive_datagram(f, sa_b.local, sa_b.remote, h.now)
-    assert not sa_b.frag_sets and not _answers(h)
+    assert not sa_b.fragments and not _answers(h)
 
 
 def test_fragmented_create_child_sa_after_setup() -> None:
@@ -244,9 +244,9 @@ def test_fragmented_create_child_sa_after_setup() -> None:
     _established(h)
     before = len(h.log)
     sa_a = _sa(h.a)
-    from pyipsec.ikev2.exchanges import child as child_x
+    from pyipsec.ikev2.tasks import child_rekey
 
-    child_x.start_rekey(sa_a, next(iter(sa_a.children.values())), h.now)
+    child_rekey.start(sa_a, next(iter(sa_a.children.values())), h.now)
     h.run(5.0)
     ccsa = [p for p in h.log[before:] if p.exchange == ExchangeType.CREATE_CHILD_SA]
     assert ccsa and all(_skf(p) is not None for p in ccsa)

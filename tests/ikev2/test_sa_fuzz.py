@@ -60,7 +60,6 @@ from pyipsec.ikev2.events import (
     IkeSaRekeyed,
     PeerDead,
 )
-from pyipsec.ikev2.exchanges.common import build_proposals
 from pyipsec.ikev2.manager import IkeManager
 from pyipsec.ikev2.message import Message, decrypt_message, encrypt_message
 from pyipsec.ikev2.payloads import (
@@ -76,6 +75,8 @@ from pyipsec.ikev2.payloads import (
 )
 from pyipsec.ikev2.sa import IkeSa
 from pyipsec.ikev2.state import IKE_AUTHENTICATED, IKE_FINAL, IkeSaState
+from pyipsec.ikev2.tasks.common import build_proposals
+from pyipsec.ikev2.window import Arrival
 
 from .harness import Harness, Packet, Side, child, conn_pair, det_ke_factory
 
@@ -329,8 +330,8 @@ def ike_sa(spi: bytes = b"\x11" * 8) -> SaPayload:
 
 def _ts(side_is_a: bool) -> tuple[Any, Any]:
     """(TSi, TSr) as the peer of the receiver proposes them."""
-    from pyipsec.ikev2.exchanges.child import ts_payload
     from pyipsec.ikev2.selectors import from_specs
+    from pyipsec.ikev2.tasks.child_create import ts_payload
 
     a_net, b_net = child().local_ts, child().remote_ts
     # the sender is the receiver's peer
@@ -663,7 +664,7 @@ def _claim(h: Harness, rsa: IkeSa, mid: int) -> bool:
     cannot be (the peer has no such IKE SA yet, or its own request with that ID is
     in flight): the injection is then *unrealistic* -- it must not crash anything,
     but the two sides may rightly disagree afterwards."""
-    if rsa.resp_win.classify(mid) != "new":
+    if rsa.resp_win.classify(mid) is not Arrival.NEW:
         return True  # dropped as old, or answered from the cache
     psa = _peer_sa(h, rsa)
     if psa is None or psa.state not in IKE_AUTHENTICATED or mid in psa.req_win.pending:
@@ -687,7 +688,7 @@ def _answered_by_peer(h: Harness, rsa: IkeSa, mid: int, data: bytes) -> bool:
         and not m.is_response
         and m.is_initiator == rsa.initiator
     ]
-    if not mine or psa.resp_win.classify(mid) != "new":
+    if not mine or psa.resp_win.classify(mid) is not Arrival.NEW:
         return False
     for p in mine:
         h.wire.remove(p)
@@ -1126,7 +1127,7 @@ def _still_works(h: Harness, a: IkeSa, b: IkeSa, touched: set[int]) -> list[str]
     h.a.mgr.liveness(a.ike_id, h.now)
     h.b.mgr.liveness(b.ike_id, h.now)
     h.run(3)
-    if a.dpd_probe or b.dpd_probe or not (a.established and b.established):
+    if a.checking_liveness or b.checking_liveness or not (a.established and b.established):
         return [f"liveness check failed afterwards ({a.state}, {b.state})"]
     both = {(o, i) for i, o in _pairs(b)}
     installed = [

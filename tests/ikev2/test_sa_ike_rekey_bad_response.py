@@ -10,10 +10,10 @@ import pytest
 
 from pyipsec.ikev2.constants import DhId, ExchangeType, PayloadType, TransformType
 from pyipsec.ikev2.events import IkeSaDeleted
-from pyipsec.ikev2.exchanges import ike_rekey
 from pyipsec.ikev2.payloads import KePayload, Proposal, SaPayload, Transform
 from pyipsec.ikev2.sa import IkeSa
 from pyipsec.ikev2.state import IkeSaState
+from pyipsec.ikev2.tasks import ike_rekey
 
 from .harness import Harness, conn_pair
 
@@ -26,7 +26,7 @@ def _spoil(monkeypatch: pytest.MonkeyPatch, how: str) -> list[bytes]:
     """B answers IKE rekeys (and builds its new SA) but spoils its response: ``dh`` names
     another DH group in the proposal than the KE it sends (keys derivable), ``ke`` sends
     a KE of a group we did not use (keys not derivable).  Returns B's new SPIs."""
-    real = ike_rekey.handle_request
+    real = ike_rekey.respond
     spis: list[bytes] = []
 
     def spoiled(sa: IkeSa, msg: Any, now: float) -> Any:
@@ -48,7 +48,7 @@ def _spoil(monkeypatch: pytest.MonkeyPatch, how: str) -> list[bytes]:
             fixed.append((ptype, p))
         return fixed
 
-    monkeypatch.setattr(ike_rekey, "handle_request", spoiled)
+    monkeypatch.setattr(ike_rekey, "respond", spoiled)
     return spis
 
 
@@ -63,7 +63,7 @@ def _rekey_with_bad_response(monkeypatch: pytest.MonkeyPatch, how: str) -> tuple
     h.run(1)
     assert len(spis) == 1
     # the old IKE SA stays ours, with its child, and the rekey is tried again later
-    assert sa_a.state is IkeSaState.ESTABLISHED and sa_a.rekey_ctx is None
+    assert sa_a.state is IkeSaState.ESTABLISHED and sa_a.find_task(ike_rekey.IkeRekey) is None
     assert len(sa_a.children) == 1 and sa_a.rekey_at == pytest.approx(t0 + 30.0, abs=0.5)
     return h, sa_a
 

@@ -11,8 +11,8 @@ from pyipsec.ikev2.events import (
     IkeSaEstablished,
     PeerDead,
 )
-from pyipsec.ikev2.exchanges import informational
 from pyipsec.ikev2.state import IkeSaState
+from pyipsec.ikev2.tasks.child_delete import DeleteSpis
 
 from .harness import Harness, conn_pair
 
@@ -63,7 +63,7 @@ def test_simultaneous_child_delete() -> None:
 def test_delete_unknown_spi_gets_empty_answer() -> None:
     h = _up()
     sa = _sa(h.a)
-    informational.start_delete_spis(sa, [b"\x00\x00\x12\x34"], h.now)
+    sa.enqueue(DeleteSpis(sa, [b"\x00\x00\x12\x34"]), h.now)
     h.flush()
     h.run(2)
     assert len(h.sent("b", ExchangeType.INFORMATIONAL, response=True)) == 1

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from pyipsec.ikev2.constants import ExchangeType, NotifyType, PayloadType, ProtocolId
 from pyipsec.ikev2.events import (
     ChildSaDeleted,
@@ -15,11 +17,12 @@ from pyipsec.ikev2.events import (
     IkeSaDeleted,
     NotifyReceived,
 )
-from pyipsec.ikev2.exchanges import informational
 from pyipsec.ikev2.message import Message
 from pyipsec.ikev2.payloads import DeletePayload, NotifyPayload, UnknownPayload
 from pyipsec.ikev2.sa import IkeSa
 from pyipsec.ikev2.state import IkeSaState
+from pyipsec.ikev2.tasks.child_delete import ChildDelete
+from pyipsec.ikev2.tasks.responders import RESPONDERS, Responder
 from pyipsec.recovery import ErrorKind
 
 from .harness import A_IP, B_IP, Harness, Packet, child, conn_pair, drop_first, is_exchange
@@ -70,7 +73,7 @@ def test_delete_several_children_in_one_payload() -> None:
     h = _up(two=True)
     sa_a = _sa(h.a)
     kids = list(sa_a.children.values())
-    informational.start_delete_children(sa_a, kids, h.now)
+    ChildDelete.start(sa_a, kids, h.now)
     h.run(2)
     (req,) = h.sent("a", ExchangeType.INFORMATIONAL, response=False)
     (d,) = _deletes(h, req)
@@ -89,7 +92,7 @@ def test_delete_several_children_in_one_payload() -> None:
 def test_peer_deletes_several_children_in_one_payload() -> None:
     h = _up(two=True)
     sa_b = _sa(h.b)
-    informational.start_delete_children(sa_b, list(sa_b.children.values()), h.now)
+    ChildDelete.start(sa_b, list(sa_b.children.values()), h.now)
     h.run(2)
     (req,) = h.sent("b", ExchangeType.INFORMATIONAL, response=False)
     assert len(_deletes(h, req)[0].spis) == 2
@@ -113,8 +116,8 @@ def test_delete_with_known_and_unknown_spis() -> None:
 def test_simultaneous_delete_of_several_children() -> None:
     h = _up(two=True)
     sa_a, sa_b = _sa(h.a), _sa(h.b)
-    informational.start_delete_children(sa_a, list(sa_a.children.values()), h.now)
-    informational.start_delete_children(sa_b, list(sa_b.children.values()), h.now)
+    ChildDelete.start(sa_a, list(sa_a.children.values()), h.now)
+    ChildDelete.start(sa_b, list(sa_b.children.values()), h.now)
     h.run(3)
     # each side answers the crossing request without a Delete payload (§1.4.1)
     for resp in h.sent("a", ExchangeType.INFORMATIONAL, True) + h.sent(
@@ -173,7 +176,7 @@ def test_request_outside_the_window_is_not_acknowledged() -> None:
     assert sa_b.state is IkeSaState.ESTABLISHED
     h.a.mgr.liveness(sa_a.ike_id, h.now)
     h.run(2)
-    assert not sa_a.dpd_probe  # later exchanges still work
+    assert not sa_a.checking_liveness  # later exchanges still work
 
 
 def test_status_and_unknown_notifies_in_request_ignored() -> None:
@@ -200,23 +203,24 @@ def test_status_and_unknown_notifies_in_request_ignored() -> None:
     assert st == {"error-notify-in-request": 1, "invalid-spi-received": 1}
 
 
-def test_error_notify_in_informational_response_is_reported() -> None:
+def test_error_notify_in_informational_response_is_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     h = _up()
     sa_a, sa_b = _sa(h.a), _sa(h.b)
     # B answers A's next INFORMATIONAL request with an error notify
-    orig = informational.handle_request
+    orig = RESPONDERS[ExchangeType.INFORMATIONAL]
 
     def refuse(sa: IkeSa, msg: Message, now: float) -> list[tuple[int, Any]]:
         if sa is sa_b:
             return [(PayloadType.NOTIFY, NotifyPayload.error(NotifyType.INVALID_SYNTAX))]
-        return orig(sa, msg, now)
+        return orig.respond(sa, msg, now)
 
-    informational.handle_request = refuse  # type: ignore[assignment]
-    try:
-        h.a.mgr.liveness(sa_a.ike_id, h.now)
-        h.run(2)
-    finally:
-        informational.handle_request = orig  # type: ignore[assignment]
+    monkeypatch.setitem(
+        RESPONDERS, ExchangeType.INFORMATIONAL, Responder(refuse, orig.states)
+    )
+    h.a.mgr.liveness(sa_a.ike_id, h.now)
+    h.run(2)
     (ev,) = h.a.of(NotifyReceived)
     assert ev.type == NotifyType.INVALID_SYNTAX and ev.error
     assert sa_a.errors.status() == {"invalid-syntax-received": 1}
@@ -280,7 +284,7 @@ def test_lost_delete_request_is_retransmitted() -> None:
     h = _up(two=True)
     h.rules.append(drop_first(is_exchange("a", ExchangeType.INFORMATIONAL, False)))
     sa_a = _sa(h.a)
-    informational.start_delete_children(sa_a, list(sa_a.children.values()), h.now)
+    ChildDelete.start(sa_a, list(sa_a.children.values()), h.now)
     h.run(5)
     reqs = h.sent("a", ExchangeType.INFORMATIONAL, response=False)
     assert len(reqs) == 2 and reqs[0].data == reqs[1].data  # verbatim (§2.1)
@@ -300,7 +304,7 @@ def test_lost_delete_response_answered_from_cache() -> None:
     h = _up(two=True)
     h.rules.append(drop_first(is_exchange("b", ExchangeType.INFORMATIONAL, True)))
     sa_a = _sa(h.a)
-    informational.start_delete_children(sa_a, list(sa_a.children.values()), h.now)
+    ChildDelete.start(sa_a, list(sa_a.children.values()), h.now)
     h.run(5)
     resps = h.sent("b", ExchangeType.INFORMATIONAL, response=True)
     assert len(resps) == 2 and resps[0].data == resps[1].data

@@ -64,7 +64,7 @@ def test_real_nat_and_mapping_change() -> None:
     assert moved.old == old and moved.new != old and moved.new[0] == nat.public_ip
     sa_b = next(iter(h.b.mgr.by_id.values()))
     (cb,) = sa_b.children.values()
-    assert cb.info is not None and cb.info.remote == moved.new
+    assert sa_b.make_info(cb).remote == moved.new
 
 
 def test_nat_traversal_disabled() -> None:

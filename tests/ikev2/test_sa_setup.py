@@ -123,7 +123,7 @@ def test_wrong_psk_responder_refuses() -> None:
 
 def test_initiator_rejects_responder_auth() -> None:
     """The responder accepts A (it has the right PSK for A) but signs with another PSK."""
-    from pyipsec.ikev2.exchanges import auth
+    from pyipsec.ikev2.tasks import ike_auth as auth
 
     a, b = conn_pair()
     h = Harness(a, b)

@@ -57,13 +57,15 @@ from .events import (
     IkeSaFailed,
     PeerDead,
 )
-from .exchanges import child as child_x
-from .exchanges import ike_rekey, informational
-from .exchanges import init as init_x
 from .message import Message
 from .payloads import NotifyPayload
-from .sa import IkeSa, KeFactory, Rng
+from .sa import IkeSa
 from .state import IKE_FINAL, ChildSaState, IkeSaState
+from .tasks import child_create, child_rekey, ike_delete, ike_init, ike_rekey, liveness
+from .tasks.base import KeFactory, Rng
+from .tasks.child_delete import ChildDelete
+from .tasks.informational import InformationalNotify
+from .timers import TimerKind
 
 log = logging.getLogger("pyipsec.ike")
 
@@ -166,11 +168,13 @@ class IkeManager:
                 )
                 for c in list(other.children.values()):
                     other.remove_child(c, "initial contact")
-                was_established = other.established_at is not None
-                other.vanish(0.0)
-                other.remove_at = None
-                if was_established:
-                    other.emit(IkeSaDeleted(other.ike_id, other.conn.name, "initial contact"))
+                event = (
+                    None
+                    if other.half_open
+                    else IkeSaDeleted(other.ike_id, other.conn.name, "initial contact")
+                )
+                other.vanish(0.0, event)
+                other.timers.clear(TimerKind.LINGER)  # forgotten at once
 
     def reauthenticate(self, sa: IkeSa, now: float) -> bool:
         """§2.8.3 reauthentication, make-before-break: a new IKE SA (without
@@ -187,10 +191,10 @@ class IkeManager:
             conn, True, (local_ip, conn.local_port), (remote_ip, conn.remote_port), now
         )
         new.reauth_of = sa
-        new.half_open_deadline = now + max(self.half_open_timeout, _setup_time(conn))
+        new.timers.set(TimerKind.HALF_OPEN, now + max(self.half_open_timeout, _setup_time(conn)))
         children = [conn.child(n) for n in names if any(c.name == n for c in conn.children)]
         try:
-            init_x.start(new, children, now)
+            ike_init.start(new, children, now)
         except ProtocolError as exc:
             log.warning("IKE SA %d: cannot reauthenticate: %s", sa.ike_id, exc)
             return False
@@ -252,7 +256,7 @@ class IkeManager:
                         c.config.name == cfg.name and c.state is ChildSaState.INSTALLED
                         for c in sa.children.values()
                     ):
-                        child_x.start_create(sa, cfg, now)
+                        child_create.start(sa, cfg, now)
                 self._collect()
                 return sa
             if sa.state in (IkeSaState.INIT_SENT, IkeSaState.AUTH_SENT):
@@ -274,8 +278,8 @@ class IkeManager:
         sa = self._new_sa(
             conn, True, (local_ip, conn.local_port), (remote_ip, conn.remote_port), now
         )
-        sa.half_open_deadline = now + max(self.half_open_timeout, _setup_time(conn))
-        init_x.start(sa, children, now)
+        sa.timers.set(TimerKind.HALF_OPEN, now + max(self.half_open_timeout, _setup_time(conn)))
+        ike_init.start(sa, children, now)
         self.by_id[sa.ike_id] = sa
         self.sas[sa.spi_i] = sa
         self._collect()
@@ -370,7 +374,7 @@ class IkeManager:
         c = sa.children.get(child_spi_in)
         if c is None:
             raise KeyError(f"no Child SA {child_spi_in:08x}")
-        child_x.start_rekey(sa, c, now)
+        child_rekey.start(sa, c, now)
         self._collect()
 
     def rekey_ike(self, ike_id: int, now: float) -> None:
@@ -382,12 +386,12 @@ class IkeManager:
         c = sa.children.get(spi_in)
         if c is None:
             raise KeyError(f"no Child SA {spi_in:08x}")
-        informational.start_delete_children(sa, [c], now, reason="deleted locally")
+        ChildDelete.start(sa, [c], now, reason="deleted locally")
         self._collect()
 
     def create_child(self, ike_id: int, child_name: str, now: float) -> None:
         sa = self._sa(ike_id)
-        child_x.start_create(sa, sa.conn.child(child_name), now)
+        child_create.start(sa, sa.conn.child(child_name), now)
         self._collect()
 
     def terminate(self, target: int | str, now: float) -> int:
@@ -400,14 +404,14 @@ class IkeManager:
         for sa in sas:
             if sa.state in IKE_FINAL:
                 continue
-            informational.start_delete_ike(sa, now, reason="terminated")
+            ike_delete.start(sa, now, reason="terminated")
             n += 1
         self._collect()
         return n
 
     def liveness(self, ike_id: int, now: float) -> None:
         """Send an empty INFORMATIONAL request now (§2.4); LivenessAnswered follows."""
-        informational.start_liveness(self._sa(ike_id), now, report=True)
+        liveness.start(self._sa(ike_id), now, report=True)
         self._collect()
 
     def esp_activity(
@@ -546,7 +550,7 @@ class IkeManager:
         h = target.on_error(ErrorKind.INVALID_SPI, now, f"ESP SPI {spi:08x} from {remote}")
         if not h.answer:
             return False
-        sent = informational.start_notify(
+        sent = InformationalNotify.start(
             target, NotifyType.INVALID_SPI, (spi & 0xFFFFFFFF).to_bytes(4, "big"), now
         )
         self._collect()
@@ -564,7 +568,7 @@ class IkeManager:
     def shutdown(self, now: float) -> None:
         for sa in list(self.by_id.values()):
             if sa.state not in IKE_FINAL:
-                informational.start_delete_ike(sa, now, reason="shutdown")
+                ike_delete.start(sa, now, reason="shutdown")
         self._collect()
 
     def find_ike(self, ike_id: int) -> IkeSa | None:
@@ -599,7 +603,7 @@ class IkeManager:
             return
         our_spi = hdr.spi_r if hdr.is_initiator else hdr.spi_i
         sa = self.sas.get(our_spi)
-        if sa is None or (sa.state in IKE_FINAL and sa.remove_at is None):
+        if sa is None or (sa.state in IKE_FINAL and sa.linger_until is None):
             if not hdr.is_response and hdr.encrypted is not None:
                 self._invalid_spi(hdr, local, remote, now)
             else:
@@ -653,10 +657,10 @@ class IkeManager:
             self._out.append((reply.serialise(), local, remote))
             return
         sa = self._new_sa(conns[0], False, local, remote, now)
-        if not init_x.respond(sa, data, hdr, local, remote, now):
+        if not ike_init.respond(sa, data, hdr, local, remote, now):
             self._out.extend(sa.outbox)
             return
-        sa.half_open_deadline = now + self.half_open_timeout
+        sa.timers.set(TimerKind.HALF_OPEN, now + self.half_open_timeout)
         self.by_id[sa.ike_id] = sa
         self.sas[sa.spi_r] = sa
         self.half_open[key] = sa
@@ -856,7 +860,8 @@ class IkeManager:
         for spi in [s for s, t in self._reserved.items() if t < now - SPI_RESERVATION]:
             del self._reserved[spi]
         for sa in list(self.by_id.values()):
-            if sa.state in IKE_FINAL and (sa.remove_at is None or sa.remove_at <= now):
+            linger = sa.linger_until
+            if sa.state in IKE_FINAL and (linger is None or linger <= now):
                 self._forget(sa)
 
     def _forget(self, sa: IkeSa) -> None:

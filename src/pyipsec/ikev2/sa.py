@@ -1,28 +1,28 @@
-"""IkeSa: the sans-I/O state machine of one IKE SA, either role (RFC 7296).
+"""IkeSa: one IKE SA, either role (RFC 7296), sans-I/O.
 
-An :class:`IkeSa` never touches sockets, clocks or global randomness: bytes come
-in through :meth:`IkeSa.receive` with the time ``now``, outgoing datagrams and
-events are collected in :attr:`IkeSa.outbox` / :attr:`IkeSa.events`, and the
-next deadline is :meth:`IkeSa.next_timer`.  The :class:`~pyipsec.ikev2.manager.IkeManager`
+An :class:`IkeSa` never touches sockets, clocks or global randomness: bytes come in
+through :meth:`IkeSa.receive` with the time ``now``; outgoing datagrams and events are
+collected in :attr:`IkeSa.outbox` / :attr:`IkeSa.events`; its deadlines are the named
+:class:`~pyipsec.ikev2.timers.Timers`.  The :class:`~pyipsec.ikev2.manager.IkeManager`
 owns many of them and dispatches datagrams by SPI.
 
-The generic machinery lives here (message IDs and the window, §2.3; request
-retransmission and give-up, §2.1; answering retransmitted requests from the
-response cache; timers for lifetimes and liveness checks).  The exchanges
-themselves are in :mod:`pyipsec.ikev2.exchanges`.
+The IKE SA keeps identity, keys, the two message-ID windows (§2.1-§2.3), its children
+and a queue of :class:`~pyipsec.ikev2.tasks.base.Task` objects -- the exchanges it
+initiates, each owning its own state.  Requests of the peer are dispatched through
+:data:`pyipsec.ikev2.tasks.responders.RESPONDERS`.  ``state`` changes only through
+:meth:`IkeSa.set_state`; the end of an IKE SA, whatever the cause, is :meth:`IkeSa.end`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..config.model import ChildConfig, ConnectionConfig, DpdAction, Lifetimes, Mode
 from ..crypto.encr import is_aead, make_sk_protector
-from ..crypto.keys import ChildSuite, IkeKeys, IkeSuite
+from ..crypto.keys import IkeKeys, IkeSuite
 from ..dpd import DpdState
 from ..nat import MappingTracker, NatKeepalive, format_endpoint
 from ..recovery import (
@@ -35,6 +35,8 @@ from ..recovery import (
     kind_for_exception,
     kind_for_received_notify,
 )
+from . import status as status_view
+from .child_sa import ESP_SEQ_MAX, ESP_SEQ_MAX_ESN, ChildSa, esp_seq_soft_limit
 from .constants import ExchangeType, HeaderFlag, NotifyType, PayloadType, name_of
 from .errors import IntegrityError, ProtocolError
 from .events import (
@@ -50,52 +52,30 @@ from .events import (
     PeerAddressChanged,
     PeerDead,
 )
-from .message import (
-    DecryptedFragment,
-    Message,
-    decrypt_fragment,
-    decrypt_message,
-    encrypt_fragments,
-    encrypt_message,
-    reassemble_fragments,
-)
-from .payloads import NotifyPayload, SkfPayload, SkPayload
+from .fragments import FragmentReassembler
+from .message import Message, decrypt_message, encrypt_fragments, encrypt_message
+from .payloads import DeletePayload, NotifyPayload, SkfPayload, SkPayload
 from .selectors import Selector
-from .state import IKE_AUTHENTICATED, ChildSaState, IkeSaState, check_child, check_ike
-from .window import PendingRequest, RequestWindow, ResponderWindow
+from .state import IKE_AUTHENTICATED, IKE_FINAL, IKE_HALF_OPEN, ChildSaState, IkeSaState, check_ike
+from .tasks import child_rekey, ike_delete, ike_rekey, liveness
+from .tasks.base import KeFactory, PayloadList, Rng, Task, rand_fraction
+from .tasks.child_delete import ChildDelete
+from .tasks.ike_init import IkeInit
+from .tasks.responders import RESPONDERS, respond_init_retransmit
+from .timers import TimerKind, Timers
+from .window import Arrival, PendingRequest, RequestWindow, ResponderWindow
 
 if TYPE_CHECKING:
     from ..crypto.encr import SkProtector
-    from ..crypto.ke import KeyExchange
 
 log = logging.getLogger("pyipsec.ike")
 
-Rng = Callable[[int], bytes]
-KeFactory = Callable[[int], "KeyExchange"]
-PayloadList = list[tuple[int, Any]]
-RequestHandler = Callable[["IkeSa", Message, float], PayloadList]
-
 #: How long a failed/deleted SA lingers to answer retransmitted requests (§2.1).
 LINGER = 10.0
-#: Delay before retrying an exchange refused with TEMPORARY_FAILURE (§2.25).
-TEMPORARY_FAILURE_RETRY = 2.0
-#: Highest outbound ESP sequence number without / with ESN (RFC 4303 §2.2, §3.3.3).
-ESP_SEQ_MAX = 2**32 - 1
-ESP_SEQ_MAX_ESN = 2**64 - 1
-#: Rekey a Child SA when its outbound sequence number is this close to the end
-#: (a 64th of the space: ~67 million packets without ESN, many seconds of traffic
-#: between two reports of the data plane; RFC 4303 §3.3.3: never let it cycle).
-ESP_SEQ_SOFT_SHIFT = 6
-#: RFC 7383: the most fragments one message may have (bounds reassembly memory, §5).
-MAX_FRAGMENTS = 64
 #: The non-ESP marker in front of IKE messages on port 4500 (RFC 3948 §2.2).
 NON_ESP_MARKER_LEN = 4
 
-
-def esp_seq_soft_limit(esn: bool) -> int:
-    """The outbound sequence number from which a Child SA is rekeyed (§3.3.3)."""
-    top = ESP_SEQ_MAX_ESN if esn else ESP_SEQ_MAX
-    return top - (top >> ESP_SEQ_SOFT_SHIFT)
+T = TypeVar("T", bound=Task)
 
 
 class SaOwner(Protocol):
@@ -113,71 +93,18 @@ class SaOwner(Protocol):
 
     def reauthenticate(self, sa: IkeSa, now: float) -> bool: ...
 
-
-def rand_fraction(rng: Rng) -> float:
-    """A uniform float in [0, 1) from the injected rng."""
-    return int.from_bytes(rng(4), "big") / 2**32
+    def count_error(self, kind: ErrorKind, n: int = 1) -> None: ...
 
 
-@dataclass(eq=False)
-class ChildSa:
-    """One Child SA pair as the IKE SA tracks it."""
+class SaLog(logging.LoggerAdapter[logging.Logger]):
+    """Every line of an IKE SA says which one: ``IKE SA <id> (<connection>): ...``."""
 
-    config: ChildConfig
-    spi_in: int
-    spi_out: int
-    suite: ChildSuite
-    suite_str: str
-    encr_in: bytes = field(repr=False)
-    integ_in: bytes = field(repr=False)
-    encr_out: bytes = field(repr=False)
-    integ_out: bytes = field(repr=False)
-    local_ts: tuple[Selector, ...]
-    remote_ts: tuple[Selector, ...]
-    transport: bool
-    created: float
-    nonces: tuple[bytes, bytes]  # (Ni, Nr) of the exchange that created it
-    initiated_by_us: bool
-    state: ChildSaState = ChildSaState.INSTALLED
-    soft_at: float | None = None
-    hard_at: float | None = None
-    bytes_in: int = 0
-    bytes_out: int = 0
-    packets_in: int = 0
-    packets_out: int = 0
-    seq_out: int = 0  # last outbound ESP sequence number the data plane reported
-    last_used: float = 0.0
-    # §2.8.1 bookkeeping: the SA we created answering the peer's rekey of this one
-    collision: ChildSa | None = None
-    # the SA that replaced this one (set on REKEYED)
-    replaced_by: ChildSa | None = None
-    tfc_ok: bool = True
-    info: ChildSaInfo | None = None
+    def __init__(self, sa: IkeSa) -> None:
+        super().__init__(log, {})
+        self.sa = sa
 
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    def set_state(self, new: ChildSaState) -> None:
-        check_child(self.state, new)
-        self.state = new
-
-
-@dataclass(slots=True)
-class _FragmentSet:
-    """An IKE message being reassembled from its fragments (RFC 7383 §2.6)."""
-
-    total: int
-    header: Message  # a parsed fragment of the set (fragment 1 once it arrived)
-    deadline: float  # discarded when still incomplete (§2.6)
-    fragments: dict[int, DecryptedFragment] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class _QueuedExchange:
-    start: Callable[[float], bool]  # returns True when it sent a request
-    label: str
-    not_before: float = 0.0
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        return f"IKE SA {self.sa.ike_id} ({self.sa.conn.name}): {msg}", kwargs
 
 
 class IkeSa:
@@ -200,7 +127,9 @@ class IkeSa:
         rng: Rng,
         ke_factory: KeFactory,
         now: float,
+        born_established: bool = False,
     ) -> None:
+        """``born_established``: an IKE SA created by a rekey (§2.18), not by IKE_AUTH."""
         self.conn = conn
         self._retry: tuple[Any, RetryPolicy] | None = None
         self.ike_id = ike_id
@@ -210,9 +139,16 @@ class IkeSa:
         self.owner = owner
         self.rng = rng
         self.ke_factory = ke_factory
+        self.log = SaLog(self)
         self.created = now
-        self.established_at: float | None = None
-        self.state = IkeSaState.INIT_SENT if initiator else IkeSaState.INIT_DONE
+        self.established_at: float | None = None  # when IKE_AUTH completed (status)
+        self.state = (
+            IkeSaState.ESTABLISHED
+            if born_established
+            else IkeSaState.INIT_SENT
+            if initiator
+            else IkeSaState.INIT_DONE
+        )
         self.spi_i: bytes = b"\x00" * 8
         self.spi_r: bytes = b"\x00" * 8
         self.suite: IkeSuite | None = None
@@ -232,43 +168,44 @@ class IkeSa:
         self.nat_supported = False
         # IKE fragmentation (RFC 7383): both ends announced it in IKE_SA_INIT
         self.fragmentation = False
-        self.frag_sets: dict[tuple[int, bool], _FragmentSet] = {}
-        # window (§2.3)
+        self.fragments = FragmentReassembler()
+        # windows (§2.3) and the exchanges we initiate
         self.req_win = RequestWindow(1)
         self.resp_win = ResponderWindow(conn.window_size if conn.window_size > 0 else 1)
         self.peer_window = 1
-        self.queue: deque[_QueuedExchange] = deque()
+        self.queue: deque[Task] = deque()
+        self.delayed: list[Task] = []  # tasks waiting for their not_before time
         self.children: dict[int, ChildSa] = {}
+        self.pending_children: list[ChildConfig] = []  # to create once established
         self.outbox: list[tuple[bytes, Address, Address]] = []
         self.events: list[Event] = []
-        # lifetimes
-        self.rekey_at: float | None = None
-        self.expire_at: float | None = None
-        # liveness (§2.4)
+        # liveness (§2.4) and NAT (§2.23, RFC 3948)
         self.dpd = DpdState(conn.dpd, now, retransmit=conn.retransmit)
-        self.dpd_probe = False  # our liveness request is in flight
-        self.liveness_report = False  # emit LivenessAnswered for it (a requested check)
         self.keepalive = NatKeepalive(conn.keepalive_interval, enabled=False)
         self.keepalive_due = False
         self.mapping: MappingTracker | None = None
         self.esp_reports = 0
+        # reauthentication (§2.8.3) and rekeying (§2.8.2)
         self.reauth_of: IkeSa | None = None  # the IKE SA this one reauthenticates
-        # misc state used by the exchanges
-        self.remove_at: float | None = None
-        self.half_open_deadline: float | None = None
-        self.pending_children: list[ChildConfig] = []  # to create once established
-        self.init_ctx: Any = None  # exchanges.init context (initiator)
-        self.auth_ctx: Any = None
-        self.rekey_ctx: Any = None  # exchanges.ike_rekey context while we rekey
-        self.rekey_collision: Any = None  # the new IKE SA we created answering a peer rekey
-        self.initial_contact_seen = False
-        self.replaced_by: IkeSa | None = None
-        self.temp_failures = 0
-        self.deferred: list[tuple[float, Callable[[float], None]]] = []
+        self.replaced_by: IkeSa | None = None  # the IKE SA that took over our children
         self.dead_children: list[str] = []
+        self.rekey_failures = 0  # refused IKE SA rekeys in a row (recovery table backoff)
         # the recovery table (recovery.DEFAULT_TABLE with this connection's dpd_action
         # rows): every error decision of the SA is read there, counted and rate-limited
         self.errors = ErrorHandler.for_connection(conn)
+        self.timers = Timers()
+        self._watch_timers()
+
+    def _watch_timers(self) -> None:
+        t = self.timers
+        t.watch(TimerKind.FRAGMENTS, self.fragments.next_deadline)
+        t.watch(TimerKind.RETRANSMIT, self.req_win.next_deadline)
+        t.watch(TimerKind.LIVENESS_PROBE, self._probe_deadline)
+        t.watch(TimerKind.DELAYED, self._delayed_deadline)
+        t.watch(TimerKind.QUEUE, self._queue_deadline)
+        t.watch(TimerKind.CHILD_LIFETIMES, self._child_deadline)
+        t.watch(TimerKind.DPD, self.dpd_deadline)
+        t.watch(TimerKind.KEEPALIVE, self._keepalive_deadline)
 
     # ------------------------------------------------------------------ basics
 
@@ -299,16 +236,47 @@ class IkeSa:
         return self.state in (IkeSaState.ESTABLISHED, IkeSaState.REKEYING)
 
     @property
+    def half_open(self) -> bool:
+        """IKE_AUTH has not completed (yet)."""
+        return self.state in IKE_HALF_OPEN
+
+    @property
+    def closed(self) -> bool:
+        return self.state in IKE_FINAL
+
+    @property
     def encap(self) -> bool:
         """UDP-encapsulate ESP: a NAT (real or faked by either side) was detected."""
         return self.nat_local or self.nat_remote
 
+    @property
+    def checking_liveness(self) -> bool:
+        """A liveness check (§2.4) is queued or waiting for its answer."""
+        return self.find_task(liveness.Liveness) is not None
+
+    @property
+    def rekey_at(self) -> float | None:
+        return self.timers.get(TimerKind.IKE_REKEY)
+
+    @property
+    def expire_at(self) -> float | None:
+        return self.timers.get(TimerKind.IKE_EXPIRE)
+
+    @property
+    def linger_until(self) -> float | None:
+        """A closed SA answers retransmissions until then (§2.1); None = forget it now."""
+        return self.timers.get(TimerKind.LINGER)
+
+    @property
+    def last_heard(self) -> float:
+        """When we last received something authenticated from the peer (§2.4)."""
+        return self.dpd.last_received
+
     def set_state(self, new: IkeSaState) -> None:
+        """The only writer of :attr:`state` (transitions: :mod:`pyipsec.ikev2.state`)."""
         check_ike(self.state, new)
         if new is not self.state:
-            log.debug(
-                "IKE SA %d (%s): %s -> %s", self.ike_id, self.name, self.state.value, new.value
-            )
+            self.log.debug("%s -> %s", self.state.value, new.value)
         self.state = new
 
     def emit(self, ev: Event) -> None:
@@ -349,16 +317,12 @@ class IkeSa:
         totals) and log it at the row's level, rate-limited where the row says so
         (RFC 7296 §2.21.4).  The caller acts on ``.decision`` / ``.answer``."""
         h = self.errors.handle(kind, now)
-        count = getattr(self.owner, "count_error", None)
-        if count is not None:
-            count(kind)
+        self.owner.count_error(kind)
         if h.log:
             suppressed = self.errors.suppressed(kind)
-            log.log(
+            self.log.log(
                 h.decision.log_level,
-                "IKE SA %d (%s): %s%s%s",
-                self.ike_id,
-                self.conn.name,
+                "%s%s%s",
                 kind.value,
                 f": {detail}" if detail else "",
                 f" ({suppressed} similar suppressed)" if suppressed else "",
@@ -373,8 +337,10 @@ class IkeSa:
             f |= HeaderFlag.RESPONSE
         return int(f)
 
-    def build(self, exchange: int, message_id: int, payloads: PayloadList, response: bool) -> bytes:
-        msg = Message(
+    def _message(
+        self, exchange: int, message_id: int, payloads: PayloadList, response: bool
+    ) -> Message:
+        return Message(
             spi_i=self.spi_i,
             spi_r=self.spi_r,
             exchange=exchange,
@@ -382,6 +348,9 @@ class IkeSa:
             message_id=message_id,
             payloads=list(payloads),
         )
+
+    def build(self, exchange: int, message_id: int, payloads: PayloadList, response: bool) -> bytes:
+        msg = self._message(exchange, message_id, payloads, response)
         if exchange == ExchangeType.IKE_SA_INIT:
             return msg.serialise()
         assert self.prot_out is not None
@@ -408,89 +377,128 @@ class IkeSa:
         ):
             return [data]
         assert self.prot_out is not None
-        msg = Message(
-            spi_i=self.spi_i,
-            spi_r=self.spi_r,
-            exchange=exchange,
-            flags=self._flags(response),
-            message_id=message_id,
-            payloads=list(payloads),
-        )
+        msg = self._message(exchange, message_id, payloads, response)
         packets = encrypt_fragments(msg, self.prot_out, limit)
-        log.debug(
-            "IKE SA %d: %s #%d as %d fragments",
-            self.ike_id,
-            name_of(ExchangeType, exchange),
-            message_id,
-            len(packets),
+        self.log.debug(
+            "%s #%d as %d fragments", name_of(ExchangeType, exchange), message_id, len(packets)
         )
         return packets
 
     def send_raw(self, data: bytes) -> None:
         self.outbox.append((data, self.local, self.remote))
 
-    def enqueue(
-        self, start: Callable[[float], bool], label: str, now: float, front: bool = False
-    ) -> None:
+    # ------------------------------------------------------------------ tasks
+
+    def _home(self, task: Task) -> IkeSa:
+        """Where ``task`` runs: on the IKE SA that carries our children now, when it
+        moves there (§2.8.2), else here."""
+        target = self.successor()
+        if target is not self:
+            task.migrate(target)
+        return task.sa if task.sa is target else self
+
+    def enqueue(self, task: Task, now: float, *, front: bool = False) -> None:
         """Queue an exchange to start as soon as the window allows (§2.3)."""
-        q = _QueuedExchange(start, label)
+        home = self._home(task)
         if front:
-            self.queue.appendleft(q)
+            home.queue.appendleft(task)
         else:
-            self.queue.append(q)
-        self.pump(now)
+            home.queue.append(task)
+        home.pump(now)
+
+    def schedule(self, task: Task, at: float) -> None:
+        """Queue ``task`` at ``at`` (a backoff, e.g. after TEMPORARY_FAILURE, §2.25)."""
+        task.not_before = at
+        self._home(task).delayed.append(task)
+
+    def tasks(self) -> Iterator[Task]:
+        """Every task of this IKE SA: queued, delayed, or waiting for its response."""
+        yield from self.queue
+        yield from self.delayed
+        for req in self.req_win.pending.values():
+            if isinstance(req.task, Task):
+                yield req.task
+
+    def find_task(self, kind: type[T], match: Callable[[T], bool] = lambda t: True) -> T | None:
+        for task in self.tasks():
+            if isinstance(task, kind) and match(task):
+                return task
+        return None
 
     def pump(self, now: float) -> None:
         """Start queued exchanges while the window has room."""
-        while (
-            self.queue
-            and self.req_win.can_send()
-            and self.state
-            not in (
-                IkeSaState.DELETED,
-                IkeSaState.FAILED,
-            )
-        ):
-            q = self.queue[0]
-            if q.not_before > now:
-                break
-            self.queue.popleft()
+        while self.queue and self.req_win.can_send() and self.state not in IKE_FINAL:
+            task = self.queue.popleft()
             try:
-                q.start(now)
+                payloads = task.build_request(now)
             except ProtocolError as exc:  # a local failure building the request
-                log.warning("IKE SA %d: cannot start %s: %s", self.ike_id, q.label, exc)
+                self.log.warning("cannot start %s: %s", task.label, exc)
+                continue
+            if payloads is not None:
+                self.send_request(task, payloads, now)
 
-    def send_request(
-        self,
-        exchange: int,
-        payloads: PayloadList,
-        handler: Callable[[Message, float], None],
-        now: float,
-        *,
-        label: str = "",
-        on_timeout: Callable[[], None] | None = None,
-        message_id: int | None = None,
-    ) -> PendingRequest:
-        """Send a request now (the caller checked the window) and track its response."""
-        mid = self.req_win.allocate() if message_id is None else message_id
-        packets = self.build_packets(exchange, mid, payloads, response=False)
-        if exchange == ExchangeType.IKE_SA_INIT:
+    def send_request(self, task: Task, payloads: PayloadList, now: float) -> PendingRequest:
+        """Send ``task``'s request now (the caller checked the window), track its response."""
+        mid = self.req_win.allocate() if task.message_id is None else task.message_id
+        packets = self.build_packets(task.exchange, mid, payloads, response=False)
+        if task.exchange == ExchangeType.IKE_SA_INIT:
             self.msg1 = packets[0]
         req = PendingRequest(
             message_id=mid,
-            exchange=exchange,
+            exchange=task.exchange,
             packets=packets,
-            handler=handler,
+            task=task,
             first_sent=now,
             deadline=now + self.retry_policy.delay(0, self.rng),
-            label=label or name_of(ExchangeType, exchange),
-            on_timeout=on_timeout,
         )
         self.req_win.add(req)
         for data in packets:
             self.send_raw(data)
-        log.debug("IKE SA %d: -> %s request #%d", self.ike_id, req.label, mid)
+        self.log.debug("-> %s request #%d", task.label, mid)
         return req
+
+    def migrate_to(self, new: IkeSa) -> None:
+        """Our children, and the work queued for them, now belong to ``new`` (§2.8.2):
+        atomically.  This SA is REKEYED (the Delete of it follows)."""
+        for spi, c in list(self.children.items()):
+            new.children[spi] = c
+        self.children.clear()
+        self.replaced_by = new
+        for task in [*self.queue, *self.delayed]:
+            task.migrate(new)
+        new.queue.extend(self.queue)
+        self.queue.clear()
+        new.delayed.extend(self.delayed)
+        self.delayed = []
+        new.pending_children += self.pending_children
+        self.pending_children = []
+        if self.state in (IkeSaState.ESTABLISHED, IkeSaState.REKEYING):
+            self.set_state(IkeSaState.REKEYED)
+
+    def successor(self) -> IkeSa:
+        """The IKE SA that now carries this one's children (itself unless rekeyed)."""
+        cur = self
+        seen = {id(cur)}
+        while cur.replaced_by is not None and id(cur.replaced_by) not in seen:
+            cur = cur.replaced_by
+            seen.add(id(cur))
+        return cur
+
+    def spawn_successor(self, *, initiator: bool, now: float) -> IkeSa:
+        """A new, established IKE SA of the same connection, peer and owner (an IKE SA
+        rekey, §2.18: the caller sets SPIs and keys, then the owner adopts it)."""
+        return IkeSa(
+            self.conn,
+            ike_id=0,
+            initiator=initiator,
+            local=self.local,
+            remote=self.remote,
+            owner=self.owner,
+            rng=self.rng,
+            ke_factory=self.ke_factory,
+            now=now,
+            born_established=True,
+        )
 
     # ------------------------------------------------------------------ receiving
 
@@ -498,37 +506,53 @@ class IkeSa:
         self, data: bytes, hdr: Message, local: Address, remote: Address, now: float
     ) -> None:
         """One IKE message for this SA (header already parsed by the manager)."""
-        from .exchanges import init as init_x
-
         if hdr.exchange == ExchangeType.IKE_SA_INIT:
-            init_x.receive(self, data, hdr, local, remote, now)
+            self._receive_init(data, hdr, local, remote, now)
             return
         if self.prot_in is None:
-            log.debug("IKE SA %d: %s before keys, dropped", self.ike_id, hdr.exchange)
+            self.log.debug("%s before keys, dropped", hdr.exchange)
             return
         if isinstance(hdr.encrypted, SkfPayload):
             self._receive_fragment(data, hdr, hdr.encrypted, local, remote, now)
-            self.pump(now)
+        elif not isinstance(hdr.encrypted, SkPayload):
+            self._receive_unprotected(hdr, now)
             return
-        if not isinstance(hdr.encrypted, SkPayload):
-            # unprotected: never acted upon (§2.21.4); INVALID_IKE_SPI may hint a dead peer
-            n = hdr.notify(NotifyType.INVALID_IKE_SPI) if hdr.is_response else None
-            log.info(
-                "IKE SA %d: unprotected %s dropped%s",
-                self.ike_id,
-                name_of(ExchangeType, hdr.exchange),
-                " (INVALID_IKE_SPI)" if n is not None else "",
-            )
-            if n is not None and self.established and self.conn.dpd.enabled:
-                from .exchanges import informational
-
-                informational.start_liveness(self, now)
-            return
-        if hdr.flags & HeaderFlag.RESPONSE:
+        elif hdr.flags & HeaderFlag.RESPONSE:
             self._receive_response(data, hdr, local, remote, now)
         else:
             self._receive_request(data, hdr, local, remote, now)
         self.pump(now)
+
+    def _receive_init(
+        self, data: bytes, hdr: Message, local: Address, remote: Address, now: float
+    ) -> None:
+        """IKE_SA_INIT for an existing SA: our request's answer (§1.2, §2.6), or a
+        retransmission of the peer's request (answered from the cache, §2.1)."""
+        if not hdr.is_response:
+            respond_init_retransmit(self, data, hdr, local, remote)
+            return
+        req = self.req_win.pending.get(0)
+        init = req.task if req is not None else None
+        if (
+            not self.initiator
+            or self.state is not IkeSaState.INIT_SENT
+            or not isinstance(init, IkeInit)
+        ):
+            self.log.debug("unexpected IKE_SA_INIT response dropped")
+            return
+        init.process_init_response(data, hdr, local, remote, now)
+        self.pump(now)
+
+    def _receive_unprotected(self, hdr: Message, now: float) -> None:
+        """Unprotected: never acted upon (§2.21.4); INVALID_IKE_SPI may hint a dead peer."""
+        n = hdr.notify(NotifyType.INVALID_IKE_SPI) if hdr.is_response else None
+        self.log.info(
+            "unprotected %s dropped%s",
+            name_of(ExchangeType, hdr.exchange),
+            " (INVALID_IKE_SPI)" if n is not None else "",
+        )
+        if n is not None and self.established and self.conn.dpd.enabled:
+            liveness.start(self, now)
 
     def _decrypt(self, data: bytes, now: float) -> Message | None:
         assert self.prot_in is not None
@@ -539,6 +563,17 @@ class IkeSa:
             self.on_error(ErrorKind.INTEGRITY_CHECK_FAILED, now, str(exc))
             return None
 
+    def _fragment_integrity_failed(self, now: float) -> Callable[[str], None]:
+        def failed(detail: str) -> None:
+            self.on_error(ErrorKind.INTEGRITY_CHECK_FAILED, now, detail)
+
+        return failed
+
+    def _fragment_wanted(self, mid: int, response: bool) -> bool:
+        if response:
+            return mid in self.req_win.pending
+        return self.resp_win.classify(mid) is Arrival.NEW
+
     def _receive_fragment(
         self,
         data: bytes,
@@ -548,106 +583,53 @@ class IkeSa:
         remote: Address,
         now: float,
     ) -> None:
-        """One IKE Fragment message (RFC 7383 §2.6): verify it, queue it, and process
+        """One IKE Fragment message (RFC 7383 §2.6): verify it, keep it, and process
         the reassembled message like an unfragmented one once the set is complete."""
         assert self.prot_in is not None
         mid, response = hdr.message_id, hdr.is_response
-        self._expire_fragments(now)
+        self.fragments.expire(now, self._fragment_wanted)
         if not self.fragmentation:
-            log.info("IKE SA %d: IKE fragment without negotiated support dropped", self.ike_id)
+            self.log.info("IKE fragment without negotiated support dropped")
             return
         if response:
             req = self.req_win.pending.get(mid)
             if req is None or req.exchange != hdr.exchange:
-                log.debug("IKE SA %d: unexpected response fragment #%d dropped", self.ike_id, mid)
+                self.log.debug("unexpected response fragment #%d dropped", mid)
                 return
         else:
-            kind = self.resp_win.classify(mid)
-            if kind == "old":
-                log.debug("IKE SA %d: stale request fragment #%d dropped", self.ike_id, mid)
+            arrival = self.resp_win.classify(mid)
+            if arrival is Arrival.OLD:
+                self.log.debug("stale request fragment #%d dropped", mid)
                 return
-            if kind == "retransmit":
+            if arrival is Arrival.RETRANSMIT:
                 # §2.6.1: only fragment 1 of an answered request triggers the resend
-                if skf.fragment_number != 1 or self._open_fragment(data, hdr, now) is None:
-                    return
-                cached = self.resp_win.cached(mid)
-                if cached:
-                    log.debug("IKE SA %d: retransmitted request #%d, resending", self.ike_id, mid)
-                    for pkt in cached:
-                        self.outbox.append((pkt, local, remote))
+                failed = self._fragment_integrity_failed(now)
+                if skf.fragment_number == 1 and self.fragments.open(
+                    data, hdr, self.prot_in, failed
+                ):
+                    self._resend_response(mid, local, remote)
                 return
-        if skf.total_fragments > MAX_FRAGMENTS:
-            log.info(
-                "IKE SA %d: message #%d in %d fragments (more than %d) dropped",
-                self.ike_id,
-                mid,
-                skf.total_fragments,
-                MAX_FRAGMENTS,
-            )
-            return
-        key = (mid, response)
-        st = self.frag_sets.get(key)
-        # §2.6: an older set size is invalid; the same fragment again is a replay
-        if st is not None and (
-            skf.total_fragments < st.total
-            or (skf.total_fragments == st.total and skf.fragment_number in st.fragments)
-        ):
-            return
-        frag = self._open_fragment(data, hdr, now)
-        if frag is None:
-            return
-        if st is None or frag.total_fragments > st.total:
-            # §2.6: a set with more fragments replaces the one being reassembled
-            st = _FragmentSet(frag.total_fragments, hdr, now + self.retry_policy.total_time())
-            self.frag_sets[key] = st
-        st.fragments[frag.fragment_number] = frag
-        if frag.fragment_number == 1:
-            st.header = hdr
-        if len(st.fragments) < st.total:
-            return
-        del self.frag_sets[key]
-        fragments = list(st.fragments.values())
-
-        def opener() -> Message:
-            return reassemble_fragments(st.header, fragments)
-
-        log.debug(
-            "IKE SA %d: %s #%d reassembled from %d fragments",
-            self.ike_id,
-            "response" if response else "request",
-            mid,
-            st.total,
+        st = self.fragments.add(
+            data,
+            hdr,
+            skf,
+            self.prot_in,
+            now + self.retry_policy.total_time(),
+            self._fragment_integrity_failed(now),
         )
+        if st is None:
+            return
         if response:
-            self._receive_response(data, st.header, local, remote, now, opener)
+            self._receive_response(data, st.header, local, remote, now, st.opener())
         else:
-            self._receive_request(data, st.header, local, remote, now, opener)
+            self._receive_request(data, st.header, local, remote, now, st.opener())
 
-    def _open_fragment(self, data: bytes, hdr: Message, now: float) -> DecryptedFragment | None:
-        assert self.prot_in is not None
-        try:
-            return decrypt_fragment(data, self.prot_in, hdr)
-        except IntegrityError as exc:
-            # §2.6: silently discarded (counted like any ICV failure, §3.14)
-            self.on_error(ErrorKind.INTEGRITY_CHECK_FAILED, now, f"fragment: {exc}")
-        except ProtocolError as exc:
-            log.debug("IKE SA %d: malformed fragment dropped: %s", self.ike_id, exc)
-        return None
-
-    def _expire_fragments(self, now: float) -> None:
-        """Forget incomplete fragment sets past their timeout, or whose message is no
-        longer wanted (its request was answered or given up, RFC 7383 §2.6)."""
-        for (mid, response), st in list(self.frag_sets.items()):
-            stale = (
-                mid not in self.req_win.pending
-                if response
-                else self.resp_win.classify(mid) != "new"
-            )
-            if stale or st.deadline <= now:
-                log.debug(
-                    "IKE SA %d: incomplete fragments of #%d discarded", self.ike_id, mid
-                )
-                del self.frag_sets[(mid, response)]
+    def _resend_response(self, mid: int, local: Address, remote: Address) -> None:
+        cached = self.resp_win.cached(mid)
+        if cached:
+            self.log.debug("retransmitted request #%d, resending", mid)
+            for pkt in cached:
+                self.outbox.append((pkt, local, remote))
 
     def _receive_response(
         self,
@@ -660,46 +642,53 @@ class IkeSa:
     ) -> None:
         req = self.req_win.pending.get(hdr.message_id)
         if req is None or req.exchange != hdr.exchange:
-            log.debug("IKE SA %d: unexpected response #%d dropped", self.ike_id, hdr.message_id)
+            self.log.debug("unexpected response #%d dropped", hdr.message_id)
             return
         try:
             msg = self._decrypt(data, now) if opener is None else opener()
         except ProtocolError as exc:
-            # authenticated but malformed inside: give up on this exchange (§2.21)
-            h = self.on_error(
-                kind_for_exception(exc, protected=True, is_request=False),
-                now,
-                f"response #{hdr.message_id}: {exc}",
-            )
-            if self.req_win.take(hdr.message_id) is not None and h.decision.has(
-                RecoveryAction.DELETE_SA
-            ):
-                self.fail(
-                    now,
-                    f"malformed response: {exc}",
-                    exc.notify,
-                    send_delete=h.decision.send_delete,
-                )
+            self._malformed_response(hdr, exc, now)
             return
         if msg is None:
             return
         self.req_win.take(hdr.message_id)
         self.heard(local, remote, now, space="ike-response", sequence=hdr.message_id)
+        fatal = self._response_errors(msg, req, hdr.exchange, now)
+        req.task.process_response(msg, now)
+        if fatal and self.state in IKE_AUTHENTICATED:
+            self.finish(now, "INVALID_SYNTAX received")
+
+    def _malformed_response(self, hdr: Message, exc: ProtocolError, now: float) -> None:
+        """Authenticated but malformed inside: give up on this exchange (§2.21)."""
+        h = self.on_error(
+            kind_for_exception(exc, protected=True, is_request=False),
+            now,
+            f"response #{hdr.message_id}: {exc}",
+        )
+        if self.req_win.take(hdr.message_id) is not None and h.decision.has(
+            RecoveryAction.DELETE_SA
+        ):
+            self.fail(
+                now, f"malformed response: {exc}", exc.notify, send_delete=h.decision.send_delete
+            )
+
+    def _response_errors(
+        self, msg: Message, req: PendingRequest, exchange: int, now: float
+    ) -> bool:
+        """Count the error notifies of a response (recovery table); True when one is
+        fatal for the IKE SA (INVALID_SYNTAX: the peer closed it, §2.21.3)."""
         fatal = False
         for n in msg.error_notifies():
             kind = kind_for_received_notify(int(n.type), in_response=True)
             if kind is not None:
                 h = self.on_error(kind, now, f"in the {req.label} response")
-                # §2.21.3: the peer found our request malformed and closed the IKE SA
                 fatal |= kind is ErrorKind.INVALID_SYNTAX_RECEIVED and h.decision.has(
                     RecoveryAction.DELETE_SA
                 )
-            if hdr.exchange == ExchangeType.INFORMATIONAL:
+            if exchange == ExchangeType.INFORMATIONAL:
                 # §2.21.3: an error in an INFORMATIONAL response is reported, nothing more
                 self.emit(NotifyReceived(self.ike_id, int(n.type), n.data, True))
-        req.handler(msg, now)
-        if fatal and self.state in IKE_AUTHENTICATED:
-            self.finish(now, "INVALID_SYNTAX received")
+        return fatal
 
     def _receive_request(
         self,
@@ -710,32 +699,32 @@ class IkeSa:
         now: float,
         opener: Callable[[], Message | None] | None = None,
     ) -> None:
-        kind = self.resp_win.classify(hdr.message_id)
-        if kind == "old":
-            log.debug("IKE SA %d: stale request #%d dropped", self.ike_id, hdr.message_id)
+        arrival = self.resp_win.classify(hdr.message_id)
+        if arrival is Arrival.OLD:
+            self.log.debug("stale request #%d dropped", hdr.message_id)
             return
         try:
             msg = self._decrypt(data, now) if opener is None else opener()
         except ProtocolError as exc:
-            self._malformed_request(hdr, exc, kind == "new", now)
+            self._malformed_request(hdr, exc, arrival is Arrival.NEW, now)
             return
         if msg is None:
             return
-        if kind == "retransmit":
-            cached = self.resp_win.cached(hdr.message_id)
-            if cached:
-                log.debug(
-                    "IKE SA %d: retransmitted request #%d, resending", self.ike_id, hdr.message_id
-                )
-                for pkt in cached:
-                    self.outbox.append((pkt, local, remote))
+        if arrival is Arrival.RETRANSMIT:
+            self._resend_response(hdr.message_id, local, remote)
             return
         if self.state is IkeSaState.INIT_DONE:
             # IKE_AUTH may arrive on the floated port (§2.23)
             self.local, self.remote = local, remote
         self.heard(local, remote, now, space="ike-request", sequence=hdr.message_id)
-        handler = self._request_handler(hdr.exchange)
-        if handler is None:
+        self._dispatch_request(hdr, msg, now)
+
+    def _dispatch_request(self, hdr: Message, msg: Message, now: float) -> None:
+        """Answer a new request through the responder table."""
+        entry = RESPONDERS.get(hdr.exchange)
+        if entry is None or self.state not in entry.states or (
+            hdr.exchange == ExchangeType.IKE_AUTH and self.initiator
+        ):
             what = name_of(ExchangeType, hdr.exchange)
             if self.state in IKE_AUTHENTICATED:
                 # §2.21.3: every request of an authenticated IKE SA is answered; one we
@@ -743,17 +732,12 @@ class IkeSa:
                 # the window: the peer's next Message ID would be dropped as old)
                 self._malformed_request(hdr, ProtocolError(f"unexpected {what}"), True, now)
             else:
-                log.info("IKE SA %d: unsupported exchange %s dropped", self.ike_id, what)
+                self.log.info("unsupported exchange %s dropped", what)
             return
         try:
-            payloads = handler(self, msg, now)
+            payloads = entry.respond(self, msg, now)
         except ProtocolError as exc:
-            log.info(
-                "IKE SA %d: %s request failed: %s",
-                self.ike_id,
-                name_of(ExchangeType, hdr.exchange),
-                exc,
-            )
+            self.log.info("%s request failed: %s", name_of(ExchangeType, hdr.exchange), exc)
             if exc.notify == NotifyType.INVALID_SYNTAX:
                 # a badly formed request (missing or contradictory payloads, an invalid
                 # KE value): answered like a malformed one, fatal (§2.21.3)
@@ -793,38 +777,6 @@ class IkeSa:
         for data in packets:
             self.send_raw(data)
 
-    def _request_handler(self, exchange: int) -> RequestHandler | None:
-        from .exchanges import auth, child, informational
-
-        if exchange == ExchangeType.IKE_AUTH:
-            return auth.handle_request if not self.initiator else None
-        if self.state not in (
-            IkeSaState.ESTABLISHED,
-            IkeSaState.REKEYING,
-            IkeSaState.REKEYED,
-            IkeSaState.DELETING,
-        ):
-            return None
-        if exchange == ExchangeType.CREATE_CHILD_SA:
-            return child.handle_request
-        if exchange == ExchangeType.INFORMATIONAL:
-            return informational.handle_request
-        return None
-
-    def successor(self) -> IkeSa:
-        """The IKE SA that now carries this one's children (itself unless rekeyed)."""
-        cur = self
-        seen = {id(cur)}
-        while cur.replaced_by is not None and id(cur.replaced_by) not in seen:
-            cur = cur.replaced_by
-            seen.add(id(cur))
-        return cur
-
-    @property
-    def last_heard(self) -> float:
-        """When we last received something authenticated from the peer (§2.4)."""
-        return self.dpd.last_received
-
     def nat_established(self) -> None:
         """NAT state is final (IKE SA up): start keepalives and mapping tracking (§2.23)."""
         self.keepalive.enabled = self.nat_local
@@ -852,14 +804,8 @@ class IkeSa:
             self.remote = remote
             if local[1] == self.local[1] or space == "ike":
                 self.local = local
-            log.info(
-                "IKE SA %d: peer moved from %s to %s",
-                self.ike_id,
-                format_endpoint(old),
-                format_endpoint(remote),
-            )
+            self.log.info("peer moved from %s to %s", format_endpoint(old), format_endpoint(remote))
             self.emit(PeerAddressChanged(self.ike_id, old, remote))
-            self.refresh_children()
 
     # ------------------------------------------------------------------ children
 
@@ -909,13 +855,8 @@ class IkeSa:
         )
 
     def add_child(self, c: ChildSa) -> ChildSaInfo:
-        c.info = self.make_info(c)
         self.children[c.spi_in] = c
-        return c.info
-
-    def refresh_children(self) -> None:
-        for c in self.children.values():
-            c.info = self.make_info(c)
+        return self.make_info(c)
 
     def child_by_out(self, spi_out: int) -> ChildSa | None:
         for c in self.children.values():
@@ -931,63 +872,74 @@ class IkeSa:
             c.set_state(ChildSaState.DELETED)
         self.emit(ChildSaDeleted(c.spi_in, c.spi_out, reason, self.ike_id, self.conn.name, c.name))
 
-    # ------------------------------------------------------------------ ending
+    # ------------------------------------------------------------------ end of life
 
-    def _drop_children(self, reason: str) -> None:
-        for c in list(self.children.values()):
-            self.remove_child(c, reason)
+    def end(
+        self,
+        now: float,
+        *,
+        state: IkeSaState,
+        reason: str,
+        event: Event | None,
+        children_reason: str | None = None,
+        linger: float = LINGER,
+    ) -> None:
+        """The one end of an IKE SA: children removed (ChildSaDeleted each, unless
+        ``children_reason`` is None: then forgotten silently), work dropped, the final
+        ``state`` set, ``event`` emitted, and kept ``linger`` seconds to answer
+        retransmitted requests (§2.1)."""
+        if children_reason is None:
+            self.children.clear()
+        else:
+            for c in list(self.children.values()):
+                self.remove_child(c, children_reason)
+        if self.state is not state and self.state not in IKE_FINAL:
+            self.set_state(state)
+        self.queue.clear()
+        self.delayed = []
+        self.req_win.pending.clear()
+        self.fragments.clear()
+        self.timers.clear(*TimerKind)
+        self.timers.set(TimerKind.LINGER, now + linger)
+        if event is not None:
+            self.emit(event)
+        self.log.debug("closed: %s", reason)
 
     def finish(self, now: float, reason: str) -> None:
         """The IKE SA is gone (deleted by either side): remove children, emit, linger."""
-        if self.state in (IkeSaState.DELETED, IkeSaState.FAILED):
+        if self.closed:
             return
-        self._drop_children(reason)
-        was_established = self.established_at is not None
-        self.set_state(IkeSaState.DELETED)
-        self.queue.clear()
-        self.req_win.pending.clear()
-        self.remove_at = now + LINGER
-        if was_established:
-            self.emit(IkeSaDeleted(self.ike_id, self.conn.name, reason))
-        else:
-            self.emit(IkeSaFailed(self.ike_id, self.conn.name, reason, None))
+        was_established = not self.half_open
+        event: Event = (
+            IkeSaDeleted(self.ike_id, self.conn.name, reason)
+            if was_established
+            else IkeSaFailed(self.ike_id, self.conn.name, reason, None)
+        )
+        self.end(now, state=IkeSaState.DELETED, reason=reason, event=event, children_reason=reason)
 
     def fail(
         self, now: float, reason: str, notify: int | None = None, *, send_delete: bool = False
     ) -> None:
         """Setup or operation failure: IkeSaFailed; optionally tell the peer (§2.21.2)."""
-        if self.state in (IkeSaState.DELETED, IkeSaState.FAILED):
+        if self.closed:
             return
-        log.warning("IKE SA %d (%s) failed: %s", self.ike_id, self.name, reason)
+        self.log.warning("failed: %s", reason)
         old = self.reauth_of
         if old is not None and old.established:
-            old.rekey_at = now + 30.0  # reauthentication failed: try again later
+            # reauthentication failed: try again later, paced like a refused rekey
+            policy = old.errors.decide(ErrorKind.REKEY_FAILED).retry
+            if policy is not None:
+                old.timers.set(TimerKind.IKE_REKEY, now + policy.delay(0, self.rng))
         if send_delete and self.prot_out is not None:
-            from .payloads import DeletePayload
-
             mid = self.req_win.allocate()
-            data = self.build(
-                ExchangeType.INFORMATIONAL,
-                mid,
-                [(PayloadType.DELETE, DeletePayload.delete_ike_sa())],
-                False,
-            )
-            self.send_raw(data)
-        self._drop_children(reason)
-        self.set_state(IkeSaState.FAILED)
-        self.queue.clear()
-        self.req_win.pending.clear()
-        self.remove_at = now + LINGER
-        self.emit(IkeSaFailed(self.ike_id, self.conn.name, reason, notify))
+            payloads: PayloadList = [(PayloadType.DELETE, DeletePayload.delete_ike_sa())]
+            self.send_raw(self.build(ExchangeType.INFORMATIONAL, mid, payloads, False))
+        event = IkeSaFailed(self.ike_id, self.conn.name, reason, notify)
+        self.end(now, state=IkeSaState.FAILED, reason=reason, event=event, children_reason=reason)
 
-    def vanish(self, now: float) -> None:
+    def vanish(self, now: float, event: Event | None = None) -> None:
         """Forget silently (replaced by a rekeyed SA, or a half-open responder timing out)."""
-        if self.state not in (IkeSaState.DELETED, IkeSaState.FAILED):
-            self.set_state(IkeSaState.DELETED)
-        self.queue.clear()
-        self.req_win.pending.clear()
-        self.children.clear()
-        self.remove_at = now + LINGER
+        self.end(now, state=IkeSaState.DELETED, reason="vanished", event=event)
 
     def peer_dead(self, now: float, actions: tuple[RecoveryAction, ...] | None = None) -> None:
         """Retransmissions exhausted on an established SA (§2.4).  What follows the
@@ -1011,68 +963,72 @@ class IkeSa:
         self.dead_children = [n for n, a in per_child.items() if a is DpdAction.RESTART]
         self.dpd.on_check_failed(now, "retransmissions exhausted")
         self.emit(PeerDead(self.ike_id, self.conn.name, action, tuple(per_child.items())))
-        self._drop_children("peer dead")
-        if self.state not in (IkeSaState.DELETED, IkeSaState.FAILED):
-            self.set_state(IkeSaState.DELETED)
-        self.queue.clear()
-        self.req_win.pending.clear()
-        self.remove_at = now
-        self.emit(IkeSaDeleted(self.ike_id, self.conn.name, "peer dead"))
+        self.end(
+            now,
+            state=IkeSaState.DELETED,
+            reason="peer dead",
+            event=IkeSaDeleted(self.ike_id, self.conn.name, "peer dead"),
+            children_reason="peer dead",
+            linger=0.0,
+        )
 
     # ------------------------------------------------------------------ timers
 
     def next_timer(self) -> float | None:
-        cands: list[float] = []
-        d = self.req_win.next_deadline()
-        if d is not None:
-            cands.append(d)
-        if self.state in (IkeSaState.DELETED, IkeSaState.FAILED):
-            if self.remove_at is not None:
-                cands.append(self.remove_at)
-            return min(cands, default=None)
-        if self.half_open_deadline is not None:
-            cands.append(self.half_open_deadline)
-        cands.extend(st.deadline for st in self.frag_sets.values())
-        for t, _ in self.deferred:
-            cands.append(t)
-        if self.queue and self.req_win.can_send():
-            cands.append(self.queue[0].not_before)
-        if self.established:
-            if self.rekey_at is not None:
-                cands.append(self.rekey_at)
-            if self.expire_at is not None:
-                cands.append(self.expire_at)
-            for c in self.children.values():
-                if c.soft_at is not None and c.state is ChildSaState.INSTALLED:
-                    cands.append(c.soft_at)
-                if c.hard_at is not None:
-                    cands.append(c.hard_at)
-            dpd = self.dpd_deadline()
-            if dpd is not None:
-                cands.append(dpd)
-            ka = self.keepalive.next_deadline()
-            if ka is not None:
-                cands.append(ka)
-        return min(cands, default=None)
+        return self.timers.next_deadline()
 
-    def dpd_deadline(self) -> float | None:
-        """Next liveness check (DpdState); an outstanding one is governed by retransmission
-        and, at the latest, by its probe timeout (``dpd_timeout``, see handle_timer)."""
-        if self.dpd.outstanding:
-            return self.dpd.next_deadline()
-        if self.dpd_probe or not self.dpd.enabled:
-            return None
-        if self.req_win.pending or self.queue:
-            # an exchange is under way: its answer is proof of life, its timeout is death
+    def _probe_deadline(self) -> float | None:
+        if not self.established or not self.dpd.outstanding:
             return None
         return self.dpd.next_deadline()
 
-    def handle_timer(self, now: float) -> None:
-        from .exchanges import child, ike_rekey, informational
+    def _queue_deadline(self) -> float | None:
+        """At once, when a queued task could start (it was queued where nothing pumps,
+        e.g. moved here by a rekey): the pump after the timers starts it."""
+        if self.queue and self.req_win.can_send() and not self.closed:
+            return self.created
+        return None
 
-        if self.frag_sets:
-            self._expire_fragments(now)
-        # retransmissions (§2.1)
+    def _delayed_deadline(self) -> float | None:
+        return min((t.not_before for t in self.delayed), default=None)
+
+    def _child_deadline(self) -> float | None:
+        if not self.established:
+            return None
+        best: float | None = None
+        for c in self.children.values():
+            when = c.next_lifetime_deadline()
+            if when is not None and (best is None or when < best):
+                best = when
+        return best
+
+    def dpd_deadline(self) -> float | None:
+        """The next liveness check (DpdState) while no exchange is under way: its answer
+        is proof of life, its timeout death.  An outstanding check is the
+        LIVENESS_PROBE timer."""
+        if not self.established or self.dpd.outstanding or not self.dpd.enabled:
+            return None
+        if self.req_win.pending or self.queue or self.checking_liveness:
+            return None
+        return self.dpd.next_deadline()
+
+    def _keepalive_deadline(self) -> float | None:
+        return self.keepalive.next_deadline() if self.established else None
+
+    def handle_timer(self, now: float) -> None:
+        """Handle every due deadline, in :class:`TimerKind` order, then start work."""
+        for kind in self.timers.due(now):
+            if self.closed and kind not in (TimerKind.RETRANSMIT, TimerKind.LINGER):
+                continue
+            _TIMER_HANDLERS[kind](self, now)
+        if not self.closed:
+            self.pump(now)
+
+    def _on_fragments(self, now: float) -> None:
+        self.fragments.expire(now, self._fragment_wanted)
+
+    def _on_retransmit(self, now: float) -> None:
+        """Retransmit requests whose timeout passed; give up after the last one (§2.1)."""
         for req in list(self.req_win.pending.values()):
             if req.deadline > now:
                 continue
@@ -1080,12 +1036,8 @@ class IkeSa:
             if not policy.exhausted(req.retransmits):
                 req.retransmits += 1
                 req.deadline = now + policy.delay(req.retransmits, self.rng)
-                log.debug(
-                    "IKE SA %d: retransmit %s #%d (%d)",
-                    self.ike_id,
-                    req.label,
-                    req.message_id,
-                    req.retransmits,
+                self.log.debug(
+                    "retransmit %s #%d (%d)", req.label, req.message_id, req.retransmits
                 )
                 for pkt in req.packets:
                     self.send_raw(pkt)
@@ -1094,65 +1046,87 @@ class IkeSa:
             h = self.on_error(
                 ErrorKind.RETRANSMITS_EXHAUSTED, now, f"{req.label} #{req.message_id}"
             )
-            if req.on_timeout is not None:
-                req.on_timeout()
-            elif self.established_at is None:
+            if req.task.on_timeout(now):
+                pass
+            elif self.half_open:
                 self.fail(now, f"{req.label}: no response (retransmissions exhausted)")
             else:
                 self.peer_dead(now, h.decision.actions)
-            if self.state in (IkeSaState.DELETED, IkeSaState.FAILED):
+            if self.closed:
                 return
-        if self.state in (IkeSaState.DELETED, IkeSaState.FAILED):
-            return
+
+    def _on_liveness_probe(self, now: float) -> None:
         if self.established and self.dpd.probe_expired(now):
             # the liveness request stayed unanswered for probe_timeout (dpd_timeout caps
             # the retransmissions): dead now, as dpd.max_detection_time promises
             self.on_error(ErrorKind.RETRANSMITS_EXHAUSTED, now, "INFORMATIONAL liveness")
             self.peer_dead(now)
+
+    def _on_half_open(self, now: float) -> None:
+        if not self.half_open:
             return
-        if self.half_open_deadline is not None and now >= self.half_open_deadline:
-            self.half_open_deadline = None
-            if self.established_at is None:
-                self.on_error(ErrorKind.HALF_OPEN_TIMEOUT, now)
-                if self.initiator:
-                    self.fail(now, "setup timeout")
-                else:
-                    self.vanish(now)
-                return
-        due = [d for d in self.deferred if d[0] <= now]
-        if due:
-            self.deferred = [d for d in self.deferred if d[0] > now]
-            for _, fn in due:
-                fn(now)
+        self.on_error(ErrorKind.HALF_OPEN_TIMEOUT, now)
+        if self.initiator:
+            self.fail(now, "setup timeout")
+        else:
+            self.vanish(now)
+
+    def _on_linger(self, now: float) -> None:
+        """Nothing to do here: the manager forgets a closed SA whose LINGER is over."""
+
+    def _on_delayed(self, now: float) -> None:
+        due = [t for t in self.delayed if t.not_before <= now]
+        self.delayed = [t for t in self.delayed if t.not_before > now]
+        for task in due:
+            task.sa.enqueue(task, now)
+
+    def _on_queue(self, now: float) -> None:
+        """The pump at the end of :meth:`handle_timer` starts the queued tasks."""
+
+    def _on_redundant(self, now: float) -> None:
+        """§2.8.2: the peer should have deleted this now childless SA (the old one after
+        its rekey, or the loser's redundant new one); delete it ourselves."""
+        if self.children or self.state not in (IkeSaState.ESTABLISHED, IkeSaState.REKEYED):
+            return
+        if self.state is IkeSaState.REKEYED:
+            ike_delete.start(self, now, reason="rekeyed")
+            return
+        self.set_state(IkeSaState.REKEYED)  # quiet: it never carried children
+        ike_delete.start(self, now, reason="redundant (rekey collision)")
+
+    def _on_ike_expire(self, now: float) -> None:
         if self.established:
-            if self.expire_at is not None and now >= self.expire_at:
-                self.expire_at = None
-                informational.start_delete_ike(self, now, reason="IKE SA lifetime expired")
-                return
-            if self.rekey_at is not None and now >= self.rekey_at:
-                self.rekey_at = None
-                if self.conn.reauth and self.owner.reauthenticate(self, now):
-                    pass  # make-before-break: a new IKE SA replaces this one (§2.8.3)
-                else:
-                    ike_rekey.start(self, now)
-            for c in list(self.children.values()):
-                if c.hard_at is not None and now >= c.hard_at:
-                    c.hard_at = None
-                    informational.start_delete_children(
-                        self, [c], now, reason="hard lifetime expired"
-                    )
-                elif (
-                    c.soft_at is not None and now >= c.soft_at and c.state is ChildSaState.INSTALLED
-                ):
-                    c.soft_at = None
-                    child.start_rekey(self, c, now)
-            if self.dpd.check_due(now) and not self.req_win.pending and not self.queue:
-                informational.start_liveness(self, now)
-            if self.keepalive.due(now):
-                # RFC 3948 §4: the manager hands it out via keepalives_to_send()
-                self.keepalive_due = True
-                self.keepalive.on_sent(now)
-        self.pump(now)
+            self.on_error(ErrorKind.LIFETIME_EXPIRED, now, "IKE SA hard lifetime")
+            ike_delete.start(self, now, reason="IKE SA lifetime expired")
+
+    def _on_ike_rekey(self, now: float) -> None:
+        if not self.established:
+            return
+        if self.conn.reauth and self.owner.reauthenticate(self, now):
+            return  # make-before-break: a new IKE SA replaces this one (§2.8.3)
+        ike_rekey.start(self, now)
+
+    def _on_child_lifetimes(self, now: float) -> None:
+        if not self.established:
+            return
+        for c in list(self.children.values()):
+            if c.hard_at is not None and now >= c.hard_at:
+                c.hard_at = None
+                self.on_error(ErrorKind.LIFETIME_EXPIRED, now, f"child {c.name} hard lifetime")
+                ChildDelete.start(self, [c], now, reason="hard lifetime expired")
+            elif c.soft_at is not None and now >= c.soft_at and c.state is ChildSaState.INSTALLED:
+                c.soft_at = None
+                child_rekey.start(self, c, now)
+
+    def _on_dpd(self, now: float) -> None:
+        if self.established and self.dpd.check_due(now):
+            liveness.start(self, now)
+
+    def _on_keepalive(self, now: float) -> None:
+        if self.established and self.keepalive.due(now):
+            # RFC 3948 §4: the manager hands it out via keepalives_to_send()
+            self.keepalive_due = True
+            self.keepalive.on_sent(now)
 
     # ------------------------------------------------------------------ data plane input
 
@@ -1163,17 +1137,17 @@ class IkeSa:
 
         With ``remote`` and the ESP sequence number ``seq``, a moved NAT mapping
         of the peer is followed (§2.23)."""
-        if remote is not None:
-            if seq is None:
-                # the data plane did its replay check but gave no number: count arrivals
-                self.esp_reports += 1
-                space: object = "esp-reports"
-                seq = self.esp_reports
-            else:
-                space = ("esp", spi)
-            self.heard(self.local, remote, now, space=space, sequence=seq)
-        else:
+        if remote is None:
             self.dpd.on_authenticated_traffic(now)
+            return
+        if seq is None:
+            # the data plane did its replay check but gave no number: count arrivals
+            self.esp_reports += 1
+            space: object = "esp-reports"
+            seq = self.esp_reports
+        else:
+            space = ("esp", spi)
+        self.heard(self.local, remote, now, space=space, sequence=seq)
 
     def traffic(
         self,
@@ -1192,8 +1166,6 @@ class IkeSa:
         sequence space (:func:`esp_seq_soft_limit`) the Child SA is rekeyed like at
         its soft lifetime, before the data plane has to refuse packets (RFC 4303
         §3.3.3: the counter never cycles; EspSequenceExhausted)."""
-        from .exchanges import child, informational
-
         c = self.children.get(spi_in)
         if c is None:
             return
@@ -1208,6 +1180,10 @@ class IkeSa:
             self.keepalive.on_sent(now)
         c.bytes_out = max(c.bytes_out, bytes_out)
         c.packets_out = max(c.packets_out, packets_out)
+        self._volume_limits(c, now)
+
+    def _volume_limits(self, c: ChildSa, now: float) -> None:
+        """Delete at the hard, rekey at the soft byte/packet limit (§2.8)."""
         lt = c.config.lifetimes
         volume = max(c.bytes_in, c.bytes_out)
         pkts = max(c.packets_in, c.packets_out)
@@ -1215,7 +1191,7 @@ class IkeSa:
             lt.life_packets and pkts >= lt.life_packets
         ):
             if c.state not in (ChildSaState.DELETING, ChildSaState.DELETED):
-                informational.start_delete_children(self, [c], now, reason="volume limit")
+                ChildDelete.start(self, [c], now, reason="volume limit")
             return
         over_soft = (
             bool(lt.rekey_bytes and volume >= lt.rekey_bytes)
@@ -1224,69 +1200,43 @@ class IkeSa:
         )
         if over_soft and c.state is ChildSaState.INSTALLED and self.established:
             c.soft_at = None
-            child.start_rekey(self, c, now)
+            child_rekey.start(self, c, now)
 
     # ------------------------------------------------------------------ status
 
     def status(self, now: float | None = None) -> dict[str, Any]:
-        return {
-            "name": self.conn.name,
-            "id": self.ike_id,
-            "state": self.state.value,
-            "role": "initiator" if self.initiator else "responder",
-            "local": {"address": self.local[0], "port": self.local[1], "id": self.local_id},
-            "remote": {"address": self.remote[0], "port": self.remote[1], "id": self.remote_id},
-            "spi_i": self.spi_i.hex(),
-            "spi_r": self.spi_r.hex(),
-            "suite": self.suite_str,
-            "nat": {
-                "local": self.nat_local,
-                "remote": self.nat_remote,
-                "encap": self.encap,
-                "forced": self.conn.encap,
-            },
-            "established": self.established_at,
-            "rekey_at": self.rekey_at,
-            "expire_at": self.expire_at,
-            "dpd_last_heard": self.last_heard,
-            "dpd": self.dpd.status(now),
-            "errors": self.errors.status(),
-            "children": [self._child_status(c) for c in self.children.values()],
-        }
-
-    def _child_status(self, c: ChildSa) -> dict[str, Any]:
-        return {
-            "name": c.name,
-            "state": c.state.value,
-            "spi_in": f"{c.spi_in:08x}",
-            "spi_out": f"{c.spi_out:08x}",
-            "suite": c.suite_str,
-            "mode": "transport" if c.transport else "tunnel",
-            "encap": self.encap,
-            "local_ts": [str(s) for s in c.local_ts],
-            "remote_ts": [str(s) for s in c.remote_ts],
-            "rekey_at": c.soft_at,
-            "expire_at": c.hard_at,
-            "bytes_in": c.bytes_in,
-            "bytes_out": c.bytes_out,
-            "packets_in": c.packets_in,
-            "packets_out": c.packets_out,
-            "seq_out": c.seq_out,
-            "installed": c.created,
-        }
+        return status_view.ike_sa_status(self, now)
 
     def __repr__(self) -> str:
         return f"<IkeSa {self.ike_id} {self.conn.name} {self.state.value} {self.our_spi.hex()}>"
+
+
+_TIMER_HANDLERS: dict[TimerKind, Callable[[IkeSa, float], None]] = {
+    TimerKind.FRAGMENTS: IkeSa._on_fragments,
+    TimerKind.RETRANSMIT: IkeSa._on_retransmit,
+    TimerKind.LIVENESS_PROBE: IkeSa._on_liveness_probe,
+    TimerKind.HALF_OPEN: IkeSa._on_half_open,
+    TimerKind.LINGER: IkeSa._on_linger,
+    TimerKind.DELAYED: IkeSa._on_delayed,
+    TimerKind.QUEUE: IkeSa._on_queue,
+    TimerKind.REDUNDANT: IkeSa._on_redundant,
+    TimerKind.IKE_EXPIRE: IkeSa._on_ike_expire,
+    TimerKind.IKE_REKEY: IkeSa._on_ike_rekey,
+    TimerKind.CHILD_LIFETIMES: IkeSa._on_child_lifetimes,
+    TimerKind.DPD: IkeSa._on_dpd,
+    TimerKind.KEEPALIVE: IkeSa._on_keepalive,
+}
+assert set(_TIMER_HANDLERS) == set(TimerKind)
 
 
 __all__ = [
     "ESP_SEQ_MAX",
     "ESP_SEQ_MAX_ESN",
     "LINGER",
-    "TEMPORARY_FAILURE_RETRY",
     "ChildSa",
     "IkeSa",
     "SaOwner",
+    "Selector",
     "esp_seq_soft_limit",
     "rand_fraction",
 ]

@@ -11,9 +11,30 @@ The retransmission schedule itself (timeout * base^n, cap, jitter, give-up) is
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .message import Message
+
+
+class RequestOwner(Protocol):
+    """The task that sent a request (:class:`pyipsec.ikev2.tasks.base.Task`)."""
+
+    label: str
+
+    def process_response(self, msg: Message, now: float) -> None: ...
+
+    def on_timeout(self, now: float) -> bool: ...
+
+
+class Arrival(enum.Enum):
+    """What a request with a given Message ID is to the responder window (§2.2)."""
+
+    NEW = "new"  # process it
+    RETRANSMIT = "retransmit"  # answered before: resend the cached response
+    OLD = "old"  # outside the window: drop
 
 
 @dataclass(slots=True)
@@ -23,14 +44,14 @@ class PendingRequest:
     message_id: int
     exchange: int
     packets: list[bytes]  # the wire bytes (retransmitted verbatim, §2.1)
-    handler: Callable[[Any, float], None]  # (decrypted response Message, now)
+    task: RequestOwner
     first_sent: float
     deadline: float  # next retransmission, or give-up when tries are exhausted
     retransmits: int = 0
-    label: str = ""
-    # called instead of the generic give-up path when set
-    on_timeout: Callable[[], None] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.task.label
 
 
 class RequestWindow:
@@ -71,13 +92,13 @@ class ResponderWindow:
         self.cache: dict[int, list[bytes]] = {}
         self.processed: set[int] = set()
 
-    def classify(self, message_id: int) -> str:
-        """``"new"`` (process it), ``"retransmit"`` (answer from cache) or ``"old"`` (drop)."""
+    def classify(self, message_id: int) -> Arrival:
+        """NEW (process it), RETRANSMIT (answer from cache) or OLD (drop)."""
         if message_id in self.processed:
-            return "retransmit"
+            return Arrival.RETRANSMIT
         if self.expected <= message_id < self.expected + self.size:
-            return "new"
-        return "old"
+            return Arrival.NEW
+        return Arrival.OLD
 
     def store(self, message_id: int, packets: list[bytes]) -> None:
         """Remember the response to ``message_id`` and move the window."""

@@ -1,0 +1,146 @@
+"""IKE message fragmentation (RFC 7383): reassembling SKF fragments of one IKE SA.
+
+Sending is :func:`pyipsec.ikev2.message.encrypt_fragments` (called by
+:meth:`IkeSa.build_packets`); this module keeps the incomplete fragment sets of
+received messages, applies the §2.6 rules (a set with more fragments replaces one
+being reassembled, an older set size or a repeated fragment is a replay, every
+fragment's ICV is checked before it is kept) and bounds the memory a set may hold
+(:data:`MAX_FRAGMENTS`, a deadline per set).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .errors import IntegrityError, ProtocolError
+from .message import DecryptedFragment, Message, decrypt_fragment, reassemble_fragments
+from .payloads import SkfPayload
+
+if TYPE_CHECKING:
+    from ..crypto.encr import SkProtector
+
+log = logging.getLogger("pyipsec.ike")
+
+#: RFC 7383: the most fragments one message may have (bounds reassembly memory, §5).
+MAX_FRAGMENTS = 64
+
+
+@dataclass(slots=True)
+class FragmentSet:
+    """An IKE message being reassembled from its fragments (RFC 7383 §2.6)."""
+
+    total: int
+    header: Message  # a parsed fragment of the set (fragment 1 once it arrived)
+    deadline: float  # discarded when still incomplete (§2.6)
+    fragments: dict[int, DecryptedFragment] = field(default_factory=dict)
+
+    def opener(self) -> Callable[[], Message]:
+        """Reassemble the complete set (raises ProtocolError when it does not parse)."""
+        header, fragments = self.header, list(self.fragments.values())
+        return lambda: reassemble_fragments(header, fragments)
+
+
+#: Called for a fragment whose ICV failed (counted like any ICV failure, §3.14).
+IntegrityFailed = Callable[[str], None]
+#: ``(message_id, is_response) -> still wanted`` (its request not answered / given up).
+Wanted = Callable[[int, bool], bool]
+
+
+class FragmentReassembler:
+    """The incomplete fragment sets of one IKE SA, by (Message ID, is_response)."""
+
+    __slots__ = ("_sets",)
+
+    def __init__(self) -> None:
+        self._sets: dict[tuple[int, bool], FragmentSet] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._sets)
+
+    def __len__(self) -> int:
+        return len(self._sets)
+
+    def clear(self) -> None:
+        self._sets.clear()
+
+    def next_deadline(self) -> float | None:
+        return min((s.deadline for s in self._sets.values()), default=None)
+
+    def expire(self, now: float, wanted: Wanted) -> None:
+        """Forget sets past their timeout, or whose message is no longer wanted (its
+        request was answered or given up, RFC 7383 §2.6)."""
+        for (mid, response), st in list(self._sets.items()):
+            if st.deadline <= now or not wanted(mid, response):
+                log.debug("incomplete fragments of #%d discarded", mid)
+                del self._sets[(mid, response)]
+
+    @staticmethod
+    def open(
+        data: bytes, hdr: Message, prot_in: SkProtector, integrity_failed: IntegrityFailed
+    ) -> DecryptedFragment | None:
+        """Verify and decrypt one fragment; None when it must be dropped (§2.6)."""
+        try:
+            return decrypt_fragment(data, prot_in, hdr)
+        except IntegrityError as exc:
+            integrity_failed(f"fragment: {exc}")
+        except ProtocolError as exc:
+            log.debug("malformed fragment dropped: %s", exc)
+        return None
+
+    def add(
+        self,
+        data: bytes,
+        hdr: Message,
+        skf: SkfPayload,
+        prot_in: SkProtector,
+        deadline: float,
+        integrity_failed: IntegrityFailed,
+    ) -> FragmentSet | None:
+        """Keep one fragment of a new message; the complete set once the last one came."""
+        mid, response = hdr.message_id, hdr.is_response
+        if skf.total_fragments > MAX_FRAGMENTS:
+            log.info(
+                "message #%d in %d fragments (more than %d) dropped",
+                mid,
+                skf.total_fragments,
+                MAX_FRAGMENTS,
+            )
+            return None
+        key = (mid, response)
+        st = self._sets.get(key)
+        # §2.6: an older set size is invalid; the same fragment again is a replay
+        if st is not None and (
+            skf.total_fragments < st.total
+            or (skf.total_fragments == st.total and skf.fragment_number in st.fragments)
+        ):
+            return None
+        frag = self.open(data, hdr, prot_in, integrity_failed)
+        if frag is None:
+            return None
+        if st is None or frag.total_fragments > st.total:
+            # §2.6: a set with more fragments replaces the one being reassembled
+            st = FragmentSet(frag.total_fragments, hdr, deadline)
+            self._sets[key] = st
+        st.fragments[frag.fragment_number] = frag
+        if frag.fragment_number == 1:
+            st.header = hdr
+        if len(st.fragments) < st.total:
+            return None
+        del self._sets[key]
+        log.debug(
+            "%s #%d reassembled from %d fragments",
+            "response" if response else "request",
+            mid,
+            st.total,
+        )
+        return st
+
+    def sets(self) -> list[FragmentSet]:
+        """The incomplete sets (for tests and status)."""
+        return list(self._sets.values())
+
+
+__all__ = ["MAX_FRAGMENTS", "FragmentReassembler", "FragmentSet"]

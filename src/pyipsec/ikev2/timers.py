@@ -1,0 +1,101 @@
+"""Named deadlines of one IKE SA.
+
+Every deadline an :class:`~pyipsec.ikev2.sa.IkeSa` has is a :class:`TimerKind` in one
+:class:`Timers` structure: either a *fixed* deadline that the owner sets and clears
+(the IKE SA rekey time, §2.8; the half-open bound, §2.6; ...) or a *watched* one
+whose value another object already keeps (the retransmission deadline of the request
+window, §2.1; the next liveness check, §2.4; ...).  ``next_deadline`` and ``due`` both
+read this one structure, so the deadline reported to the daemon and the work done when
+it comes can never drift apart.  ``due`` lists the kinds in declaration order, which is
+the order in which the IKE SA handles them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+
+
+class TimerKind(enum.Enum):
+    """The deadlines of an IKE SA, in the order they are handled when due together."""
+
+    FRAGMENTS = "fragments"  # incomplete IKE fragment sets expire (RFC 7383 §2.6)
+    RETRANSMIT = "retransmit"  # our request's retransmission or give-up (§2.1)
+    LIVENESS_PROBE = "liveness-probe"  # an unanswered liveness check is fatal (§2.4)
+    HALF_OPEN = "half-open"  # IKE_AUTH did not complete in time (§2.6)
+    LINGER = "linger"  # a closed SA answered retransmissions long enough (§2.1)
+    DELAYED = "delayed"  # a task waits for its not-before time (e.g. §2.25 backoff)
+    QUEUE = "queue"  # a queued task can start: the window has room (§2.3)
+    REDUNDANT = "redundant"  # the peer should have deleted this SA by now (§2.8.2)
+    IKE_EXPIRE = "ike-expire"  # hard lifetime of the IKE SA (§2.8)
+    IKE_REKEY = "ike-rekey"  # soft lifetime of the IKE SA (§2.8)
+    CHILD_LIFETIMES = "child-lifetimes"  # soft/hard lifetimes of the Child SAs (§2.8)
+    DPD = "dpd"  # the next liveness check (§2.4)
+    KEEPALIVE = "keepalive"  # NAT keepalive (RFC 3948 §4)
+
+
+Source = Callable[[], "float | None"]
+
+
+class Timers:
+    """Fixed and watched deadlines by :class:`TimerKind`."""
+
+    __slots__ = ("_fixed", "_watched")
+
+    def __init__(self) -> None:
+        self._fixed: dict[TimerKind, float] = {}
+        self._watched: dict[TimerKind, Source] = {}
+
+    def set(self, kind: TimerKind, when: float | None) -> None:
+        """Set (or with None clear) the fixed deadline ``kind``."""
+        if when is None:
+            self._fixed.pop(kind, None)
+        else:
+            self._fixed[kind] = when
+
+    def clear(self, *kinds: TimerKind) -> None:
+        for kind in kinds:
+            self._fixed.pop(kind, None)
+
+    def get(self, kind: TimerKind) -> float | None:
+        """The deadline of ``kind`` (fixed or watched), None when there is none."""
+        when = self._fixed.get(kind)
+        if when is not None:
+            return when
+        source = self._watched.get(kind)
+        return source() if source is not None else None
+
+    def watch(self, kind: TimerKind, source: Source) -> None:
+        """``kind``'s deadline is whatever ``source()`` says (None = none)."""
+        self._watched[kind] = source
+
+    def next_deadline(self) -> float | None:
+        best: float | None = None
+        for when in self._fixed.values():
+            if best is None or when < best:
+                best = when
+        for source in self._watched.values():
+            w = source()
+            if w is not None and (best is None or w < best):
+                best = w
+        return best
+
+    def due(self, now: float) -> list[TimerKind]:
+        """The kinds whose deadline has come, in handling order.  Fixed deadlines that
+        are due are cleared (a handler sets them again when it wants another one)."""
+        out: list[TimerKind] = []
+        for kind in TimerKind:
+            when = self._fixed.get(kind)
+            if when is not None and when <= now:
+                del self._fixed[kind]
+                out.append(kind)
+                continue
+            source = self._watched.get(kind)
+            if source is not None:
+                w = source()
+                if w is not None and w <= now:
+                    out.append(kind)
+        return out
+
+
+__all__ = ["TimerKind", "Timers"]
