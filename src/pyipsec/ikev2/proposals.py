@@ -50,6 +50,7 @@ __all__ = [
     "make_proposals",
     "parse_proposal",
     "parse_proposals",
+    "proposal_tokens",
     "select_proposal",
     "strip_dh",
     "suite_from_proposal",
@@ -155,6 +156,11 @@ def _valid_tokens(protocol: int) -> list[str]:
     if protocol == ProtocolId.IKE:
         return sorted(k for k, v in _TOKENS.items() if v[0][0] != _N)
     return sorted(k for k, v in _TOKENS.items() if v[0][0] != _P)
+
+
+def proposal_tokens(protocol: int) -> list[str]:
+    """Every algorithm word :func:`parse_proposal` accepts for ``protocol``, sorted."""
+    return _valid_tokens(protocol)
 
 
 def _unknown(token: str, text: str, protocol: int) -> ProposalStringError:
