@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ..constants import ProtocolId
+from ..ikev2.payloads import IdPayload
 from ..ikev2.proposals import parse_proposal, proposal_tokens
 from .model import (
     ChildConfig,
@@ -345,6 +346,24 @@ def _addr_list(v: object) -> tuple[str, ...]:
     return tuple(out)
 
 
+#: Identities that match any peer (not parsed as an identity).
+_ANY_IDS = ("", "%any", "%any6", "*")
+
+
+def _identity(v: object) -> str:
+    """An identity string, checked with the parser the IKE core uses (RFC 7296 §3.5)."""
+    text = _str(v)
+    if text.strip() not in _ANY_IDS:
+        try:
+            IdPayload.from_string(text.strip())
+        except ValueError as e:
+            raise ValueError(
+                f"invalid identity {text!r}: {e} (hint: e.g. 'moon.example.net', "
+                "'198.51.100.2', 'user@example.net', 'keyid:text', 'keyid:#0a0b0c')"
+            ) from None
+    return text
+
+
 def _log_level(v: object) -> str:
     s = _str(v).lower()
     if s not in LOG_LEVELS:
@@ -596,8 +615,8 @@ def _connection(ctx: _Ctx, t: _Table, name: str, secrets: list[_Secret]) -> Conn
         ctx.err(t.at("version"), "only IKEv2 is supported (hint: version = 2)")
     local = t.sub("local")
     remote = t.sub("remote")
-    local_id = local.get("id", _str, "")
-    remote_id = remote.get("id", _str, "")
+    local_id = local.get("id", _identity, "")
+    remote_id = remote.get("id", _identity, "")
     auths = {}
     for end in (local, remote):
         auth = end.get("auth", _str, "psk")
