@@ -557,6 +557,20 @@ def test_proposal_errors_come_from_the_core_parser_with_hints() -> None:
     ]
 
 
+def test_default_and_strongswan_aead_spellings() -> None:
+    from pyipsec.ikev2.proposals import DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS
+
+    cfg = load_config_text(
+        '[connections.c]\nproposals = ["aes256gcm16-sha256-x25519", "default"]\n'
+        '[secrets.s]\nsecret = "x"\n[connections.c.children.n]\n'
+        'local_ts = ["10.0.0.0/8"]\nremote_ts = ["10.0.0.0/8"]\n'
+        'esp_proposals = ["default", "aes256gcm16-sha256"]\n'
+    )
+    conn = cfg.connections[0]
+    assert conn.ike_proposals == ("aes256gcm16-sha256-x25519", *DEFAULT_IKE_PROPOSALS)
+    assert conn.children[0].esp_proposals == (*DEFAULT_ESP_PROPOSALS, "aes256gcm16-sha256")
+
+
 def test_loader_has_no_proposal_fallback() -> None:
     import pyipsec.config.loader as loader
 

@@ -41,7 +41,7 @@ from typing import Any
 
 from ..constants import ProtocolId
 from ..ikev2.payloads import IdPayload
-from ..ikev2.proposals import parse_proposal, proposal_tokens
+from ..ikev2.proposals import expand_proposals, parse_proposals, proposal_tokens
 from .model import (
     ChildConfig,
     ConnectionConfig,
@@ -208,9 +208,14 @@ def validate_proposal(text: str, kind: str) -> None:
     """Validate one proposal string with the core's parser (raises ProposalStringError).
 
     ``kind`` is ``"ike"`` (``proposals``) or ``"esp"`` (``esp_proposals``); the
-    syntax is strongSwan's (see :mod:`pyipsec.ikev2.proposals`).
+    syntax is strongSwan's (see :mod:`pyipsec.ikev2.proposals`), ``default``
+    included.
     """
-    parse_proposal(text, ProtocolId.IKE if kind == "ike" else ProtocolId.ESP)
+    parse_proposals([text], _protocol(kind))
+
+
+def _protocol(kind: str) -> int:
+    return ProtocolId.IKE if kind == "ike" else ProtocolId.ESP
 
 
 def _proposal_hint(text: str) -> str:
@@ -515,7 +520,8 @@ def _proposals(
             if "hint" not in msg and "did you mean" not in msg:
                 msg += _proposal_hint(p)
             ctx.err(t.at(key), msg)
-    return props
+    # 'default' becomes strongSwan's default proposals (pyipsec.ikev2.proposals)
+    return tuple(expand_proposals(props, _protocol(kind)))
 
 
 def _selectors(t: _Table, key: str, dynamic: IPAddress | None) -> tuple[TrafficSelectorSpec, ...]:
