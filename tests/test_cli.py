@@ -111,12 +111,83 @@ def test_format_status() -> None:
         "59s",
     ):
         assert part in child, part
-    assert lines[-2] == "drops: no_policy=2"
+    assert lines[-2] == "drops: no_policy=2 (packets on the TUN that matched no policy)"
     assert lines[-1] == "errors: bad-icv=2, retransmits-exhausted=1"
     assert format_status({"errors": {"bad-icv": 1}}).splitlines()[-2:] == ["", "errors: bad-icv=1"]
     # headers line up with the rows
     head = next(line for line in lines if line.strip().startswith("NAME"))
     assert head.index("STATE") == row.index("established")
+
+
+def test_drop_counters_are_explained() -> None:
+    drops = {"no_policy": 1, "unknown_spi": 3, "made_up": 4, "keepalives_in": 0}
+    text = format_status({"drops": drops})
+    lines = text.splitlines()
+    start = lines.index("drops: made_up=4")  # unknown counters: just name=count
+    assert lines[start:] == [
+        "drops: made_up=4",
+        "       no_policy=1 (packets on the TUN that matched no policy)",
+        "       unknown_spi=3 (ESP packets for an SPI of no Child SA (RFC 4303 §3.4.2))",
+    ]
+
+
+def test_every_daemon_drop_counter_has_an_explanation() -> None:
+    from pyipsec.daemon.runtime import DropCounters
+
+    assert set(DropCounters().as_dict()) == set(cli.DROP_EXPLANATIONS)
+
+
+def test_format_up_result() -> None:
+    res = {
+        "established": True,
+        "events": ["CHILD_SA installed"],
+        "conn": "demo",
+        "child": "net",
+        "elapsed_ms": 12.345,
+    }
+    assert cli.format_up_result(res, 19.4) == (
+        "demo/net: established in 19 ms (12.345 ms in the daemon): CHILD_SA installed"
+    )
+    assert cli.format_up_result(res) == "demo/net: established in 12.345 ms: CHILD_SA installed"
+    failed = {
+        "established": False,
+        "events": ["IKE SA failed: AUTHENTICATION_FAILED"],
+        "conn": "demo",
+        "child": None,
+    }
+    assert cli.format_up_result(failed, 3.0) == (
+        "demo/-: failed in 3 ms: IKE SA failed: AUTHENTICATION_FAILED"
+    )
+    timeout = {"established": False, "error": "no result within 20s", "conn": "c", "child": "n"}
+    assert cli.format_up_result(timeout) == "c/n: failed: no result within 20s"
+    assert "{" not in cli.format_up_result(res)  # not a raw dict
+
+
+def _subcommand_parsers() -> dict[str, Any]:
+    import argparse
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def test_every_subcommand_argument_has_help() -> None:
+    missing = [
+        f"{name} {action.dest}"
+        for name, sp in _subcommand_parsers().items()
+        for action in sp._actions
+        if action.dest != "help" and not action.help
+    ]
+    assert missing == []
+
+
+def test_up_help_describes_its_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["up", "--help"])
+    out = capsys.readouterr().out
+    assert "connection name" in out
+    assert "default: the first configured" in out
+    assert "seconds to wait for the Child SA (default: 30)" in out
 
 
 def test_format_status_empty() -> None:
@@ -139,7 +210,13 @@ class FakeClient:
         if cmd == "status":
             return STATUS
         if cmd == "up":
-            return {"conn": args["name"], "child": args.get("child") or "net"}
+            return {
+                "established": True,
+                "events": ["CHILD_SA installed"],
+                "conn": args["name"],
+                "child": args.get("child") or "net",
+                "elapsed_ms": 7.5,
+            }
         if cmd == "reload":
             return {"connections": ["gcm"]}
         if cmd == "fail":
@@ -157,7 +234,7 @@ def test_client_commands(
     assert main(["status", "--socket", "/tmp/t.sock"]) == 0
     assert "IKE SAs (2)" in capsys.readouterr().out
     assert main(["up", "gcm", "net", "--timeout", "3"]) == 0
-    assert "gcm/net: established" in capsys.readouterr().out
+    assert capsys.readouterr().out == "gcm/net: established in 7.5 ms: CHILD_SA installed\n"
     assert main(["down", "gcm"]) == 0
     assert main(["reload"]) == 0
     assert "reloaded: gcm" in capsys.readouterr().out

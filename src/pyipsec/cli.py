@@ -203,13 +203,63 @@ def format_status(st: dict[str, Any]) -> str:
     drops = {k: v for k, v in (st.get("drops") or {}).items() if v}
     if drops:
         lines.append("")
-        lines.append("drops: " + ", ".join(f"{k}={v}" for k, v in sorted(drops.items())))
+        lines += format_drops(drops)
     errors = {k: v for k, v in (st.get("errors") or {}).items() if v}
     if errors:  # daemon totals, kept after the SAs that counted them are gone
         if not drops:
             lines.append("")
         lines.append("errors: " + ", ".join(f"{k}={v}" for k, v in sorted(errors.items())))
     return "\n".join(lines)
+
+
+#: What each daemon-wide drop counter of ``pyipsec status`` counts (packets that
+#: belong to no SA; per-SA drops are in the Child SA rows).
+DROP_EXPLANATIONS: dict[str, str] = {
+    "no_policy": "packets on the TUN that matched no policy",
+    "tun_invalid": "packets on the TUN that were not valid IPv4/IPv6",
+    "trap_pending": "packets on the TUN that matched a trap policy while its Child SA "
+    "was not up yet (they start the negotiation, RFC 4301 §5.1)",
+    "unknown_spi": "ESP packets for an SPI of no Child SA (RFC 4303 §3.4.2)",
+    "wrong_encap": "ESP packets of a Child SA on the path it did not negotiate "
+    "(UDP 4500 vs protocol 50, RFC 3948 §3)",
+    "esp_errors": "ESP packets that failed decoding, the replay check or the ICV check",
+    "bad_inner": "decrypted ESP packets whose inner packet was not valid IP",
+    "invalid_udp": "datagrams on the IKE ports that were neither IKE, ESP nor a keepalive",
+    "ike_errors": "IKE datagrams the IKE core failed on (see the log)",
+    "keepalives_in": "NAT-T keepalives received (RFC 3948 §2.3; not an error)",
+}
+
+
+def format_drops(drops: dict[str, int]) -> list[str]:
+    """``drops: name=count (what it counts)``, one counter per line, in name order."""
+    lines: list[str] = []
+    for i, (name, count) in enumerate(sorted(drops.items())):
+        why = DROP_EXPLANATIONS.get(name)
+        text = f"{name}={count}" + (f" ({why})" if why else "")
+        lines.append(("drops: " if i == 0 else "       ") + text)
+    return lines
+
+
+def format_up_result(res: dict[str, Any], wall_ms: float | None = None) -> str:
+    """One line for the answer of the control command ``up``.
+
+    ``res`` holds ``established``, ``events``, ``conn``, ``child``, ``elapsed_ms``
+    (initiate to Child SA installed, measured in the daemon) and on failure
+    ``error``; ``wall_ms`` is the time the caller waited, when it measured it.
+    """
+    name = f"{res.get('conn', '?')}/{res.get('child') or '-'}"
+    ok = res.get("established", True)
+    elapsed = res.get("elapsed_ms")
+    daemon_ms = f"{elapsed:g} ms" if isinstance(elapsed, int | float) else None
+    if wall_ms is not None:
+        when = f" in {wall_ms:.0f} ms" + (f" ({daemon_ms} in the daemon)" if daemon_ms else "")
+    else:
+        when = f" in {daemon_ms}" if daemon_ms else ""
+    details = [str(e) for e in res.get("events") or []]
+    if not ok and res.get("error"):
+        details.append(str(res["error"]))
+    tail = f": {'; '.join(details)}" if details else ""
+    return f"{name}: {'established' if ok else 'failed'}{when}{tail}"
 
 
 def _heard(dpd: Any) -> str:
@@ -295,7 +345,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     res = _client(args, args.timeout + 5).call(
         "up", name=args.name, child=args.child, timeout=args.timeout
     )
-    print(f"{res.get('conn')}/{res.get('child')}: established")
+    print(format_up_result(res))
     return 0
 
 
@@ -386,17 +436,24 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_daemon)
 
     u = sub.add_parser("up", parents=[common], help="initiate a connection")
-    u.add_argument("name")
-    u.add_argument("child", nargs="?")
-    u.add_argument("--timeout", type=float, default=30.0)
+    u.add_argument("name", help="connection name (a [connections.NAME] table)")
+    u.add_argument(
+        "child", nargs="?", help="child to bring up with it (default: the first configured)"
+    )
+    u.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the Child SA (default: %(default)g)",
+    )
     u.set_defaults(func=_cmd_up)
 
     dn = sub.add_parser("down", parents=[common], help="delete the IKE SAs of a connection")
-    dn.add_argument("name")
+    dn.add_argument("name", help="connection name (a [connections.NAME] table)")
     dn.set_defaults(func=_cmd_down)
 
     rk = sub.add_parser("rekey", parents=[common], help="rekey Child SAs or the IKE SA now")
-    rk.add_argument("name")
+    rk.add_argument("name", help="connection name (a [connections.NAME] table)")
     which = rk.add_mutually_exclusive_group()
     which.add_argument("--child", help="only this child (default: every Child SA)")
     which.add_argument("--ike", action="store_true", help="rekey the IKE SA instead")
@@ -405,8 +462,13 @@ def build_parser() -> argparse.ArgumentParser:
     lv = sub.add_parser(
         "liveness", parents=[common], help="send a liveness check, print the round trip"
     )
-    lv.add_argument("name")
-    lv.add_argument("--timeout", type=float, default=30.0)
+    lv.add_argument("name", help="connection name (a [connections.NAME] table)")
+    lv.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the answer (default: %(default)g)",
+    )
     lv.set_defaults(func=_cmd_liveness)
 
     s = sub.add_parser("status", parents=[common], help="show IKE and Child SAs")

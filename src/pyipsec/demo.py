@@ -394,6 +394,8 @@ def run_demo(
         lab.start_daemon("right")
         say("starting the initiator daemon in the left namespace")
         lab.start_daemon("left")
+        from .cli import format_status, format_up_result
+
         say("bringing the tunnel up: pyipsec up demo (IKE_SA_INIT, IKE_AUTH through the NAT)")
         t0 = time.monotonic()
         try:
@@ -405,13 +407,11 @@ def run_demo(
             if not keep_going:
                 return 1
         else:
-            out(f"    established in {(time.monotonic() - t0) * 1000:.0f} ms: {res}")
+            out("    " + format_up_result(res, (time.monotonic() - t0) * 1000))
         say(f"pinging {RIGHT_INNER} from {LEFT_INNER} through the tunnel")
         r = lab.ping("left", RIGHT_INNER, count=5)
         out(textwrap.indent(r.stdout.strip(), "    "))
         ok = r.returncode == 0
-        from .cli import format_status
-
         for side in ("left", "right"):
             say(f"status of the {side} daemon")
             try:

@@ -30,7 +30,7 @@ import struct
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
-from .ikev2.constants import (
+from .constants import (
     IKE_HEADER_LEN,
     IKE_PORT,
     NAT_KEEPALIVE,
@@ -38,7 +38,7 @@ from .ikev2.constants import (
     NON_ESP_MARKER,
     IpProto,
 )
-from .ikev2.errors import ParseError
+from .errors import ParseError
 
 __all__ = [
     "KEEPALIVE_PAYLOAD",

@@ -26,9 +26,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
+from . import errors
 from .config.model import ConnectionConfig, DpdAction, RetransmitConfig
-from .ikev2 import errors
-from .ikev2.constants import NotifyType
+from .constants import NotifyType
 
 __all__ = [
     "DEFAULT_TABLE",

@@ -12,7 +12,6 @@ import pytest
 from pyipsec.config.loader import (
     ConfigError,
     ConfigIssue,
-    _fallback_check_proposal,
     load_config,
     load_config_text,
     parse_bytes,
@@ -528,31 +527,55 @@ def test_proposal_checker_injection() -> None:
     assert ("fine", "esp") in calls and ("nope", "ike") in calls
 
 
-def test_fallback_proposal_checker() -> None:
-    _fallback_check_proposal("aes256gcm16-prfsha256-x25519", "ike")
-    _fallback_check_proposal("aes128-sha256-modp2048", "ike")
-    _fallback_check_proposal("aes256gcm16", "esp")
-    _fallback_check_proposal("default", "ike")
-    for bad, kind, msg in [
-        ("", "ike", "empty"),
-        ("aes999", "esp", "unknown algorithm"),
-        ("sha256-x25519", "ike", "no encryption"),
-        ("aes128-prfsha256-x25519", "ike", "no integrity"),
-        ("aes256gcm16-prfsha256", "ike", "no key exchange"),
-    ]:
-        with pytest.raises(ValueError, match=msg):
-            _fallback_check_proposal(bad, kind)
+def test_proposal_errors_come_from_the_core_parser_with_hints() -> None:
     errs = errors_of(
-        '[connections.c]\nproposals = ["aes256gcm16-prfsha256-x2551"]\n[secrets.s]\nsecret = "x"\n',
-        check_proposal=None,
+        '[connections.c]\nproposals = ["aes256gcm16-prfsha256-x2551"]\n[secrets.s]\nsecret = "x"\n'
     )
     assert errs[0].startswith(
-        "connections.c.proposals: unknown algorithm 'x2551' (hint: did you mean 'x25519'"
+        "connections.c.proposals: unknown algorithm 'x2551' in proposal "
+        "'aes256gcm16-prfsha256-x2551': did you mean x25519"
+    )
+    errs = errors_of('[connections.c]\nproposals = ["zzzzzz"]\n[secrets.s]\nsecret = "x"\n')
+    assert errs[0].startswith("connections.c.proposals: unknown algorithm 'zzzzzz'")
+    assert errs[0].endswith(
+        "(hint: e.g. 'aes256gcm16-prfsha256-x25519' for IKE, 'aes256gcm16' for ESP)"
     )
     errs = errors_of(
-        '[connections.c]\nproposals = ["zzzzzz"]\n[secrets.s]\nsecret = "x"\n', check_proposal=None
+        '[connections.c]\nproposals = ["aes128-prfsha256-x25519"]\n[secrets.s]\nsecret = "x"\n'
     )
-    assert "hint: e.g. 'aes256gcm16-prfsha256-x25519'" in errs[0]
+    assert errs == [
+        "connections.c.proposals: no integrity algorithm in proposal 'aes128-prfsha256-x25519'"
+    ]
+    errs = errors_of(
+        '[connections.c]\n[secrets.s]\nsecret = "x"\n[connections.c.children.n]\n'
+        'local_ts = ["10.0.0.0/8"]\nremote_ts = ["10.0.0.0/8"]\n'
+        'esp_proposals = ["aes128-prfsha256"]\n'
+    )
+    assert errs == [
+        "connections.c.children.n.esp_proposals: 'prfsha256' is not valid in an ESP proposal "
+        "('aes128-prfsha256')"
+    ]
+
+
+def test_default_and_strongswan_aead_spellings() -> None:
+    from pyipsec.ikev2.proposals import DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS
+
+    cfg = load_config_text(
+        '[connections.c]\nproposals = ["aes256gcm16-sha256-x25519", "default"]\n'
+        '[secrets.s]\nsecret = "x"\n[connections.c.children.n]\n'
+        'local_ts = ["10.0.0.0/8"]\nremote_ts = ["10.0.0.0/8"]\n'
+        'esp_proposals = ["default", "aes256gcm16-sha256"]\n'
+    )
+    conn = cfg.connections[0]
+    assert conn.ike_proposals == ("aes256gcm16-sha256-x25519", *DEFAULT_IKE_PROPOSALS)
+    assert conn.children[0].esp_proposals == (*DEFAULT_ESP_PROPOSALS, "aes256gcm16-sha256")
+
+
+def test_loader_has_no_proposal_fallback() -> None:
+    import pyipsec.config.loader as loader
+
+    assert not hasattr(loader, "_fallback_check_proposal")
+    assert "importlib" not in vars(loader)
 
 
 def test_example_configs_load() -> None:

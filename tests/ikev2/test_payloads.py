@@ -661,8 +661,17 @@ def test_convenience_constructors_validate() -> None:
             b"alice@example.net",
             "alice@example.net",
         ),
-        ("keyid:0a0b0c", IdType.ID_KEY_ID, b"\x0a\x0b\x0c", None),
-        ("keyid:#0a0b0c", IdType.ID_KEY_ID, b"\x0a\x0b\x0c", "keyid:0a0b0c"),
+        # swanctl: keyid:TEXT is the octets of TEXT, only keyid:#hex is hex
+        ("keyid:0a0b0c", IdType.ID_KEY_ID, b"0a0b0c", None),
+        ("keyid:cafe0001", IdType.ID_KEY_ID, b"cafe0001", None),
+        ("keyid:hello", IdType.ID_KEY_ID, b"hello", None),
+        ("KEYID:hello world", IdType.ID_KEY_ID, b"hello world", "keyid:hello world"),
+        ("keyid:#0a0b0c", IdType.ID_KEY_ID, b"\x0a\x0b\x0c", None),
+        ("keyid:#cafe0001", IdType.ID_KEY_ID, b"\xca\xfe\x00\x01", None),
+        ("keyid:#6869", IdType.ID_KEY_ID, b"hi", "keyid:hi"),
+        ("keyid:#2361", IdType.ID_KEY_ID, b"#a", None),  # '#a' would read back as hex
+        ("keyid:#206120", IdType.ID_KEY_ID, b" a ", None),  # blanks would be stripped
+        ("keyid:#", IdType.ID_KEY_ID, b"", None),
         ("fqdn:198.51.100.2", IdType.ID_FQDN, b"198.51.100.2", None),
         ("fqdn:#00ff", IdType.ID_FQDN, b"\x00\xff", None),
         ("ipv4:192.0.2.1", IdType.ID_IPV4_ADDR, b"\xc0\x00\x02\x01", "192.0.2.1"),
@@ -684,10 +693,23 @@ def test_id_dn_from_rfc4514() -> None:
     assert IdPayload.from_string(p.to_string()) == p
 
 
-@pytest.mark.parametrize("text", ["", "ipv4:300.1.1.1", "keyid:zz", "null:x", "id999:#00"])
+@pytest.mark.parametrize(
+    "text", ["", "ipv4:300.1.1.1", "keyid:#zz", "keyid:#abc", "null:x", "id999:#00"]
+)
 def test_id_bad_strings(text: str) -> None:
     with pytest.raises(ValueError):
         IdPayload.from_string(text)
+
+
+@pytest.mark.parametrize(
+    "data", [b"\x00\x01\xff", "schlüssel".encode(), b"#x", b"tab\there", b"ok-id_1", b"\x7f"]
+)
+def test_keyid_to_string_round_trips(data: bytes) -> None:
+    p = IdPayload(IdType.ID_KEY_ID, data)
+    text = p.to_string()
+    assert IdPayload.from_string(text) == p
+    printable = data.isascii() and data.decode().isprintable() and not data.startswith(b"#")
+    assert text == (f"keyid:{data.decode()}" if printable else f"keyid:#{data.hex()}")
 
 
 def test_id_to_string_of_garbage_never_raises() -> None:

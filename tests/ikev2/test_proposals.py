@@ -17,6 +17,9 @@ from pyipsec.ikev2.constants import (
 from pyipsec.ikev2.errors import NoProposalChosen, ProposalStringError, ProtocolError
 from pyipsec.ikev2.payloads import Proposal, Transform
 from pyipsec.ikev2.proposals import (
+    DEFAULT_ESP_PROPOSALS,
+    DEFAULT_IKE_PROPOSALS,
+    expand_proposals,
     format_proposal,
     make_proposals,
     parse_proposal,
@@ -205,7 +208,7 @@ def test_unknown_token_error_names_token_and_suggests() -> None:
         ("sha256-modp2048", IKE, "no encryption"),
         ("aes128-modp2048-prfsha256", IKE, "no integrity"),
         ("aes128", ESP, "no integrity"),
-        ("aes256gcm16-sha256", ESP, "AEAD cipher takes no integrity"),
+        ("default", IKE, "expand_proposals"),
         ("aes256gcm16-aes128-sha256", ESP, "cannot share"),
         ("aes256gcm16-prfsha256", ESP, "not valid in an ESP"),
         ("aes256gcm16-prfsha256-x25519-esn", IKE, "not valid in an IKE"),
@@ -218,6 +221,111 @@ def test_unknown_token_error_names_token_and_suggests() -> None:
 def test_invalid_strings(text: str, protocol: int, fragment: str) -> None:
     with pytest.raises(ProposalStringError, match=fragment):
         parse_proposal(text, protocol)
+
+
+# strongSwan (proposal_create_from_string in libstrongswan 5.9.8, checked with Debian's
+# library): with AEAD ciphers INTEG words give the IKE PRF when no prf word is present,
+# then are dropped, in IKE and in ESP.
+@pytest.mark.parametrize(
+    ("text", "protocol", "expected"),
+    [
+        (
+            "aes256gcm16-sha256-x25519",
+            IKE,
+            [E(EncrId.AES_GCM_16, 256), P(PrfId.HMAC_SHA2_256), D(DhId.CURVE25519)],
+        ),
+        (
+            "aes128gcm16-prfsha384-sha256-ecp256",
+            IKE,
+            [E(EncrId.AES_GCM_16, 128), P(PrfId.HMAC_SHA2_384), D(DhId.ECP_256)],
+        ),
+        (
+            "aes256gcm16-sha256-sha384-x25519",
+            IKE,
+            [
+                E(EncrId.AES_GCM_16, 256),
+                P(PrfId.HMAC_SHA2_256),
+                P(PrfId.HMAC_SHA2_384),
+                D(DhId.CURVE25519),
+            ],
+        ),
+        ("aes256gcm16-sha256", ESP, [E(EncrId.AES_GCM_16, 256), N(EsnId.NO_ESN)]),
+        (
+            "chacha20poly1305-sha512-x25519",
+            ESP,
+            [E(EncrId.CHACHA20_POLY1305), D(DhId.CURVE25519), N(EsnId.NO_ESN)],
+        ),
+    ],
+)
+def test_integrity_words_with_aead_like_strongswan(
+    text: str, protocol: int, expected: list[Transform]
+) -> None:
+    assert parse_proposal(text, protocol) == expected
+
+
+def test_aead_with_integrity_round_trips_to_the_canonical_string() -> None:
+    ts = parse_proposal("aes256gcm16-sha256-x25519", IKE)
+    assert format_proposal(ts) == "aes256gcm16-prfsha256-x25519"
+    assert parse_proposal(format_proposal(ts), IKE) == ts
+
+
+def test_default_expands_to_strongswans_defaults() -> None:
+    assert expand_proposals(["Default "], IKE) == list(DEFAULT_IKE_PROPOSALS)
+    assert expand_proposals(["default"], ESP) == list(DEFAULT_ESP_PROPOSALS)
+    assert expand_proposals(["aes256gcm16", "default"], ESP) == [
+        "aes256gcm16",
+        *DEFAULT_ESP_PROPOSALS,
+    ]
+    ike = parse_proposals(["default"], IKE)
+    assert len(ike) == 2  # classic first, then AEAD, as charon sends them
+    classic, aead = ike
+    assert classic[:3] == [E(EncrId.AES_CBC, 128), E(EncrId.AES_CBC, 192), E(EncrId.AES_CBC, 256)]
+    assert [t.id for t in classic if t.type == T.INTEG] == [
+        IntegId.HMAC_SHA2_256_128,
+        IntegId.HMAC_SHA2_384_192,
+        IntegId.HMAC_SHA2_512_256,
+        IntegId.HMAC_SHA1_96,
+    ]
+    groups = [
+        DhId.CURVE25519,
+        DhId.CURVE448,
+        DhId.ECP_256,
+        DhId.ECP_384,
+        DhId.ECP_521,
+        DhId.MODP_3072,
+        DhId.MODP_4096,
+        DhId.MODP_2048,
+    ]
+    for proposal in ike:
+        assert [t.id for t in proposal if t.type == T.DH] == groups
+        assert [t.id for t in proposal if t.type == T.PRF] == [
+            PrfId.HMAC_SHA2_256,
+            PrfId.HMAC_SHA2_384,
+            PrfId.HMAC_SHA2_512,
+            PrfId.HMAC_SHA1,
+        ]
+    assert aead[0] == E(EncrId.AES_GCM_16, 128)
+    assert E(EncrId.CHACHA20_POLY1305) in aead
+    assert not [t for t in aead if t.type == T.INTEG]
+    esp_classic, esp_aead = parse_proposals(["default"], ESP)
+    assert IntegId.AES_XCBC_96 in [t.id for t in esp_classic if t.type == T.INTEG]
+    assert esp_aead == [
+        E(EncrId.AES_GCM_16, 128),
+        E(EncrId.AES_GCM_16, 192),
+        E(EncrId.AES_GCM_16, 256),
+        N(EsnId.NO_ESN),
+    ]
+    assert not [t for ts in (esp_classic, esp_aead) for t in ts if t.type == T.DH]
+
+
+def test_default_proposals_select_against_each_other() -> None:
+    ours = parse_proposals(["default"], IKE)
+    offered = make_proposals(parse_proposals(["aes256gcm16-prfsha384-ecp384"], IKE), IKE)
+    chosen = select_proposal(offered, ours)
+    assert chosen is not None
+    assert suite_from_proposal(chosen) == IkeSuite(
+        EncrId.AES_GCM_16, 256, PrfId.HMAC_SHA2_384, None, DhId.ECP_384
+    )
 
 
 def test_parse_rejects_ah() -> None:

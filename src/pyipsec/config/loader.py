@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
-import importlib
 import ipaddress
 import logging
 import math
@@ -40,6 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..constants import ProtocolId
+from ..ikev2.payloads import IdPayload
+from ..ikev2.proposals import expand_proposals, parse_proposals, proposal_tokens
 from .model import (
     ChildConfig,
     ConnectionConfig,
@@ -62,96 +64,13 @@ __all__ = [
     "parse_bytes",
     "parse_duration",
     "parse_traffic_selector",
+    "validate_proposal",
 ]
 
 log = logging.getLogger("pyipsec.cfg")
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_SUBSYSTEMS = ("default", "ike", "child", "esp", "net", "cfg")
-
-#: Words strongSwan proposal strings are made of; used for hints when a token is unknown
-#: and as a fallback validator when :mod:`pyipsec.ikev2.proposals` is not importable.
-_ENCR_WORDS = (
-    "aes128",
-    "aes192",
-    "aes256",
-    "aes",
-    "aes128ctr",
-    "aes192ctr",
-    "aes256ctr",
-    "aes128gcm8",
-    "aes128gcm12",
-    "aes128gcm16",
-    "aes192gcm8",
-    "aes192gcm12",
-    "aes192gcm16",
-    "aes256gcm8",
-    "aes256gcm12",
-    "aes256gcm16",
-    "aes128gcm",
-    "aes192gcm",
-    "aes256gcm",
-    "aes128ccm8",
-    "aes128ccm16",
-    "aes256ccm8",
-    "aes256ccm16",
-    "chacha20poly1305",
-    "3des",
-    "null",
-)
-_INTEG_WORDS = (
-    "sha1",
-    "sha",
-    "sha256",
-    "sha384",
-    "sha512",
-    "sha1_160",
-    "sha256_96",
-    "md5",
-    "aesxcbc",
-    "aescmac",
-)
-_PRF_WORDS = (
-    "prfsha1",
-    "prfsha256",
-    "prfsha384",
-    "prfsha512",
-    "prfmd5",
-    "prfaesxcbc",
-    "prfaescmac",
-)
-_KE_WORDS = (
-    "modp768",
-    "modp1024",
-    "modp1536",
-    "modp2048",
-    "modp3072",
-    "modp4096",
-    "modp6144",
-    "modp8192",
-    "modp1024s160",
-    "modp2048s224",
-    "modp2048s256",
-    "ecp192",
-    "ecp224",
-    "ecp256",
-    "ecp384",
-    "ecp521",
-    "ecp224bp",
-    "ecp256bp",
-    "ecp384bp",
-    "ecp512bp",
-    "x25519",
-    "curve25519",
-    "x448",
-    "curve448",
-    "mlkem512",
-    "mlkem768",
-    "mlkem1024",
-    "none",
-)
-_ESN_WORDS = ("esn", "noesn")
-_ALL_WORDS = _ENCR_WORDS + _INTEG_WORDS + _PRF_WORDS + _KE_WORDS + _ESN_WORDS
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
 _DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -285,48 +204,26 @@ def parse_traffic_selector(text: str, dynamic: IPAddress | None = None) -> Traff
     return TrafficSelectorSpec(start, end, proto, lo, hi)
 
 
-def _default_proposal_checker() -> Callable[[str, str], None] | None:
-    """``parse_proposal`` from the core when it is importable, wrapped as check(text, kind)."""
-    try:
-        proposals = importlib.import_module("pyipsec.ikev2.proposals")
-        constants = importlib.import_module("pyipsec.ikev2.constants")
-    except ImportError:
-        return None
-    parse = getattr(proposals, "parse_proposal", None)
-    if parse is None:
-        return None
+def validate_proposal(text: str, kind: str) -> None:
+    """Validate one proposal string with the core's parser (raises ProposalStringError).
 
-    def check(text: str, kind: str) -> None:
-        protocol = constants.ProtocolId.IKE if kind == "ike" else constants.ProtocolId.ESP
-        parse(text, protocol)
-
-    return check
+    ``kind`` is ``"ike"`` (``proposals``) or ``"esp"`` (``esp_proposals``); the
+    syntax is strongSwan's (see :mod:`pyipsec.ikev2.proposals`), ``default``
+    included.
+    """
+    parse_proposals([text], _protocol(kind))
 
 
-def _fallback_check_proposal(text: str, kind: str) -> None:
-    """Token-level validation used when the core's proposal parser is unavailable."""
-    if not text.strip():
-        raise ValueError("empty proposal")
-    if text == "default":
-        return
-    tokens = text.lower().split("-")
-    for tok in tokens:
-        if tok not in _ALL_WORDS:
-            raise ValueError(f"unknown algorithm {tok!r}")
-    if not any(t in _ENCR_WORDS for t in tokens):
-        raise ValueError("no encryption algorithm")
-    aead = any("gcm" in t or "ccm" in t or "chacha" in t for t in tokens if t in _ENCR_WORDS)
-    if kind == "ike":
-        if not aead and not any(t in _INTEG_WORDS for t in tokens):
-            raise ValueError("no integrity algorithm for a non-AEAD cipher")
-        if not any(t in _KE_WORDS and t != "none" for t in tokens):
-            raise ValueError("no key exchange method (e.g. x25519, modp2048)")
+def _protocol(kind: str) -> int:
+    return ProtocolId.IKE if kind == "ike" else ProtocolId.ESP
 
 
 def _proposal_hint(text: str) -> str:
+    """A hint for the first word no proposal (IKE or ESP) knows, else ``""``."""
+    words = sorted({*proposal_tokens(ProtocolId.IKE), *proposal_tokens(ProtocolId.ESP)})
     for tok in text.lower().split("-"):
-        if tok not in _ALL_WORDS:
-            close = difflib.get_close_matches(tok, _ALL_WORDS, n=3, cutoff=0.5)
+        if tok not in words:
+            close = difflib.get_close_matches(tok, words, n=3, cutoff=0.5)
             if close:
                 return f" (hint: did you mean {' or '.join(repr(c) for c in close)}?)"
             return " (hint: e.g. 'aes256gcm16-prfsha256-x25519' for IKE, 'aes256gcm16' for ESP)"
@@ -339,7 +236,7 @@ def _proposal_hint(text: str) -> str:
 @dataclass
 class _Ctx:
     errors: list[ConfigIssue] = field(default_factory=list)
-    check_proposal: Callable[[str, str], None] | None = None
+    check_proposal: Callable[[str, str], None] = validate_proposal
 
     def err(self, loc: str, msg: str) -> None:
         self.errors.append(ConfigIssue(loc, msg))
@@ -452,6 +349,24 @@ def _addr_list(v: object) -> tuple[str, ...]:
         except ValueError:
             raise ValueError(f"invalid address {a!r} (hint: an IP address or '%any')") from None
     return tuple(out)
+
+
+#: Identities that match any peer (not parsed as an identity).
+_ANY_IDS = ("", "%any", "%any6", "*")
+
+
+def _identity(v: object) -> str:
+    """An identity string, checked with the parser the IKE core uses (RFC 7296 §3.5)."""
+    text = _str(v)
+    if text.strip() not in _ANY_IDS:
+        try:
+            IdPayload.from_string(text.strip())
+        except ValueError as e:
+            raise ValueError(
+                f"invalid identity {text!r}: {e} (hint: e.g. 'moon.example.net', "
+                "'198.51.100.2', 'user@example.net', 'keyid:text', 'keyid:#0a0b0c')"
+            ) from None
+    return text
 
 
 def _log_level(v: object) -> str:
@@ -599,16 +514,14 @@ def _proposals(
         return default
     for p in props:
         try:
-            if ctx.check_proposal is not None:
-                ctx.check_proposal(p, kind)
-            else:
-                _fallback_check_proposal(p, kind)
+            ctx.check_proposal(p, kind)
         except ValueError as e:  # ProposalStringError is a ValueError
             msg = str(e)
             if "hint" not in msg and "did you mean" not in msg:
                 msg += _proposal_hint(p)
             ctx.err(t.at(key), msg)
-    return props
+    # 'default' becomes strongSwan's default proposals (pyipsec.ikev2.proposals)
+    return tuple(expand_proposals(props, _protocol(kind)))
 
 
 def _selectors(t: _Table, key: str, dynamic: IPAddress | None) -> tuple[TrafficSelectorSpec, ...]:
@@ -708,8 +621,8 @@ def _connection(ctx: _Ctx, t: _Table, name: str, secrets: list[_Secret]) -> Conn
         ctx.err(t.at("version"), "only IKEv2 is supported (hint: version = 2)")
     local = t.sub("local")
     remote = t.sub("remote")
-    local_id = local.get("id", _str, "")
-    remote_id = remote.get("id", _str, "")
+    local_id = local.get("id", _identity, "")
+    remote_id = remote.get("id", _identity, "")
     auths = {}
     for end in (local, remote):
         auth = end.get("auth", _str, "psk")
@@ -868,9 +781,9 @@ def _build(
     data: Mapping[str, Any],
     source: str,
     base_dir: Path,
-    check_proposal: Callable[[str, str], None] | None,
+    checker: Callable[[str, str], None],
 ) -> DaemonConfig:
-    ctx = _Ctx(check_proposal=check_proposal)
+    ctx = _Ctx(check_proposal=checker)
     root = _Table(ctx, "", dict(data))
     secrets: list[_Secret] = _load_secrets(ctx, root.sub("secrets"))
     sf = root.get("secrets_file", _str, None)
@@ -902,9 +815,6 @@ def _build(
     return cfg
 
 
-_AUTO = object()
-
-
 def _parse_toml(text: str, source: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
@@ -916,20 +826,21 @@ def load_config_text(
     text: str,
     source: str = "<string>",
     base_dir: str | Path = ".",
-    check_proposal: Any = _AUTO,
+    check_proposal: Callable[[str, str], None] = validate_proposal,
 ) -> DaemonConfig:
     """Parse and validate TOML text; raise :class:`ConfigError` listing every problem.
 
     ``check_proposal(text, kind)`` (kind ``"ike"``/``"esp"``) validates one proposal
-    string by raising ``ValueError``; by default the core's ``parse_proposal`` when
-    importable, else a token-level check.  Pass ``None`` to force the fallback.
+    string by raising ``ValueError``; by default :func:`validate_proposal` (the core's
+    parser).
     """
     data = _parse_toml(text, source)
-    checker = _default_proposal_checker() if check_proposal is _AUTO else check_proposal
-    return _build(data, source, Path(base_dir), checker)
+    return _build(data, source, Path(base_dir), check_proposal)
 
 
-def load_config(path: str | Path, check_proposal: Any = _AUTO) -> DaemonConfig:
+def load_config(
+    path: str | Path, check_proposal: Callable[[str, str], None] = validate_proposal
+) -> DaemonConfig:
     """Load and validate a configuration file (see :func:`load_config_text`).
 
     A ``secrets_file`` accessible by group/other is refused.  The main file itself is
@@ -949,8 +860,7 @@ def load_config(path: str | Path, check_proposal: Any = _AUTO) -> DaemonConfig:
     except UnicodeDecodeError as e:
         raise ConfigError([ConfigIssue("", f"not UTF-8: {e}")], str(p)) from None
     data = _parse_toml(text, str(p))
-    checker = _default_proposal_checker() if check_proposal is _AUTO else check_proposal
-    cfg = _build(data, str(p), p.parent, checker)
+    cfg = _build(data, str(p), p.parent, check_proposal)
     if data.get("secrets") and mode & 0o077:
         log.warning(
             "%s holds [secrets] and is accessible by group/other (mode %04o): "

@@ -17,7 +17,7 @@ Two constructions, both behind the :class:`SkProtector` protocol used by
 On receipt any amount of padding that fits is accepted (RFC 7296 §3.14).  Every
 failure of :meth:`SkProtector.open` — short body, misaligned body, bad ICV/tag,
 pad length larger than the plaintext — raises
-:class:`~pyipsec.ikev2.errors.IntegrityError` and nothing else.
+:class:`~pyipsec.errors.IntegrityError` and nothing else.
 
 IV generation (``iv_source``)
     CBC needs unpredictable IVs: the default is :func:`os.urandom`.  AEAD needs
@@ -39,8 +39,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-from ..ikev2.constants import EncrId, IntegId
-from ..ikev2.errors import IntegrityError
+from ..constants import EncrId, IntegId
+from ..errors import IntegrityError
 from .integ import Signer, get_integ
 
 __all__ = [

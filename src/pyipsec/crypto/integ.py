@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as _hmac
 
-from ..ikev2.constants import IntegId
+from ..constants import IntegId
 from .prf import AesXcbcMac
 
 __all__ = ["HmacInteg", "Integ", "Signer", "XcbcInteg", "get_integ", "supported_integs"]

@@ -15,7 +15,7 @@
   secret is rejected (RFC 8031 §2).
 
 Every problem with a peer value raises
-:class:`~pyipsec.ikev2.errors.KeyExchangeError` (a ProtocolError answered with
+:class:`~pyipsec.errors.KeyExchangeError` (a ProtocolError answered with
 INVALID_SYNTAX), never anything else.
 
 Unknown or unimplemented groups
@@ -24,7 +24,7 @@ Unknown or unimplemented groups
     proposal selection, which only ever selects groups that
     :func:`is_supported` accepts).  A responder that receives a KE payload for
     a group other than the selected one answers INVALID_KE_PAYLOAD
-    (:class:`~pyipsec.ikev2.errors.InvalidKePayload`) before it gets here.
+    (:class:`~pyipsec.errors.InvalidKePayload`) before it gets here.
 
 Uniform interface and KEMs (RFC 9370, ML-KEM later)
     A :class:`KeyExchange` is created by either side.  The initiator sends
@@ -45,8 +45,8 @@ from __future__ import annotations
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import dh, ec, x448, x25519
 
-from ..ikev2.constants import DhId
-from ..ikev2.errors import KeyExchangeError
+from ..constants import DhId
+from ..errors import KeyExchangeError
 
 __all__ = [
     "MODP_PRIMES",

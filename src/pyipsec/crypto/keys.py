@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..ikev2.constants import IntegId, PrfId
+from ..constants import IntegId, PrfId
 from .encr import encr_key_size, is_aead
 from .integ import get_integ
 from .prf import Prf, get_prf

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as _hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from ..ikev2.constants import PrfId
+from ..constants import PrfId
 
 __all__ = [
     "PRF_PLUS_MAX_BLOCKS",

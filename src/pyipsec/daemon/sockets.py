@@ -87,8 +87,44 @@ def _try_opt(sock: socket.socket, level: int, opt: int, value: int) -> bool:
     return True
 
 
+_BIND_HINTS = {
+    errno.EADDRNOTAVAIL: "the address is not configured on this host: add it to an "
+    "interface, or listen on 0.0.0.0 / ::",
+    errno.EADDRINUSE: "another process (another IKE daemon such as charon?) uses this port",
+    errno.EACCES: "ports below 1024 need root or CAP_NET_BIND_SERVICE",
+}
+
+
+class BindError(OSError):
+    """A listening socket could not be bound.
+
+    Carries the address, the port and the configuration keys they come from
+    (``daemon.listen`` and ``daemon.ike_port`` or ``daemon.natt_port``, RFC 7296
+    §2.11 / RFC 3948 §2.2 ports); ``errno`` is the one of the failed ``bind()``.
+    """
+
+    def __init__(self, addr: str, port: int, *, natt: bool, cause: OSError) -> None:
+        self.addr = addr
+        self.port = port
+        self.port_key = "daemon.natt_port" if natt else "daemon.ike_port"
+        reason = cause.strerror or str(cause)
+        hint = _BIND_HINTS.get(cause.errno or 0)
+        self.message = (
+            f"cannot listen on {_ep((addr, port))} "
+            f"(daemon.listen = {addr!r}, {self.port_key} = {port}): {reason}"
+            + (f" (hint: {hint})" if hint else "")
+        )
+        super().__init__(cause.errno, self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class UdpSocket:
-    """One bound UDP socket (IKE on 500, IKE + ESP-in-UDP on 4500)."""
+    """One bound UDP socket (IKE on 500, IKE + ESP-in-UDP on 4500).
+
+    A failed ``bind()`` raises :class:`BindError` (an :class:`OSError`).
+    """
 
     __slots__ = (
         "_cmsg_space",
@@ -120,10 +156,14 @@ class UdpSocket:
                     sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
             _set_bufs(sock)
             sock.setblocking(False)
-            sock.bind((addr, port))
         except OSError:
             sock.close()
             raise
+        try:
+            sock.bind((addr, port))
+        except OSError as e:
+            sock.close()
+            raise BindError(addr, port, natt=natt, cause=e) from e
         # UDP GSO (send) and GRO (receive) for the ESP-in-UDP socket; setting the
         # socket-wide segment size to 0 only probes support (sends stay unsegmented).
         self.gso = natt and _try_opt(sock, SOL_UDP, UDP_SEGMENT, 0)

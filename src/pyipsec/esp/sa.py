@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-from ..ikev2.constants import EncrId, IntegId, IpProto
+from ..constants import EncrId, IntegId, IpProto
 from .errors import (
     EspAuthError,
     EspConfigError,

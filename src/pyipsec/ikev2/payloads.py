@@ -391,15 +391,18 @@ _ID_NON_EMPTY = frozenset(
 
 
 def _id_value(id_type: int, value: str) -> bytes:
-    """The Identification Data for ``value`` written after an explicit prefix."""
+    """The Identification Data for ``value`` written after an explicit prefix.
+
+    As in swanctl: ``#<hex>`` is raw data for any type; otherwise an address
+    type is parsed, a DN is read as RFC 4514, and every other type (``keyid:``
+    included) is the ASCII/UTF-8 octets of ``value``.
+    """
     if value.startswith("#"):
         return bytes.fromhex(value[1:])
     if id_type == IdType.ID_IPV4_ADDR:
         return ipaddress.IPv4Address(value).packed
     if id_type == IdType.ID_IPV6_ADDR:
         return ipaddress.IPv6Address(value).packed
-    if id_type == IdType.ID_KEY_ID:
-        return bytes.fromhex(value)
     if id_type == IdType.ID_DER_ASN1_DN:
         from cryptography import x509
 
@@ -446,9 +449,12 @@ class IdPayload:
         ``user@example.net`` ID_RFC822_ADDR, ``CN=moon,O=Example`` (RFC 4514)
         ID_DER_ASN1_DN, anything else ID_FQDN (a leading ``@`` is dropped).
         Explicit prefixes: ``ipv4:``, ``ipv6:``, ``fqdn:``, ``email:``/``rfc822:``,
-        ``keyid:<hex>``, ``asn1dn:``, ``asn1gn:``, ``null:`` and ``id<N>:`` for any
-        ID type N; after a prefix, ``#<hex>`` gives the raw data.  Raises
-        :class:`ValueError` for text that cannot be an identity.
+        ``keyid:``, ``asn1dn:``, ``asn1gn:``, ``null:`` and ``id<N>:`` for any ID
+        type N; after a prefix, ``#<hex>`` gives the raw data.  As in strongSwan's
+        swanctl, ``keyid:TEXT`` is ID_KEY_ID (RFC 7296 §3.5) holding the octets of
+        TEXT itself (``keyid:cafe0001`` is 8 octets) and only ``keyid:#cafe0001``
+        is hex (4 octets).  Raises :class:`ValueError` for text that cannot be an
+        identity.
         """
         prefix, sep, value = text.partition(":")
         if sep:
@@ -485,7 +491,15 @@ class IdPayload:
         if t in (IdType.ID_IPV4_ADDR, IdType.ID_IPV6_ADDR) and len(data) == _ID_FIXED_LEN[t]:
             return str(ipaddress.ip_address(data))
         if t == IdType.ID_KEY_ID:
-            return f"keyid:{data.hex()}" if data else "keyid:#"
+            # keyid:TEXT when the octets are printable ASCII that reads back as
+            # TEXT (not starting with '#', no surrounding blanks), else hex.
+            try:
+                text = data.decode("ascii")
+            except UnicodeDecodeError:
+                text = ""
+            if text and text.isprintable() and text == text.strip() and text[0] != "#":
+                return f"{prefix}:{text}"
+            return f"{prefix}:#{data.hex()}"
         if t in (IdType.ID_FQDN, IdType.ID_RFC822_ADDR):
             try:
                 text = data.decode("ascii")

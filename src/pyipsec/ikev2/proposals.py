@@ -18,6 +18,21 @@ unless AEAD, the key exchange (PFS) is optional, ESN defaults to ``noesn``.
 AEAD and non-AEAD ciphers cannot share a proposal (RFC 5282 §8).  Problems raise
 :class:`~pyipsec.ikev2.errors.ProposalStringError` naming the token.
 
+Integrity tokens next to AEAD ciphers are read as strongSwan reads them (its
+``proposal_create_from_string``, checked against libstrongswan 5.9.8): an AEAD
+transform needs no INTEG (RFC 5282 §8, RFC 7296 §3.3.3), so INTEG tokens are
+dropped, but in IKE, when no ``prf*`` token is present, they first give the
+PRF.  ``aes256gcm16-sha256-x25519`` is AES-GCM-16-256 / PRF-HMAC-SHA2-256 /
+Curve25519; in ``aes128gcm16-prfsha384-sha256-ecp256`` the explicit PRF wins
+and ``sha256`` is ignored; the ESP proposal ``aes256gcm16-sha256`` is just
+AES-GCM-16-256.
+
+``default`` stands for strongSwan's default proposals (two of them, classic
+first, then AEAD, as charon 5.9.8 sends them), restricted to what pyipsec
+implements; see :data:`DEFAULT_IKE_PROPOSALS` and :data:`DEFAULT_ESP_PROPOSALS`.
+:func:`expand_proposals` / :func:`parse_proposals` replace it;
+:func:`parse_proposal` (one proposal) refuses it.
+
 Selection (responder, §2.7/§3.3.6): the first offered proposal (initiator's
 preference) that one of our proposals fully covers wins; per transform type the
 first offered transform we accept is taken (ID and key length must match);
@@ -46,10 +61,14 @@ from .errors import NoProposalChosen, ProposalStringError, ProtocolError
 from .payloads import Proposal, Transform
 
 __all__ = [
+    "DEFAULT_ESP_PROPOSALS",
+    "DEFAULT_IKE_PROPOSALS",
+    "expand_proposals",
     "format_proposal",
     "make_proposals",
     "parse_proposal",
     "parse_proposals",
+    "proposal_tokens",
     "select_proposal",
     "strip_dh",
     "suite_from_proposal",
@@ -157,6 +176,42 @@ def _valid_tokens(protocol: int) -> list[str]:
     return sorted(k for k, v in _TOKENS.items() if v[0][0] != _P)
 
 
+#: ``default`` for IKE: strongSwan 5.9.8's default IKE proposals without what pyipsec
+#: lacks (AES-CTR, Camellia, 3DES, AES-CCM, AES-CMAC, Brainpool and MODP 6144/8192
+#: groups); same order of algorithms.
+DEFAULT_IKE_PROPOSALS: tuple[str, ...] = (
+    "aes128-aes192-aes256-sha256-sha384-sha512-sha1-prfsha256-prfsha384-prfsha512-prfsha1"
+    "-x25519-x448-ecp256-ecp384-ecp521-modp3072-modp4096-modp2048",
+    "aes128gcm16-aes192gcm16-aes256gcm16-chacha20poly1305-aes128gcm12-aes192gcm12"
+    "-aes256gcm12-aes128gcm8-aes192gcm8-aes256gcm8-prfsha256-prfsha384-prfsha512-prfsha1"
+    "-x25519-x448-ecp256-ecp384-ecp521-modp3072-modp4096-modp2048",
+)
+#: ``default`` for ESP: strongSwan 5.9.8's default ESP proposals (all of whose
+#: algorithms pyipsec implements): no PFS group, no ESN.
+DEFAULT_ESP_PROPOSALS: tuple[str, ...] = (
+    "aes128-aes192-aes256-sha256-sha384-sha512-sha1-aesxcbc",
+    "aes128gcm16-aes192gcm16-aes256gcm16",
+)
+
+
+def _is_default(text: str) -> bool:
+    return text.strip().lower() == "default"
+
+
+def expand_proposals(texts: Iterable[str], protocol: int) -> list[str]:
+    """``texts`` with every ``default`` replaced by the default proposals of ``protocol``."""
+    defaults = DEFAULT_IKE_PROPOSALS if protocol == ProtocolId.IKE else DEFAULT_ESP_PROPOSALS
+    out: list[str] = []
+    for text in texts:
+        out.extend(defaults if _is_default(text) else (text,))
+    return out
+
+
+def proposal_tokens(protocol: int) -> list[str]:
+    """Every algorithm word :func:`parse_proposal` accepts for ``protocol``, sorted."""
+    return _valid_tokens(protocol)
+
+
 def _unknown(token: str, text: str, protocol: int) -> ProposalStringError:
     valid = _valid_tokens(protocol)
     close = difflib.get_close_matches(token, valid, n=4, cutoff=0.5)
@@ -179,6 +234,10 @@ def parse_proposal(text: str, protocol: int) -> list[Transform]:
     if protocol not in (ProtocolId.IKE, ProtocolId.ESP):
         raise ProposalStringError(f"proposal strings exist for IKE and ESP only, not {protocol}")
     ike = protocol == ProtocolId.IKE
+    if _is_default(text):
+        raise ProposalStringError(
+            "'default' stands for several proposals: expand it with expand_proposals()"
+        )
     tokens = text.strip().lower().split("-")
     if not text.strip() or any(not tok for tok in tokens):
         raise ProposalStringError(f"empty algorithm token in proposal {text!r}")
@@ -202,14 +261,13 @@ def parse_proposal(text: str, protocol: int) -> list[Transform]:
         raise ProposalStringError(
             f"AEAD and non-AEAD ciphers cannot share a proposal (RFC 5282 §8): {text!r}"
         )
-    if aead == {True}:
-        if by_type[_I]:
-            raise ProposalStringError(f"an AEAD cipher takes no integrity algorithm: {text!r}")
-    elif not by_type[_I]:
+    if aead != {True} and not by_type[_I]:
         raise ProposalStringError(f"no integrity algorithm in proposal {text!r}")
+    if ike and not by_type[_P]:
+        by_type[_P] = [(_P, _IMPLIED_PRF[k[1]], None) for k in by_type[_I]]
+    if aead == {True}:
+        by_type[_I] = []  # as strongSwan: INTEG words only gave the PRF (RFC 5282 §8)
     if ike:
-        if not by_type[_P]:
-            by_type[_P] = [(_P, _IMPLIED_PRF[k[1]], None) for k in by_type[_I]]
         if not by_type[_P]:
             raise ProposalStringError(f"no PRF in IKE proposal {text!r} (add e.g. prfsha256)")
         if not by_type[_D]:
@@ -220,8 +278,9 @@ def parse_proposal(text: str, protocol: int) -> list[Transform]:
 
 
 def parse_proposals(texts: Iterable[str], protocol: int) -> list[list[Transform]]:
-    """:func:`parse_proposal` for each string (one proposal per string)."""
-    return [parse_proposal(t, protocol) for t in texts]
+    """:func:`parse_proposal` for each string (one proposal per string) after
+    :func:`expand_proposals` (``default`` gives several)."""
+    return [parse_proposal(t, protocol) for t in expand_proposals(texts, protocol)]
 
 
 def make_proposals(

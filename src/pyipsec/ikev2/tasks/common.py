@@ -125,15 +125,9 @@ def id_from_config(text: str, default_address: str) -> IdPayload:
 
 
 def parse_identity(text: str) -> IdPayload:
-    """A configured identity (see :meth:`IdPayload.from_string`; ``keyid:`` is hex
-    there, and ``keyid:text`` that is not hex is taken as raw octets here)."""
-    t = text.strip()
-    if t.lower().startswith("keyid:") and not t[6:].startswith("#"):
-        try:
-            return IdPayload(IdType.ID_KEY_ID, bytes.fromhex(t[6:]))
-        except ValueError:
-            return IdPayload(IdType.ID_KEY_ID, t[6:].encode())
-    return IdPayload.from_string(t)
+    """A configured identity: :meth:`IdPayload.from_string` of the stripped text
+    (swanctl syntax: ``keyid:TEXT`` is the octets of TEXT, ``keyid:#hex`` is hex)."""
+    return IdPayload.from_string(text.strip())
 
 
 def identity_str(p: IdPayload) -> str:
