@@ -17,7 +17,7 @@ from pyipsec.daemon.control import ControlError
 from pyipsec.daemon.runtime import Daemon, unsupported_config
 from pyipsec.ikev2 import events as ev
 
-from .fakes import ScriptedManager, child_info
+from .fakes import FakeManager, child_info
 
 CONF = """
 [daemon]
@@ -66,7 +66,7 @@ def test_daemon_check_refuses_transport(tmp_path: Path,
     assert cli.main(["daemon", "--config", str(good), "--check"]) == 0
 
 
-class _Mgr(ScriptedManager):
+class _Mgr(FakeManager):
     def __init__(self) -> None:
         super().__init__()
         self.deleted: list[tuple[int, int]] = []

@@ -17,7 +17,7 @@ from pyipsec.daemon import runtime
 from pyipsec.daemon.runtime import Daemon, TrapPolicy
 from pyipsec.ikev2 import events as ev
 
-from .fakes import ScriptedManager
+from .fakes import FakeManager
 
 CONF = """
 [daemon]
@@ -38,7 +38,7 @@ secret = "x"
 
 def test_failed_trap_setup_holds_the_trap_down(tmp_path: Path, monkeypatch: Any) -> None:
     cfg = load_config_text(CONF.format(sock=tmp_path / "c.sock"))
-    mgr = ScriptedManager()
+    mgr = FakeManager()
     flow = SimpleNamespace(src_addr="203.0.113.1", dst_addr="203.0.113.65")
     trap = TrapPolicy("c", "net")
 
