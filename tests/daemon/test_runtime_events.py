@@ -16,9 +16,9 @@ from pyipsec.daemon import runtime
 from pyipsec.daemon.control import ControlError
 from pyipsec.daemon.runtime import Daemon, run_daemon, selectors_summary
 from pyipsec.ikev2 import events as ev
-from pyipsec.ikev2.api import IkeSaView
+from pyipsec.ikev2.api import ChildSaView, IkeSaView
 from pyipsec.ikev2.selectors import Selector
-from pyipsec.ikev2.state import IkeSaState
+from pyipsec.ikev2.state import ChildSaState, IkeSaState
 
 from .fakes import FakeManager, child_info
 
@@ -258,6 +258,83 @@ def test_esp_on_the_wrong_path_is_dropped_and_counted(tmp_path: Path) -> None:
             d.dp.on_esp(p_udp, ("127.0.0.2", 4500), True)  # the right paths: accepted
             d.dp.on_esp(p_raw, ("127.0.0.2", 0), False)
             assert (udp_sa.packets_in, raw_sa.packets_in) == (1, 1)
+        finally:
+            await d.close()
+
+    asyncio.run(go())
+
+
+def test_liveness_answered_by_event_and_failed_by_deletion(tmp_path: Path) -> None:
+    """``liveness`` waits for LivenessAnswered of its IKE SA (rtt from the event); the
+    SA's deletion, failure or a dead peer fails it at once."""
+    cfg = load_config_text(CONF.format(sock=tmp_path / "c.sock"))
+    mgr = FakeManager()
+    mgr.ike_views = [
+        IkeSaView(i, "c", IkeSaState.ESTABLISHED, True, ("127.0.0.1", 500),
+                  ("192.0.2.2", 500), "a", "b")
+        for i in (3, 4)
+    ]  # fmt: skip
+
+    async def ask() -> asyncio.Future[Any]:
+        task = asyncio.ensure_future(d.handle_request({"cmd": "liveness", "name": "c"}))
+        await asyncio.sleep(0.01)
+        assert mgr.calls[-1] == ("liveness", 4)  # the newest established IKE SA
+        return task
+
+    d = Daemon(cfg, manager_factory=lambda c: mgr, use_tun=False, control=False)
+
+    async def go() -> None:
+        await d.start()
+        try:
+            task = await ask()
+            mgr.events = [ev.LivenessAnswered(3, "c", 1.0, 2.0),  # another SA: ignored
+                          ev.LivenessAnswered(4, "c", 10.0, 10.0125)]  # fmt: skip
+            d.pump()
+            assert await task == {"conn": "c", "ike_id": 4, "rtt_ms": 12.5}
+            for gone in (ev.IkeSaDeleted(4, "c", "x"), ev.IkeSaFailed(4, "c", "x"),
+                         ev.PeerDead(4, "c")):  # fmt: skip
+                task = await ask()
+                mgr.events = [gone]
+                d.pump()
+                with pytest.raises(ControlError, match="IKE SA #4"):
+                    await task
+            assert d.cmds.liveness_waiters == []
+            mgr.ike_views = []
+            with pytest.raises(ControlError, match="no established IKE SA"):
+                await d.handle_request({"cmd": "liveness", "name": "c"})
+        finally:
+            await d.close()
+
+    asyncio.run(go())
+
+
+def test_rekey_uses_the_core_views(tmp_path: Path) -> None:
+    cfg = load_config_text(CONF.format(sock=tmp_path / "c.sock"))
+    mgr = FakeManager()
+    est, rekeying = IkeSaState.ESTABLISHED, IkeSaState.REKEYING
+    mgr.ike_views = [
+        IkeSaView(i, "c", st, True, ("127.0.0.1", 500), ("192.0.2.2", 500), "a", "b")
+        for i, st in ((1, est), (2, rekeying))
+    ]
+    mgr.child_views = [
+        ChildSaView(1, "c", "net", 0x10, 0x11, ChildSaState.INSTALLED),
+        ChildSaView(1, "c", "net", 0x20, 0x21, ChildSaState.REKEYED),
+        ChildSaView(2, "c", "net", 0x30, 0x31, ChildSaState.INSTALLED),  # IKE SA rekeying
+    ]
+
+    async def go() -> None:
+        d = Daemon(cfg, manager_factory=lambda c: mgr, use_tun=False, control=False)
+        await d.start()
+        try:
+            res = await d.handle_request({"cmd": "rekey", "name": "c"})
+            assert res == {"conn": "c",
+                           "child_sas": [{"ike_id": 1, "child": "net", "spi_in": "00000010"}]}
+            assert ("rekey_child", (1, 0x10)) in mgr.calls
+            res = await d.handle_request({"cmd": "rekey", "name": "c", "ike": True})
+            assert res == {"conn": "c", "ike_sas": [1]} and ("rekey_ike", 1) in mgr.calls
+            mgr.child_views = []
+            with pytest.raises(ControlError, match="no installed child 'net' to rekey"):
+                await d.handle_request({"cmd": "rekey", "name": "c", "child": "net"})
         finally:
             await d.close()
 
