@@ -1,44 +1,149 @@
-"""Test doubles for the daemon: a scripted stand-in for the IKE manager and a
-Child SA description builder (shared by the runtime tests)."""
+"""Test doubles for the daemon: a scripted stand-in for the IKE core and a Child SA
+description builder (shared by the runtime tests)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from pyipsec.config.model import Mode
+from pyipsec.config.model import ConnectionConfig, Mode
 from pyipsec.ikev2 import events as ev
+from pyipsec.ikev2.api import ChildSaView, IkeCore, IkeSaView
 from pyipsec.ikev2.selectors import Selector
 
+Address = tuple[str, int]
 
-class ScriptedManager:
-    """The part of ``IkeManagerLike`` the runtime always calls: it sends nothing, has
-    no timer, hands out ``events`` in order and records ``initiate`` calls.  Tests
-    subclass it to script the rest."""
+
+class FakeManager:
+    """A complete :class:`~pyipsec.ikev2.api.IkeCore` that does nothing by itself: it
+    sends what the test puts in ``out``, has the timer in ``timer``, hands out
+    ``events`` in order, answers the queries from ``ike_views``/``child_views``/``sas``
+    and records every command in ``calls`` (``initiate`` also in ``initiated``).
+    Tests set the knobs or subclass it to script the rest."""
 
     def __init__(self) -> None:
-        self.events: list[Any] = []
+        self.events: list[ev.Event] = []
+        self.out: list[tuple[bytes, Address, Address]] = []
+        self.keepalives: list[tuple[Address, Address]] = []
+        self.timer: float | None = None
+        self.calls: list[tuple[str, Any]] = []
         self.initiated: list[tuple[str, str | None]] = []
+        self.ike_views: list[IkeSaView] = []
+        self.child_views: list[ChildSaView] = []
+        self.sas: list[dict[str, Any]] = []  # what status() returns
+        self.status_fails = False
+        self.errors: dict[str, int] = {}
+        self.fail_receive = False
+        self.fail_timer = False
+        self.moves = False  # esp_activity with a new remote: PeerAddressChanged
+        self.unknown_spi_answers = False
 
-    def receive_datagram(self, data: bytes, local: Any, remote: Any, now: float) -> None:
-        pass
+    # -- the five verbs
+    def receive_datagram(self, data: bytes, local: Address, remote: Address, now: float) -> None:
+        self.calls.append(("rx", data))
+        if self.fail_receive:
+            raise RuntimeError("core bug")
 
-    def datagrams_to_send(self, now: float) -> list[Any]:
-        return []
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address, Address]]:
+        out, self.out = self.out, []
+        return out
 
     def next_timer(self) -> float | None:
-        return None
+        return self.timer
 
     def handle_timer(self, now: float) -> None:
-        pass
+        self.calls.append(("timer", now))
+        self.timer = None
+        if self.fail_timer:
+            raise RuntimeError("timer bug")
 
-    def next_event(self) -> Any:
+    def next_event(self) -> ev.Event | None:
         return self.events.pop(0) if self.events else None
 
-    def initiate(self, conn: str, child: str | None, now: float, **kw: object) -> None:
-        self.initiated.append((conn, child))
+    def keepalives_to_send(self, now: float) -> list[tuple[Address, Address]]:
+        out, self.keepalives = self.keepalives, []
+        return out
+
+    # -- commands
+    def initiate(
+        self, conn_name: str, child_name: str | None, now: float, *, persistent: bool = False
+    ) -> None:
+        self.calls.append(("initiate", (conn_name, child_name)))
+        self.initiated.append((conn_name, child_name))
+
+    def terminate(self, target: int | str, now: float) -> int:
+        self.calls.append(("terminate", target))
+        return 0
+
+    def rekey_ike(self, ike_id: int, now: float) -> None:
+        self.calls.append(("rekey_ike", ike_id))
+
+    def rekey_child(self, ike_id: int, child_spi_in: int, now: float) -> None:
+        self.calls.append(("rekey_child", (ike_id, child_spi_in)))
+
+    def delete_child(self, ike_id: int, spi_in: int, now: float) -> None:
+        self.calls.append(("delete_child", (ike_id, spi_in)))
+
+    def liveness(self, ike_id: int, now: float) -> None:
+        self.calls.append(("liveness", ike_id))
+
+    def reload(self, connections: Sequence[ConnectionConfig], now: float) -> None:
+        self.calls.append(("reload", [c.name for c in connections]))
+
+    def shutdown(self, now: float) -> None:
+        self.calls.append(("shutdown", now))
+
+    # -- reports from the data plane
+    def esp_activity(
+        self, spi_in: int, now: float, remote: Address | None = None, seq: int | None = None
+    ) -> bool:
+        self.calls.append(("esp_activity", (spi_in, remote, seq)))
+        if self.moves and remote is not None:
+            self.events.append(ev.PeerAddressChanged(1, ("127.0.0.2", 4500), remote))
+            return True
+        return False
+
+    def notify_traffic(
+        self,
+        spi_in: int,
+        now: float,
+        *,
+        bytes_in: int = 0,
+        packets_in: int = 0,
+        bytes_out: int = 0,
+        packets_out: int = 0,
+        seq_out: int | None = None,
+    ) -> None:
+        self.calls.append(("traffic", (spi_in, bytes_in, packets_in, bytes_out, packets_out)))
+
+    def esp_errors(
+        self, spi_in: int, now: float, *, auth: int = 0, replay: int = 0, malformed: int = 0
+    ) -> None:
+        self.calls.append(("esp_errors", (spi_in, auth, replay, malformed)))
+
+    def unknown_esp_spi(self, spi: int, remote: Address, now: float) -> bool:
+        self.calls.append(("unknown_spi", (spi, remote)))
+        return self.unknown_spi_answers
+
+    # -- queries
+    def ike_sas(self, conn: str | None = None) -> list[IkeSaView]:
+        return [v for v in self.ike_views if conn is None or v.conn == conn]
+
+    def child_sas(self, conn: str | None = None) -> list[ChildSaView]:
+        return [v for v in self.child_views if conn is None or v.conn == conn]
 
     def status(self, now: float | None = None) -> list[dict[str, Any]]:
-        return []
+        if self.status_fails:
+            raise RuntimeError("status bug")
+        return self.sas
+
+    def error_status(self) -> dict[str, int]:
+        return dict(self.errors)
+
+
+def _check(f: FakeManager) -> IkeCore:
+    """Static check (mypy): the fake implements every call of the core's seam."""
+    return f
 
 
 def child_info(

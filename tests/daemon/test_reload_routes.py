@@ -14,6 +14,7 @@ import pytest
 
 from pyipsec import cli
 from pyipsec.config.loader import load_config
+from pyipsec.daemon.routes import unroute_peer
 from pyipsec.daemon.runtime import Daemon
 from pyipsec.daemon.tun import TunDevice
 
@@ -86,7 +87,7 @@ def test_reload_withdraws_routes_and_reports_restart_keys(tmp_path: Path) -> Non
         await d.start()
         try:
             assert tun.routes == ["203.0.113.128/26", "203.0.113.64/26"]
-            cache = d.mgr.local_address_for  # type: ignore[union-attr]
+            cache = d.source_addresses
             cache("127.0.0.1")
             assert cache._cache
             # unchanged daemon settings: nothing to restart, routes kept
@@ -148,15 +149,15 @@ def test_route_capturing_a_responders_peer_is_withdrawn(tmp_path: Path) -> None:
         try:
             assert tun.routes == ["192.0.2.2/32", "203.0.113.128/26"]
             d._on_ike(b"not ike", ("127.0.0.1", 500), ("192.0.2.9", 500))
-            d._unroute_peer("not an address")
+            unroute_peer(tun, "not an address")
             assert tun.routes == ["192.0.2.2/32", "203.0.113.128/26"]
             d._on_ike(b"not ike", ("127.0.0.1", 500), ("192.0.2.2", 500))
             assert tun.routes == ["203.0.113.128/26"]
             # an SA with that peer exists: re-applying the policies does not route it
-            d.children[1] = SimpleNamespace(remote=("192.0.2.2", 4500))  # type: ignore[assignment]
-            d._apply_policies(d.config.connections)
+            d.dp.children[1] = SimpleNamespace(remote=("192.0.2.2", 4500))  # type: ignore[assignment]
+            d.apply_policies(d.config.connections)
             assert tun.routes == ["203.0.113.128/26"]
-            del d.children[1]
+            del d.dp.children[1]
         finally:
             await d.close()
 

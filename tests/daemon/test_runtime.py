@@ -23,7 +23,8 @@ import pytest
 from pyipsec.config.loader import load_config
 from pyipsec.config.model import TrafficSelectorSpec
 from pyipsec.daemon.control import ControlClient, ControlError
-from pyipsec.daemon.runtime import Daemon, _sel_str
+from pyipsec.daemon.dataplane import sel_str as _sel_str
+from pyipsec.daemon.runtime import Daemon
 
 
 class FakeTun:
@@ -162,7 +163,7 @@ def test_two_daemons_tunnel(tmp_path: Path, addrs: tuple[str, str, int]) -> None
             assert "203.0.113.64/26" in ltun.routes
             res = await left.handle_request({"cmd": "up", "name": "c", "child": "net"})
             assert res["established"] is True
-            await _until(lambda: len(right.children) == 1)
+            await _until(lambda: len(right.dp.children) == 1)
             # left -> right through ESP-in-UDP
             ltun.outside.send(icmp("203.0.113.1", "203.0.113.65"))
             got = await asyncio.to_thread(_recv, rtun)
@@ -175,7 +176,7 @@ def test_two_daemons_tunnel(tmp_path: Path, addrs: tuple[str, str, int]) -> None
             # not covered by any policy: dropped and counted
             ltun.outside.send(icmp("203.0.113.1", "198.51.100.7"))
             ltun.outside.send(b"\x00garbage")
-            await _until(lambda: left.drops.no_policy == 1 and left.drops.tun_invalid == 1)
+            await _until(lambda: left.dp.drops.no_policy == 1 and left.dp.drops.tun_invalid == 1)
             # the trapped child: a UDP packet to port 9 starts it
             udp = struct.pack("!HHHH", 1000, 9, 8, 0)
             pkt = (
@@ -195,14 +196,14 @@ def test_two_daemons_tunnel(tmp_path: Path, addrs: tuple[str, str, int]) -> None
                 + udp
             )
             ltun.outside.send(pkt)
-            await _until(lambda: len(left.children) == 2)
-            assert left.drops.trap_pending >= 1
+            await _until(lambda: len(left.dp.children) == 2)
+            assert left.dp.drops.trap_pending >= 1
             ltun.outside.send(pkt)
             assert await asyncio.to_thread(_recv, rtun) == pkt
             # inbound selector check (RFC 4301 §5.2): a packet the SA may not carry
-            c = next(x for x in left.children.values() if x.info.child == "net")
+            c = next(x for x in left.dp.children.values() if x.info.child == "net")
             bad = icmp("198.51.100.9", "203.0.113.1")
-            r = next(x for x in right.children.values() if x.info.spi_in == c.info.spi_out)
+            r = next(x for x in right.dp.children.values() if x.info.spi_in == c.info.spi_out)
             r.sock.sendto(r.outbound.protect(bad, 4), r.remote)  # type: ignore[union-attr]
             await _until(lambda: c.drops_selector == 1)
             # unknown SPI / garbage ESP / keepalive on 4500
@@ -213,13 +214,13 @@ def test_two_daemons_tunnel(tmp_path: Path, addrs: tuple[str, str, int]) -> None
             s.close()
             await _until(
                 lambda: (
-                    left.drops.unknown_spi == 1
-                    and left.drops.keepalives_in == 1
-                    and left.drops.esp_errors == 1
+                    left.dp.drops.unknown_spi == 1
+                    and left.dp.drops.keepalives_in == 1
+                    and left.dp.drops.esp_errors == 1
                 )
             )
             # traffic reporting to the core
-            left._report_traffic()
+            left.report_traffic()
             st = left.status()
             assert st["tun"]["name"] == "fake0"
             assert len(st["ike_sas"]) == 1 and st["ike_sas"][0]["state"] == "established"
@@ -238,7 +239,7 @@ def test_two_daemons_tunnel(tmp_path: Path, addrs: tuple[str, str, int]) -> None
             assert (await left.handle_request({"cmd": "reload"}))["connections"] == ["c"]
             # down: the IKE SA and its children go away on both sides
             await left.handle_request({"cmd": "down", "name": "c"})
-            await _until(lambda: not left.children and not right.children)
+            await _until(lambda: not left.dp.children and not right.dp.children)
             await left.handle_request({"cmd": "stop"})
             await asyncio.wait_for(left.serve(), 5)
         finally:

@@ -53,15 +53,15 @@ def test_keepalives_rekey_and_liveness(tmp_path: Path, pair: tuple[str, str, int
             with pytest.raises(ControlError, match="no established IKE SA"):
                 await left.handle_request({"cmd": "liveness", "name": "c"})
             await left.handle_request({"cmd": "up", "name": "c", "child": "net"})
-            await _until(lambda: len(right.children) == 1)
+            await _until(lambda: len(right.dp.children) == 1)
             # forced encapsulation: left believes it is behind a NAT and keeps the
             # mapping alive with single 0xFF octets on port 4500 (no non-ESP marker)
-            await _until(lambda: right.drops.keepalives_in >= 2, timeout=15)
-            assert right.drops.invalid_udp == 0 and right.drops.ike_errors == 0
-            assert left.drops.keepalives_in == 0  # the responder is not behind a NAT
+            await _until(lambda: right.dp.drops.keepalives_in >= 2, timeout=15)
+            assert right.dp.drops.invalid_udp == 0 and right.dp.drops.ike_errors == 0
+            assert left.dp.drops.keepalives_in == 0  # the responder is not behind a NAT
 
             # rekey one child by name
-            (old,) = list(left.children)
+            (old,) = list(left.dp.children)
             with pytest.raises(ControlError, match="has no child"):
                 await left.handle_request({"cmd": "rekey", "name": "c", "child": "zzz"})
             with pytest.raises(ControlError, match="not both"):
@@ -74,13 +74,13 @@ def test_keepalives_rekey_and_liveness(tmp_path: Path, pair: tuple[str, str, int
                 await left.handle_request({"cmd": "rekey", "name": "c", "child": "trapped"})
             res = await left.handle_request({"cmd": "rekey", "name": "c", "child": "net"})
             assert res["child_sas"] == [{"ike_id": 1, "child": "net", "spi_in": f"{old:08x}"}]
-            await _until(lambda: len(left.children) == 1 and old not in left.children)
-            await _until(lambda: len(right.children) == 1)
+            await _until(lambda: len(left.dp.children) == 1 and old not in left.dp.children)
+            await _until(lambda: len(right.dp.children) == 1)
             # rekey all children of the connection from the responder side
-            (old_r,) = list(right.children)
+            (old_r,) = list(right.dp.children)
             res = await right.handle_request({"cmd": "rekey", "name": "c"})
             assert [c["child"] for c in res["child_sas"]] == ["net"]
-            await _until(lambda: len(right.children) == 1 and old_r not in right.children)
+            await _until(lambda: len(right.dp.children) == 1 and old_r not in right.dp.children)
             # rekey the IKE SA: the children move to the new IKE SA
             (ike_before,) = [sa["id"] for sa in left.status()["ike_sas"]]
             res = await left.handle_request({"cmd": "rekey", "name": "c", "ike": True})

@@ -16,9 +16,11 @@ from pyipsec.daemon import runtime
 from pyipsec.daemon.control import ControlError
 from pyipsec.daemon.runtime import Daemon, run_daemon, selectors_summary
 from pyipsec.ikev2 import events as ev
+from pyipsec.ikev2.api import ChildSaView, IkeSaView
 from pyipsec.ikev2.selectors import Selector
+from pyipsec.ikev2.state import ChildSaState, IkeSaState
 
-from .fakes import child_info
+from .fakes import FakeManager, child_info
 
 CONF = """
 [daemon]
@@ -37,40 +39,12 @@ secret = "x"
 """
 
 
-class FakeMgr:
+class FakeMgr(FakeManager):
+    """A core that fails on datagrams and timers (the daemon must survive both)."""
+
     def __init__(self) -> None:
-        self.events: list[Any] = []
-        self.out: list[tuple[bytes, tuple[str, int], tuple[str, int]]] = []
-        self.calls: list[tuple[str, Any]] = []
-        self.timer: float | None = None
-        self.sas: list[dict[str, Any]] = []
-
-    def receive_datagram(self, data: bytes, local: Any, remote: Any, now: float) -> None:
-        self.calls.append(("rx", data))
-        raise RuntimeError("core bug")
-
-    def datagrams_to_send(self, now: float) -> list[Any]:
-        out, self.out = self.out, []
-        return out
-
-    def next_timer(self) -> float | None:
-        return self.timer
-
-    def handle_timer(self, now: float) -> None:
-        self.calls.append(("timer", now))
-        self.timer = None
-        raise RuntimeError("timer bug")
-
-    def next_event(self) -> Any:
-        return self.events.pop(0) if self.events else None
-
-    def initiate(self, conn: str, child: str | None, now: float, **kw: object) -> None:
-        self.calls.append(("initiate", (conn, child)))
-
-    def status(self, now: float | None = None) -> list[dict[str, Any]]:
-        if self.sas == ["boom"]:
-            raise RuntimeError("status bug")
-        return self.sas
+        super().__init__()
+        self.fail_receive = self.fail_timer = True
 
 
 def info(spi_in: int, encap: bool = True, mode: Mode = Mode.TUNNEL) -> ev.ChildSaInfo:
@@ -90,7 +64,7 @@ def test_events_and_edges(tmp_path: Path) -> None:
             mgr.timer = loop.time() + 0.01
             mgr.out = [(b"ike", ("127.0.0.1", d.udp[0].port), ("127.0.0.1", 9)),
                        (b"nosock", ("10.0.0.1", 1), ("2001:db8::1", 500))]  # fmt: skip
-            d._pump()
+            d.pump()
             await asyncio.sleep(0.05)
             assert any(c[0] == "timer" for c in mgr.calls)
             mgr.events = [
@@ -113,34 +87,34 @@ def test_events_and_edges(tmp_path: Path) -> None:
                 ev.IkeSaFailed(3, "c", "auth"),
                 "unknown event",
             ]
-            d._pump()
-            assert ("trap", "c", "net") in d.spd._entries  # the child's dpd_action = trap
-            assert list(d.children) == [200]
-            assert d.children[200].remote == ("127.0.0.3", 4500)
+            d.pump()
+            assert ("trap", "c", "net") in d.dp.spd._entries  # the child's dpd_action = trap
+            assert list(d.dp.children) == [200]
+            assert d.dp.children[200].remote == ("127.0.0.3", 4500)
             mgr.sas = [{"id": 2, "rekey_at": 10.0, "established": 1.0,
                         "children": [{"expire_at": 20.0}]}]  # fmt: skip
             st = d.status()
             assert st["child_sas"][0]["spi_in"] == "000000c8" and "rekey_in" in st["ike_sas"][0]
-            mgr.sas = ["boom"]
+            mgr.status_fails = True
             assert "error" in d.status()["ike_sas"][0]
             # IKE datagram that makes the core raise: counted, daemon survives
             d._on_ike(b"x", ("127.0.0.1", 500), ("127.0.0.9", 500))
-            assert d.drops.ike_errors == 1
-            with pytest.raises(ControlError, match="does not support terminate"):
-                await d.handle_request({"cmd": "down", "name": "c"})
-            with pytest.raises(ControlError, match="does not support reloading"):
-                d.config_path = tmp_path / "x.toml"
-                (tmp_path / "x.toml").write_text(CONF.format(sock=tmp_path / "c.sock"))
-                d.reload()
+            assert d.dp.drops.ike_errors == 1
+            res = await d.handle_request({"cmd": "down", "name": "c"})
+            assert res == {"conn": "c", "terminated": 0} and ("terminate", "c") in mgr.calls
+            d.config_path = tmp_path / "x.toml"
+            (tmp_path / "x.toml").write_text(CONF.format(sock=tmp_path / "c.sock"))
+            assert d.reload() == {"connections": ["c"]} and ("reload", ["c"]) in mgr.calls
             # up: failure event resolves the waiter
             task = asyncio.ensure_future(d.handle_request({"cmd": "up", "name": "c"}))
             await asyncio.sleep(0.01)
             mgr.events = [ev.IkeSaFailed(4, "c", "timeout")]
-            d._pump()
+            d.pump()
             with pytest.raises(ControlError, match="IKE SA failed: timeout"):
                 await task
-            d._report_traffic()  # no notify_traffic on this manager: nothing happens
-            d._uninstall(200)
+            d.report_traffic()  # nothing flowed: nothing reported
+            assert not [c for c in mgr.calls if c[0] == "traffic"]
+            d.dp.uninstall(200)
         finally:
             await d.shutdown()
 
@@ -167,50 +141,40 @@ def test_run_daemon_stops_on_sigterm(tmp_path: Path) -> None:
     assert loop_holder and not (tmp_path / "d.sock").exists()
 
 
-class MovingMgr(FakeMgr):
-    """esp_activity as the core does it: PeerAddressChanged only when it accepts."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.accept = True
-        self.reports: list[tuple[int, Any, Any]] = []
-
-    def esp_activity(self, spi_in: int, now: float, remote: Any = None, seq: Any = None) -> None:
-        self.reports.append((spi_in, remote, seq))
-        if self.accept and remote is not None:
-            self.events.append(ev.PeerAddressChanged(1, ("127.0.0.2", 4500), remote))
-
-
 def test_esp_from_new_address_follows_only_newest_and_accepted(tmp_path: Path) -> None:
     """RFC 7296 §2.23: the data plane reports the newest authenticated packet from a new
     source with its sequence number and moves the SA only when the core says so."""
     from pyipsec.esp.sa import EspOutbound
 
     cfg = load_config_text(CONF.format(sock=tmp_path / "c.sock"))
-    mgr = MovingMgr()
+    mgr = FakeManager()
+    mgr.moves = True  # esp_activity as the core does it: PeerAddressChanged when it accepts
     peer = EspOutbound(100, 20, 128, None, bytes(20))  # the peer's side of our SA 100
     inner = bytes.fromhex("4500001c000100004001f7c9cb007141cb007101") + bytes(8)  # .65 -> .1
+
+    def reports() -> list[Any]:
+        return [c[1] for c in mgr.calls if c[0] == "esp_activity"]
 
     async def go() -> None:
         d = Daemon(cfg, manager_factory=lambda c: mgr, use_tun=False, control=False)
         await d.start()
         try:
             mgr.events = [ev.ChildSaInstalled(info(100))]
-            d._pump()
-            c = d.children[100]
+            d.pump()
+            c = d.dp.children[100]
             pkts = [peer.protect(inner, 4) for _ in range(5)]  # seq 1..5
-            d._on_esp(pkts[0], ("127.0.0.2", 4500), True)
-            assert mgr.reports == [] and c.packets_in == 1
-            d._on_esp(pkts[2], ("127.0.0.9", 4500), True)  # seq 3, newest: reported, moved
-            assert mgr.reports == [(100, ("127.0.0.9", 4500), 3)]
+            d.dp.on_esp(pkts[0], ("127.0.0.2", 4500), True)
+            assert reports() == [] and c.packets_in == 1
+            d.dp.on_esp(pkts[2], ("127.0.0.9", 4500), True)  # seq 3, newest: reported, moved
+            assert reports() == [(100, ("127.0.0.9", 4500), 3)]
             assert c.remote == ("127.0.0.9", 4500)
-            d._on_esp(pkts[1], ("127.0.0.7", 4500), True)  # seq 2: older, never moves it
-            assert c.packets_in == 3 and len(mgr.reports) == 1
+            d.dp.on_esp(pkts[1], ("127.0.0.7", 4500), True)  # seq 2: older, never moves it
+            assert c.packets_in == 3 and len(reports()) == 1
             assert c.remote == ("127.0.0.9", 4500)
-            mgr.accept = False  # e.g. we are behind a NAT ourselves: the core declines
-            d._on_esp(pkts[3], ("127.0.0.8", 4500), True)
-            d._on_esp(pkts[4], ("127.0.0.8", 4500), True)  # declined once: not asked again
-            assert mgr.reports[1:] == [(100, ("127.0.0.8", 4500), 4)]
+            mgr.moves = False  # e.g. we are behind a NAT ourselves: the core declines
+            d.dp.on_esp(pkts[3], ("127.0.0.8", 4500), True)
+            d.dp.on_esp(pkts[4], ("127.0.0.8", 4500), True)  # declined once: not asked again
+            assert reports()[1:] == [(100, ("127.0.0.8", 4500), 4)]
             assert c.remote == ("127.0.0.9", 4500) and c.packets_in == 5
         finally:
             await d.close()
@@ -224,8 +188,10 @@ def test_up_and_liveness_refuse_bad_timeouts_without_leaking(
 ) -> None:
     cfg = load_config_text(CONF.format(sock=tmp_path / "c.sock"))
     mgr = FakeMgr()
-    mgr.liveness = lambda ike_id, now: None  # type: ignore[attr-defined]
-    mgr.sas = [{"id": 1, "name": "c", "state": "ESTABLISHED"}]
+    mgr.ike_views = [
+        IkeSaView(1, "c", IkeSaState.ESTABLISHED, True, ("127.0.0.1", 500),
+                  ("192.0.2.2", 500), "a", "b")
+    ]  # fmt: skip
 
     async def go() -> None:
         d = Daemon(cfg, manager_factory=lambda c: mgr, use_tun=False, control=False)
@@ -235,7 +201,7 @@ def test_up_and_liveness_refuse_bad_timeouts_without_leaking(
             for cmd in ("up", "liveness"):
                 with pytest.raises(ControlError, match="'timeout' must be a positive number"):
                     await d.handle_request({"cmd": cmd, "name": "c", "timeout": timeout})
-            assert d._waiters == [] and d._liveness == [] and mgr.calls == []
+            assert d.cmds.waiters == [] and d.cmds.liveness_waiters == [] and mgr.calls == []
         finally:
             await d.close()
 
@@ -253,11 +219,11 @@ def test_up_waiter_removed_when_initiate_fails(tmp_path: Path) -> None:
         d = Daemon(cfg, manager_factory=lambda c: FakeMgr(), use_tun=False, control=False)
         await d.start()
         try:
-            d.mgr = mgr
+            d.core = mgr
             mgr.initiate = initiate  # type: ignore[method-assign]
             with pytest.raises(KeyError):
                 await d.handle_request({"cmd": "up", "name": "c", "timeout": 1})
-            assert d._waiters == []
+            assert d.cmds.waiters == []
         finally:
             await d.close()
 
@@ -279,19 +245,96 @@ def test_esp_on_the_wrong_path_is_dropped_and_counted(tmp_path: Path) -> None:
         await d.start()
         try:
             mgr.events = [ev.ChildSaInstalled(info(100)), ev.ChildSaInstalled(info(300, False))]
-            d._pump()
-            udp_sa, raw_sa = d.children[100], d.children[300]
+            d.pump()
+            udp_sa, raw_sa = d.dp.children[100], d.dp.children[300]
             p_udp = EspOutbound(100, 20, 128, None, bytes(20)).protect(inner, 4)
             p_raw = EspOutbound(300, 20, 128, None, bytes(20)).protect(inner, 4)
-            d._on_esp(p_udp, ("127.0.0.2", 0), False)  # UDP SA, arrived as protocol 50
-            d._on_esp(p_raw, ("127.0.0.2", 4500), True)  # protocol 50 SA, arrived in UDP
+            d.dp.on_esp(p_udp, ("127.0.0.2", 0), False)  # UDP SA, arrived as protocol 50
+            d.dp.on_esp(p_raw, ("127.0.0.2", 4500), True)  # protocol 50 SA, arrived in UDP
             assert (udp_sa.packets_in, raw_sa.packets_in) == (0, 0)
             assert udp_sa.drops_encap == raw_sa.drops_encap == 1
-            assert d.drops.wrong_encap == 2 and udp_sa.inbound.replay.top == 0
+            assert d.dp.drops.wrong_encap == 2 and udp_sa.inbound.replay.top == 0
             assert d.status()["child_sas"][0]["drops"]["encap"] == 1
-            d._on_esp(p_udp, ("127.0.0.2", 4500), True)  # the right paths: accepted
-            d._on_esp(p_raw, ("127.0.0.2", 0), False)
+            d.dp.on_esp(p_udp, ("127.0.0.2", 4500), True)  # the right paths: accepted
+            d.dp.on_esp(p_raw, ("127.0.0.2", 0), False)
             assert (udp_sa.packets_in, raw_sa.packets_in) == (1, 1)
+        finally:
+            await d.close()
+
+    asyncio.run(go())
+
+
+def test_liveness_answered_by_event_and_failed_by_deletion(tmp_path: Path) -> None:
+    """``liveness`` waits for LivenessAnswered of its IKE SA (rtt from the event); the
+    SA's deletion, failure or a dead peer fails it at once."""
+    cfg = load_config_text(CONF.format(sock=tmp_path / "c.sock"))
+    mgr = FakeManager()
+    mgr.ike_views = [
+        IkeSaView(i, "c", IkeSaState.ESTABLISHED, True, ("127.0.0.1", 500),
+                  ("192.0.2.2", 500), "a", "b")
+        for i in (3, 4)
+    ]  # fmt: skip
+
+    async def ask() -> asyncio.Future[Any]:
+        task = asyncio.ensure_future(d.handle_request({"cmd": "liveness", "name": "c"}))
+        await asyncio.sleep(0.01)
+        assert mgr.calls[-1] == ("liveness", 4)  # the newest established IKE SA
+        return task
+
+    d = Daemon(cfg, manager_factory=lambda c: mgr, use_tun=False, control=False)
+
+    async def go() -> None:
+        await d.start()
+        try:
+            task = await ask()
+            mgr.events = [ev.LivenessAnswered(3, "c", 1.0, 2.0),  # another SA: ignored
+                          ev.LivenessAnswered(4, "c", 10.0, 10.0125)]  # fmt: skip
+            d.pump()
+            assert await task == {"conn": "c", "ike_id": 4, "rtt_ms": 12.5}
+            for gone in (ev.IkeSaDeleted(4, "c", "x"), ev.IkeSaFailed(4, "c", "x"),
+                         ev.PeerDead(4, "c")):  # fmt: skip
+                task = await ask()
+                mgr.events = [gone]
+                d.pump()
+                with pytest.raises(ControlError, match="IKE SA #4"):
+                    await task
+            assert d.cmds.liveness_waiters == []
+            mgr.ike_views = []
+            with pytest.raises(ControlError, match="no established IKE SA"):
+                await d.handle_request({"cmd": "liveness", "name": "c"})
+        finally:
+            await d.close()
+
+    asyncio.run(go())
+
+
+def test_rekey_uses_the_core_views(tmp_path: Path) -> None:
+    cfg = load_config_text(CONF.format(sock=tmp_path / "c.sock"))
+    mgr = FakeManager()
+    est, rekeying = IkeSaState.ESTABLISHED, IkeSaState.REKEYING
+    mgr.ike_views = [
+        IkeSaView(i, "c", st, True, ("127.0.0.1", 500), ("192.0.2.2", 500), "a", "b")
+        for i, st in ((1, est), (2, rekeying))
+    ]
+    mgr.child_views = [
+        ChildSaView(1, "c", "net", 0x10, 0x11, ChildSaState.INSTALLED),
+        ChildSaView(1, "c", "net", 0x20, 0x21, ChildSaState.REKEYED),
+        ChildSaView(2, "c", "net", 0x30, 0x31, ChildSaState.INSTALLED),  # IKE SA rekeying
+    ]
+
+    async def go() -> None:
+        d = Daemon(cfg, manager_factory=lambda c: mgr, use_tun=False, control=False)
+        await d.start()
+        try:
+            res = await d.handle_request({"cmd": "rekey", "name": "c"})
+            assert res == {"conn": "c",
+                           "child_sas": [{"ike_id": 1, "child": "net", "spi_in": "00000010"}]}
+            assert ("rekey_child", (1, 0x10)) in mgr.calls
+            res = await d.handle_request({"cmd": "rekey", "name": "c", "ike": True})
+            assert res == {"conn": "c", "ike_sas": [1]} and ("rekey_ike", 1) in mgr.calls
+            mgr.child_views = []
+            with pytest.raises(ControlError, match="no installed child 'net' to rekey"):
+                await d.handle_request({"cmd": "rekey", "name": "c", "child": "net"})
         finally:
             await d.close()
 

@@ -46,16 +46,16 @@ def test_restart_and_reload_removing_the_connection(
         await right.start()
         await left.start()
         try:
-            await _until(lambda: len(left.children) == 1 and len(right.children) == 1)
-            (old_spi,) = list(right.children)
+            await _until(lambda: len(left.dp.children) == 1 and len(right.dp.children) == 1)
+            (old_spi,) = list(right.dp.children)
             # left "crashes": sockets closed, nothing sent, all state lost
             await left.close()
             left = Daemon(load_config(lconf), config_path=lconf, tun_factory=lambda c: FakeTun())
             await left.start()
             # rebuilt from the configuration: the tunnel is initiated again and the
             # peer drops the stale SAs on INITIAL_CONTACT (RFC 7296 §2.4)
-            await _until(lambda: len(left.children) == 1)
-            await _until(lambda: len(right.children) == 1 and old_spi not in right.children)
+            await _until(lambda: len(left.dp.children) == 1)
+            await _until(lambda: len(right.dp.children) == 1 and old_spi not in right.dp.children)
             assert len(right.status()["ike_sas"]) == 1
             # reload with the connection removed: its SAs are deleted with a DELETE
             rtext = rconf.read_text()
@@ -64,7 +64,7 @@ def test_restart_and_reload_removing_the_connection(
             rconf.write_text(rtext[:cut] + rtext[end:])
             res = right.reload()
             assert res == {"connections": []}
-            await _until(lambda: not right.children and not left.children)
+            await _until(lambda: not right.dp.children and not left.dp.children)
             await _until(lambda: not left.status()["ike_sas"])
             assert not right.status()["ike_sas"]
         finally:
@@ -87,8 +87,8 @@ def test_sequence_exhaustion_rekey_and_esp_errors(
         await right.start()
         await left.start()
         try:
-            await _until(lambda: len(left.children) == 1 and len(right.children) == 1)
-            (c,) = left.children.values()
+            await _until(lambda: len(left.dp.children) == 1 and len(right.dp.children) == 1)
+            (c,) = left.dp.children.values()
             i = c.info
             # the outbound SA is 100 packets away from 2^32: the next report rekeys it
             c.outbound = EspOutbound(
@@ -97,29 +97,29 @@ def test_sequence_exhaustion_rekey_and_esp_errors(
             )  # fmt: skip
             ltun.outside.send(icmp("203.0.113.1", "203.0.113.65"))
             assert await asyncio.to_thread(_recv, rtun) == icmp("203.0.113.1", "203.0.113.65")
-            left._report_traffic()
-            await _until(lambda: len(left.children) == 1 and i.spi_in not in left.children)
-            (new,) = left.children.values()
+            left.report_traffic()
+            await _until(lambda: len(left.dp.children) == 1 and i.spi_in not in left.dp.children)
+            (new,) = left.dp.children.values()
             assert new.outbound.seq == 0
             ltun.outside.send(icmp("203.0.113.1", "203.0.113.65", b"after"))
             assert await asyncio.to_thread(_recv, rtun) == icmp(
                 "203.0.113.1", "203.0.113.65", b"after"
             )
             # forged/replayed ESP to the right: dropped, counted, never answered
-            (rc,) = right.children.values()
+            (rc,) = right.dp.children.values()
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.bind((pair[0], 0))
             forged = rc.info.spi_in.to_bytes(4, "big") + (5000).to_bytes(4, "big") + bytes(56)
             s.sendto(forged, (right_ip, 4500))
             await _until(lambda: rc.inbound.stats.auth_failures == 1)
-            right._report_traffic()
+            right.report_traffic()
             assert right.status()["errors"] == {"esp-auth-failure": 1}
             # ESP on an unknown SPI from the left's address: reported to the left
             # inside the IKE SA (INVALID_SPI), which counts and ignores it
             s.sendto(b"\x0b\xad\x00\x01" + bytes(60), (right_ip, 4500))
             await _until(lambda: left.status()["errors"].get("invalid-spi-received") == 1)
             assert right.status()["errors"]["invalid-spi"] == 1
-            assert len(left.children) == 1
+            assert len(left.dp.children) == 1
             s.close()
         finally:
             await left.close()

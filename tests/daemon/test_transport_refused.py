@@ -5,19 +5,19 @@ configuration) is deleted again instead of staying half-installed."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pyipsec import cli
 from pyipsec.config.loader import load_config, load_config_text
-from pyipsec.config.model import Mode
+from pyipsec.config.model import ConnectionConfig, Mode
 from pyipsec.daemon.control import ControlError
 from pyipsec.daemon.runtime import Daemon, unsupported_config
 from pyipsec.ikev2 import events as ev
 
-from .fakes import ScriptedManager, child_info
+from .fakes import FakeManager, child_info
 
 CONF = """
 [daemon]
@@ -66,12 +66,12 @@ def test_daemon_check_refuses_transport(tmp_path: Path,
     assert cli.main(["daemon", "--config", str(good), "--check"]) == 0
 
 
-class _Mgr(ScriptedManager):
+class _Mgr(FakeManager):
     def __init__(self) -> None:
         super().__init__()
         self.deleted: list[tuple[int, int]] = []
 
-    def reload(self, conns: Any, now: float) -> None:
+    def reload(self, connections: Sequence[ConnectionConfig], now: float) -> None:
         raise AssertionError("a refused reload must not reach the core")
 
     def delete_child(self, ike_id: int, spi_in: int, now: float) -> None:
@@ -106,10 +106,10 @@ def test_reload_refuses_and_negotiated_transport_child_is_deleted(tmp_path: Path
                                                          "child": "host", "timeout": 5}))
             await asyncio.sleep(0.01)
             mgr.events = [ev.ChildSaInstalled(_info(0x300)), ev.ChildSaInstalled(_info(0x301))]
-            d._pump()
+            d.pump()
             with pytest.raises(ControlError, match="not installed"):
                 await up
-            assert d.children == {}
+            assert d.dp.children == {}
             assert mgr.deleted == [(7, 0x300), (7, 0x301)]
         finally:
             await d.close()

@@ -17,7 +17,7 @@ from pyipsec.daemon import runtime
 from pyipsec.daemon.runtime import Daemon, TrapPolicy
 from pyipsec.ikev2 import events as ev
 
-from .fakes import ScriptedManager
+from .fakes import FakeManager
 
 CONF = """
 [daemon]
@@ -38,7 +38,7 @@ secret = "x"
 
 def test_failed_trap_setup_holds_the_trap_down(tmp_path: Path, monkeypatch: Any) -> None:
     cfg = load_config_text(CONF.format(sock=tmp_path / "c.sock"))
-    mgr = ScriptedManager()
+    mgr = FakeManager()
     flow = SimpleNamespace(src_addr="203.0.113.1", dst_addr="203.0.113.65")
     trap = TrapPolicy("c", "net")
 
@@ -48,22 +48,22 @@ def test_failed_trap_setup_holds_the_trap_down(tmp_path: Path, monkeypatch: Any)
         clock = [d.now()]
         monkeypatch.setattr(d, "now", lambda: clock[0])
         try:
-            d._trap(trap, flow)  # type: ignore[arg-type]
+            d.dp.trap(trap, flow)  # type: ignore[arg-type]
             assert mgr.initiated == [("c", "net")]
             for failure in (ev.IkeSaFailed(1, "c", "AUTHENTICATION_FAILED"),
                             ev.ChildSaFailed(2, "c", "net", "TS_UNACCEPTABLE")):
                 clock[0] += runtime.TRAP_RETRY + 1  # the previous hold-down is over
-                d._trap(trap, flow)  # type: ignore[arg-type]
+                d.dp.trap(trap, flow)  # type: ignore[arg-type]
                 n = len(mgr.initiated)
                 clock[0] += 0.5
                 mgr.events = [failure]
-                d._pump()
+                d.pump()
                 for _ in range(5):  # the next packets right after the failure
                     clock[0] += 0.2
-                    d._trap(trap, flow)  # type: ignore[arg-type]
+                    d.dp.trap(trap, flow)  # type: ignore[arg-type]
                 assert len(mgr.initiated) == n, failure
                 clock[0] += runtime.TRAP_RETRY
-                d._trap(trap, flow)  # type: ignore[arg-type]
+                d.dp.trap(trap, flow)  # type: ignore[arg-type]
                 assert len(mgr.initiated) == n + 1, failure
         finally:
             await d.close()

@@ -1,0 +1,98 @@
+"""TUN routes for the remote selectors of tunnel-mode policies (RFC 4301 §4.4.1: the
+SPD decides, but only what the routing table sends into the TUN device reaches it).
+
+A route never captures the IKE/ESP traffic to a peer itself: a selector covering a
+peer's address is not routed, and a route that turns out to cover a peer we hear from
+(a ``remote_addrs = %any`` responder) is withdrawn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Callable, Iterable
+
+from ..config.model import ConnectionConfig, Mode
+from .dataplane import ChildState, TunLike, networks
+from .spd import SelectorLike
+
+__all__ = ["prune_routes", "route_selector", "unroute_peer"]
+
+log = logging.getLogger("pyipsec.net")
+log_cfg = logging.getLogger("pyipsec.cfg")
+
+
+def _pruner(tun: TunLike) -> Callable[[set[str]], list[str]] | None:
+    """The device's ``prune_routes`` (the real TunDevice has it; simple doubles do not)."""
+    prune: Callable[[set[str]], list[str]] | None = getattr(tun, "prune_routes", None)
+    return prune
+
+
+def route_selector(
+    tun: TunLike,
+    sel: SelectorLike,
+    peers: Iterable[str],
+    tun_addresses: Iterable[str],
+) -> None:
+    """Route ``sel``'s networks into the TUN device, with a source address of the
+    device's own (``tun_addresses``) of the same family; never a default route nor a
+    network containing one of ``peers``."""
+    peer_ips = []
+    for p in peers:
+        with contextlib.suppress(ValueError):
+            peer_ips.append(ipaddress.ip_address(p))
+    for net in networks(sel):
+        if net.prefixlen == 0 or any(ip in net for ip in peer_ips):
+            log.warning(
+                "not routing %s through %s: it would capture the IKE/ESP traffic itself",
+                net,
+                tun.name,
+            )
+            continue
+        prefsrc = None
+        for a in tun_addresses:
+            iface = ipaddress.ip_interface(a)
+            if iface.version == net.version:
+                prefsrc = str(iface.ip)
+                break
+        tun.add_route(str(net), prefsrc)
+
+
+def unroute_peer(tun: TunLike, ip: str) -> None:
+    """A peer we hear from lies inside a TUN route (a selector of a connection with
+    ``remote_addrs = %any``, e.g. the peer's own address as ``remote_ts``, could not
+    be checked against it when routed): withdraw that route before answering, or our
+    IKE and ESP packets to the peer would be routed into the TUN device."""
+    prune = _pruner(tun)
+    if prune is None:
+        return
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return
+    routes = list(tun.routes)
+    capture = {r for r in routes if addr in ipaddress.ip_network(r)}
+    if capture:
+        for net in prune(set(routes) - capture):
+            log.warning("route %s through %s withdrawn: it captures the peer %s", net, tun.name, ip)
+
+
+def prune_routes(
+    tun: TunLike, connections: Iterable[ConnectionConfig], children: Iterable[ChildState]
+) -> None:
+    """Drop TUN routes that neither a configured tunnel child nor an installed Child
+    SA of a configured connection needs any more (a reload removed them): traffic for
+    a removed connection follows the ordinary routing table again."""
+    prune = _pruner(tun)
+    if prune is None:
+        return
+    conns = list(connections)
+    names = {c.name for c in conns}
+    sels: list[SelectorLike] = [
+        s for c in conns for ch in c.children if ch.mode == Mode.TUNNEL for s in ch.remote_ts
+    ]
+    sels += [s for st in children if st.info.conn in names for s in st.remote_ts]
+    keep = {str(net) for s in sels for net in networks(s)}
+    for net in prune(keep):
+        log_cfg.info("route %s through %s removed (no longer configured)", net, tun.name)
