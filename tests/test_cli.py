@@ -132,7 +132,7 @@ def test_drop_counters_are_explained() -> None:
 
 
 def test_every_daemon_drop_counter_has_an_explanation() -> None:
-    from pyipsec.daemon.runtime import DropCounters
+    from pyipsec.daemon.dataplane import DropCounters
 
     assert set(DropCounters().as_dict()) == set(cli.DROP_EXPLANATIONS)
 

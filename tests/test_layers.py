@@ -229,7 +229,6 @@ def test_ground_floor_does_not_import_the_core_or_the_daemon() -> None:
     assert _ground_floor_violations() == []
 
 
-@pytest.mark.xfail(strict=False, reason="core redesign in progress: exchanges/sa cycle")
 def test_no_import_cycle_inside_ikev2() -> None:
     graph = import_graph(all_modules())
     cycle = find_cycle(graph, "pyipsec.ikev2")

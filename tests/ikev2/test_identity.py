@@ -5,11 +5,11 @@ same parser, :meth:`IdPayload.from_string`."""
 from __future__ import annotations
 
 import pytest
-from pyipsec.ikev2.exchanges.common import identity_matches, parse_identity
 
 from pyipsec.config.loader import ConfigError, load_config_text
 from pyipsec.ikev2.constants import IdType
 from pyipsec.ikev2.payloads import IdPayload
+from pyipsec.ikev2.tasks.common import identity_matches, parse_identity
 
 
 @pytest.mark.parametrize(
