@@ -410,7 +410,7 @@ _TABLE: dict[ErrorKind, RecoveryDecision] = {
         "(unprotected).",
     ),
     ErrorKind.INVALID_MESSAGE_ID: _D(
-        (A.DROP_SILENTLY, A.COUNT), rate_limited=True,
+        (A.DROP_SILENTLY, A.COUNT), log_level=logging.INFO, rate_limited=True,
         reason="§2.3: a request outside the window MUST NOT be acknowledged; the optional "
         "INVALID_MESSAGE_ID notification is not sent.",
     ),

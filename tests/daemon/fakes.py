@@ -117,9 +117,16 @@ class FakeManager:
         self.calls.append(("traffic", (spi_in, bytes_in, packets_in, bytes_out, packets_out)))
 
     def esp_errors(
-        self, spi_in: int, now: float, *, auth: int = 0, replay: int = 0, malformed: int = 0
+        self,
+        spi_in: int,
+        now: float,
+        *,
+        auth: int = 0,
+        replay: int = 0,
+        malformed: int = 0,
+        selectors: int = 0,
     ) -> None:
-        self.calls.append(("esp_errors", (spi_in, auth, replay, malformed)))
+        self.calls.append(("esp_errors", (spi_in, auth, replay, malformed, selectors)))
 
     def unknown_esp_spi(self, spi: int, remote: Address, now: float) -> bool:
         self.calls.append(("unknown_spi", (spi, remote)))

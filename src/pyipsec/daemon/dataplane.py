@@ -140,6 +140,7 @@ class EspErrorDelta:
     auth: int
     replay: int
     malformed: int
+    selectors: int = 0  # inner packets outside the SA's selectors (RFC 4301 §5.2)
 
 
 # ---------------------------------------------------------------- state
@@ -171,7 +172,7 @@ class ChildState:
     last_in: float = 0.0
     # packets_in/packets_out at the last traffic report (what changed since then)
     reported_packets: tuple[int, int] = (0, 0)
-    reported_errors: tuple[int, int, int] = (0, 0, 0)  # auth, replay, format drops
+    reported_errors: tuple[int, int, int, int] = (0, 0, 0, 0)  # auth, replay, format, selector
     # an ESP source the core refused to move the SA to (RFC 7296 §2.23): not reported again
     declined_src: Address | None = None
     # flow_key()s of inbound packets already checked against the selectors (RFC 4301 §5.2)
@@ -453,10 +454,10 @@ class DataPlane:
         traffic: list[TrafficReport] = []
         for c in self.children.values():
             st = c.inbound.stats
-            errs = (st.auth_failures, st.replay_drops, st.format_errors)
+            errs = (st.auth_failures, st.replay_drops, st.format_errors, c.drops_selector)
             if errs != c.reported_errors:
-                a, r, f = (x - y for x, y in zip(errs, c.reported_errors, strict=True))
-                errors.append(EspErrorDelta(c.info.spi_in, a, r, f))
+                a, r, f, sel = (x - y for x, y in zip(errs, c.reported_errors, strict=True))
+                errors.append(EspErrorDelta(c.info.spi_in, a, r, f, sel))
                 c.reported_errors = errs
             pk = (c.packets_in, c.packets_out)
             if pk == c.reported_packets:

@@ -406,7 +406,14 @@ class Daemon:
         now = self.now()
         errors, traffic = self.dp.traffic_reports(now)
         for e in errors:
-            core.esp_errors(e.spi_in, now, auth=e.auth, replay=e.replay, malformed=e.malformed)
+            core.esp_errors(
+                e.spi_in,
+                now,
+                auth=e.auth,
+                replay=e.replay,
+                malformed=e.malformed,
+                selectors=e.selectors,
+            )
         for t in traffic:
             if t.new_in:
                 core.esp_activity(t.spi_in, t.last_in)

@@ -106,7 +106,14 @@ class IkeCore(Protocol):
     ) -> None: ...
 
     def esp_errors(
-        self, spi_in: int, now: float, *, auth: int = 0, replay: int = 0, malformed: int = 0
+        self,
+        spi_in: int,
+        now: float,
+        *,
+        auth: int = 0,
+        replay: int = 0,
+        malformed: int = 0,
+        selectors: int = 0,
     ) -> None: ...
 
     def unknown_esp_spi(self, spi: int, remote: Address, now: float) -> bool: ...

@@ -317,6 +317,7 @@ class IkeManager:
         try:
             self._receive(bytes(data), local, remote, now)
         except Exception:  # a bug must not take the daemon down
+            self.count_error(ErrorKind.INTERNAL_ERROR)
             log.exception("error handling a datagram from %s", remote)
         self._collect()
 
@@ -353,6 +354,7 @@ class IkeManager:
                     sa.handle_timer(now)
                 except Exception:
                     log.exception("IKE SA %d: timer failed", sa.ike_id)
+                    self._internal_error(sa, now)
         self._collect()
         self._reap(now)
         self._do_restarts(now)
@@ -508,10 +510,18 @@ class IkeManager:
         return h.answer
 
     def esp_errors(
-        self, spi_in: int, now: float, *, auth: int = 0, replay: int = 0, malformed: int = 0
+        self,
+        spi_in: int,
+        now: float,
+        *,
+        auth: int = 0,
+        replay: int = 0,
+        malformed: int = 0,
+        selectors: int = 0,
     ) -> None:
         """The data plane dropped ESP packets of ``spi_in`` (counts since its last report):
-        ICV failures (RFC 4303 §3.4.4), replays (§3.4.3), undecodable packets (§3.4).
+        ICV failures (RFC 4303 §3.4.4), replays (§3.4.3), undecodable packets (§3.4),
+        inner packets outside the SA's selectors (RFC 4301 §5.2).
         They are counted -- in the IKE SA's status and the totals -- and logged
         rate-limited; the recovery table says DROP_SILENTLY: never answered."""
         sa = self._owner_of(spi_in)
@@ -519,6 +529,7 @@ class IkeManager:
             (ErrorKind.ESP_AUTH_FAILURE, auth),
             (ErrorKind.ESP_REPLAY, replay),
             (ErrorKind.ESP_MALFORMED, malformed),
+            (ErrorKind.INVALID_SELECTORS, selectors),
         ):
             if n <= 0:
                 continue
@@ -561,9 +572,21 @@ class IkeManager:
         new = {c.name: c for c in connections}
         for name, old in self.conns.items():
             if new.get(name) != old:
-                self.terminate(name, now)
+                self._config_removed(name, now)
         self.conns = new
         self._collect()
+
+    def _config_removed(self, conn_name: str, now: float) -> None:
+        """A connection was removed or changed (§1.4.1): its IKE SAs go, as the recovery
+        table's CONFIG_REMOVED row says (a Delete each)."""
+        for sa in [s for s in self.by_id.values() if s.conn.name == conn_name]:
+            if sa.closed:
+                continue
+            h = sa.on_error(ErrorKind.CONFIG_REMOVED, now, "connection removed or changed")
+            if h.decision.send_delete:
+                ike_delete.start(sa, now, reason="configuration changed")
+            else:
+                sa.finish(now, "configuration changed")
 
     def shutdown(self, now: float) -> None:
         for sa in list(self.by_id.values()):
@@ -606,6 +629,10 @@ class IkeManager:
         if sa is None or (sa.state in IKE_FINAL and sa.linger_until is None):
             if not hdr.is_response and hdr.encrypted is not None:
                 self._invalid_spi(hdr, local, remote, now)
+            elif hdr.is_response:
+                # §2.21.4: never answered (the table's DROP_SILENTLY, counted)
+                detail = f"response for IKE SPI {our_spi.hex()} from {format_endpoint(remote)}"
+                self._handle(ErrorKind.UNKNOWN_IKE_SPI_RESPONSE, now, detail)
             else:
                 log.debug("message for unknown IKE SPI %s dropped", our_spi.hex())
             return
@@ -617,7 +644,26 @@ class IkeManager:
             return
         if sa.local[0] in ("0.0.0.0", "::"):
             sa.local = (local[0], sa.local[1])
-        sa.receive(data, hdr, local, remote, now)
+        try:
+            sa.receive(data, hdr, local, remote, now)
+        except Exception:  # a bug: this SA's state cannot be trusted any more
+            log.exception("IKE SA %d: error handling a message", sa.ike_id)
+            self._internal_error(sa, now)
+
+    def _internal_error(self, sa: IkeSa, now: float) -> None:
+        """§2.21.3: state that cannot be trusted is cleaned up (the recovery table's
+        INTERNAL_ERROR row: delete the IKE SA, with a Delete when it says so)."""
+        h = sa.on_error(ErrorKind.INTERNAL_ERROR, now)
+        if not h.decision.has(RecoveryAction.DELETE_SA):
+            return
+        try:
+            if h.decision.send_delete:
+                ike_delete.start(sa, now, reason="internal error")
+            else:
+                sa.finish(now, "internal error")
+        except Exception:
+            log.exception("IKE SA %d: cannot delete after an internal error", sa.ike_id)
+            sa.vanish(now)
 
     def _init_request(
         self, data: bytes, hdr: Message, local: Address, remote: Address, now: float

@@ -149,17 +149,7 @@ class IkeSa:
             if initiator
             else IkeSaState.INIT_DONE
         )
-        self.spi_i: bytes = b"\x00" * 8
-        self.spi_r: bytes = b"\x00" * 8
-        self.suite: IkeSuite | None = None
-        self.suite_str = ""
-        self.keys: IkeKeys | None = None
-        self.prot_out: SkProtector | None = None
-        self.prot_in: SkProtector | None = None
-        self.ni = b""
-        self.nr = b""
-        self.msg1 = b""  # IKE_SA_INIT request as sent (AUTH, §2.15)
-        self.msg2 = b""  # IKE_SA_INIT response as sent
+        self._init_keys()
         self.local_id = ""
         self.remote_id = ""
         # NAT traversal (§2.23)
@@ -195,6 +185,20 @@ class IkeSa:
         self.errors = ErrorHandler.for_connection(conn)
         self.timers = Timers()
         self._watch_timers()
+
+    def _init_keys(self) -> None:
+        """SPIs, nonces and keys: set by IKE_SA_INIT (§1.2, §2.14) or a rekey (§2.18)."""
+        self.spi_i: bytes = b"\x00" * 8
+        self.spi_r: bytes = b"\x00" * 8
+        self.suite: IkeSuite | None = None
+        self.suite_str = ""
+        self.keys: IkeKeys | None = None
+        self.prot_out: SkProtector | None = None
+        self.prot_in: SkProtector | None = None
+        self.ni = b""
+        self.nr = b""
+        self.msg1 = b""  # IKE_SA_INIT request as sent (AUTH, §2.15)
+        self.msg2 = b""  # IKE_SA_INIT response as sent
 
     def _watch_timers(self) -> None:
         t = self.timers
@@ -701,7 +705,8 @@ class IkeSa:
     ) -> None:
         arrival = self.resp_win.classify(hdr.message_id)
         if arrival is Arrival.OLD:
-            self.log.debug("stale request #%d dropped", hdr.message_id)
+            # §2.3: outside the window: never acknowledged (the table's DROP_SILENTLY)
+            self.on_error(ErrorKind.INVALID_MESSAGE_ID, now, f"request #{hdr.message_id}")
             return
         try:
             msg = self._decrypt(data, now) if opener is None else opener()

@@ -238,6 +238,34 @@ def _candidates(
     return [(cfg, n_tsi, n_tsr) for _, _, cfg, n_tsi, n_tsr in cands]
 
 
+def _select(
+    sa: IkeSa,
+    cfgs: Sequence[ChildConfig],
+    tsi: tuple[Selector, ...],
+    tsr: tuple[Selector, ...],
+    proposals: Sequence[Proposal],
+    *,
+    ike_auth: bool,
+) -> tuple[ChildConfig, tuple[Selector, ...], tuple[Selector, ...], Proposal]:
+    """The first child config whose selectors fit (§2.9) and that accepts one of the
+    peer's proposals (§2.7), with the narrowed selectors and the chosen proposal."""
+    cands = _candidates(sa, cfgs, tsi, tsr)
+    if not cands:
+        raise TsUnacceptable("no child config matches the proposed traffic selectors")
+    for cfg, n_tsi, n_tsr in cands:
+        try:
+            chosen = choose_proposal(
+                our_transforms(cfg.esp_proposals, ProtocolId.ESP, strip_ke=ike_auth),
+                proposals,
+                ProtocolId.ESP,
+                ignore_dh=ike_auth,
+            )
+        except NoProposalChosen:
+            continue
+        return cfg, n_tsi, n_tsr, chosen
+    raise NoProposalChosen("no acceptable ESP proposal")
+
+
 def _pfs(sa: IkeSa, msg: Message, suite: ChildSuite) -> tuple[bytes | None, KePayload | None]:
     """The responder's side of the PFS key exchange of CREATE_CHILD_SA (§1.3.1)."""
     if not suite.dh_group:
@@ -275,24 +303,7 @@ def negotiate(
     tsi = from_wire(tsi_p.selectors)
     tsr = from_wire(tsr_p.selectors)
     cfgs = [rekey_of.config] if rekey_of is not None else list(sa.conn.children)
-    cands = _candidates(sa, cfgs, tsi, tsr)
-    if not cands:
-        raise TsUnacceptable("no child config matches the proposed traffic selectors")
-    selected: tuple[ChildConfig, tuple[Selector, ...], tuple[Selector, ...], Proposal] | None = None
-    for cfg, n_tsi, n_tsr in cands:
-        try:
-            chosen = choose_proposal(
-                our_transforms(cfg.esp_proposals, ProtocolId.ESP, strip_ke=ike_auth),
-                sa_p.proposals,
-                ProtocolId.ESP,
-                ignore_dh=ike_auth,
-            )
-        except NoProposalChosen:
-            continue
-        selected = (cfg, n_tsi, n_tsr, chosen)
-        break
-    if selected is None:
-        raise NoProposalChosen("no acceptable ESP proposal")
+    selected = _select(sa, cfgs, tsi, tsr, sa_p.proposals, ike_auth=ike_auth)
     cfg, n_tsi, n_tsr, chosen = selected
     if len(chosen.spi) != 4:
         raise ProtocolError("ESP proposal SPI must be 4 octets")
