@@ -23,8 +23,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .config.loader import ConfigError
 from .config.model import DaemonConfig
@@ -33,6 +33,10 @@ from .daemon.control import ControlClient, ControlError
 __all__ = ["format_status", "main"]
 
 DEFAULT_SOCKET = DaemonConfig().control_socket
+
+if TYPE_CHECKING:  # a generic only in typeshed, not at run time
+    #: what ``ArgumentParser.add_subparsers`` returns
+    _Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _socket_path(args: argparse.Namespace) -> str:
@@ -111,8 +115,25 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return out
 
 
-def format_status(st: dict[str, Any]) -> str:
-    """The human-readable ``pyipsec status`` output for a status result dict."""
+IKE_SA_HEADERS = (
+    "NAME",
+    "STATE",
+    "ROLE",
+    "LOCAL",
+    "REMOTE",
+    "IDS",
+    "SUITE",
+    "SPIS",
+    "NAT",
+    "REKEY",
+    "HEARD",
+    "ERRORS",
+)
+CHILD_SA_HEADERS = ("CHILD", "SPIS", "SUITE", "MODE", "SELECTORS", "IN", "OUT", "REKEY", "EXPIRES")
+
+
+def _status_header(st: dict[str, Any]) -> list[str]:
+    """The daemon line (pid, uptime, TUN), the listen addresses and the connections."""
     lines: list[str] = []
     tun = st.get("tun")
     head = f"pyipsec daemon pid {st.get('pid', '?')}, up {_fmt_secs(st.get('uptime'))}"
@@ -128,78 +149,62 @@ def format_status(st: dict[str, Any]) -> str:
             ch = ", ".join(f"{x['name']}({x['start_action']})" for x in c.get("children", []))
             parts.append(f"{c['name']} [{ch}]" if ch else c["name"])
         lines.append("connections: " + "; ".join(parts))
-    lines.append("")
-    ike = st.get("ike_sas") or []
-    lines.append(f"IKE SAs ({len(ike)}):")
-    if ike:
-        rows = []
-        for sa in ike:
-            name = _first(sa, "conn", "name", default="?")
-            ike_id = _first(sa, "ike_id", "id", default="?")
-            spi_i = _first(sa, "spi_i", default="-")
-            spi_r = _first(sa, "spi_r", default="-")
-            rows.append(
-                [
-                    f"{name}#{ike_id}",
-                    str(_first(sa, "state", default="?")),
-                    str(_first(sa, "role", default="-")),
-                    _addr(sa.get("local")),
-                    _addr(sa.get("remote")),
-                    f"{_ident(sa, 'local')} / {_ident(sa, 'remote')}",
-                    str(_first(sa, "suite", default="-")),
-                    f"{spi_i}_i {spi_r}_r",
-                    _nat(sa),
-                    _fmt_secs(sa.get("rekey_in")),
-                    _heard(sa.get("dpd")),
-                    _errors(sa.get("errors")),
-                ]
-            )
-        lines += [
-            "  " + s
-            for s in _table(
-                [
-                    "NAME",
-                    "STATE",
-                    "ROLE",
-                    "LOCAL",
-                    "REMOTE",
-                    "IDS",
-                    "SUITE",
-                    "SPIS",
-                    "NAT",
-                    "REKEY",
-                    "HEARD",
-                    "ERRORS",
-                ],
-                rows,
-            )
-        ]
-    lines.append("")
-    children = st.get("child_sas") or []
-    lines.append(f"Child SAs ({len(children)}):")
-    if children:
-        rows = []
-        for c in children:
-            rows.append(
-                [
-                    f"{c.get('conn', '?')}/{c.get('child', '?')}",
-                    f"{c.get('spi_in', '-')}_i {c.get('spi_out', '-')}_o",
-                    str(c.get("suite") or "-"),
-                    str(c.get("mode", "-")) + ("+udp" if c.get("encap") else ""),
-                    ", ".join(c.get("local_ts", [])) + " === " + ", ".join(c.get("remote_ts", [])),
-                    f"{_fmt_bytes(c.get('bytes_in'))}/{c.get('packets_in', 0)}p",
-                    f"{_fmt_bytes(c.get('bytes_out'))}/{c.get('packets_out', 0)}p",
-                    _fmt_secs(c.get("rekey_in")),
-                    _fmt_secs(c.get("expires_in")),
-                ]
-            )
-        lines += [
-            "  " + s
-            for s in _table(
-                ["CHILD", "SPIS", "SUITE", "MODE", "SELECTORS", "IN", "OUT", "REKEY", "EXPIRES"],
-                rows,
-            )
-        ]
+    return lines
+
+
+def _ike_sa_row(sa: dict[str, Any]) -> list[str]:
+    """One row of the IKE SA table, in the order of :data:`IKE_SA_HEADERS`."""
+    name = _first(sa, "conn", "name", default="?")
+    ike_id = _first(sa, "ike_id", "id", default="?")
+    spi_i = _first(sa, "spi_i", default="-")
+    spi_r = _first(sa, "spi_r", default="-")
+    return [
+        f"{name}#{ike_id}",
+        str(_first(sa, "state", default="?")),
+        str(_first(sa, "role", default="-")),
+        _addr(sa.get("local")),
+        _addr(sa.get("remote")),
+        f"{_ident(sa, 'local')} / {_ident(sa, 'remote')}",
+        str(_first(sa, "suite", default="-")),
+        f"{spi_i}_i {spi_r}_r",
+        _nat(sa),
+        _fmt_secs(sa.get("rekey_in")),
+        _heard(sa.get("dpd")),
+        _errors(sa.get("errors")),
+    ]
+
+
+def _child_sa_row(c: dict[str, Any]) -> list[str]:
+    """One row of the Child SA table, in the order of :data:`CHILD_SA_HEADERS`."""
+    return [
+        f"{c.get('conn', '?')}/{c.get('child', '?')}",
+        f"{c.get('spi_in', '-')}_i {c.get('spi_out', '-')}_o",
+        str(c.get("suite") or "-"),
+        str(c.get("mode", "-")) + ("+udp" if c.get("encap") else ""),
+        ", ".join(c.get("local_ts", [])) + " === " + ", ".join(c.get("remote_ts", [])),
+        f"{_fmt_bytes(c.get('bytes_in'))}/{c.get('packets_in', 0)}p",
+        f"{_fmt_bytes(c.get('bytes_out'))}/{c.get('packets_out', 0)}p",
+        _fmt_secs(c.get("rekey_in")),
+        _fmt_secs(c.get("expires_in")),
+    ]
+
+
+def _sa_section(
+    title: str,
+    sas: Sequence[dict[str, Any]],
+    headers: Sequence[str],
+    row: Callable[[dict[str, Any]], list[str]],
+) -> list[str]:
+    """``TITLE (n):`` and, if there are SAs, their table indented by two spaces."""
+    lines = [f"{title} ({len(sas)}):"]
+    if sas:
+        lines += ["  " + s for s in _table(headers, [row(sa) for sa in sas])]
+    return lines
+
+
+def _status_footer(st: dict[str, Any]) -> list[str]:
+    """The non-zero daemon-wide drop and error counters, after a blank line."""
+    lines: list[str] = []
     drops = {k: v for k, v in (st.get("drops") or {}).items() if v}
     if drops:
         lines.append("")
@@ -209,6 +214,17 @@ def format_status(st: dict[str, Any]) -> str:
         if not drops:
             lines.append("")
         lines.append("errors: " + ", ".join(f"{k}={v}" for k, v in sorted(errors.items())))
+    return lines
+
+
+def format_status(st: dict[str, Any]) -> str:
+    """The human-readable ``pyipsec status`` output for a status result dict."""
+    lines = _status_header(st)
+    lines.append("")
+    lines += _sa_section("IKE SAs", st.get("ike_sas") or [], IKE_SA_HEADERS, _ike_sa_row)
+    lines.append("")
+    lines += _sa_section("Child SAs", st.get("child_sas") or [], CHILD_SA_HEADERS, _child_sa_row)
+    lines += _status_footer(st)
     return "\n".join(lines)
 
 
@@ -409,20 +425,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(keep_going=args.keep_going, install=not args.no_install)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--socket",
-        default=argparse.SUPPRESS,
-        help=f"control socket (default $PYIPSEC_SOCKET or {DEFAULT_SOCKET})",
-    )
-    p = argparse.ArgumentParser(
-        prog="pyipsec",
-        description="IKEv2/IPsec daemon with a userspace ESP data plane",
-        parents=[common],
-    )
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+_CONN_NAME_HELP = "connection name (a [connections.NAME] table)"
 
+
+def _add_daemon_parser(sub: _Subparsers, common: argparse.ArgumentParser) -> None:
+    """``pyipsec daemon``: run the IKE daemon (or only check its configuration)."""
     d = sub.add_parser("daemon", parents=[common], help="run the IKE daemon")
     d.add_argument("--config", "-c", required=True, help="TOML configuration file")
     d.add_argument(
@@ -435,8 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--verbose", "-v", action="store_true", help="debug logging everywhere")
     d.set_defaults(func=_cmd_daemon)
 
+
+def _add_connection_parsers(sub: _Subparsers, common: argparse.ArgumentParser) -> None:
+    """The commands that act on one connection: ``up``, ``down``, ``rekey``, ``liveness``."""
     u = sub.add_parser("up", parents=[common], help="initiate a connection")
-    u.add_argument("name", help="connection name (a [connections.NAME] table)")
+    u.add_argument("name", help=_CONN_NAME_HELP)
     u.add_argument(
         "child", nargs="?", help="child to bring up with it (default: the first configured)"
     )
@@ -449,11 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
     u.set_defaults(func=_cmd_up)
 
     dn = sub.add_parser("down", parents=[common], help="delete the IKE SAs of a connection")
-    dn.add_argument("name", help="connection name (a [connections.NAME] table)")
+    dn.add_argument("name", help=_CONN_NAME_HELP)
     dn.set_defaults(func=_cmd_down)
 
     rk = sub.add_parser("rekey", parents=[common], help="rekey Child SAs or the IKE SA now")
-    rk.add_argument("name", help="connection name (a [connections.NAME] table)")
+    rk.add_argument("name", help=_CONN_NAME_HELP)
     which = rk.add_mutually_exclusive_group()
     which.add_argument("--child", help="only this child (default: every Child SA)")
     which.add_argument("--ike", action="store_true", help="rekey the IKE SA instead")
@@ -462,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     lv = sub.add_parser(
         "liveness", parents=[common], help="send a liveness check, print the round trip"
     )
-    lv.add_argument("name", help="connection name (a [connections.NAME] table)")
+    lv.add_argument("name", help=_CONN_NAME_HELP)
     lv.add_argument(
         "--timeout",
         type=float,
@@ -471,6 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lv.set_defaults(func=_cmd_liveness)
 
+
+def _add_daemon_control_parsers(sub: _Subparsers, common: argparse.ArgumentParser) -> None:
+    """The commands that talk to the whole daemon: ``status``, ``reload``, ``stop``."""
     s = sub.add_parser("status", parents=[common], help="show IKE and Child SAs")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=_cmd_status)
@@ -479,6 +492,10 @@ def build_parser() -> argparse.ArgumentParser:
         func=_cmd_reload
     )
     sub.add_parser("stop", parents=[common], help="stop the daemon").set_defaults(func=_cmd_stop)
+
+
+def _add_local_parsers(sub: _Subparsers) -> None:
+    """The commands that need no daemon (and no ``--socket``): ``selfcheck``, ``demo``."""
     sub.add_parser("selfcheck", help="codec/crypto self-test (no root needed)").set_defaults(
         func=_cmd_selfcheck
     )
@@ -490,6 +507,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not apt-get install missing tools (nftables, iputils-ping, iproute2)",
     )
     dm.set_defaults(func=_cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``pyipsec`` argument parser; each subcommand's ``func`` default runs it."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--socket",
+        default=argparse.SUPPRESS,
+        help=f"control socket (default $PYIPSEC_SOCKET or {DEFAULT_SOCKET})",
+    )
+    p = argparse.ArgumentParser(
+        prog="pyipsec",
+        description="IKEv2/IPsec daemon with a userspace ESP data plane",
+        parents=[common],
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_daemon_parser(sub, common)
+    _add_connection_parsers(sub, common)
+    _add_daemon_control_parsers(sub, common)
+    _add_local_parsers(sub)
     return p
 
 

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any
 
 from .daemon.control import ControlClient, ControlError
 
@@ -356,23 +357,42 @@ def ensure_tools(install: bool, out: Callable[[str], None]) -> bool:
     return True
 
 
-def run_demo(
-    keep_going: bool = False, out: Callable[[str], None] = print, *, install: bool = True
-) -> int:
-    """The README's main job; returns the exit status (0: the ping went through)."""
+if TYPE_CHECKING:  # typeshed's ``signal._HANDLER``
+    _SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+#: the signals that clean up like Ctrl-C: SIGTERM and SIGHUP (terminal closed)
+_CLEANUP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _prerequisites_met(install: bool, out: Callable[[str], None]) -> bool:
+    """Root and the demo's tools (installed first if ``install``); says what is missing."""
     if os.geteuid() != 0:
         out(
             "pyipsec demo needs root: it creates network namespaces, veth links, a TUN "
             "device in each peer and nftables NAT rules (all removed afterwards).\n"
             "Run it as root, e.g.: sudo pyipsec demo"
         )
-        return 2
-    if not ensure_tools(install, out):
-        return 2
+        return False
+    return ensure_tools(install, out)
+
+
+def _interrupt_on_cleanup_signals() -> dict[signal.Signals, _SignalHandler]:
+    """Make SIGTERM and SIGHUP raise :class:`KeyboardInterrupt` in this process, so that
+    they clean up like Ctrl-C; returns the previous handlers for
+    :func:`_restore_signal_handlers`."""
     global _MAIN_PID
     _MAIN_PID = os.getpid()
-    # SIGTERM and SIGHUP (terminal closed) clean up like Ctrl-C
-    old = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    return {sig: signal.signal(sig, _raise_interrupt) for sig in _CLEANUP_SIGNALS}
+
+
+def _restore_signal_handlers(old: dict[signal.Signals, _SignalHandler]) -> None:
+    """Undo :func:`_interrupt_on_cleanup_signals`."""
+    for sig, handler in old.items():
+        signal.signal(sig, handler)
+
+
+def _step_announcer(out: Callable[[str], None]) -> Callable[[str], None]:
+    """A ``say(msg)`` that prints ``[n] msg``, numbering the demo's steps from 1."""
     step = 0
 
     def say(msg: str) -> None:
@@ -380,60 +400,102 @@ def run_demo(
         step += 1
         out(f"[{step}] {msg}")
 
-    rc = 1
+    return say
+
+
+def _set_up_lab(lab: DemoLab, say: Callable[[str], None]) -> None:
+    """Phase 1: namespaces and NAT, the configurations, both daemons (responder first)."""
+    say(
+        f"creating namespaces {lab.ns['left']}, {lab.ns['nat']}, {lab.ns['right']} "
+        "(198.51.100.0/24 behind a NAT at 192.0.2.1, peer at 192.0.2.2)"
+    )
+    lab.build()
+    say(f"writing configurations to {lab.tmp}")
+    lab.write_configs()
+    say("starting the responder daemon in the right namespace")
+    lab.start_daemon("right")
+    say("starting the initiator daemon in the left namespace")
+    lab.start_daemon("left")
+
+
+def _bring_tunnel_up(lab: DemoLab, say: Callable[[str], None], out: Callable[[str], None]) -> bool:
+    """Phase 2: ``pyipsec up demo`` on the left daemon; False (logs shown) if it failed."""
+    from .cli import format_up_result
+
+    say("bringing the tunnel up: pyipsec up demo (IKE_SA_INIT, IKE_AUTH through the NAT)")
+    t0 = time.monotonic()
+    try:
+        res = lab.client("left").call("up", name="demo", child="net", timeout=20)
+    except ControlError as e:
+        out(f"    up failed: {e}")
+        out(lab.log_tail("left"))
+        out(lab.log_tail("right"))
+        return False
+    out("    " + format_up_result(res, (time.monotonic() - t0) * 1000))
+    return True
+
+
+def _ping_across(lab: DemoLab, say: Callable[[str], None], out: Callable[[str], None]) -> bool:
+    """Phase 3: ping the right inner address from the left one; True if it went through."""
+    say(f"pinging {RIGHT_INNER} from {LEFT_INNER} through the tunnel")
+    r = lab.ping("left", RIGHT_INNER, count=5)
+    out(textwrap.indent(r.stdout.strip(), "    "))
+    return r.returncode == 0
+
+
+def _show_status(lab: DemoLab, say: Callable[[str], None], out: Callable[[str], None]) -> None:
+    """Phase 4: ``pyipsec status`` of both daemons."""
+    from .cli import format_status
+
+    for side in ("left", "right"):
+        say(f"status of the {side} daemon")
+        try:
+            out(textwrap.indent(format_status(lab.client(side).call("status")), "    "))
+        except ControlError as e:
+            out(f"    status failed: {e}")
+
+
+def _verdict(lab: DemoLab, ok: bool, out: Callable[[str], None]) -> int:
+    """Phase 5: say whether the ping went through (with both logs if not); the exit status."""
+    if ok:
+        out("demo: the ping went through the IPsec tunnel")
+        return 0
+    out("demo: FAILED - the ping did not go through")
+    out("--- left log ---\n" + lab.log_tail("left"))
+    out("--- right log ---\n" + lab.log_tail("right"))
+    return 1
+
+
+def _run_phases(
+    lab: DemoLab, keep_going: bool, say: Callable[[str], None], out: Callable[[str], None]
+) -> int:
+    """The demo's steps in ``lab``; the exit status.  Exceptions go to :func:`run_demo`."""
+    _set_up_lab(lab, say)
+    if not _bring_tunnel_up(lab, say, out) and not keep_going:
+        return 1
+    ok = _ping_across(lab, say, out)
+    _show_status(lab, say, out)
+    return _verdict(lab, ok, out)
+
+
+def run_demo(
+    keep_going: bool = False, out: Callable[[str], None] = print, *, install: bool = True
+) -> int:
+    """The README's main job; returns the exit status (0: the ping went through)."""
+    if not _prerequisites_met(install, out):
+        return 2
+    old = _interrupt_on_cleanup_signals()
+    say = _step_announcer(out)
     lab = DemoLab(say=out)
     try:
-        say(
-            f"creating namespaces {lab.ns['left']}, {lab.ns['nat']}, {lab.ns['right']} "
-            "(198.51.100.0/24 behind a NAT at 192.0.2.1, peer at 192.0.2.2)"
-        )
-        lab.build()
-        say(f"writing configurations to {lab.tmp}")
-        lab.write_configs()
-        say("starting the responder daemon in the right namespace")
-        lab.start_daemon("right")
-        say("starting the initiator daemon in the left namespace")
-        lab.start_daemon("left")
-        from .cli import format_status, format_up_result
-
-        say("bringing the tunnel up: pyipsec up demo (IKE_SA_INIT, IKE_AUTH through the NAT)")
-        t0 = time.monotonic()
-        try:
-            res = lab.client("left").call("up", name="demo", child="net", timeout=20)
-        except ControlError as e:
-            out(f"    up failed: {e}")
-            out(lab.log_tail("left"))
-            out(lab.log_tail("right"))
-            if not keep_going:
-                return 1
-        else:
-            out("    " + format_up_result(res, (time.monotonic() - t0) * 1000))
-        say(f"pinging {RIGHT_INNER} from {LEFT_INNER} through the tunnel")
-        r = lab.ping("left", RIGHT_INNER, count=5)
-        out(textwrap.indent(r.stdout.strip(), "    "))
-        ok = r.returncode == 0
-        for side in ("left", "right"):
-            say(f"status of the {side} daemon")
-            try:
-                out(textwrap.indent(format_status(lab.client(side).call("status")), "    "))
-            except ControlError as e:
-                out(f"    status failed: {e}")
-        if ok:
-            out("demo: the ping went through the IPsec tunnel")
-            rc = 0
-        else:
-            out("demo: FAILED - the ping did not go through")
-            out("--- left log ---\n" + lab.log_tail("left"))
-            out("--- right log ---\n" + lab.log_tail("right"))
+        return _run_phases(lab, keep_going, say, out)
     except KeyboardInterrupt:
         out("interrupted")
-        rc = 130
+        return 130
     except (DemoError, OSError, subprocess.SubprocessError) as e:  # e.g. netlink, timeouts
         out(f"demo: FAILED - {e}")
-        rc = 1
+        return 1
     finally:
         out("cleaning up: stopping daemons, removing namespaces and files")
         lab.close()
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-    return rc
+        _restore_signal_handlers(old)
