@@ -196,9 +196,9 @@ class IkeManager:
         try:
             ike_init.start(new, children, now)
         except ProtocolError as exc:
-            log.warning("IKE SA %d: cannot reauthenticate: %s", sa.ike_id, exc)
+            sa.log.warning("cannot reauthenticate: %s", exc)
             return False
-        log.info("IKE SA %d: reauthenticating as IKE SA %d", sa.ike_id, new.ike_id)
+        sa.log.info("reauthenticating as IKE SA %d", new.ike_id)
         self.by_id[new.ike_id] = new
         self.sas[new.spi_i] = new
         return True
@@ -248,7 +248,7 @@ class IkeManager:
         elif conn.children:
             children = [conn.children[0]]
         for sa in self.by_id.values():
-            if sa.conn.name != conn_name or (not sa.initiator and sa.established_at is None):
+            if sa.conn.name != conn_name or (not sa.initiator and sa.half_open):
                 continue
             if sa.state in (IkeSaState.ESTABLISHED, IkeSaState.REKEYING):
                 for cfg in children:
@@ -353,7 +353,7 @@ class IkeManager:
                 try:
                     sa.handle_timer(now)
                 except Exception:
-                    log.exception("IKE SA %d: timer failed", sa.ike_id)
+                    sa.log.exception("timer failed")
                     self._internal_error(sa, now)
         self._collect()
         self._reap(now)
@@ -640,14 +640,14 @@ class IkeManager:
             hdr.spi_i,
             hdr.spi_r,
         ) and hdr.exchange != ExchangeType.IKE_SA_INIT:
-            log.debug("IKE SA %d: peer SPI mismatch, dropped", sa.ike_id)
+            sa.log.debug("peer SPI mismatch, dropped")
             return
         if sa.local[0] in ("0.0.0.0", "::"):
             sa.local = (local[0], sa.local[1])
         try:
             sa.receive(data, hdr, local, remote, now)
         except Exception:  # a bug: this SA's state cannot be trusted any more
-            log.exception("IKE SA %d: error handling a message", sa.ike_id)
+            sa.log.exception("error handling a message")
             self._internal_error(sa, now)
 
     def _internal_error(self, sa: IkeSa, now: float) -> None:
@@ -662,7 +662,7 @@ class IkeManager:
             else:
                 sa.finish(now, "internal error")
         except Exception:
-            log.exception("IKE SA %d: cannot delete after an internal error", sa.ike_id)
+            sa.log.exception("cannot delete after an internal error")
             sa.vanish(now)
 
     def _init_request(
