@@ -19,13 +19,14 @@ Usage (the daemon)::
 from __future__ import annotations
 
 import hashlib
+import heapq
 import ipaddress
 import logging
 import secrets
 import struct
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from ..config.model import ChildConfig, ConnectionConfig, DpdAction
 from ..crypto.ke import new_key_exchange
@@ -51,10 +52,14 @@ from .errors import ProtocolError, UnsupportedCriticalPayload
 from .events import (
     Address,
     ChildSaDeleted,
+    ChildSaInstalled,
+    ChildSaRekeyed,
     Event,
     IkeSaDeleted,
     IkeSaEstablished,
     IkeSaFailed,
+    IkeSaRekeyed,
+    PeerAddressChanged,
     PeerDead,
 )
 from .message import Message
@@ -106,10 +111,24 @@ class IkeManager:
         self.local_address_for = local_address_for
         self.sas: dict[bytes, IkeSa] = {}  # by our SPI
         self.by_id: dict[int, IkeSa] = {}
-        self.half_open: dict[tuple[bytes, Address], IkeSa] = {}
+        self.half_open: dict[tuple[bytes, Address], IkeSa] = {}  # responders by (SPIi, peer)
         self._next_id = 1
-        self._child_spis: dict[int, IkeSa] = {}  # installed children (lookup cache)
+        # indexes, so that no entry point walks every SA (issue: tens of thousands)
+        self._child_spis: dict[int, IkeSa] = {}  # installed children by inbound SPI
         self._reserved: dict[int, float] = {}  # allocated inbound SPIs -> when
+        self._reserved_order: deque[tuple[float, int]] = deque()
+        self._by_conn: dict[str, dict[int, IkeSa]] = {}
+        self._by_peer_id: dict[tuple[str, str], dict[int, IkeSa]] = {}  # (conn, remote id)
+        self._by_remote_ip: dict[str, dict[int, IkeSa]] = {}  # established, by peer IP
+        self._responders: dict[tuple[bytes, Address], IkeSa] = {}  # until forgotten
+        self._responder_key: dict[IkeSa, tuple[bytes, Address]] = {}
+        self._half_open_responders: set[IkeSa] = set()
+        self._keepalive_due: set[IkeSa] = set()
+        # SAs with datagrams, events or changed deadlines; the timer heap of all SAs
+        self._dirty: set[IkeSa] = set()
+        self._deadline: dict[IkeSa, float] = {}
+        self._heap: list[tuple[float, int, IkeSa]] = []
+        self._heap_seq = 0
         self._clock = 0.0  # the latest ``now`` seen (for SPI reservations only)
         self._events: deque[Event] = deque()
         self._out: list[tuple[bytes, Address, Address]] = []
@@ -138,17 +157,18 @@ class IkeManager:
     def new_child_spi(self) -> int:
         while True:
             spi = int.from_bytes(self.rng(4), "big")
-            if spi < 0x100 or spi in self._reserved or self._owner_of(spi) is not None:
+            if spi < 0x100 or spi in self._reserved or spi in self._child_spis:
                 continue  # 1-255 are reserved by IANA (RFC 4303 §2.1)
             self._reserved[spi] = self._clock
+            self._reserved_order.append((self._clock, spi))
             return spi
 
     def adopt(self, sa: IkeSa) -> None:
         """Register an IKE SA created by a rekey (§2.18)."""
         sa.ike_id = self._next_id
         self._next_id += 1
-        self.by_id[sa.ike_id] = sa
-        self.sas[sa.our_spi] = sa
+        self._register(sa)
+        self._index_established(sa)
 
     def conns_for(self, local: Address, remote: Address) -> list[ConnectionConfig]:
         return [
@@ -159,7 +179,8 @@ class IkeManager:
 
     def initial_contact(self, sa: IkeSa) -> None:
         """§2.4 INITIAL_CONTACT: delete the other IKE SAs with the same peer identity."""
-        for other in list(self.by_id.values()):
+        peers = self._by_peer_id.get((sa.conn.name, sa.remote_id), {})
+        for other in list(peers.values()):
             if other is sa or other.state in IKE_FINAL or not other.remote_id:
                 continue
             if other.remote_id == sa.remote_id and other.conn.name == sa.conn.name:
@@ -199,8 +220,7 @@ class IkeManager:
             sa.log.warning("cannot reauthenticate: %s", exc)
             return False
         sa.log.info("reauthenticating as IKE SA %d", new.ike_id)
-        self.by_id[new.ike_id] = new
-        self.sas[new.spi_i] = new
+        self._register(new)
         return True
 
     # ================================================================== API
@@ -247,8 +267,8 @@ class IkeManager:
             children = [conn.child(child_name)]
         elif conn.children:
             children = [conn.children[0]]
-        for sa in self.by_id.values():
-            if sa.conn.name != conn_name or (not sa.initiator and sa.half_open):
+        for sa in self._by_conn.get(conn_name, {}).values():
+            if not sa.initiator and sa.half_open:
                 continue
             if sa.state in (IkeSaState.ESTABLISHED, IkeSaState.REKEYING):
                 for cfg in children:
@@ -280,8 +300,7 @@ class IkeManager:
         )
         sa.timers.set(TimerKind.HALF_OPEN, now + max(self.half_open_timeout, _setup_time(conn)))
         ike_init.start(sa, children, now)
-        self.by_id[sa.ike_id] = sa
-        self.sas[sa.spi_i] = sa
+        self._register(sa)
         self._collect()
         return sa
 
@@ -333,30 +352,49 @@ class IkeManager:
     def keepalives_to_send(self, now: float) -> list[tuple[Address, Address]]:
         """NAT keepalives due (RFC 3948 §4): send the single octet 0xFF, *without*
         a non-ESP marker, from ``local`` to ``remote``.  Only for SAs behind a NAT."""
+        self._collect()
         out: list[tuple[Address, Address]] = []
-        for sa in self.by_id.values():
+        for sa in self._keepalive_due:
             if sa.keepalive_due:
                 sa.keepalive_due = False
                 if sa.established:
                     out.append((sa.local, sa.remote))
+        self._keepalive_due.clear()
         return out
 
     def next_timer(self) -> float | None:
-        deadlines = [t for sa in self.by_id.values() if (t := sa.next_timer()) is not None]
-        deadlines.extend(due for due, *_ in self._restart)
-        return min(deadlines, default=None)
+        """The earliest deadline of any IKE SA or re-initiation: O(1) amortised (a heap
+        of the SAs' deadlines, kept current as SAs change)."""
+        self._collect()
+        heap = self._heap
+        while heap and self._deadline.get(heap[0][2]) != heap[0][0]:
+            heapq.heappop(heap)  # stale: the SA's deadline moved or it is gone
+        best = heap[0][0] if heap else None
+        for due, *_ in self._restart:
+            if best is None or due < best:
+                best = due
+        return best
 
     def handle_timer(self, now: float) -> None:
-        for sa in list(self.by_id.values()):
-            t = sa.next_timer()
-            if t is not None and t <= now:
-                try:
-                    sa.handle_timer(now)
-                except Exception:
-                    sa.log.exception("timer failed")
-                    self._internal_error(sa, now)
+        """Handle the SAs whose deadline has come (only those)."""
+        self._clock = now
         self._collect()
-        self._reap(now)
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            when, _, sa = heapq.heappop(heap)
+            if self._deadline.get(sa) != when:
+                continue  # stale entry
+            del self._deadline[sa]
+            self._dirty.add(sa)
+            try:
+                sa.handle_timer(now)
+            except Exception:
+                sa.log.exception("timer failed")
+                self._internal_error(sa, now)
+            if sa.keepalive_due:
+                self._keepalive_due.add(sa)
+        self._collect()
+        self._prune_reservations(now)
         self._do_restarts(now)
 
     def next_event(self) -> Event | None:
@@ -369,6 +407,7 @@ class IkeManager:
         sa = ike if isinstance(ike, IkeSa) else self.by_id.get(ike)
         if sa is None:
             raise KeyError(f"no IKE SA {ike}")
+        self._dirty.add(sa)  # a command: its deadlines may change
         return sa
 
     def rekey_child(self, ike_id: int, child_spi_in: int, now: float) -> None:
@@ -401,7 +440,7 @@ class IkeManager:
         if isinstance(target, int):
             sas = [self._sa(target)]
         else:
-            sas = [s for s in self.by_id.values() if s.conn.name == target]
+            sas = list(self._by_conn.get(target, {}).values())
         n = 0
         for sa in sas:
             if sa.state in IKE_FINAL:
@@ -462,8 +501,38 @@ class IkeManager:
             )
             self._collect()
 
-    def status(self, now: float | None = None) -> list[dict[str, Any]]:
-        return [sa.status(now) for sa in self.by_id.values() if sa.state not in IKE_FINAL]
+    def status(
+        self,
+        now: float | None = None,
+        *,
+        conn: str | None = None,
+        peer: str | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """JSON-ready status of the live IKE SAs: all, or those of one connection and/or
+        peer IP address, ``limit`` of them from ``offset`` on (in IKE SA id order)."""
+        pool: dict[int, IkeSa]
+        if conn is not None:
+            pool = self._by_conn.get(conn, {})
+        elif peer is not None:
+            pool = self._by_remote_ip.get(peer, {})  # authenticated SAs of that peer
+        else:
+            pool = self.by_id
+        out: list[dict[str, Any]] = []
+        skipped = 0
+        for sa in pool.values():
+            if sa.state in IKE_FINAL or (conn is not None and sa.conn.name != conn):
+                continue
+            if peer is not None and sa.remote[0] != peer:
+                continue
+            if skipped < offset:
+                skipped += 1
+                continue
+            if limit is not None and len(out) >= limit:
+                break
+            out.append(sa.status(now))
+        return out
 
     def ike_sas(self, conn: str | None = None) -> list[IkeSaView]:
         """Snapshots of the live (not deleted or failed) IKE SAs, of one connection or all."""
@@ -551,7 +620,7 @@ class IkeManager:
         """
         self._clock = now
         target = None
-        for sa in self.by_id.values():
+        for sa in self._by_remote_ip.get(remote[0], {}).values():
             if sa.state is IkeSaState.ESTABLISHED and sa.remote[0] == remote[0]:
                 target = sa
                 break
@@ -579,7 +648,7 @@ class IkeManager:
     def _config_removed(self, conn_name: str, now: float) -> None:
         """A connection was removed or changed (§1.4.1): its IKE SAs go, as the recovery
         table's CONFIG_REMOVED row says (a Delete each)."""
-        for sa in [s for s in self.by_id.values() if s.conn.name == conn_name]:
+        for sa in list(self._by_conn.get(conn_name, {}).values()):
             if sa.closed:
                 continue
             h = sa.on_error(ErrorKind.CONFIG_REMOVED, now, "connection removed or changed")
@@ -600,14 +669,11 @@ class IkeManager:
     # ================================================================== internals
 
     def _owner_of(self, spi_in: int) -> IkeSa | None:
+        """The IKE SA of the installed Child SA ``spi_in`` (the index, no search)."""
         sa = self._child_spis.get(spi_in)
         if sa is not None and spi_in in sa.children and sa.state not in IKE_FINAL:
+            self._dirty.add(sa)  # a data-plane report: liveness deadlines move
             return sa
-        self._child_spis.pop(spi_in, None)
-        for s in self.by_id.values():
-            if spi_in in s.children:
-                self._child_spis[spi_in] = s
-                return s
         return None
 
     def _receive(self, data: bytes, local: Address, remote: Address, now: float) -> None:
@@ -644,6 +710,7 @@ class IkeManager:
             return
         if sa.local[0] in ("0.0.0.0", "::"):
             sa.local = (local[0], sa.local[1])
+        self._dirty.add(sa)
         try:
             sa.receive(data, hdr, local, remote, now)
         except Exception:  # a bug: this SA's state cannot be trusted any more
@@ -676,14 +743,9 @@ class IkeManager:
         if existing is not None and existing.state not in IKE_FINAL:
             existing.receive(data, hdr, local, remote, now)
             return
-        for sa in self.by_id.values():
-            if (
-                sa.spi_i == hdr.spi_i
-                and sa.remote == remote
-                and not sa.initiator
-                and sa.state not in IKE_FINAL
-            ):
-                return  # late retransmission of an SA that is already up
+        up = self._responders.get(key)
+        if up is not None and up.state not in IKE_FINAL:
+            return  # late retransmission of an SA that is already up
         if self._half_open_count() >= self.cookie_threshold and not self._cookie_ok(
             hdr, remote, now
         ):
@@ -707,12 +769,14 @@ class IkeManager:
             self._out.extend(sa.outbox)
             return
         sa.timers.set(TimerKind.HALF_OPEN, now + self.half_open_timeout)
-        self.by_id[sa.ike_id] = sa
-        self.sas[sa.spi_r] = sa
+        self._register(sa)
         self.half_open[key] = sa
+        self._responders[key] = sa
+        self._responder_key[sa] = key
+        self._half_open_responders.add(sa)
 
     def _half_open_count(self) -> int:
-        return sum(1 for sa in self.half_open.values() if sa.state is IkeSaState.INIT_DONE)
+        return len(self._half_open_responders)
 
     # ------------------------------------------------------------------ cookies (§2.6)
 
@@ -814,25 +878,62 @@ class IkeManager:
 
     # ------------------------------------------------------------------ bookkeeping
 
+    def touched(self, sa: IkeSa) -> None:
+        """SaOwner: ``sa`` has datagrams, events or deadlines to look at."""
+        self._dirty.add(sa)
+
     def _collect(self) -> None:
-        for sa in list(self.by_id.values()):
-            if sa.outbox:
-                self._sent_by.add(sa)
-                self._out.extend(sa.outbox)
-                sa.outbox.clear()
-            if sa.events:
-                for ev in sa.events:
-                    self._events.append(ev)
-                    self._on_event(sa, ev)
-                sa.events.clear()
-            if sa.established_at is not None:
-                self.half_open.pop((sa.spi_i, sa.remote), None)
-                for k in [k for k, v in self.half_open.items() if v is sa]:
-                    del self.half_open[k]
+        """Gather what the SAs that changed since the last call have for us: datagrams,
+        events, keepalives and new deadlines (the timer heap).  Only those SAs."""
+        while self._dirty:
+            dirty, self._dirty = self._dirty, set()
+            for sa in dirty:
+                if self.by_id.get(sa.ike_id) is not sa:
+                    continue  # not (or no longer) registered: e.g. a refused responder
+                self._collect_one(sa)
+
+    def _collect_one(self, sa: IkeSa) -> None:
+        if sa.outbox:
+            self._sent_by.add(sa)
+            self._out.extend(sa.outbox)
+            sa.outbox.clear()
+        if sa.events:
+            events, sa.events = sa.events, []
+            for ev in events:
+                self._events.append(ev)
+                self._on_event(sa, ev)
+        if sa.keepalive_due:
+            self._keepalive_due.add(sa)
+        if sa.state is not IkeSaState.INIT_DONE:
+            self._half_open_responders.discard(sa)
+        if sa.closed:
+            linger = sa.linger_until
+            if linger is None or linger <= self._clock:
+                self._forget(sa)
+                return
+        when = sa.next_timer()
+        if when is None:
+            self._deadline.pop(sa, None)
+        elif self._deadline.get(sa) != when:
+            self._deadline[sa] = when
+            self._heap_seq += 1
+            heapq.heappush(self._heap, (when, self._heap_seq, sa))
 
     def _on_event(self, sa: IkeSa, ev: Event) -> None:
         if isinstance(ev, ChildSaDeleted):
-            self._child_spis.pop(ev.spi_in, None)
+            if self._child_spis.get(ev.spi_in) is sa:
+                del self._child_spis[ev.spi_in]
+        elif isinstance(ev, (ChildSaInstalled, ChildSaRekeyed)):
+            self._child_spis[ev.info.spi_in] = sa
+            self._reserved.pop(ev.info.spi_in, None)
+        elif isinstance(ev, IkeSaRekeyed):
+            new = self.by_id.get(ev.new_id)
+            if new is not None:
+                for spi in new.children:
+                    self._child_spis[spi] = new
+        elif isinstance(ev, PeerAddressChanged):
+            self._unindex_ip(sa, ev.old[0])
+            self._index_established(sa)
         elif isinstance(ev, PeerDead):
             # the children whose (own or inherited) dpd_action is restart; an SA that
             # carried none restarts the connection's first child when its action says so
@@ -841,6 +942,10 @@ class IkeManager:
                 self._restart.append((self._clock, sa.conn.name, children, 0))
         elif isinstance(ev, IkeSaEstablished):
             self._restart_of.pop(sa.ike_id, None)
+            key = self._responder_key.get(sa)
+            if key is not None and self.half_open.get(key) is sa:
+                del self.half_open[key]
+            self._index_established(sa)
         elif isinstance(ev, IkeSaFailed) and sa.ike_id in self._restart_of:
             self._schedule_retry(sa, *self._restart_of.pop(sa.ike_id), notify=ev.notify)
 
@@ -900,24 +1005,60 @@ class IkeManager:
                 self._restart_of[sa.ike_id] = (conn_name, children, attempt)
         self._collect()
 
-    def _reap(self, now: float) -> None:
-        self._clock = now
-        # an allocated SPI is in use once installed; forget stale reservations
-        for spi in [s for s, t in self._reserved.items() if t < now - SPI_RESERVATION]:
-            del self._reserved[spi]
-        for sa in list(self.by_id.values()):
-            linger = sa.linger_until
-            if sa.state in IKE_FINAL and (linger is None or linger <= now):
-                self._forget(sa)
+    def _prune_reservations(self, now: float) -> None:
+        """An allocated SPI is in use once installed; forget stale reservations."""
+        order = self._reserved_order
+        while order and order[0][0] < now - SPI_RESERVATION:
+            when, spi = order.popleft()
+            if self._reserved.get(spi) == when:
+                del self._reserved[spi]
+
+    def _register(self, sa: IkeSa) -> None:
+        self.by_id[sa.ike_id] = sa
+        self.sas[sa.our_spi] = sa
+        self._by_conn.setdefault(sa.conn.name, {})[sa.ike_id] = sa
+        self._dirty.add(sa)
+
+    def _index_established(self, sa: IkeSa) -> None:
+        """Index an authenticated SA by its peer's identity and IP address."""
+        if sa.remote_id:
+            self._by_peer_id.setdefault((sa.conn.name, sa.remote_id), {})[sa.ike_id] = sa
+        self._by_remote_ip.setdefault(sa.remote[0], {})[sa.ike_id] = sa
+
+    def _unindex_ip(self, sa: IkeSa, ip: str) -> None:
+        _unindex(self._by_remote_ip, ip, sa)
 
     def _forget(self, sa: IkeSa) -> None:
-        self.by_id.pop(sa.ike_id, None)
+        if self.by_id.get(sa.ike_id) is sa:
+            del self.by_id[sa.ike_id]
         if self.sas.get(sa.our_spi) is sa:
             del self.sas[sa.our_spi]
-        for k in [k for k, v in self.half_open.items() if v is sa]:
-            del self.half_open[k]
-        for spi in [s for s, v in self._child_spis.items() if v is sa]:
-            del self._child_spis[spi]
+        _unindex(self._by_conn, sa.conn.name, sa)
+        _unindex(self._by_peer_id, (sa.conn.name, sa.remote_id), sa)
+        self._unindex_ip(sa, sa.remote[0])
+        key = self._responder_key.pop(sa, None)
+        if key is not None:
+            for table in (self.half_open, self._responders):
+                if table.get(key) is sa:
+                    del table[key]
+        self._half_open_responders.discard(sa)
+        self._keepalive_due.discard(sa)
+        self._deadline.pop(sa, None)
+        for spi in sa.children:
+            if self._child_spis.get(spi) is sa:
+                del self._child_spis[spi]
+
+
+K = TypeVar("K")
+
+
+def _unindex(index: dict[K, dict[int, IkeSa]], key: K, sa: IkeSa) -> None:
+    """Remove ``sa`` from the bucket ``key`` of an index (and the bucket when empty)."""
+    bucket = index.get(key)
+    if bucket is not None and bucket.get(sa.ike_id) is sa:
+        del bucket[sa.ike_id]
+        if not bucket:
+            del index[key]
 
 
 def _is_ip(text: str, version: int) -> bool:

@@ -95,6 +95,9 @@ class SaOwner(Protocol):
 
     def count_error(self, kind: ErrorKind, n: int = 1) -> None: ...
 
+    def touched(self, sa: IkeSa) -> None:
+        """``sa`` has datagrams, events or deadlines the owner must look at."""
+
 
 class SaLog(logging.LoggerAdapter[logging.Logger]):
     """Every line of an IKE SA says which one: ``IKE SA <id> (<connection>): ...``."""
@@ -183,8 +186,11 @@ class IkeSa:
         # the recovery table (recovery.DEFAULT_TABLE with this connection's dpd_action
         # rows): every error decision of the SA is read there, counted and rate-limited
         self.errors = ErrorHandler.for_connection(conn)
-        self.timers = Timers()
+        self.timers = Timers(self._touched)
         self._watch_timers()
+
+    def _touched(self) -> None:
+        self.owner.touched(self)
 
     def _init_keys(self) -> None:
         """SPIs, nonces and keys: set by IKE_SA_INIT (§1.2, §2.14) or a rekey (§2.18)."""
@@ -282,9 +288,11 @@ class IkeSa:
         if new is not self.state:
             self.log.debug("%s -> %s", self.state.value, new.value)
         self.state = new
+        self.owner.touched(self)
 
     def emit(self, ev: Event) -> None:
         self.events.append(ev)
+        self.owner.touched(self)
 
     def key_material(self) -> IkeSaKeyMaterial | None:
         """SPIs, suite and SK_e*/SK_a* for a key log (None before IKE_SA_INIT is done)."""
@@ -389,7 +397,12 @@ class IkeSa:
         return packets
 
     def send_raw(self, data: bytes) -> None:
-        self.outbox.append((data, self.local, self.remote))
+        self.send_to(data, self.local, self.remote)
+
+    def send_to(self, data: bytes, local: Address, remote: Address) -> None:
+        """Queue one datagram (``datagrams_to_send`` of the manager hands it out)."""
+        self.outbox.append((data, local, remote))
+        self.owner.touched(self)
 
     # ------------------------------------------------------------------ tasks
 
@@ -408,12 +421,15 @@ class IkeSa:
             home.queue.appendleft(task)
         else:
             home.queue.append(task)
+        self.owner.touched(home)
         home.pump(now)
 
     def schedule(self, task: Task, at: float) -> None:
         """Queue ``task`` at ``at`` (a backoff, e.g. after TEMPORARY_FAILURE, §2.25)."""
         task.not_before = at
-        self._home(task).delayed.append(task)
+        home = self._home(task)
+        home.delayed.append(task)
+        self.owner.touched(home)
 
     def tasks(self) -> Iterator[Task]:
         """Every task of this IKE SA: queued, delayed, or waiting for its response."""
@@ -633,7 +649,7 @@ class IkeSa:
         if cached:
             self.log.debug("retransmitted request #%d, resending", mid)
             for pkt in cached:
-                self.outbox.append((pkt, local, remote))
+                self.send_to(pkt, local, remote)
 
     def _receive_response(
         self,

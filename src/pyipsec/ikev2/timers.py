@@ -40,11 +40,14 @@ Source = Callable[[], "float | None"]
 class Timers:
     """Fixed and watched deadlines by :class:`TimerKind`."""
 
-    __slots__ = ("_fixed", "_watched")
+    __slots__ = ("_changed", "_fixed", "_watched")
 
-    def __init__(self) -> None:
+    def __init__(self, changed: Callable[[], None] | None = None) -> None:
+        """``changed`` is called whenever a fixed deadline is set or cleared (the owner
+        re-reads :meth:`next_deadline`; watched sources tell their owners themselves)."""
         self._fixed: dict[TimerKind, float] = {}
         self._watched: dict[TimerKind, Source] = {}
+        self._changed = changed
 
     def set(self, kind: TimerKind, when: float | None) -> None:
         """Set (or with None clear) the fixed deadline ``kind``."""
@@ -52,10 +55,14 @@ class Timers:
             self._fixed.pop(kind, None)
         else:
             self._fixed[kind] = when
+        if self._changed is not None:
+            self._changed()
 
     def clear(self, *kinds: TimerKind) -> None:
         for kind in kinds:
             self._fixed.pop(kind, None)
+        if self._changed is not None:
+            self._changed()
 
     def get(self, kind: TimerKind) -> float | None:
         """The deadline of ``kind`` (fixed or watched), None when there is none."""

@@ -259,7 +259,7 @@ def respond(
     out = sa.build(ExchangeType.IKE_SA_INIT, 0, payloads, response=True)
     sa.msg2 = out
     sa.resp_win.store(0, [out])
-    sa.outbox.append((out, local, remote))
+    sa.send_to(out, local, remote)
     sa.local, sa.remote = local, remote
     return True
 
@@ -332,7 +332,7 @@ def _stateless_error(
         message_id=0,
         payloads=[(PayloadType.NOTIFY, NotifyPayload(0, b"", ntype, data))],
     )
-    sa.outbox.append((reply.serialise(), local, remote))
+    sa.send_to(reply.serialise(), local, remote)
 
 
 def answer_retransmission(
@@ -345,7 +345,7 @@ def answer_retransmission(
     if cached and data == sa.msg1:
         sa.log.debug("IKE_SA_INIT retransmission, resending response")
         for pkt in cached:
-            sa.outbox.append((pkt, local, remote))
+            sa.send_to(pkt, local, remote)
 
 
 __all__ = ["IkeInit", "answer_retransmission", "respond", "start"]
