@@ -644,6 +644,24 @@ class HandledError:
     count: int = 0  # how often this kind occurred, this one included
 
 
+_TABLES: dict[tuple[tuple[ErrorKind, RecoveryDecision], ...], Mapping[ErrorKind, RecoveryDecision]]
+_TABLES = {}
+
+
+def _shared_table(
+    overrides: Mapping[ErrorKind, RecoveryDecision] | None,
+) -> Mapping[ErrorKind, RecoveryDecision]:
+    """The table with ``overrides`` applied, one read-only copy per distinct set of
+    overrides (every IKE SA of a connection shares it: no per-SA copy of the table)."""
+    key = tuple(sorted((overrides or {}).items(), key=lambda kv: kv[0].value))
+    table = _TABLES.get(key)
+    if table is None:
+        merged = dict(DEFAULT_TABLE)
+        merged.update(key)
+        table = _TABLES[key] = MappingProxyType(merged)
+    return table
+
+
 @dataclass(slots=True)
 class _Limits:
     log: RateLimiter
@@ -670,10 +688,7 @@ class ErrorHandler:
         answer_rate: float = 1.0,
         answer_burst: int = 10,
     ) -> None:
-        table = dict(DEFAULT_TABLE)
-        if overrides:
-            table.update(overrides)
-        self._table: Mapping[ErrorKind, RecoveryDecision] = MappingProxyType(table)
+        self._table = _shared_table(overrides)
         self._log_params = (log_rate, log_burst)
         self._answer_params = (answer_rate, answer_burst)
         self._limits: dict[ErrorKind, _Limits] = {}

@@ -25,7 +25,7 @@ def esp_seq_soft_limit(esn: bool) -> int:
     return top - (top >> ESP_SEQ_SOFT_SHIFT)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ChildSa:
     """One Child SA pair as the IKE SA tracks it.
 

@@ -178,6 +178,7 @@ def established(sa: IkeSa, now: float) -> None:
     """Common to both roles: the IKE SA is authenticated (§1.2)."""
     sa.set_state(IkeSaState.ESTABLISHED)
     sa.established_at = now
+    sa.msg1 = sa.msg2 = b""  # only IKE_AUTH signs them (§2.15)
     sa.timers.clear(TimerKind.HALF_OPEN)
     sa.dpd.on_authenticated_traffic(now)
     sa.nat_established()
