@@ -123,9 +123,10 @@ class IkeManager:
         self._responders: dict[tuple[bytes, Address], IkeSa] = {}  # until forgotten
         self._responder_key: dict[IkeSa, tuple[bytes, Address]] = {}
         self._half_open_responders: set[IkeSa] = set()
-        self._keepalive_due: set[IkeSa] = set()
+        # ordered (dicts as ordered sets): what the core sends never depends on addresses
+        self._keepalive_due: dict[IkeSa, None] = {}
         # SAs with datagrams, events or changed deadlines; the timer heap of all SAs
-        self._dirty: set[IkeSa] = set()
+        self._dirty: dict[IkeSa, None] = {}
         self._deadline: dict[IkeSa, float] = {}
         self._heap: list[tuple[float, int, IkeSa]] = []
         self._heap_seq = 0
@@ -144,7 +145,7 @@ class IkeManager:
         # pending re-initiations: (due, connection, child names, attempt number)
         self._restart: list[tuple[float, str, list[str], int]] = []
         self._restart_of: dict[int, tuple[str, list[str], int]] = {}  # ike_id -> attempt
-        self._sent_by: set[IkeSa] = set()
+        self._sent_by: dict[IkeSa, None] = {}
 
     # ================================================================== SaOwner
 
@@ -385,14 +386,14 @@ class IkeManager:
             if self._deadline.get(sa) != when:
                 continue  # stale entry
             del self._deadline[sa]
-            self._dirty.add(sa)
+            self._dirty[sa] = None
             try:
                 sa.handle_timer(now)
             except Exception:
                 sa.log.exception("timer failed")
                 self._internal_error(sa, now)
             if sa.keepalive_due:
-                self._keepalive_due.add(sa)
+                self._keepalive_due[sa] = None
         self._collect()
         self._prune_reservations(now)
         self._do_restarts(now)
@@ -407,7 +408,7 @@ class IkeManager:
         sa = ike if isinstance(ike, IkeSa) else self.by_id.get(ike)
         if sa is None:
             raise KeyError(f"no IKE SA {ike}")
-        self._dirty.add(sa)  # a command: its deadlines may change
+        self._dirty[sa] = None  # a command: its deadlines may change
         return sa
 
     def rekey_child(self, ike_id: int, child_spi_in: int, now: float) -> None:
@@ -672,7 +673,7 @@ class IkeManager:
         """The IKE SA of the installed Child SA ``spi_in`` (the index, no search)."""
         sa = self._child_spis.get(spi_in)
         if sa is not None and spi_in in sa.children and sa.state not in IKE_FINAL:
-            self._dirty.add(sa)  # a data-plane report: liveness deadlines move
+            self._dirty[sa] = None  # a data-plane report: liveness deadlines move
             return sa
         return None
 
@@ -710,7 +711,7 @@ class IkeManager:
             return
         if sa.local[0] in ("0.0.0.0", "::"):
             sa.local = (local[0], sa.local[1])
-        self._dirty.add(sa)
+        self._dirty[sa] = None
         try:
             sa.receive(data, hdr, local, remote, now)
         except Exception:  # a bug: this SA's state cannot be trusted any more
@@ -880,13 +881,13 @@ class IkeManager:
 
     def touched(self, sa: IkeSa) -> None:
         """SaOwner: ``sa`` has datagrams, events or deadlines to look at."""
-        self._dirty.add(sa)
+        self._dirty[sa] = None
 
     def _collect(self) -> None:
         """Gather what the SAs that changed since the last call have for us: datagrams,
         events, keepalives and new deadlines (the timer heap).  Only those SAs."""
         while self._dirty:
-            dirty, self._dirty = self._dirty, set()
+            dirty, self._dirty = self._dirty, {}
             for sa in dirty:
                 if self.by_id.get(sa.ike_id) is not sa:
                     continue  # not (or no longer) registered: e.g. a refused responder
@@ -894,7 +895,7 @@ class IkeManager:
 
     def _collect_one(self, sa: IkeSa) -> None:
         if sa.outbox:
-            self._sent_by.add(sa)
+            self._sent_by[sa] = None
             self._out.extend(sa.outbox)
             sa.outbox.clear()
         if sa.events:
@@ -903,7 +904,7 @@ class IkeManager:
                 self._events.append(ev)
                 self._on_event(sa, ev)
         if sa.keepalive_due:
-            self._keepalive_due.add(sa)
+            self._keepalive_due[sa] = None
         if sa.state is not IkeSaState.INIT_DONE:
             self._half_open_responders.discard(sa)
         if sa.closed:
@@ -1017,7 +1018,7 @@ class IkeManager:
         self.by_id[sa.ike_id] = sa
         self.sas[sa.our_spi] = sa
         self._by_conn.setdefault(sa.conn.name, {})[sa.ike_id] = sa
-        self._dirty.add(sa)
+        self._dirty[sa] = None
 
     def _index_established(self, sa: IkeSa) -> None:
         """Index an authenticated SA by its peer's identity and IP address."""
@@ -1042,7 +1043,7 @@ class IkeManager:
                 if table.get(key) is sa:
                     del table[key]
         self._half_open_responders.discard(sa)
-        self._keepalive_due.discard(sa)
+        self._keepalive_due.pop(sa, None)
         self._deadline.pop(sa, None)
         for spi in sa.children:
             if self._child_spis.get(spi) is sa:
