@@ -391,7 +391,17 @@ def _cmd_liveness(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    st = _client(args).call("status")
+    filters = {
+        k: v
+        for k, v in (
+            ("conn", args.conn),
+            ("peer", args.peer),
+            ("offset", args.offset),
+            ("limit", args.limit),
+        )
+        if v is not None
+    }
+    st = _client(args).call("status", **filters)
     if args.json:
         print(json.dumps(st, indent=2, sort_keys=True))
     else:
@@ -486,6 +496,10 @@ def _add_daemon_control_parsers(sub: _Subparsers, common: argparse.ArgumentParse
     """The commands that talk to the whole daemon: ``status``, ``reload``, ``stop``."""
     s = sub.add_parser("status", parents=[common], help="show IKE and Child SAs")
     s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("--conn", help="only the SAs of this connection")
+    s.add_argument("--peer", help="only the SAs with this peer IP address")
+    s.add_argument("--offset", type=int, help="skip this many IKE SAs (paging)")
+    s.add_argument("--limit", type=int, help="show at most this many IKE SAs")
     s.set_defaults(func=_cmd_status)
 
     sub.add_parser("reload", parents=[common], help="re-read the configuration").set_defaults(

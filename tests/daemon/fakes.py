@@ -139,10 +139,19 @@ class FakeManager:
     def child_sas(self, conn: str | None = None) -> list[ChildSaView]:
         return [v for v in self.child_views if conn is None or v.conn == conn]
 
-    def status(self, now: float | None = None) -> list[dict[str, Any]]:
+    def status(
+        self,
+        now: float | None = None,
+        *,
+        conn: str | None = None,
+        peer: str | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
         if self.status_fails:
             raise RuntimeError("status bug")
-        return self.sas
+        sas = [s for s in self.sas if conn is None or s.get("name") == conn]
+        return sas[offset : None if limit is None else offset + limit]
 
     def error_status(self) -> dict[str, int]:
         return dict(self.errors)

@@ -210,3 +210,16 @@ def test_unroutable_source(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket, "socket", NoRoute)
     assert route_source("192.0.2.1") is None
+
+
+def test_status_filter_arguments_are_checked() -> None:
+    """``status`` takes ``conn``/``peer`` strings and an ``offset``/``limit`` page; bad
+    types are refused with a clear error (a 50,000-tunnel gateway pages its status)."""
+    from pyipsec.daemon.commands import StatusFilter
+
+    f = StatusFilter.from_request({"conn": "c", "peer": "192.0.2.2", "offset": 10, "limit": 5})
+    assert f.used and f.shows("c", "192.0.2.2") and not f.shows("d", "192.0.2.2")
+    assert not StatusFilter.from_request({}).used
+    for bad in ({"conn": 1}, {"peer": ["x"]}, {"offset": -1}, {"limit": 0}, {"limit": True}):
+        with pytest.raises(ControlError):
+            StatusFilter.from_request(bad)

@@ -237,3 +237,47 @@ def test_forged_init_refusal_does_not_stop_the_setup() -> None:
     h.run(5)
     assert not h.a.of(IkeSaFailed)
     assert len(h.a.of(IkeSaEstablished)) == 1 and len(h.a.of(ChildSaInstalled)) == 1
+
+
+def test_status_filters_and_pages() -> None:
+    """status() by connection and peer IP, and a page of it (a big gateway's status)."""
+    h = Harness(*conn_pair())
+    h.up()
+    h.a.mgr.initiate("a2b", None, h.now)  # reuses the SA: still one
+    (st,) = h.a.mgr.status(h.now)
+    assert h.a.mgr.status(h.now, conn="a2b") == [st]
+    assert h.a.mgr.status(h.now, conn="nope") == []
+    assert h.a.mgr.status(h.now, peer=B_IP) == [st]
+    assert h.a.mgr.status(h.now, peer=A_IP) == []
+    assert h.a.mgr.status(h.now, conn="a2b", peer=B_IP, limit=1) == [st]
+    assert h.a.mgr.status(h.now, offset=1) == []
+
+
+def test_indexes_follow_rekeys_and_deletes() -> None:
+    """The manager's indexes (Child SA SPIs, peers, deadlines) stay right through an IKE
+    rekey, a Child rekey and a delete: traffic reports find the SA, INVALID_SPI reports
+    go to the peer, the timer heap has the new SA's deadlines and forgets the old."""
+    h = Harness(*conn_pair())
+    h.up()
+    mgr = h.a.mgr
+    (ike,) = mgr.ike_sas()
+    mgr.rekey_ike(ike.ike_id, h.now)
+    h.run(2)
+    (new,) = mgr.ike_sas()
+    assert new.ike_id != ike.ike_id
+    (c,) = mgr.child_sas()
+    assert c.ike_id == new.ike_id
+    assert not mgr.esp_activity(c.spi_in, h.now)  # found (no move), no error
+    mgr.rekey_child(new.ike_id, c.spi_in, h.now)
+    h.run(2)
+    (c2,) = mgr.child_sas()
+    assert c2.spi_in != c.spi_in
+    mgr.notify_traffic(c2.spi_in, h.now, bytes_in=10, packets_in=1)
+    assert mgr.unknown_esp_spi(0x1234, (B_IP, 4500), h.now)  # INVALID_SPI to the peer
+    h.run(1)
+    nxt = mgr.next_timer()
+    assert nxt is not None and nxt > h.now
+    mgr.terminate(new.ike_id, h.now)
+    h.run(20)
+    assert mgr.ike_sas() == [] and mgr.child_sas() == []
+    assert not mgr.unknown_esp_spi(0x1234, (B_IP, 4500), h.now)  # no SA with that peer

@@ -68,6 +68,40 @@ class _LivenessWaiter:
     fut: asyncio.Future[float]
 
 
+@dataclass(frozen=True, slots=True)
+class StatusFilter:
+    """Which SAs ``status`` shows: one connection and/or peer IP, a page of them."""
+
+    conn: str | None = None
+    peer: str | None = None
+    offset: int = 0
+    limit: int | None = None
+
+    @classmethod
+    def from_request(cls, req: dict[str, Any]) -> StatusFilter:
+        conn, peer = req.get("conn"), req.get("peer")
+        offset, limit = req.get("offset", 0), req.get("limit")
+        for key, v in (("conn", conn), ("peer", peer)):
+            if v is not None and not isinstance(v, str):
+                raise ControlError(f"status: {key!r} must be a string")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ControlError("status: 'offset' must be an integer >= 0")
+        bad_limit = isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        if limit is not None and bad_limit:
+            raise ControlError("status: 'limit' must be an integer >= 1")
+        return cls(conn, peer, offset, limit)
+
+    @property
+    def used(self) -> bool:
+        return self != StatusFilter()
+
+    def shows(self, conn: str, peer: str) -> bool:
+        return (self.conn is None or conn == self.conn) and (self.peer is None or peer == self.peer)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"conn": self.conn, "peer": self.peer, "offset": self.offset, "limit": self.limit}
+
+
 class Commands:
     """The control verbs of one :class:`~pyipsec.daemon.runtime.Daemon`."""
 
@@ -79,7 +113,7 @@ class Commands:
     async def handle_request(self, req: dict[str, Any]) -> Any:
         cmd = req["cmd"]
         if cmd == "status":
-            return self.status()
+            return self.status(req)
         if cmd == "up":
             return await self.up(req)
         if cmd == "down":
@@ -272,10 +306,12 @@ class Commands:
 
     # ------------------------------------------------------------ status
 
-    def _ike_status(self, now: float) -> list[dict[str, Any]]:
+    def _ike_status(self, now: float, f: StatusFilter) -> list[dict[str, Any]]:
         """The core's status entries, with relative times (``*_in``, ``age``) added."""
         try:
-            ike = self.d.core.status(now)
+            ike = self.d.core.status(
+                now, conn=f.conn, peer=f.peer, offset=f.offset, limit=f.limit
+            )
         except Exception as e:
             log.exception("status of the IKE core failed")
             return [{"error": str(e)}]
@@ -294,11 +330,16 @@ class Commands:
                         ch[k.replace("_at", "_in")] = round(v - now, 1)
         return ike
 
-    def status(self) -> dict[str, Any]:
+    def status(self, req: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The daemon's status; ``conn``/``peer`` filter the SAs, ``offset``/``limit``
+        page through them (a gateway with tens of thousands of tunnels)."""
+        f = StatusFilter.from_request(req or {})
         d = self.d
         now = d.now()
         tun = d.dp.tun
-        return {
+        children = [c for c in d.dp.children.values() if f.shows(c.info.conn, c.remote[0])]
+        end = None if f.limit is None else f.offset + f.limit
+        out = {
             "pid": os.getpid(),
             "uptime": round(time.time() - d.started, 1),
             "tun": None
@@ -316,12 +357,15 @@ class Commands:
                 }
                 for c in d.config.connections
             ],
-            "ike_sas": self._ike_status(now),
-            "child_sas": [c.status(now) for c in d.dp.children.values()],
+            "ike_sas": self._ike_status(now, f),
+            "child_sas": [c.status(now) for c in children[f.offset : end]],
             "drops": d.dp.drops.as_dict(),
             # every error the core counted, by recovery.ErrorKind (ESP auth/replay too)
             "errors": dict(d.core.error_status()),
         }
+        if f.used:
+            out["filter"] = f.as_dict()
+        return out
 
 
 def load_daemon_config(path: str | Path) -> DaemonConfig:

@@ -123,7 +123,15 @@ class IkeCore(Protocol):
 
     def child_sas(self, conn: str | None = None) -> list[ChildSaView]: ...
 
-    def status(self, now: float | None = None) -> list[dict[str, Any]]: ...
+    def status(
+        self,
+        now: float | None = None,
+        *,
+        conn: str | None = None,
+        peer: str | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]: ...
 
     def error_status(self) -> dict[str, int]: ...
 
