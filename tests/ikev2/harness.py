@@ -549,6 +549,42 @@ class Harness:
             out.append(h)
         raise AssertionError(f"still exchanging after {max_messages} messages")
 
+    def drive(
+        self,
+        duration: float,
+        check: Callable[[Held], None] | None = None,
+        *,
+        tick: float = 0.05,
+        until: Callable[[], bool] | None = None,
+    ) -> list[Held]:
+        """Step mode with a prompt wire: let time pass in ``tick`` steps (timers fire)
+        and deliver every datagram as soon as it is held, one at a time, calling
+        ``check(held)`` after each; stops after ``duration`` fake seconds, or as soon as
+        the wire is empty and ``until()`` is true.  Returns the delivered datagrams."""
+        end = self.now + duration
+        out: list[Held] = []
+        while True:
+            self.flush()
+            if self.held:
+                h = self.held.pop(0)
+                self._deliver(h.pkt)
+                self.flush()
+                out.append(h)
+                if check is not None:
+                    check(h)
+                continue
+            if (until is not None and until()) or self.now >= end:
+                return out
+            self.run(min(tick, end - self.now))
+
+    def wait(self, max_seconds: float, *, tick: float = 0.05) -> list[Held]:
+        """Step mode: let time pass in ``tick`` steps (timers fire) until a datagram is
+        held, at most ``max_seconds``; returns the held datagrams (possibly none)."""
+        end = self.now + max_seconds
+        while not self.pending() and self.now < end:
+            self.run(min(tick, end - self.now))
+        return self.pending()
+
     def counts(self, side: str) -> tuple[dict[IkeSaState, int], dict[ChildSaState, int]]:
         """(IKE SAs per state, Child SAs per state) of one side, from the public views."""
         mgr = self._side(side).mgr
@@ -615,6 +651,24 @@ def _fmt(counts: dict[Any, int]) -> str:
     return "{" + ", ".join(f"{k.value}: {n}" for k, n in sorted(counts.items(), key=str)) + "}"
 
 
+#: The four nonces of a rekey collision (§2.8.1, §2.8.2): "a_ni" is A's nonce in its own
+#: rekey request, "a_nr" A's nonce in its response to B's request, likewise "b_ni"/"b_nr".
+COLLISION_NONCES = ("a_ni", "a_nr", "b_ni", "b_nr")
+
+
+def script_collision_nonces(h: Harness, lowest: str) -> bool:
+    """Script the next two 32-octet rng outputs of each side so that the nonce named
+    ``lowest`` (see COLLISION_NONCES) is 0x00...00 and the others 0x80.., 0x81.., ...;
+    A must send its rekey request before it answers B's (and B likewise).  Returns
+    whether A's rekey wins: the SA whose nonces include the lowest one is the redundant
+    one (RFC 7296 §2.8.1, §2.8.2), and A's rekey SA has Ni=a_ni, Nr=b_nr."""
+    nonces = {n: bytes([0x80 + i]) * 32 for i, n in enumerate(COLLISION_NONCES)}
+    nonces[lowest] = b"\x00" * 32
+    h.a.rng.nonces.extend([nonces["a_ni"], nonces["a_nr"]])
+    h.b.rng.nonces.extend([nonces["b_ni"], nonces["b_nr"]])
+    return lowest not in ("a_ni", "b_nr")
+
+
 def established_pair(step: bool = True, **conn_kw: Any) -> Harness:
     """Both sides up with one IKE SA and one Child SA (``conn_pair(**conn_kw)``), then
     (``step``) in step mode with an empty wire."""
@@ -636,6 +690,7 @@ def is_exchange(sender: str, exchange: int, response: bool) -> Callable[[Packet]
 __all__ = [
     "A_IP",
     "B_IP",
+    "COLLISION_NONCES",
     "PSK",
     "ExchangeType",
     "Harness",
@@ -644,4 +699,5 @@ __all__ = [
     "conn_pair",
     "drop_first",
     "established_pair",
+    "script_collision_nonces",
 ]
