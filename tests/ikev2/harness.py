@@ -575,14 +575,18 @@ class Harness:
                 continue
             if (until is not None and until()) or self.now >= end:
                 return out
-            self.run(min(tick, end - self.now))
+            target = min(self.now + tick, end)
+            self.run(target - self.now)
+            self.now = max(self.now, target)  # run() stands still when no timer is set
 
     def wait(self, max_seconds: float, *, tick: float = 0.05) -> list[Held]:
         """Step mode: let time pass in ``tick`` steps (timers fire) until a datagram is
         held, at most ``max_seconds``; returns the held datagrams (possibly none)."""
         end = self.now + max_seconds
         while not self.pending() and self.now < end:
-            self.run(min(tick, end - self.now))
+            target = min(self.now + tick, end)
+            self.run(target - self.now)
+            self.now = max(self.now, target)
         return self.pending()
 
     def counts(self, side: str) -> tuple[dict[IkeSaState, int], dict[ChildSaState, int]]:
