@@ -277,3 +277,51 @@ def test_child_rekey_crossing_child_delete(rekeyer: str, order: str) -> None:
         (v,) = s.mgr.ike_sas()
         assert v.state is IkeSaState.ESTABLISHED
     assert not [c for c in h.a.mgr.child_sas() if c.state is ChildSaState.INSTALLED]
+
+
+@pytest.mark.parametrize("lost", ["a", "b"])
+@pytest.mark.parametrize("lowest", COLLISION_NONCES)
+def test_child_rekey_collision_response_lost(lowest: str, lost: str) -> None:
+    """§2.8.1 with X's rekey response lost (§2.1): X keeps retransmitting its request,
+    which Y answers from its cache; X then deletes what its own rekey created if it
+    lost (or Y's DELETE already took the old pair), or the old pair if it won."""
+    h, old = _start(lowest)
+    w = WINNER[lowest]
+    x, y = lost, _other(lost)
+    _rekey_child(h, "a")
+    _rekey_child(h, "b")
+    h.deliver("a", CCSA, False)
+    h.deliver("b", CCSA, False)
+    h.drop(y, CCSA, True)
+    expect(h, "response lost", a="rekeying installed", b="rekeying installed")
+    h.deliver(x, CCSA, True)
+    if y == w:
+        expect(h, f"{y}'s response", **{y: WIN, x: "rekeying installed"})
+        h.deliver(y, INFO, False)
+        expect(h, "DELETE of the old pair", **{y: WIN, x: "installed"})
+        h.deliver(x, INFO, True)
+        expect(h, "its response", **{y: "installed installed", x: "installed"})
+    else:
+        expect(h, f"{y}'s response", **{y: LOSE, x: "rekeying installed"})
+        h.deliver(y, INFO, False)
+        expect(h, "DELETE of the redundant pair", **{y: LOSE, x: "rekeying"})
+        h.deliver(x, INFO, True)
+        expect(h, "its response", **{y: "rekeyed installed", x: "rekeying"})
+    (again,) = h.wait(FAST_RETRANSMIT.timeout + 0.1)
+    assert (again.sender, again.exchange, again.is_response) == (x, CCSA, False)
+    h.deliver(x, CCSA, False)  # answered from the cache (§2.1)
+    if y == w:
+        expect(h, "retransmitted request", **{y: "installed installed", x: "installed"})
+        h.deliver(y, CCSA, True)  # X's pair is redundant and its old pair gone
+        expect(h, "cached response", **{y: "installed installed", x: "installed deleting"})
+        h.deliver(x, INFO, False)
+        expect(h, "DELETE of the redundant pair", **{y: "installed", x: "installed deleting"})
+    else:
+        expect(h, "retransmitted request", **{y: "rekeyed installed", x: "rekeying"})
+        h.deliver(y, CCSA, True)
+        expect(h, "cached response", **{y: "rekeyed installed", x: "deleting installed"})
+        h.deliver(x, INFO, False)
+        expect(h, "DELETE of the old pair", **{y: "installed", x: "deleting installed"})
+    h.deliver(y, INFO, True)
+    expect(h, "its response", a="installed", b="installed")
+    _check_pair(h, old)

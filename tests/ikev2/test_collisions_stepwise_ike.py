@@ -514,3 +514,104 @@ def test_ike_rekey_colliding_with_child_rekey(ike_side: str) -> None:
     assert h.pending() == []
     _liveness(h, "a")
     _liveness(h, "b")
+
+
+@pytest.mark.parametrize("lost", ["a", "b"])
+@pytest.mark.parametrize("lowest", COLLISION_NONCES)
+def test_ike_rekey_collision_response_lost(lowest: str, lost: str) -> None:
+    """§2.8.2 with X's rekey response lost (§2.1).  If Y won, Y's DELETE of the old SA
+    makes X forget its rekey and Y drops the redundant SA X never completed; if X won,
+    Y deletes its redundant SA and X's retransmission is answered from Y's cache."""
+    h, before = _start(lowest)
+    w = WINNER[lowest]
+    x, y = lost, _other(lost)
+    _rekey_ike(h, "a")
+    _rekey_ike(h, "b")
+    h.deliver("a", CCSA, False)
+    h.deliver("b", CCSA, False)
+    h.drop(y, CCSA, True)
+    expect(
+        h,
+        "response lost",
+        a=("rekeying established", "installed"),
+        b=("rekeying established", "installed"),
+    )
+    h.deliver(x, CCSA, True)
+    if y == w:
+        expect(
+            h,
+            f"{y}'s response",
+            **{y: (WIN, "installed"), x: ("rekeying established", "installed")},
+        )
+        h.deliver(y, INFO, False)
+        expect(
+            h, "DELETE of the old SA", **{y: (WIN, "installed"), x: ("established", "installed")}
+        )
+        h.deliver(x, INFO, True)
+        expect(
+            h,
+            "its response",
+            **{y: ("established established", "installed"), x: ("established", "installed")},
+        )
+        assert h.pending() == []  # X does not retransmit on the deleted SA
+        (delete,) = h.wait(35)  # the winner gives up waiting for the loser's DELETE
+        assert (delete.sender, delete.exchange, delete.is_response) == (y, INFO, False)
+        assert delete.spi_i != before["spis"][0]  # type: ignore[index]
+        expect(
+            h,
+            "DELETE of the redundant SA",
+            **{y: ("deleting established", "installed"), x: ("established", "installed")},
+        )
+
+        def settle(msg: object) -> None:
+            ike_y, _ = h.counts(y)
+            assert ike_y in (
+                {IkeSaState.DELETING: 1, IkeSaState.ESTABLISHED: 1},
+                {IkeSaState.ESTABLISHED: 1},
+            ), msg
+            expect(h, f"after {msg}", **{x: ("established", "installed"), y: (None, "installed")})
+
+        h.drive(60, settle)  # X does not know that SA: the DELETE goes unanswered
+    else:
+        expect(
+            h,
+            f"{y}'s response",
+            **{y: (LOSE, "installed"), x: ("rekeying established", "installed")},
+        )
+        h.deliver(y, INFO, False)
+        expect(
+            h,
+            "DELETE of the redundant SA",
+            **{y: (LOSE, "installed"), x: ("rekeying", "installed")},
+        )
+        h.deliver(x, INFO, True)
+        expect(
+            h,
+            "its response",
+            **{y: ("rekeyed established", "installed"), x: ("rekeying", "installed")},
+        )
+        (again,) = h.wait(FAST_RETRANSMIT.timeout + 0.1)
+        assert (again.sender, again.exchange, again.is_response) == (x, CCSA, False)
+        h.deliver(x, CCSA, False)  # answered from the cache (§2.1)
+        expect(
+            h,
+            "retransmitted request",
+            **{y: ("rekeyed established", "installed"), x: ("rekeying", "installed")},
+        )
+        h.deliver(y, CCSA, True)
+        expect(
+            h,
+            "cached response",
+            **{y: ("rekeyed established", "installed"), x: ("deleting established", "installed")},
+        )
+        h.deliver(x, INFO, False)
+        expect(
+            h,
+            "DELETE of the old SA",
+            **{y: ("established", "installed"), x: ("deleting established", "installed")},
+        )
+        h.deliver(y, INFO, True)
+    expect(h, "settled", a=("established", "installed"), b=("established", "installed"))
+    _check_single_pair(h, before)
+    (vw,) = h._side(w).mgr.ike_sas()
+    assert vw.initiator
