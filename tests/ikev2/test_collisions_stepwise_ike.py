@@ -615,3 +615,84 @@ def test_ike_rekey_collision_response_lost(lowest: str, lost: str) -> None:
     _check_single_pair(h, before)
     (vw,) = h._side(w).mgr.ike_sas()
     assert vw.initiator
+
+
+@pytest.mark.parametrize("action", ["rekey_child", "delete_child", "rekey_ike"])
+@pytest.mark.parametrize("rekeyer", ["a", "b"])
+def test_request_on_new_ike_sa_overtakes_rekey_response(rekeyer: str, action: str) -> None:
+    """§2.8.2: the responder P of an IKE rekey uses the new IKE SA at once (a child
+    rekey, a child delete or another IKE rekey), and that request overtakes P's rekey
+    response.  R does not know the SA yet and must not act on it; P's retransmission
+    (§2.1) goes through once R has the new SA."""
+    h, before = _start()
+    r, p = rekeyer, _other(rekeyer)
+    _rekey_ike(h, r)
+    h.deliver(r, CCSA, False)
+    expect(
+        h,
+        "IKE rekey request",
+        **{r: ("rekeying", "installed"), p: ("rekeyed established", "installed")},
+    )
+    mgr = h._side(p).mgr
+    (c,) = mgr.child_sas()
+    if action == "rekey_child":
+        mgr.rekey_child(c.ike_id, c.spi_in, h.now)
+        p_ike, p_ch = "established", "rekeying"
+    elif action == "delete_child":
+        mgr.delete_child(c.ike_id, c.spi_in, h.now)
+        p_ike, p_ch = "established", "deleting"
+    else:
+        mgr.rekey_ike(c.ike_id, h.now)
+        p_ike, p_ch = "rekeying", "installed"
+    expect(h, action, **{r: ("rekeying", "installed"), p: (f"rekeyed {p_ike}", p_ch)})
+    new_req = [m for m in h.pending(p) if not m.is_response]
+    assert len(new_req) == 1 and new_req[0].message_id == 0
+    h.deliver(p, new_req[0].exchange, False)  # for an IKE SA R does not know yet
+    expect(
+        h, "request on the new SA", **{r: ("rekeying", "installed"), p: (f"rekeyed {p_ike}", p_ch)}
+    )
+    h.deliver(p, CCSA, True)
+    expect(
+        h,
+        "IKE rekey response",
+        **{r: ("deleting established", "installed"), p: (f"rekeyed {p_ike}", p_ch)},
+    )
+    h.deliver(r, INFO, True)  # R's unprotected answer to the request it could not use
+    expect(
+        h,
+        "INVALID_IKE_SPI",
+        **{r: ("deleting established", "installed"), p: (f"rekeyed {p_ike}", p_ch)},
+    )
+    h.deliver(r, INFO, False)
+    expect(
+        h, "DELETE of the old SA", **{r: ("deleting established", "installed"), p: (p_ike, p_ch)}
+    )
+    h.deliver(p, INFO, True)
+    expect(h, "its response", **{r: ("established", "installed"), p: (p_ike, p_ch)})
+    (again,) = h.wait(FAST_RETRANSMIT.timeout + 0.1)
+    assert again.key == new_req[0].key
+    h.deliver(p, again.exchange, False)
+    r_after = {
+        "rekey_child": ("established", "rekeyed installed"),
+        "delete_child": ("established", ""),
+        "rekey_ike": ("rekeyed established", "installed"),
+    }[action]
+    expect(h, "retransmitted request", **{r: r_after, p: (p_ike, p_ch)})
+    h.drive(30)
+    children = action != "delete_child"
+    expect(
+        h,
+        "the end",
+        a=("established", "installed" if children else ""),
+        b=("established", "installed" if children else ""),
+    )
+    ia, ib = _only(h, "a"), _only(h, "b")
+    assert h.ike_spis("a", ia) == h.ike_spis("b", ib) != before["spis"]
+    if children:
+        (ca,), (cb,) = h.a.mgr.child_sas(), h.b.mgr.child_sas()
+        assert (ca.spi_in, ca.spi_out) == (cb.spi_out, cb.spi_in)
+        assert ((ca.spi_in, ca.spi_out) == before["child"]) is (action == "rekey_ike")
+    for side in "ab":
+        assert len(h._side(side).of(IkeSaRekeyed)) == (2 if action == "rekey_ike" else 1)
+    _liveness(h, "a")
+    _liveness(h, "b")
