@@ -325,3 +325,39 @@ def test_child_rekey_collision_response_lost(lowest: str, lost: str) -> None:
     h.deliver(y, INFO, True)
     expect(h, "its response", a="installed", b="installed")
     _check_pair(h, old)
+
+
+@pytest.mark.parametrize("order", ["delete_first", "rekey_first"])
+@pytest.mark.parametrize("rekeyer", ["a", "b"])
+def test_child_rekey_crossing_ike_delete(rekeyer: str, order: str) -> None:
+    """§2.8.1/§2.25: R rekeys the Child SA while T deletes the whole IKE SA.  T answers
+    the rekey with an error (the IKE SA is being closed, §2.25.1); nothing survives and
+    no Child SA is left half-made on either side."""
+    h, _ = _start()
+    r, t = rekeyer, _other(rekeyer)
+    _rekey_child(h, r)
+    (vt,) = h._side(t).mgr.ike_sas()
+    h._side(t).mgr.terminate(vt.ike_id, h.now)
+    h.assert_state(**{f"{r}_ike": "established", f"{r}_children": "rekeying"})
+    h.assert_state(**{f"{t}_ike": "deleting", f"{t}_children": "installed"})
+    if order == "delete_first":
+        h.deliver(t, INFO, False)
+        h.assert_state(**{f"{r}_ike": "", f"{r}_children": "", f"{t}_ike": "deleting"})
+        h.deliver(r, CCSA, False)
+    else:
+        h.deliver(r, CCSA, False)
+        h.assert_state(
+            **{f"{r}_children": "rekeying", f"{t}_ike": "deleting", f"{t}_children": "installed"}
+        )
+        h.deliver(t, INFO, False)
+        h.assert_state(**{f"{r}_ike": "", f"{r}_children": "", f"{t}_ike": "deleting"})
+    h.assert_state(**{f"{t}_ike": "deleting", f"{t}_children": "installed"})
+    h.deliver(r, INFO, True)
+    h.assert_state(a_ike="", a_children="", b_ike="", b_children="")
+    h.deliver(t, CCSA, True)
+    h.assert_state(a_ike="", a_children="", b_ike="", b_children="")
+    h.drive(60, lambda m: h.assert_state(a_ike="", b_ike="", step=m.label))
+    for side in "ab":
+        s = h._side(side)
+        assert not s.of(ChildSaRekeyed) and len(s.of(ChildSaDeleted)) == 1
+        assert len(s.of(IkeSaDeleted)) == 1
