@@ -554,13 +554,14 @@ class Harness:
         duration: float,
         check: Callable[[Held], None] | None = None,
         *,
-        tick: float = 0.05,
+        tick: float | None = None,
         until: Callable[[], bool] | None = None,
     ) -> list[Held]:
-        """Step mode with a prompt wire: let time pass in ``tick`` steps (timers fire)
-        and deliver every datagram as soon as it is held, one at a time, calling
-        ``check(held)`` after each; stops after ``duration`` fake seconds, or as soon as
-        the wire is empty and ``until()`` is true.  Returns the delivered datagrams."""
+        """Step mode with a prompt wire: let time pass from timer to timer (at most
+        ``tick`` at a time when given) and deliver every datagram as soon as it is held,
+        one at a time, calling ``check(held)`` after each; stops after ``duration`` fake
+        seconds, or as soon as the wire is empty and ``until()`` is true.  Returns the
+        delivered datagrams."""
         end = self.now + duration
         out: list[Held] = []
         while True:
@@ -575,18 +576,25 @@ class Harness:
                 continue
             if (until is not None and until()) or self.now >= end:
                 return out
-            target = min(self.now + tick, end)
-            self.run(target - self.now)
-            self.now = max(self.now, target)  # run() stands still when no timer is set
+            self._to_next_timer(end, tick)
 
-    def wait(self, max_seconds: float, *, tick: float = 0.05) -> list[Held]:
-        """Step mode: let time pass in ``tick`` steps (timers fire) until a datagram is
-        held, at most ``max_seconds``; returns the held datagrams (possibly none)."""
+    def _to_next_timer(self, end: float, tick: float | None) -> None:
+        """Move the clock to the next timer of either side (at most ``tick`` ahead when
+        given, never past ``end``) and fire the timers due by then."""
+        timers = [t for t in (self.a.mgr.next_timer(), self.b.mgr.next_timer()) if t is not None]
+        target = min([end] + [max(t, self.now) for t in timers])
+        if tick is not None:
+            target = min(target, self.now + tick)
+        self.run(target - self.now + 1e-9)
+        self.now = max(self.now, target)  # run() stands still when no timer is set
+
+    def wait(self, max_seconds: float, *, tick: float | None = None) -> list[Held]:
+        """Step mode: let time pass from timer to timer (or in ``tick`` steps) until a
+        datagram is held, at most ``max_seconds``; returns the held datagrams (possibly
+        none)."""
         end = self.now + max_seconds
         while not self.pending() and self.now < end:
-            target = min(self.now + tick, end)
-            self.run(target - self.now)
-            self.now = max(self.now, target)
+            self._to_next_timer(end, tick)
         return self.pending()
 
     def counts(self, side: str) -> tuple[dict[IkeSaState, int], dict[ChildSaState, int]]:
