@@ -5,6 +5,12 @@ The wire delivers datagrams in (delivery time, send order); a test installs
 deterministically.  Each side has its own deterministic rng (:class:`DetRng`)
 whose 32-octet outputs (nonces) can be scripted, so a test decides who wins a
 collision.  An optional NAT box rewrites the initiator's source address.
+
+Step mode (:meth:`Harness.hold`, e.g. via :func:`established_pair`) holds every datagram
+on the wire until the test delivers or drops it (:meth:`Harness.pending`,
+:meth:`Harness.deliver`, :meth:`Harness.drop`, :meth:`Harness.wait`,
+:meth:`Harness.drive`) and checks the public state of both sides after each message
+(:meth:`Harness.assert_state`), in the style of strongSwan's exchange tests.
 """
 
 from __future__ import annotations
@@ -287,7 +293,7 @@ class Held:
         return f"<{self.label}>"
 
 
-def _norm_counts(spec: Any, enum_cls: type) -> dict[Any, int]:
+def _norm_counts(spec: Any, enum_cls: Any) -> dict[Any, int]:
     """{state: count} from a dict keyed by states or their values/names, or a list of
     states, or a string of state names ("rekeying established")."""
     if isinstance(spec, str):
@@ -468,8 +474,11 @@ class Harness:
         self.flush()
         self.stepping = on
 
-    def _side(self, name: str) -> Side:
+    def side(self, name: str) -> Side:
+        """Side "a" or "b"."""
         return self.a if name == "a" else self.b
+
+    _side = side
 
     def pending(self, side: str | None = None) -> list[Held]:
         """Held datagrams, oldest first; ``side`` is the sender ("a", "b") or a direction
@@ -539,7 +548,7 @@ class Harness:
 
     def deliver_all(self, max_messages: int = 100) -> list[Held]:
         """Deliver held datagrams oldest first until none is left; returns them."""
-        out = []
+        out: list[Held] = []
         for _ in range(max_messages):
             self.flush()
             if not self.held:

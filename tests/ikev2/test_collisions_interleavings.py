@@ -29,7 +29,7 @@ Action = tuple[str, str]  # (side, "rekey_ike" | "rekey_child" | "delete_child" 
 
 
 def _act(h: Harness, side: str, what: str) -> None:
-    mgr = h._side(side).mgr
+    mgr = h.side(side).mgr
     (ike,) = mgr.ike_sas()
     (c,) = mgr.child_sas()
     if what == "rekey_ike":

@@ -59,14 +59,14 @@ def _start(lowest: str | None = None) -> tuple[Harness, tuple[int, int]]:
 
 
 def _rekey_child(h: Harness, side: str) -> None:
-    mgr = h._side(side).mgr
+    mgr = h.side(side).mgr
     (c,) = mgr.child_sas()
     mgr.rekey_child(c.ike_id, c.spi_in, h.now)
 
 
 def _new_rekeyed(h: Harness, side: str) -> list[int]:
     """spi_in of the ChildSaRekeyed events of ``side`` so far."""
-    return [e.info.spi_in for e in h._side(side).of(ChildSaRekeyed)]
+    return [e.info.spi_in for e in h.side(side).of(ChildSaRekeyed)]
 
 
 def _check_pair(h: Harness, old: tuple[int, int]) -> tuple[int, int]:
@@ -80,7 +80,7 @@ def _check_pair(h: Harness, old: tuple[int, int]) -> tuple[int, int]:
     (ia,), (ib,) = h.a.mgr.ike_sas(), h.b.mgr.ike_sas()
     assert (ca.ike_id, cb.ike_id) == (ia.ike_id, ib.ike_id)
     for side, c in (("a", ca), ("b", cb)):
-        s = h._side(side)
+        s = h.side(side)
         installed = {e.info.spi_in for e in s.of(ChildSaInstalled)} | {
             e.info.spi_in for e in s.of(ChildSaRekeyed)
         }
@@ -143,8 +143,8 @@ def test_child_rekey_collision_stepwise(lowest: str, first: str) -> None:
     # the survivor is the winner's own new pair
     assert (spi_in_a if w == "a" else spi_out_a) == own[w][0]
     for side in "ab":
-        assert len(h._side(side).of(ChildSaRekeyed)) == 2
-        assert len(h._side(side).of(ChildSaDeleted)) == 2
+        assert len(h.side(side).of(ChildSaRekeyed)) == 2
+        assert len(h.side(side).of(ChildSaDeleted)) == 2
 
 
 # --------------------------------------------------------------------- variants
@@ -252,8 +252,8 @@ def test_child_rekey_crossing_child_delete(rekeyer: str, order: str) -> None:
     h, _ = _start()
     r, t = rekeyer, _other(rekeyer)
     _rekey_child(h, r)
-    (ct,) = h._side(t).mgr.child_sas()
-    h._side(t).mgr.delete_child(ct.ike_id, ct.spi_in, h.now)
+    (ct,) = h.side(t).mgr.child_sas()
+    h.side(t).mgr.delete_child(ct.ike_id, ct.spi_in, h.now)
     expect(h, "start", **{r: "rekeying", t: "deleting"})
     if order == "delete_first":
         h.deliver(t, INFO, False)
@@ -271,7 +271,7 @@ def test_child_rekey_crossing_child_delete(rekeyer: str, order: str) -> None:
     expect(h, "rekey response", a="", b="")
     h.drive(60, lambda m: expect(h, f"after {m.label}", a="", b=""))
     for side in "ab":
-        s = h._side(side)
+        s = h.side(side)
         assert not s.of(ChildSaRekeyed) and len(s.of(ChildSaInstalled)) == 1
         assert len(s.of(ChildSaDeleted)) == 1
         (v,) = s.mgr.ike_sas()
@@ -336,8 +336,8 @@ def test_child_rekey_crossing_ike_delete(rekeyer: str, order: str) -> None:
     h, _ = _start()
     r, t = rekeyer, _other(rekeyer)
     _rekey_child(h, r)
-    (vt,) = h._side(t).mgr.ike_sas()
-    h._side(t).mgr.terminate(vt.ike_id, h.now)
+    (vt,) = h.side(t).mgr.ike_sas()
+    h.side(t).mgr.terminate(vt.ike_id, h.now)
     h.assert_state(**{f"{r}_ike": "established", f"{r}_children": "rekeying"})
     h.assert_state(**{f"{t}_ike": "deleting", f"{t}_children": "installed"})
     if order == "delete_first":
@@ -358,6 +358,6 @@ def test_child_rekey_crossing_ike_delete(rekeyer: str, order: str) -> None:
     h.assert_state(a_ike="", a_children="", b_ike="", b_children="")
     h.drive(60, lambda m: h.assert_state(a_ike="", b_ike="", step=m.label))
     for side in "ab":
-        s = h._side(side)
+        s = h.side(side)
         assert not s.of(ChildSaRekeyed) and len(s.of(ChildSaDeleted)) == 1
         assert len(s.of(IkeSaDeleted)) == 1

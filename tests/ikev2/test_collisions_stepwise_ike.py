@@ -55,11 +55,11 @@ def expect(h: Harness, step: str, **sides: tuple[str | None, str | None]) -> Non
     for side, (ike, children) in sides.items():
         kw[f"{side}_ike"] = ike
         kw[f"{side}_children"] = children
-    h.assert_state(**kw, step=step)  # type: ignore[arg-type]
+    h.assert_state(**kw, step=step)
 
 
 def _only(h: Harness, side: str) -> int:
-    (v,) = h._side(side).mgr.ike_sas()
+    (v,) = h.side(side).mgr.ike_sas()
     assert v.state is IkeSaState.ESTABLISHED
     return v.ike_id
 
@@ -69,26 +69,26 @@ def _start(lowest: str | None = None) -> tuple[Harness, dict[str, object]]:
     if lowest is not None:
         script_collision_nonces(h, lowest)
     (ca,) = h.a.mgr.child_sas()
-    before = {
+    before: dict[str, object] = {
         "spis": h.ike_spis("a", _only(h, "a")),
         "child": (ca.spi_in, ca.spi_out),
-        "events": {s: len(h._side(s).events) for s in "ab"},
+        "events": {s: len(h.side(s).events) for s in "ab"},
     }
     assert before["spis"] == h.ike_spis("b", _only(h, "b"))
     return h, before
 
 
 def _rekey_ike(h: Harness, side: str) -> None:
-    mgr = h._side(side).mgr
+    mgr = h.side(side).mgr
     mgr.rekey_ike(mgr.ike_sas()[0].ike_id, h.now)
 
 
 def _liveness(h: Harness, side: str) -> None:
     ike_id = _only(h, side)
-    h._side(side).mgr.liveness(ike_id, h.now)
+    h.side(side).mgr.liveness(ike_id, h.now)
     h.deliver(side, INFO, False)
     h.deliver(_other(side), INFO, True)
-    assert [e.ike_id for e in h._side(side).of(LivenessAnswered)][-1] == ike_id
+    assert [e.ike_id for e in h.side(side).of(LivenessAnswered)][-1] == ike_id
 
 
 def _check_single_pair(h: Harness, before: dict[str, object], *, children: bool = True) -> None:
@@ -102,7 +102,7 @@ def _check_single_pair(h: Harness, before: dict[str, object], *, children: bool 
     assert spis != before["spis"]
     # the surviving SA is the one both sides announced with IkeSaRekeyed
     for side, ike_id in (("a", ia), ("b", ib)):
-        assert ike_id in [e.new_id for e in h._side(side).of(IkeSaRekeyed)]
+        assert ike_id in [e.new_id for e in h.side(side).of(IkeSaRekeyed)]
     (va,), (vb,) = h.a.mgr.ike_sas(), h.b.mgr.ike_sas()
     assert va.initiator != vb.initiator
     if children:
@@ -112,7 +112,7 @@ def _check_single_pair(h: Harness, before: dict[str, object], *, children: bool 
         assert ca.state is ChildSaState.INSTALLED and cb.state is ChildSaState.INSTALLED
         assert (ca.spi_in, ca.spi_out) == before["child"] == (cb.spi_out, cb.spi_in)
         for side in "ab":
-            new = h._side(side).events[before["events"][side] :]  # type: ignore[index]
+            new = h.side(side).events[before["events"][side] :]  # type: ignore[index]
             assert not [
                 e for e in new if isinstance(e, ChildSaInstalled | ChildSaRekeyed | ChildSaDeleted)
             ]
@@ -199,8 +199,8 @@ def test_ike_rekey_collision_stepwise(lowest: str, first: str) -> None:
     (va,) = h.a.mgr.ike_sas()
     assert va.initiator is (w == "a")  # the winner initiated the surviving SA
     for side in "ab":
-        assert len(h._side(side).of(IkeSaRekeyed)) == 1
-        assert len(h._side(side).of(IkeSaDeleted)) == 2  # the old and the redundant SA
+        assert len(h.side(side).of(IkeSaRekeyed)) == 1
+        assert len(h.side(side).of(IkeSaDeleted)) == 2  # the old and the redundant SA
 
 
 # --------------------------------------------------------------------- variants
@@ -286,7 +286,7 @@ def test_ike_rekey_collision_response_after_delete(lowest: str, first: str) -> N
         h.deliver(x, INFO, True)
         expect(h, "its response", a=("established", "installed"), b=("established", "installed"))
     _check_single_pair(h, before)
-    (vw,) = h._side(w).mgr.ike_sas()
+    (vw,) = h.side(w).mgr.ike_sas()
     assert vw.initiator  # the winner's SA survived
 
 
@@ -345,7 +345,7 @@ def test_ike_rekey_collision_request_lost(lowest: str, dropped: str) -> None:
     h.deliver_all()  # the retransmitted DELETE and its answer change nothing
     expect(h, "duplicates", a=("established", "installed"), b=("established", "installed"))
     _check_single_pair(h, before)
-    (vo,) = h._side(o).mgr.ike_sas()
+    (vo,) = h.side(o).mgr.ike_sas()
     assert vo.initiator
 
 
@@ -386,7 +386,7 @@ def test_ike_rekey_crossing_ike_delete(rekeyer: str, order: str) -> None:
     h, _ = _start()
     r, t = rekeyer, _other(rekeyer)
     _rekey_ike(h, r)
-    h._side(t).mgr.terminate(_only(h, t), h.now)
+    h.side(t).mgr.terminate(_only(h, t), h.now)
     expect(h, "start", **{r: ("rekeying", "installed"), t: ("deleting", "installed")})
     if order == "delete_first":
         h.deliver(t, INFO, False)
@@ -406,7 +406,7 @@ def test_ike_rekey_crossing_ike_delete(rekeyer: str, order: str) -> None:
     assert h.pending() == []
     expect(h, "60 s later", a=("", ""), b=("", ""))
     for side in "ab":
-        s = h._side(side)
+        s = h.side(side)
         assert not s.of(IkeSaRekeyed)
         assert len(s.of(IkeSaDeleted)) == 1 and len(s.of(ChildSaDeleted)) == 1
 
@@ -420,8 +420,8 @@ def test_ike_rekey_crossing_child_delete(rekeyer: str, order: str) -> None:
     h, before = _start()
     r, t = rekeyer, _other(rekeyer)
     _rekey_ike(h, r)
-    (ct,) = h._side(t).mgr.child_sas()
-    h._side(t).mgr.delete_child(ct.ike_id, ct.spi_in, h.now)
+    (ct,) = h.side(t).mgr.child_sas()
+    h.side(t).mgr.delete_child(ct.ike_id, ct.spi_in, h.now)
     expect(h, "start", **{r: ("rekeying", "installed"), t: ("established", "deleting")})
     if order == "delete_first":
         h.deliver(t, INFO, False)
@@ -464,8 +464,8 @@ def test_ike_rekey_colliding_with_child_rekey(ike_side: str) -> None:
     h, before = _start()
     r, c = ike_side, _other(ike_side)
     _rekey_ike(h, r)
-    (cc,) = h._side(c).mgr.child_sas()
-    h._side(c).mgr.rekey_child(cc.ike_id, cc.spi_in, h.now)
+    (cc,) = h.side(c).mgr.child_sas()
+    h.side(c).mgr.rekey_child(cc.ike_id, cc.spi_in, h.now)
     expect(h, "start", **{r: ("rekeying", "installed"), c: ("established", "rekeying")})
     h.deliver(r, CCSA, False)
     expect(h, "IKE rekey request", **{r: ("rekeying", "installed"), c: ("established", "rekeying")})
@@ -485,7 +485,7 @@ def test_ike_rekey_colliding_with_child_rekey(ike_side: str) -> None:
     )
     assert h.pending() == []
     for side in "ab":
-        assert not h._side(side).of(IkeSaRekeyed) and not h._side(side).of(ChildSaRekeyed)
+        assert not h.side(side).of(IkeSaRekeyed) and not h.side(side).of(ChildSaRekeyed)
 
     def invariants(msg: object) -> None:
         for side in "ab":
@@ -497,8 +497,8 @@ def test_ike_rekey_colliding_with_child_rekey(ike_side: str) -> None:
 
     def done() -> bool:
         return all(
-            h._side(s).of(IkeSaRekeyed) and h._side(s).of(ChildSaRekeyed) for s in "ab"
-        ) and all(len(h._side(s).mgr.ike_sas()) == 1 for s in "ab")
+            h.side(s).of(IkeSaRekeyed) and h.side(s).of(ChildSaRekeyed) for s in "ab"
+        ) and all(len(h.side(s).mgr.ike_sas()) == 1 for s in "ab")
 
     h.drive(120, invariants, until=done)
     assert done(), (h.counts("a"), h.counts("b"))
@@ -613,7 +613,7 @@ def test_ike_rekey_collision_response_lost(lowest: str, lost: str) -> None:
         h.deliver(y, INFO, True)
     expect(h, "settled", a=("established", "installed"), b=("established", "installed"))
     _check_single_pair(h, before)
-    (vw,) = h._side(w).mgr.ike_sas()
+    (vw,) = h.side(w).mgr.ike_sas()
     assert vw.initiator
 
 
@@ -633,7 +633,7 @@ def test_request_on_new_ike_sa_overtakes_rekey_response(rekeyer: str, action: st
         "IKE rekey request",
         **{r: ("rekeying", "installed"), p: ("rekeyed established", "installed")},
     )
-    mgr = h._side(p).mgr
+    mgr = h.side(p).mgr
     (c,) = mgr.child_sas()
     if action == "rekey_child":
         mgr.rekey_child(c.ike_id, c.spi_in, h.now)
@@ -693,6 +693,6 @@ def test_request_on_new_ike_sa_overtakes_rekey_response(rekeyer: str, action: st
         assert (ca.spi_in, ca.spi_out) == (cb.spi_out, cb.spi_in)
         assert ((ca.spi_in, ca.spi_out) == before["child"]) is (action == "rekey_ike")
     for side in "ab":
-        assert len(h._side(side).of(IkeSaRekeyed)) == (2 if action == "rekey_ike" else 1)
+        assert len(h.side(side).of(IkeSaRekeyed)) == (2 if action == "rekey_ike" else 1)
     _liveness(h, "a")
     _liveness(h, "b")
