@@ -5,6 +5,12 @@ The wire delivers datagrams in (delivery time, send order); a test installs
 deterministically.  Each side has its own deterministic rng (:class:`DetRng`)
 whose 32-octet outputs (nonces) can be scripted, so a test decides who wins a
 collision.  An optional NAT box rewrites the initiator's source address.
+
+Step mode (:meth:`Harness.hold`, e.g. via :func:`established_pair`) holds every datagram
+on the wire until the test delivers or drops it (:meth:`Harness.pending`,
+:meth:`Harness.deliver`, :meth:`Harness.drop`, :meth:`Harness.wait`,
+:meth:`Harness.drive`) and checks the public state of both sides after each message
+(:meth:`Harness.assert_state`), in the style of strongSwan's exchange tests.
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ from pyipsec.config.model import (
 )
 from pyipsec.crypto.ke import KeyExchange, new_key_exchange
 from pyipsec.ikev2.constants import DhId, ExchangeType
-from pyipsec.ikev2.events import Event
+from pyipsec.ikev2.events import Event, IkeSaEstablished, IkeSaRekeyed
 from pyipsec.ikev2.manager import IkeManager
 from pyipsec.ikev2.message import Message
+from pyipsec.ikev2.state import ChildSaState, IkeSaState
 
 Address = tuple[str, int]
 
@@ -235,6 +242,71 @@ class Nat:
         self.in_map.clear()
 
 
+@dataclass(frozen=True)
+class Held:
+    """A datagram held on the wire in step mode: its header, parsed (payloads stay encrypted)."""
+
+    pkt: Packet
+    direction: str  # "a->b" or "b->a"
+    exchange: int  # -1: not an IKE message
+    message_id: int
+    is_response: bool
+    spi_i: bytes
+    spi_r: bytes
+
+    @classmethod
+    def of(cls, pkt: Packet) -> Held:
+        m = pkt.message()
+        other = "b" if pkt.sender == "a" else "a"
+        if m is None:
+            return cls(pkt, f"{pkt.sender}->{other}", -1, -1, False, b"", b"")
+        return cls(
+            pkt, f"{pkt.sender}->{other}", m.exchange, m.message_id, m.is_response, m.spi_i, m.spi_r
+        )
+
+    @property
+    def sender(self) -> str:
+        return self.pkt.sender
+
+    @property
+    def key(self) -> tuple[str, int, int, bool, bytes, bytes]:
+        """Identifies the message (a retransmission has the same key)."""
+        return (
+            self.direction,
+            self.exchange,
+            self.message_id,
+            self.is_response,
+            self.spi_i,
+            self.spi_r,
+        )
+
+    @property
+    def label(self) -> str:
+        try:
+            ex = ExchangeType(self.exchange).name
+        except ValueError:
+            ex = str(self.exchange)
+        kind = "response" if self.is_response else "request"
+        return f"{ex} {kind} #{self.message_id} {self.direction} [{self.spi_i.hex()[:8]}]"
+
+    def __repr__(self) -> str:
+        return f"<{self.label}>"
+
+
+def _norm_counts(spec: Any, enum_cls: Any) -> dict[Any, int]:
+    """{state: count} from a dict keyed by states or their values/names, or a list of
+    states, or a string of state names ("rekeying established")."""
+    if isinstance(spec, str):
+        spec = spec.replace(",", " ").split()
+    items = list(spec.items()) if isinstance(spec, dict) else [(s, 1) for s in spec]
+    out: dict[Any, int] = {}
+    for k, n in items:
+        if not isinstance(k, enum_cls):
+            k = enum_cls[k.upper()] if k.upper() in enum_cls.__members__ else enum_cls(k)
+        out[k] = out.get(k, 0) + n
+    return {k: n for k, n in out.items() if n}
+
+
 class Harness:
     """Initiator ``a`` and responder ``b``; ``run()`` delivers until the wire is quiet."""
 
@@ -265,6 +337,9 @@ class Harness:
         self.nat = nat
         self.down = False  # drop everything
         self.keepalives: list[tuple[float, str, Address, Address]] = []
+        # step mode (see hold()): datagrams wait in ``held`` until a test delivers them
+        self.stepping = False
+        self.held: list[Held] = []
 
     # ------------------------------------------------------------------ wire
 
@@ -284,6 +359,9 @@ class Harness:
                 self.seq += 1
                 pkt = Packet(self.now, self.seq, data, src, remote, side.name)
                 self.log.append(pkt)
+                if self.stepping:
+                    self.held.append(Held.of(pkt))
+                    continue
                 delays: list[float] | None = [] if self.down else None
                 for rule in self.rules:
                     if delays is not None:
@@ -387,6 +465,195 @@ class Harness:
             out.append(p)
         return out
 
+    # ------------------------------------------------------------------ step mode
+
+    def hold(self, on: bool = True) -> None:
+        """Step mode: from now on every datagram sent is held on the wire (rules and
+        latency do not apply) until the test calls :meth:`deliver` or :meth:`drop`.
+        Timers still fire in :meth:`run`/:meth:`advance` (retransmissions get held too)."""
+        self.flush()
+        self.stepping = on
+
+    def side(self, name: str) -> Side:
+        """Side "a" or "b"."""
+        return self.a if name == "a" else self.b
+
+    _side = side
+
+    def pending(self, side: str | None = None) -> list[Held]:
+        """Held datagrams, oldest first; ``side`` is the sender ("a", "b") or a direction
+        ("a->b")."""
+        self.flush()
+        if side is None:
+            return list(self.held)
+        return [h for h in self.held if side in (h.sender, h.direction)]
+
+    def _find(
+        self,
+        direction: str,
+        exchange: int | None,
+        response: bool | None,
+        message_id: int | None,
+        spi_i: bytes | None,
+    ) -> Held:
+        if direction in ("a", "b"):
+            direction = f"{direction}->{'b' if direction == 'a' else 'a'}"
+        found = [
+            h
+            for h in self.pending()
+            if h.direction == direction
+            and (exchange is None or h.exchange == exchange)
+            and (response is None or h.is_response == response)
+            and (message_id is None or h.message_id == message_id)
+            and (spi_i is None or h.spi_i == spi_i)
+        ]
+        want = f"{direction} exchange={exchange} response={response} mid={message_id}"
+        if not found:
+            raise AssertionError(f"no held datagram {want}; held: {self.held}")
+        if len({h.key for h in found}) > 1:
+            raise AssertionError(f"ambiguous {want}: {found}")
+        return found[0]
+
+    def deliver(
+        self,
+        direction: str,
+        exchange: int | None = None,
+        response: bool | None = None,
+        *,
+        message_id: int | None = None,
+        spi_i: bytes | None = None,
+    ) -> Held:
+        """Deliver exactly the next held datagram that matches (``direction`` "a->b" or
+        the sender "a"); fails when none matches or the matches are different messages
+        (copies of one retransmitted message are fine: the oldest goes)."""
+        h = self._find(direction, exchange, response, message_id, spi_i)
+        self.held.remove(h)
+        self._deliver(h.pkt)
+        self.flush()
+        return h
+
+    def drop(
+        self,
+        direction: str,
+        exchange: int | None = None,
+        response: bool | None = None,
+        *,
+        message_id: int | None = None,
+        spi_i: bytes | None = None,
+    ) -> Held:
+        """Lose the next held datagram that matches (same matching as :meth:`deliver`)."""
+        h = self._find(direction, exchange, response, message_id, spi_i)
+        self.held.remove(h)
+        return h
+
+    def deliver_all(self, max_messages: int = 100) -> list[Held]:
+        """Deliver held datagrams oldest first until none is left; returns them."""
+        out: list[Held] = []
+        for _ in range(max_messages):
+            self.flush()
+            if not self.held:
+                return out
+            h = self.held.pop(0)
+            self._deliver(h.pkt)
+            out.append(h)
+        raise AssertionError(f"still exchanging after {max_messages} messages")
+
+    def drive(
+        self,
+        duration: float,
+        check: Callable[[Held], None] | None = None,
+        *,
+        tick: float | None = None,
+        until: Callable[[], bool] | None = None,
+    ) -> list[Held]:
+        """Step mode with a prompt wire: let time pass from timer to timer (at most
+        ``tick`` at a time when given) and deliver every datagram as soon as it is held,
+        one at a time, calling ``check(held)`` after each; stops after ``duration`` fake
+        seconds, or as soon as the wire is empty and ``until()`` is true.  Returns the
+        delivered datagrams."""
+        end = self.now + duration
+        out: list[Held] = []
+        while True:
+            self.flush()
+            if self.held:
+                h = self.held.pop(0)
+                self._deliver(h.pkt)
+                self.flush()
+                out.append(h)
+                if check is not None:
+                    check(h)
+                continue
+            if (until is not None and until()) or self.now >= end:
+                return out
+            self._to_next_timer(end, tick)
+
+    def _to_next_timer(self, end: float, tick: float | None) -> None:
+        """Move the clock to the next timer of either side (at most ``tick`` ahead when
+        given, never past ``end``) and fire the timers due by then."""
+        timers = [t for t in (self.a.mgr.next_timer(), self.b.mgr.next_timer()) if t is not None]
+        target = min([end] + [max(t, self.now) for t in timers])
+        if tick is not None:
+            target = min(target, self.now + tick)
+        self.run(target - self.now + 1e-9)
+        self.now = max(self.now, target)  # run() stands still when no timer is set
+
+    def wait(self, max_seconds: float, *, tick: float | None = None) -> list[Held]:
+        """Step mode: let time pass from timer to timer (or in ``tick`` steps) until a
+        datagram is held, at most ``max_seconds``; returns the held datagrams (possibly
+        none)."""
+        end = self.now + max_seconds
+        while not self.pending() and self.now < end:
+            self._to_next_timer(end, tick)
+        return self.pending()
+
+    def counts(self, side: str) -> tuple[dict[IkeSaState, int], dict[ChildSaState, int]]:
+        """(IKE SAs per state, Child SAs per state) of one side, from the public views."""
+        mgr = self._side(side).mgr
+        ike: dict[IkeSaState, int] = {}
+        for v in mgr.ike_sas():
+            ike[v.state] = ike.get(v.state, 0) + 1
+        ch: dict[ChildSaState, int] = {}
+        for c in mgr.child_sas():
+            ch[c.state] = ch.get(c.state, 0) + 1
+        return ike, ch
+
+    def assert_state(
+        self,
+        a_ike: Any = None,
+        a_children: Any = None,
+        b_ike: Any = None,
+        b_children: Any = None,
+        *,
+        step: str = "",
+    ) -> None:
+        """Compare the number of IKE/Child SAs per state on each side with the given
+        ``{state: count}`` dicts (keys: IkeSaState/ChildSaState, or names such as
+        "established"/"REKEYING") or lists of states; None skips a check."""
+        self.flush()
+        errors = []
+        for side, ike_spec, ch_spec in (("a", a_ike, a_children), ("b", b_ike, b_children)):
+            ike, ch = self.counts(side)
+            if ike_spec is not None and _norm_counts(ike_spec, IkeSaState) != ike:
+                errors.append(
+                    f"{side} IKE SAs {_fmt(ike)} != {_fmt(_norm_counts(ike_spec, IkeSaState))}"
+                )
+            if ch_spec is not None and _norm_counts(ch_spec, ChildSaState) != ch:
+                errors.append(
+                    f"{side} Child SAs {_fmt(ch)} != {_fmt(_norm_counts(ch_spec, ChildSaState))}"
+                )
+        if errors:
+            raise AssertionError(f"after {step or 'this step'}: " + "; ".join(errors))
+
+    def ike_spis(self, side: str, ike_id: int) -> tuple[bytes, bytes] | None:
+        """(SPIi, SPIr) of an IKE SA, from the IkeSaEstablished/IkeSaRekeyed events
+        (None for an SA no event announced, e.g. the redundant SA of a collision)."""
+        for ev in self._side(side).events:
+            if isinstance(ev, IkeSaEstablished) and ev.ike_id == ike_id and ev.keys:
+                return ev.keys.spi_i, ev.keys.spi_r
+            if isinstance(ev, IkeSaRekeyed) and ev.new_id == ike_id and ev.keys:
+                return ev.keys.spi_i, ev.keys.spi_r
+        return None
+
 
 def drop_first(pred: Callable[[Packet], bool], count: int = 1) -> Rule:
     """Drop the first ``count`` packets matching ``pred``."""
@@ -401,8 +668,57 @@ def drop_first(pred: Callable[[Packet], bool], count: int = 1) -> Rule:
     return rule
 
 
+def _fmt(counts: dict[Any, int]) -> str:
+    return "{" + ", ".join(f"{k.value}: {n}" for k, n in sorted(counts.items(), key=str)) + "}"
+
+
+#: The four nonces of a rekey collision (§2.8.1, §2.8.2): "a_ni" is A's nonce in its own
+#: rekey request, "a_nr" A's nonce in its response to B's request, likewise "b_ni"/"b_nr".
+COLLISION_NONCES = ("a_ni", "a_nr", "b_ni", "b_nr")
+
+
+def script_collision_nonces(h: Harness, lowest: str) -> bool:
+    """Script the next two 32-octet rng outputs of each side so that the nonce named
+    ``lowest`` (see COLLISION_NONCES) is 0x00...00 and the others 0x80.., 0x81.., ...;
+    A must send its rekey request before it answers B's (and B likewise).  Returns
+    whether A's rekey wins: the SA whose nonces include the lowest one is the redundant
+    one (RFC 7296 §2.8.1, §2.8.2), and A's rekey SA has Ni=a_ni, Nr=b_nr."""
+    nonces = {n: bytes([0x80 + i]) * 32 for i, n in enumerate(COLLISION_NONCES)}
+    nonces[lowest] = b"\x00" * 32
+    h.a.rng.nonces.extend([nonces["a_ni"], nonces["a_nr"]])
+    h.b.rng.nonces.extend([nonces["b_ni"], nonces["b_nr"]])
+    return lowest not in ("a_ni", "b_nr")
+
+
+def established_pair(step: bool = True, **conn_kw: Any) -> Harness:
+    """Both sides up with one IKE SA and one Child SA (``conn_pair(**conn_kw)``), then
+    (``step``) in step mode with an empty wire."""
+    a, b = conn_pair(**conn_kw)
+    h = Harness(a, b)
+    h.up()
+    assert [v.state for v in h.a.mgr.ike_sas()] == [IkeSaState.ESTABLISHED]
+    assert [v.state for v in h.b.mgr.ike_sas()] == [IkeSaState.ESTABLISHED]
+    assert len(h.a.mgr.child_sas()) == 1 and len(h.b.mgr.child_sas()) == 1
+    if step:
+        h.hold()
+    return h
+
+
 def is_exchange(sender: str, exchange: int, response: bool) -> Callable[[Packet], bool]:
     return lambda p: p.sender == sender and p.exchange == exchange and p.is_response == response
 
 
-__all__ = ["A_IP", "B_IP", "PSK", "ExchangeType", "Harness", "Nat", "conn_pair", "drop_first"]
+__all__ = [
+    "A_IP",
+    "B_IP",
+    "COLLISION_NONCES",
+    "PSK",
+    "ExchangeType",
+    "Harness",
+    "Held",
+    "Nat",
+    "conn_pair",
+    "drop_first",
+    "established_pair",
+    "script_collision_nonces",
+]
