@@ -23,6 +23,7 @@ randomness is injected.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import ipaddress
 import random
@@ -87,8 +88,14 @@ def _ip_bytes(ip: IpLike) -> bytes:
             raise ValueError(f"packed IP address must be 4 or 16 bytes, got {len(ip)}")
         return ip
     if isinstance(ip, str):
-        return ipaddress.ip_address(ip).packed
+        return packed_ip(ip)
     return ip.packed
+
+
+@functools.lru_cache(maxsize=8192)
+def packed_ip(text: str) -> bytes:
+    """The packed form of an IP address string (peers repeat: parsed once)."""
+    return ipaddress.ip_address(text).packed
 
 
 def format_endpoint(addr: tuple[object, int] | None) -> str:

@@ -18,6 +18,7 @@ Usage (the daemon)::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import ipaddress
@@ -30,7 +31,7 @@ from typing import Any, TypeVar
 
 from ..config.model import ChildConfig, ConnectionConfig, DpdAction
 from ..crypto.ke import new_key_exchange
-from ..nat import format_endpoint
+from ..nat import format_endpoint, packed_ip
 from ..recovery import (
     ErrorHandler,
     ErrorKind,
@@ -793,7 +794,7 @@ class IkeManager:
     def _cookie(self, version: int, secret: bytes, hdr: Message, remote: Address) -> bytes:
         nonce = hdr.get(PayloadType.NONCE)
         ni = nonce.nonce if nonce is not None else b""
-        ip = ipaddress.ip_address(remote[0]).packed
+        ip = packed_ip(remote[0])
         digest = hashlib.sha256(ni + ip + hdr.spi_i + secret).digest()
         return bytes([version]) + digest
 
@@ -1070,6 +1071,12 @@ def _is_ip(text: str, version: int) -> bool:
 
 
 def _addr_ok(allowed: Sequence[str], address: str) -> bool:
+    """swanctl-like address matching (see :func:`_addr_ok_cached`)."""
+    return _addr_ok_cached(tuple(allowed), address)
+
+
+@functools.lru_cache(maxsize=8192)
+def _addr_ok_cached(allowed: tuple[str, ...], address: str) -> bool:
     """swanctl-like address matching: empty/%any = any; IPs, CIDR subnets, ranges."""
     if not allowed:
         return True

@@ -8,6 +8,7 @@ hands them to the data plane inside :class:`~pyipsec.ikev2.events.ChildSaInfo`.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -132,6 +133,13 @@ def from_specs(
     specs: Sequence[TrafficSelectorSpec], dynamic_address: str | None
 ) -> tuple[Selector, ...]:
     """Configured selectors; an empty list means swanctl's ``dynamic`` (the outer address)."""
+    return _from_specs(tuple(specs), dynamic_address)
+
+
+@functools.lru_cache(maxsize=4096)
+def _from_specs(
+    specs: tuple[TrafficSelectorSpec, ...], dynamic_address: str | None
+) -> tuple[Selector, ...]:
     if specs:
         return tuple(Selector.from_spec(s) for s in specs)
     if dynamic_address is None:

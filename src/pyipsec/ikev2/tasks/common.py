@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 
@@ -35,9 +36,17 @@ def our_transforms(
     """Our acceptable transform lists from configured proposal strings (§3.3).
 
     ``strip_ke`` removes KE transforms (the Child SA of IKE_AUTH has none,
-    §1.2); duplicates that result are dropped.
+    §1.2); duplicates that result are dropped.  Parsed once per configuration (the
+    handshake path only copies the lists; the Transform objects are never changed).
     """
-    out: list[list[Transform]] = []
+    return [list(ts) for ts in _our_transforms(tuple(texts), protocol, strip_ke)]
+
+
+@functools.lru_cache(maxsize=256)
+def _our_transforms(
+    texts: tuple[str, ...], protocol: int, strip_ke: bool
+) -> tuple[tuple[Transform, ...], ...]:
+    out: list[tuple[Transform, ...]] = []
     seen: set[tuple[tuple[int, int, int | None], ...]] = set()
     for text in texts:
         transforms = list(parse_proposal(text, protocol))
@@ -47,8 +56,8 @@ def our_transforms(
         if key in seen:
             continue
         seen.add(key)
-        out.append(transforms)
-    return out
+        out.append(tuple(transforms))
+    return tuple(out)
 
 
 def build_proposals(
@@ -124,9 +133,11 @@ def id_from_config(text: str, default_address: str) -> IdPayload:
     return parse_identity(text or default_address)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_identity(text: str) -> IdPayload:
     """A configured identity: :meth:`IdPayload.from_string` of the stripped text
-    (swanctl syntax: ``keyid:TEXT`` is the octets of TEXT, ``keyid:#hex`` is hex)."""
+    (swanctl syntax: ``keyid:TEXT`` is the octets of TEXT, ``keyid:#hex`` is hex).
+    Configured identities repeat: parsed once (the payload objects are never changed)."""
     return IdPayload.from_string(text.strip())
 
 
