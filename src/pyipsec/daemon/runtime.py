@@ -91,6 +91,11 @@ def make_ike_manager(
         config.connections,
         cookie_threshold=config.cookie_threshold,
         half_open_timeout=config.half_open_timeout,
+        half_open_limit=config.half_open_limit,
+        cookie_threshold_ip=config.cookie_threshold_ip,
+        block_threshold=config.block_threshold,
+        max_fragment_bytes_unauthenticated=config.max_fragment_bytes_unauthenticated,
+        max_fragment_bytes=config.max_fragment_bytes,
         local_addresses=local,
         local_address_for=local_address_for,
     )
