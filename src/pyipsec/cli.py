@@ -243,6 +243,8 @@ DROP_EXPLANATIONS: dict[str, str] = {
     "invalid_udp": "datagrams on the IKE ports that were neither IKE, ESP nor a keepalive",
     "ike_errors": "IKE datagrams the IKE core failed on (see the log)",
     "keepalives_in": "NAT-T keepalives received (RFC 3948 §2.3; not an error)",
+    "install_failed": "negotiated Child SAs the data plane could not install (deleted again "
+    "with a DELETE, see the log)",
 }
 
 

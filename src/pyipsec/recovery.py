@@ -267,6 +267,8 @@ class ErrorKind(enum.Enum):
     AUTHENTICATION_FAILED = "authentication-failed"
     TEMPORARY_FAILURE = "temporary-failure"
     CHILD_SA_NOT_FOUND = "child-sa-not-found"
+    FRAGMENT_BUDGET_EXCEEDED = "fragment-budget-exceeded"
+    HALF_OPEN_LIMIT = "half-open-limit"
     # error notifications from the peer
     AUTHENTICATION_FAILED_RECEIVED = "authentication-failed-received"
     NO_PROPOSAL_CHOSEN_RECEIVED = "no-proposal-chosen-received"
@@ -408,6 +410,16 @@ _TABLE: dict[ErrorKind, RecoveryDecision] = {
         (A.NOTIFY_PEER,), notify=NotifyType.INVALID_MAJOR_VERSION, rate_limited=True,
         reason="§2.5: answer an IKE_SA_INIT with a higher major version, rate-limited "
         "(unprotected).",
+    ),
+    ErrorKind.FRAGMENT_BUDGET_EXCEEDED: _D(
+        (A.DROP_SILENTLY, A.COUNT), log_level=logging.INFO, rate_limited=True,
+        reason="RFC 7383 §5: reassembly memory is bounded per IKE SA (tighter before "
+        "authentication); a fragment beyond the budget is dropped with its set, unanswered.",
+    ),
+    ErrorKind.HALF_OPEN_LIMIT: _D(
+        (A.DROP_SILENTLY, A.COUNT), log_level=logging.WARNING, rate_limited=True,
+        reason="§2.6: half-open state is bounded (in total and per source IP); an "
+        "IKE_SA_INIT request beyond the limit is dropped, even with a valid cookie.",
     ),
     ErrorKind.INVALID_MESSAGE_ID: _D(
         (A.DROP_SILENTLY, A.COUNT), log_level=logging.INFO, rate_limited=True,

@@ -700,6 +700,11 @@ _DAEMON_KEYS = (
     "keylog_file",
     "cookie_threshold",
     "half_open_timeout",
+    "half_open_limit",
+    "cookie_threshold_ip",
+    "block_threshold",
+    "max_fragment_bytes_unauthenticated",
+    "max_fragment_bytes",
     "retransmit_tries",
     "retransmit_timeout",
     "retransmit_base",
@@ -755,11 +760,30 @@ def _daemon(ctx: _Ctx, t: _Table, conns: tuple[ConnectionConfig, ...]) -> Daemon
         keylog_file=t.get("keylog_file", _str, d.keylog_file),
         cookie_threshold=t.get("cookie_threshold", _int_range(0, 1 << 20), d.cookie_threshold),
         half_open_timeout=t.get("half_open_timeout", parse_duration, d.half_open_timeout),
+        half_open_limit=t.get("half_open_limit", _int_range(0, 1 << 24), d.half_open_limit),
+        cookie_threshold_ip=t.get(
+            "cookie_threshold_ip", _int_range(0, 1 << 20), d.cookie_threshold_ip
+        ),
+        block_threshold=t.get("block_threshold", _int_range(0, 1 << 20), d.block_threshold),
+        max_fragment_bytes_unauthenticated=t.get(
+            "max_fragment_bytes_unauthenticated",
+            _fragment_bytes,
+            d.max_fragment_bytes_unauthenticated,
+        ),
+        max_fragment_bytes=t.get("max_fragment_bytes", _fragment_bytes, d.max_fragment_bytes),
     )
     if cfg.ike_port and cfg.ike_port == cfg.natt_port:
         ctx.err(t.at("natt_port"), "must differ from ike_port")
     t.finish(_DAEMON_KEYS)
     return cfg
+
+
+def _fragment_bytes(v: object) -> int:
+    """A reassembly byte budget: a byte count ("64k"), at least one IKE message of 1 KiB."""
+    n = parse_bytes(v)
+    if not 1024 <= n <= 1 << 24:
+        raise ValueError(f"{n} octets: must be between 1024 and 16M (hint: '10000', '64k')")
+    return n
 
 
 def _retransmit_base(v: object) -> float:

@@ -177,3 +177,10 @@ class DaemonConfig:
     keylog_file: str = ""
     cookie_threshold: int = 32
     half_open_timeout: float = 30.0
+    # bounded pre-authentication state (0 = no such limit)
+    half_open_limit: int = 5000  # half-open responder IKE SAs in total
+    cookie_threshold_ip: int = 3  # half-open SAs from one IP before it must send cookies
+    block_threshold: int = 5  # half-open SAs from one IP beyond which it is ignored
+    # RFC 7383 reassembly: decrypted octets kept per IKE SA, before/after authentication
+    max_fragment_bytes_unauthenticated: int = 10_000
+    max_fragment_bytes: int = 65_536

@@ -226,6 +226,7 @@ class DropCounters:
     ike_errors: int = 0
     keepalives_in: int = 0
     wrong_encap: int = 0  # ESP of a known SA on the other path (UDP 4500 vs protocol 50)
+    install_failed: int = 0  # negotiated Child SAs the data plane could not carry
 
     def as_dict(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

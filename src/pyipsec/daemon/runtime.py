@@ -91,6 +91,11 @@ def make_ike_manager(
         config.connections,
         cookie_threshold=config.cookie_threshold,
         half_open_timeout=config.half_open_timeout,
+        half_open_limit=config.half_open_limit,
+        cookie_threshold_ip=config.cookie_threshold_ip,
+        block_threshold=config.block_threshold,
+        max_fragment_bytes_unauthenticated=config.max_fragment_bytes_unauthenticated,
+        max_fragment_bytes=config.max_fragment_bytes,
         local_addresses=local,
         local_address_for=local_address_for,
     )
@@ -438,10 +443,13 @@ class Daemon:
                 what = "CHILD_SA installed" if ok else "CHILD_SA not installed (see the log)"
                 self.cmds.resolve_waiters(e.info.conn, e.info.child, ok, what)
             case ev.ChildSaRekeyed():
-                self._install(e.info)
-                log_child.info(
-                    "child %s rekeyed: %08x -> %08x", e.info.child, e.old_spi_in, e.info.spi_in
-                )
+                if self._install(e.info):
+                    log_child.info(
+                        "child %s rekeyed: %08x -> %08x",
+                        e.info.child,
+                        e.old_spi_in,
+                        e.info.spi_in,
+                    )
             case ev.ChildSaDeleted():
                 self.dp.uninstall(e.spi_in, e.reason)
             case ev.ChildSaFailed():
@@ -509,29 +517,49 @@ class Daemon:
         """Put a negotiated Child SA into the data plane, route its remote selectors,
         log its keys.
 
-        False when the data plane cannot carry it: a mode other than tunnel (refused by
-        :func:`unsupported_config` at start and reload; reachable only with a
-        programmatic configuration) is deleted again (DELETE sent) rather than left
-        half-installed, negotiated in the core but carrying nothing."""
+        False when the data plane cannot carry it, for whatever reason: a mode other
+        than tunnel (refused by :func:`unsupported_config` at start and reload;
+        reachable only with a programmatic configuration), keys or an algorithm ESP
+        refuses (``EspConfigError``), a socket or route that cannot be set up.  Such a
+        Child SA is deleted again at the IKE level (DELETE sent, counted in the data
+        plane's ``install_failed``) rather than left half-installed: negotiated in
+        the core, carrying nothing (a blackhole)."""
         if info.mode is not Mode.TUNNEL:
-            log_child.error(
-                "child %s: %s mode is not supported by the TUN data plane: deleting it",
-                info.child,
-                info.mode.value,
-            )
+            why = f"{info.mode.value} mode is not supported by the TUN data plane"
+            self._install_failed(info, why)
+            return False
+        try:
+            state = self.dp.install(info)
+            if state is None:
+                raise ValueError("the ESP data plane refused it (see the log)")
             try:
-                self.core.delete_child(info.ike_id, info.spi_in, self.now())
-            except (KeyError, ValueError) as e:
-                log_child.debug("deleting child %08x: %s", info.spi_in, e)
+                for s in state.remote_ts:
+                    self._route(s, [state.remote[0]])
+            except Exception:
+                self.dp.uninstall(info.spi_in, "cannot route its selectors")
+                raise
+        except Exception as e:  # any reason: never leave a blackhole behind
+            self._install_failed(info, f"{type(e).__name__}: {e}")
             return False
-        state = self.dp.install(info)
-        if state is None:
-            return False
-        for s in state.remote_ts:
-            self._route(s, [state.remote[0]])
         if self.keylog is not None:
             self._keylog_esp(state)
         return True
+
+    def _install_failed(self, info: ev.ChildSaInfo, why: str) -> None:
+        """A Child SA the data plane cannot carry: log, count, delete it in the core."""
+        self.dp.drops.install_failed += 1
+        log_child.error(
+            "child %s{%08x/%08x} of IKE SA #%d cannot be installed (%s): deleting it",
+            info.child,
+            info.spi_in,
+            info.spi_out,
+            info.ike_id,
+            why,
+        )
+        try:
+            self.core.delete_child(info.ike_id, info.spi_in, self.now())
+        except (KeyError, ValueError) as e:
+            log_child.debug("deleting child %08x: %s", info.spi_in, e)
 
     def _keylog_esp(self, c: ChildState) -> None:
         assert self.keylog is not None

@@ -5,7 +5,9 @@ Sending is :func:`pyipsec.ikev2.message.encrypt_fragments` (called by
 received messages, applies the §2.6 rules (a set with more fragments replaces one
 being reassembled, an older set size or a repeated fragment is a replay, every
 fragment's ICV is checked before it is kept) and bounds the memory a set may hold
-(:data:`MAX_FRAGMENTS`, a deadline per set).
+(:data:`MAX_FRAGMENTS`, a deadline per set, and a byte budget per IKE SA: the
+decrypted octets kept for incomplete sets, :class:`FragmentBudget`, smaller while the
+peer is not authenticated).
 """
 
 from __future__ import annotations
@@ -26,6 +28,22 @@ log = logging.getLogger("pyipsec.ike")
 
 #: RFC 7383: the most fragments one message may have (bounds reassembly memory, §5).
 MAX_FRAGMENTS = 64
+#: What an unauthenticated peer may make us keep for reassembly, in decrypted octets
+#: (strongSwan's ``charon.max_packet``): IKE_AUTH with a few certificates fits.
+MAX_FRAGMENT_BYTES_UNAUTHENTICATED = 10_000
+#: The same once the IKE SA is authenticated (larger messages, e.g. certificate chains).
+MAX_FRAGMENT_BYTES = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class FragmentBudget:
+    """Reassembly byte budgets of one IKE SA, before and after authentication."""
+
+    unauthenticated: int = MAX_FRAGMENT_BYTES_UNAUTHENTICATED
+    authenticated: int = MAX_FRAGMENT_BYTES
+
+    def limit(self, authenticated: bool) -> int:
+        return self.authenticated if authenticated else self.unauthenticated
 
 
 @dataclass(slots=True)
@@ -36,6 +54,7 @@ class FragmentSet:
     header: Message  # a parsed fragment of the set (fragment 1 once it arrived)
     deadline: float  # discarded when still incomplete (§2.6)
     fragments: dict[int, DecryptedFragment] = field(default_factory=dict)
+    size: int = 0  # decrypted octets kept (the reassembler's byte budget)
 
     def opener(self) -> Callable[[], Message]:
         """Reassemble the complete set (raises ProtocolError when it does not parse)."""
@@ -47,15 +66,23 @@ class FragmentSet:
 IntegrityFailed = Callable[[str], None]
 #: ``(message_id, is_response) -> still wanted`` (its request not answered / given up).
 Wanted = Callable[[int, bool], bool]
+#: Called when a fragment would take the kept octets past the budget (its set is gone).
+OverBudget = Callable[[str], None]
 
 
 class FragmentReassembler:
-    """The incomplete fragment sets of one IKE SA, by (Message ID, is_response)."""
+    """The incomplete fragment sets of one IKE SA, by (Message ID, is_response).
 
-    __slots__ = ("_sets",)
+    ``budget``: the most decrypted octets all incomplete sets may hold together (the
+    owner lowers it while the peer is not authenticated); :attr:`kept` is the sum.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_kept", "_sets", "budget")
+
+    def __init__(self, budget: int = MAX_FRAGMENT_BYTES) -> None:
         self._sets: dict[tuple[int, bool], FragmentSet] = {}
+        self._kept = 0
+        self.budget = budget
 
     def __bool__(self) -> bool:
         return bool(self._sets)
@@ -63,8 +90,20 @@ class FragmentReassembler:
     def __len__(self) -> int:
         return len(self._sets)
 
+    @property
+    def kept(self) -> int:
+        """Decrypted octets held by the incomplete sets."""
+        return self._kept
+
     def clear(self) -> None:
         self._sets.clear()
+        self._kept = 0
+
+    def _discard(self, key: tuple[int, bool]) -> FragmentSet | None:
+        st = self._sets.pop(key, None)
+        if st is not None:
+            self._kept -= st.size
+        return st
 
     def next_deadline(self) -> float | None:
         return min((s.deadline for s in self._sets.values()), default=None)
@@ -75,7 +114,7 @@ class FragmentReassembler:
         for (mid, response), st in list(self._sets.items()):
             if st.deadline <= now or not wanted(mid, response):
                 log.debug("incomplete fragments of #%d discarded", mid)
-                del self._sets[(mid, response)]
+                self._discard((mid, response))
 
     @staticmethod
     def open(
@@ -98,8 +137,12 @@ class FragmentReassembler:
         prot_in: SkProtector,
         deadline: float,
         integrity_failed: IntegrityFailed,
+        over_budget: OverBudget | None = None,
     ) -> FragmentSet | None:
-        """Keep one fragment of a new message; the complete set once the last one came."""
+        """Keep one fragment of a new message; the complete set once the last one came.
+
+        A verified fragment that would take the kept octets past :attr:`budget` is
+        dropped and the set it belongs to discarded (``over_budget`` is told)."""
         mid, response = hdr.message_id, hdr.is_response
         if skf.total_fragments > MAX_FRAGMENTS:
             log.info(
@@ -122,14 +165,31 @@ class FragmentReassembler:
             return None
         if st is None or frag.total_fragments > st.total:
             # §2.6: a set with more fragments replaces the one being reassembled
+            self._discard(key)
             st = FragmentSet(frag.total_fragments, hdr, deadline)
-            self._sets[key] = st
+        size = len(frag.plaintext)
+        if self._kept + size > self.budget:
+            # RFC 7383 §5: bounded reassembly memory; the message cannot be completed
+            dropped = self._discard(key)
+            detail = (
+                f"fragment {frag.fragment_number}/{frag.total_fragments} of #{mid} "
+                f"({size} octets) over the budget of {self.budget}, "
+                f"{dropped.size if dropped else 0} octets of its set discarded"
+            )
+            if over_budget is not None:
+                over_budget(detail)
+            else:
+                log.info("%s", detail)
+            return None
+        self._sets[key] = st
         st.fragments[frag.fragment_number] = frag
+        st.size += size
+        self._kept += size
         if frag.fragment_number == 1:
             st.header = hdr
         if len(st.fragments) < st.total:
             return None
-        del self._sets[key]
+        self._discard(key)
         log.debug(
             "%s #%d reassembled from %d fragments",
             "response" if response else "request",
@@ -143,4 +203,11 @@ class FragmentReassembler:
         return list(self._sets.values())
 
 
-__all__ = ["MAX_FRAGMENTS", "FragmentReassembler", "FragmentSet"]
+__all__ = [
+    "MAX_FRAGMENTS",
+    "MAX_FRAGMENT_BYTES",
+    "MAX_FRAGMENT_BYTES_UNAUTHENTICATED",
+    "FragmentBudget",
+    "FragmentReassembler",
+    "FragmentSet",
+]

@@ -63,6 +63,7 @@ from .events import (
     PeerAddressChanged,
     PeerDead,
 )
+from .fragments import MAX_FRAGMENT_BYTES, MAX_FRAGMENT_BYTES_UNAUTHENTICATED, FragmentBudget
 from .message import Message
 from .payloads import NotifyPayload
 from .sa import IkeSa
@@ -100,12 +101,29 @@ class IkeManager:
         local_addresses: Sequence[str] = (),
         invalid_spi_rate: float = 10.0,
         local_address_for: Callable[[str], str | None] | None = None,
+        half_open_limit: int = 5000,
+        cookie_threshold_ip: int = 3,
+        block_threshold: int = 5,
+        max_fragment_bytes_unauthenticated: int = MAX_FRAGMENT_BYTES_UNAUTHENTICATED,
+        max_fragment_bytes: int = MAX_FRAGMENT_BYTES,
     ) -> None:
         self.conns: dict[str, ConnectionConfig] = {c.name: c for c in connections}
         self.rng = rng
         self.ke_factory: KeFactory = ke_factory or _default_ke_factory
         self.cookie_threshold = cookie_threshold
         self.half_open_timeout = half_open_timeout
+        # bounded pre-authentication state (§2.6; strongSwan's init_limit_half_open,
+        # cookie_threshold_ip, block_threshold): 0 = no such limit
+        self.half_open_limit = half_open_limit  # half-open responders in total
+        self.cookie_threshold_ip = cookie_threshold_ip  # from one IP before cookies
+        self.block_threshold = block_threshold  # from one IP: more are dropped
+        self._half_open_by_ip: dict[str, int] = {}  # half-open responders per peer IP
+        self._half_open_ip: dict[IkeSa, str] = {}  # the IP each one is counted under
+        self._cookie_log = RateLimiter(1.0, 5)
+        # RFC 7383 reassembly byte budgets, read by every IkeSa of this owner
+        self.fragment_budget = FragmentBudget(
+            max_fragment_bytes_unauthenticated, max_fragment_bytes
+        )
         self.local_addresses = tuple(local_addresses)
         # route lookup (the daemon's SourceAddressCache): our source address towards a
         # peer, so NAT_DETECTION_SOURCE_IP covers the real address (§2.23)
@@ -740,6 +758,9 @@ class IkeManager:
         if hdr.spi_r != _ZERO_SPI or hdr.message_id != 0:
             log.debug("IKE_SA_INIT request with SPIr/Message ID set, dropped")
             return
+        if hdr.spi_i == _ZERO_SPI:
+            log.debug("IKE_SA_INIT request with SPIi zero dropped (RFC 7296 §3.1)")
+            return
         key = (hdr.spi_i, remote)
         existing = self.half_open.get(key)
         if existing is not None and existing.state not in IKE_FINAL:
@@ -748,10 +769,25 @@ class IkeManager:
         up = self._responders.get(key)
         if up is not None and up.state not in IKE_FINAL:
             return  # late retransmission of an SA that is already up
-        if self._half_open_count() >= self.cookie_threshold and not self._cookie_ok(
-            hdr, remote, now
-        ):
-            self._send_cookie(hdr, local, remote, now)
+        ip = remote[0]
+        total, from_ip = self._half_open_count(), self._half_open_count(ip)
+        # §2.6: cookies first (stateless, proves the source address), then the limits
+        if total >= self.cookie_threshold:
+            why = "too many half-open SAs"
+        elif self.cookie_threshold_ip and from_ip >= self.cookie_threshold_ip:
+            why = f"{from_ip} half-open SAs from this address"
+        else:
+            why = ""
+        if why and not self._cookie_ok(hdr, remote, now):
+            self._send_cookie(hdr, local, remote, now, why)
+            return
+        if self.block_threshold and from_ip >= self.block_threshold:
+            detail = f"{from_ip} half-open SAs (block_threshold {self.block_threshold})"
+            self._handle(ErrorKind.HALF_OPEN_LIMIT, now, f"IKE_SA_INIT from {ip} dropped: {detail}")
+            return
+        if self.half_open_limit and total >= self.half_open_limit:
+            detail = f"{total} half-open SAs (half_open_limit {self.half_open_limit})"
+            self._handle(ErrorKind.HALF_OPEN_LIMIT, now, f"IKE_SA_INIT from {ip} dropped: {detail}")
             return
         conns = self.conns_for(local, remote)
         if not conns:
@@ -776,8 +812,13 @@ class IkeManager:
         self._responders[key] = sa
         self._responder_key[sa] = key
         self._half_open_responders.add(sa)
+        self._half_open_ip[sa] = ip
+        self._half_open_by_ip[ip] = from_ip + 1
 
-    def _half_open_count(self) -> int:
+    def _half_open_count(self, ip: str | None = None) -> int:
+        """Half-open responder SAs: all of them, or those from peer address ``ip``."""
+        if ip is not None:
+            return self._half_open_by_ip.get(ip, 0)
         return len(self._half_open_responders)
 
     # ------------------------------------------------------------------ cookies (§2.6)
@@ -814,7 +855,14 @@ class IkeManager:
             return first.data == self._cookie(version, self._cookie_prev, hdr, remote)
         return False
 
-    def _send_cookie(self, hdr: Message, local: Address, remote: Address, now: float) -> None:
+    def _send_cookie(
+        self,
+        hdr: Message,
+        local: Address,
+        remote: Address,
+        now: float,
+        why: str = "too many half-open SAs",
+    ) -> None:
         self._rotate(now)
         cookie = self._cookie(self._cookie_version, self._cookie_secret, hdr, remote)
         reply = Message(
@@ -825,10 +873,8 @@ class IkeManager:
             0,
             [(PayloadType.NOTIFY, NotifyPayload(0, b"", NotifyType.COOKIE, cookie))],
         )
-        log.info(
-            "IKE_SA_INIT from %s: too many half-open SAs, asking for a cookie",
-            format_endpoint(remote),
-        )
+        if self._cookie_log.allow(now):  # a flood must not flood the log
+            log.info("IKE_SA_INIT from %s: %s, asking for a cookie", format_endpoint(remote), why)
         self._out.append((reply.serialise(), local, remote))
 
     # ------------------------------------------------------------------ errors outside an SA
@@ -907,7 +953,7 @@ class IkeManager:
         if sa.keepalive_due:
             self._keepalive_due[sa] = None
         if sa.state is not IkeSaState.INIT_DONE:
-            self._half_open_responders.discard(sa)
+            self._leave_half_open(sa)
         if sa.closed:
             linger = sa.linger_until
             if linger is None or linger <= self._clock:
@@ -1030,6 +1076,17 @@ class IkeManager:
     def _unindex_ip(self, sa: IkeSa, ip: str) -> None:
         _unindex(self._by_remote_ip, ip, sa)
 
+    def _leave_half_open(self, sa: IkeSa) -> None:
+        """``sa`` is no longer a half-open responder: the total and per-IP counts
+        (cookie and block thresholds, §2.6) go down."""
+        self._half_open_responders.discard(sa)
+        ip = self._half_open_ip.pop(sa, None)
+        if ip is not None:
+            if self._half_open_by_ip[ip] > 1:
+                self._half_open_by_ip[ip] -= 1
+            else:
+                del self._half_open_by_ip[ip]
+
     def _forget(self, sa: IkeSa) -> None:
         if self.by_id.get(sa.ike_id) is sa:
             del self.by_id[sa.ike_id]
@@ -1043,7 +1100,7 @@ class IkeManager:
             for table in (self.half_open, self._responders):
                 if table.get(key) is sa:
                     del table[key]
-        self._half_open_responders.discard(sa)
+        self._leave_half_open(sa)
         self._keepalive_due.pop(sa, None)
         self._deadline.pop(sa, None)
         for spi in sa.children:

@@ -52,7 +52,7 @@ from .events import (
     PeerAddressChanged,
     PeerDead,
 )
-from .fragments import FragmentReassembler
+from .fragments import FragmentBudget, FragmentReassembler
 from .message import Message, decrypt_message, encrypt_fragments, encrypt_message
 from .payloads import DeletePayload, NotifyPayload, SkfPayload, SkPayload
 from .selectors import Selector
@@ -131,8 +131,11 @@ class IkeSa:
         ke_factory: KeFactory,
         now: float,
         born_established: bool = False,
+        fragment_budget: FragmentBudget | None = None,
     ) -> None:
-        """``born_established``: an IKE SA created by a rekey (§2.18), not by IKE_AUTH."""
+        """``born_established``: an IKE SA created by a rekey (§2.18), not by IKE_AUTH.
+        ``fragment_budget``: reassembly byte budgets (RFC 7383); None = the owner's
+        ``fragment_budget`` attribute if it has one, else the defaults."""
         self.conn = conn
         self._retry: tuple[Any, RetryPolicy] | None = None
         self.ike_id = ike_id
@@ -161,7 +164,11 @@ class IkeSa:
         self.nat_supported = False
         # IKE fragmentation (RFC 7383): both ends announced it in IKE_SA_INIT
         self.fragmentation = False
-        self.fragments = FragmentReassembler()
+        if fragment_budget is None:
+            owned = getattr(owner, "fragment_budget", None)
+            fragment_budget = owned if isinstance(owned, FragmentBudget) else FragmentBudget()
+        self.fragment_budget = fragment_budget
+        self.fragments = FragmentReassembler(fragment_budget.limit(born_established))
         # windows (§2.3) and the exchanges we initiate
         self.req_win = RequestWindow(1)
         self.resp_win = ResponderWindow(conn.window_size if conn.window_size > 0 else 1)
@@ -594,6 +601,19 @@ class IkeSa:
             return mid in self.req_win.pending
         return self.resp_win.classify(mid) is Arrival.NEW
 
+    def _fragment_deadline(self, now: float) -> float:
+        """When a new incomplete set is dropped: after the retransmission give-up
+        time, and never after the half-open deadline of an unauthenticated SA."""
+        deadline = now + self.retry_policy.total_time()
+        half_open = self.timers.get(TimerKind.HALF_OPEN) if self.half_open else None
+        return deadline if half_open is None else min(deadline, half_open)
+
+    def _fragment_over_budget(self, now: float) -> Callable[[str], None]:
+        def over(detail: str) -> None:
+            self.on_error(ErrorKind.FRAGMENT_BUDGET_EXCEEDED, now, detail)
+
+        return over
+
     def _receive_fragment(
         self,
         data: bytes,
@@ -607,6 +627,8 @@ class IkeSa:
         the reassembled message like an unfragmented one once the set is complete."""
         assert self.prot_in is not None
         mid, response = hdr.message_id, hdr.is_response
+        # the byte budget follows authentication (IKE_AUTH: the unauthenticated one)
+        self.fragments.budget = self.fragment_budget.limit(not self.half_open)
         self.fragments.expire(now, self._fragment_wanted)
         if not self.fragmentation:
             self.log.info("IKE fragment without negotiated support dropped")
@@ -634,8 +656,9 @@ class IkeSa:
             hdr,
             skf,
             self.prot_in,
-            now + self.retry_policy.total_time(),
+            self._fragment_deadline(now),
             self._fragment_integrity_failed(now),
+            self._fragment_over_budget(now),
         )
         if st is None:
             return

@@ -50,6 +50,9 @@ if TYPE_CHECKING:
     from ...crypto.ke import KeyExchange
     from ..sa import IkeSa
 
+#: RFC 4303 §2.1: SPI 0 is reserved ("no SA"), refused in every proposal
+_ZERO_ESP_SPI = b"\x00" * 4
+
 #: Child-related error notifies that fail the child but not the IKE SA (§2.21.2)
 CHILD_ERRORS = frozenset(
     {
@@ -307,6 +310,12 @@ def negotiate(
     cfg, n_tsi, n_tsr, chosen = selected
     if len(chosen.spi) != 4:
         raise ProtocolError("ESP proposal SPI must be 4 octets")
+    if chosen.spi == _ZERO_ESP_SPI:
+        # RFC 4303 §2.1 reserves SPI 0 ("no SA exists").  The request itself is well
+        # formed, so this is not INVALID_SYNTAX (§2.21.3: fatal for the whole IKE SA);
+        # only this Child SA proposal is unacceptable: NO_PROPOSAL_CHOSEN, and the IKE
+        # SA (and, in IKE_AUTH, its establishment) is unaffected (§2.21.3, §1.3.1).
+        raise NoProposalChosen("ESP proposal SPI 0 is reserved (RFC 4303 §2.1)")
     suite = child_suite(chosen)
     shared, our_ke_payload = (None, None) if ike_auth else _pfs(sa, msg, suite)
     transport = msg.notify(NotifyType.USE_TRANSPORT_MODE) is not None and (
@@ -363,6 +372,10 @@ def complete(sa: IkeSa, req: ChildRequest, msg: Message, now: float, *, ike_auth
     chosen = check_chosen(req.proposals, msg.get(PayloadType.SA))
     if len(chosen.spi) != 4:
         raise ProtocolError("responder ESP SPI must be 4 octets")
+    if chosen.spi == _ZERO_ESP_SPI:
+        # a bad response (§2.21): the callers fail the child and delete what the peer
+        # built (refuse_bad_response)
+        raise ProtocolError("responder ESP SPI 0 is reserved (RFC 4303 §2.1)")
     suite = child_suite(chosen)
     nr = sa.nr if ike_auth else _nonce(msg)
     ni = sa.ni if ike_auth else req.ni
@@ -428,11 +441,15 @@ def child_failed(sa: IkeSa, req: ChildRequest, reason: str, notify: int | None) 
     sa.emit(ChildSaFailed(sa.ike_id, sa.conn.name, req.cfg.name, reason, notify))
 
 
-def refuse_bad_response(sa: IkeSa, msg: Message, now: float) -> None:
-    """§2.21.3: a bad response to our request: tell the peer to drop what it built."""
+def refuse_bad_response(sa: IkeSa, req: ChildRequest, msg: Message, now: float) -> None:
+    """§2.21.3: a bad response to our request: tell the peer to drop what it built.
+
+    A Delete names the SPI its *sender* receives on (§3.11): our inbound SPI of the
+    request, which the peer's new SA sends to -- not the SPI the peer chose (which may
+    be anything, 0 included)."""
     sa_p = msg.get(PayloadType.SA)
-    if sa_p is not None and len(sa_p.proposals) == 1 and len(sa_p.proposals[0].spi) == 4:
-        sa.enqueue(DeleteSpis(sa, [sa_p.proposals[0].spi]), now)
+    if sa_p is not None and not msg.error_notifies():
+        sa.enqueue(DeleteSpis(sa, [req.spi_in.to_bytes(4, "big")]), now)
 
 
 def temporary_failure_delay(sa: IkeSa, attempt: int) -> float | None:
@@ -490,7 +507,7 @@ class ChildCreate(Task):
                 complete(sa, req, msg, now, ike_auth=False)
         except ProtocolError as exc:
             child_failed(sa, req, str(exc), exc.notify)
-            refuse_bad_response(sa, msg, now)
+            refuse_bad_response(sa, req, msg, now)
 
     def _refused(self, etype: int, data: bytes, now: float) -> None:
         sa, req = self.sa, self.req

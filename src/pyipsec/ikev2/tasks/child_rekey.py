@@ -96,7 +96,7 @@ class ChildRekey(Task):
                 self.conclude_collision(complete(sa, req, msg, now, ike_auth=False), now)
         except ProtocolError as exc:
             child_failed(sa, req, str(exc), exc.notify)
-            refuse_bad_response(sa, msg, now)
+            refuse_bad_response(sa, req, msg, now)
 
     def _refused(self, etype: int, data: bytes, now: float) -> None:
         sa, req, child = self.sa, self.req, self.child
@@ -154,6 +154,11 @@ def respond(sa: IkeSa, msg: Message, now: float, ni: bytes, rekey: NotifyPayload
     """Responder of a Child SA rekey (§1.3.3): the new SA replaces the one REKEY_SA names
     (its inbound SPI is our outbound one); unknown: CHILD_SA_NOT_FOUND (§2.25)."""
     spi = int.from_bytes(rekey.spi, "big") if len(rekey.spi) == 4 else -1
+    if spi == 0:
+        # RFC 4303 §2.1: SPI 0 is reserved and never names a Child SA (we refuse it in
+        # every proposal), so this is no unknown SA (CHILD_SA_NOT_FOUND, §2.25) but a
+        # malformed notify in an authenticated request: INVALID_SYNTAX (§2.21.3)
+        raise ProtocolError("REKEY_SA names the reserved SPI 0 (RFC 4303 §2.1)")
     rekey_of = sa.child_by_out(spi)
     if rekey_of is None:
         not_found = NotifyPayload(rekey.protocol, rekey.spi, NotifyType.CHILD_SA_NOT_FOUND)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 from ...crypto.keys import IkeSuite, derive_rekeyed_ike_keys
 from ...recovery import ErrorKind
 from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId, name_of
-from ..errors import InvalidKePayload, ProtocolError
+from ..errors import InvalidKePayload, NoProposalChosen, ProtocolError
 from ..events import IkeSaDeleted, IkeSaRekeyed
 from ..message import Message
 from ..payloads import KePayload, NoncePayload, Proposal, SaPayload
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 REDUNDANT_TIMEOUT = 30.0
 #: A rekey that must wait for a Child SA exchange tries again this much later (§2.25.1)
 CHILD_BUSY_RETRY = 1.0
+#: RFC 7296 §3.1: no IKE SPI is zero (the responder's is zero only in IKE_SA_INIT)
+_ZERO_IKE_SPI = b"\x00" * 8
 
 
 def start(sa: IkeSa, now: float) -> None:
@@ -202,6 +204,10 @@ class IkeRekey(Task):
         chosen = check_chosen(self.proposals, msg.get(PayloadType.SA))
         if len(chosen.spi) != 8:
             raise ProtocolError("responder IKE SPI must be 8 octets")
+        if chosen.spi == _ZERO_IKE_SPI:
+            # RFC 7296 §3.1: an IKE SPI is never zero; a bad response (abort, and the
+            # peer's new IKE SA is deleted under its keys: _delete_orphan)
+            raise ProtocolError("responder IKE SPI 0 (RFC 7296 §3.1)")
         suite = ike_suite(chosen)
         nonce = msg.get(PayloadType.NONCE)
         ke = msg.get(PayloadType.KE)
@@ -313,6 +319,11 @@ def respond(sa: IkeSa, msg: Message, now: float) -> PayloadList:
     )
     if len(chosen.spi) != 8:
         raise ProtocolError("IKE SPI in the rekey proposal must be 8 octets")
+    if chosen.spi == _ZERO_IKE_SPI:
+        # RFC 7296 §3.1: an IKE SPI is never zero.  The request is well formed, only the
+        # proposal is unusable: NO_PROPOSAL_CHOSEN refuses this rekey (the initiator
+        # retries later), while INVALID_SYNTAX would end the IKE SA (§2.21.3)
+        raise NoProposalChosen("IKE SPI 0 in the rekey proposal (RFC 7296 §3.1)")
     suite = ike_suite(chosen)
     if ke.group != suite.dh_group:
         raise InvalidKePayload(
