@@ -161,3 +161,17 @@ def test_rekey_sa_naming_spi_zero_is_invalid_syntax() -> None:
     assert _notify_types(resp) == [NotifyType.INVALID_SYNTAX]
     assert sa_b.closed  # §2.21.3: fatal for the IKE SA
     assert h.b.mgr.error_status().get("invalid-syntax") == 1
+
+
+def test_ike_auth_response_with_spi_zero_is_deleted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first Child SA in the IKE_AUTH response with SPI 0: the IKE SA comes up, the
+    child fails, and the initiator deletes what the responder built (§2.21.3, §3.11)."""
+    h = Harness(*conn_pair())
+    monkeypatch.setattr(h.b.mgr, "new_child_spi", lambda: 0)
+    h.up()
+    (sa_a,), (sa_b,) = _live(h.a), _live(h.b)
+    (failed,) = h.a.of(ChildSaFailed)
+    assert "SPI 0" in failed.reason
+    h.run(1)
+    assert not sa_a.children and not sa_b.children
+    assert [e.spi_in for e in h.b.of(ChildSaDeleted)] == [0]

@@ -41,6 +41,11 @@ _RESTART_KEYS = (
     "keylog_file",
     "cookie_threshold",
     "half_open_timeout",
+    "half_open_limit",
+    "cookie_threshold_ip",
+    "block_threshold",
+    "max_fragment_bytes_unauthenticated",
+    "max_fragment_bytes",
 )
 
 

@@ -159,6 +159,8 @@ class IkeAuth(Task):
                 child_create.complete(sa, req, msg, now, ike_auth=True)
             except ProtocolError as exc:
                 child_create.child_failed(sa, req, str(exc), exc.notify)
+                # §2.21.3: the peer built the child we refuse: tell it to drop it
+                child_create.refuse_bad_response(sa, req, msg, now)
 
 
 class CloseReauthenticated(Task):
