@@ -37,6 +37,9 @@ the generator saw go wrong (failures by reason, IKE retransmissions, COOKIE chal
 with the ratio pyipsec / strongSwan.  The generator's own CPU time is shown too: at a
 few hundred handshakes per second a Python initiator may well be the bottleneck, so
 compare CPU per tunnel rather than tunnels per second when strongSwan is far ahead.
+CPU per tunnel is an average over the whole run: a cost per new tunnel that grows with
+the tunnels already up (quadratic in total) shows as CPU per tunnel growing with
+``--tunnels``, so compare runs of different sizes (e.g. 300 and 2000).
 A 300-tunnel run takes about half a minute.
 """
 
