@@ -1,0 +1,343 @@
+"""Load benchmark on the wire: many IKE SAs against a pyipsec and a strongSwan responder.
+
+Usage: ``sudo python3 bench/bench_load.py --tunnels 2000`` (``--tunnels 300`` for a quick
+run; ``--only pyipsec`` or ``--only strongswan`` for one responder).
+
+Not a test: run it by hand, as root, on an otherwise quiet machine.  On one
+three-namespace topology in ``nonat`` mode (``tests/interop/topology.py``: left
+198.51.100.2, right 192.0.2.2, routed, no NAT) the load generator ``bench/loadgen.py``
+(one Python process in the left namespace: one ``IkeManager``, one UDP socket on ports
+500/4500) sets up ``--tunnels`` IKE SAs, each with one tunnel-mode Child SA, at most
+``--inflight`` handshakes at a time (and ``--rate`` per second if given), first against
+
+* ``pyipsec``: a pyipsec daemon (``python3 -m pyipsec daemon``) in the right namespace,
+
+then against
+
+* ``strongswan``: strongSwan's charon (5.9.x, kernel-libipsec) in the right namespace,
+
+each responder started fresh for its block and stopped by PID afterwards.  Every tunnel
+has its own identity (``load-<n>@example.net``), the same PSK and no INITIAL_CONTACT;
+both responders have one connection with ``remote.id = %any`` (strongSwan: a secret
+without identities), local selector 203.0.113.64/26 and remote selector 203.0.113.0/26,
+which they narrow to the tunnel's own 203.0.113.1/32 UDP port ``10000 + n``.  IKE
+``--proposal`` (aes256gcm16-prfsha256-x25519), ESP ``--esp`` (aes256gcm16).  The
+responders are set up for a load test the way strongSwan's load-tester documentation
+suggests: no stateless cookies and no per-address half-open limit below 10 x
+``--inflight`` (pyipsec ``cookie_threshold``; charon ``cookie_threshold``,
+``cookie_threshold_ip``, ``block_threshold``), charon with a 1024-row IKE SA hash table
+(``ikesa_table_size``); logs at warning (pyipsec) / level 0 (charon).
+
+Per responder the table gives: established tunnels per second (generator's wall time,
+first initiate -> last Child SA), setup latency (median, p99), the responder's CPU
+seconds per established tunnel (``/proc/PID/stat`` utime + stime, before the generator
+starts -> when it has finished; the whole thread group for charon), its memory per
+tunnel (``VmRSS`` delta / established, read while every tunnel is still up), and what
+the generator saw go wrong (failures by reason, IKE retransmissions, COOKIE challenges),
+with the ratio pyipsec / strongSwan.  The generator's own CPU time is shown too: at a
+few hundred handshakes per second a Python initiator may well be the bottleneck, so
+compare CPU per tunnel rather than tunnels per second when strongSwan is far ahead.
+CPU per tunnel is an average over the whole run: a cost per new tunnel that grows with
+the tunnels already up (quadratic in total) shows as CPU per tunnel growing with
+``--tunnels``, so compare runs of different sizes (e.g. 300 and 2000).
+A 300-tunnel run takes about half a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from _common import (  # first: it puts src/ and the repository root on sys.path
+    IKE_PROPOSAL,
+    ROOT,
+    arg_parser,
+    cpu_seconds,
+    header,
+    missing_requirements,
+    run_bench,
+    run_cleanups,
+    stop_process,
+)
+
+# isort: split
+from tests.interop.pyipsec_daemon import PyipsecDaemon, pyipsec_toml
+from tests.interop.strongswan import RIGHT_ID, TEST_PSK, Charon, swanctl_conf
+from tests.interop.topology import (
+    LEFT_INNER,
+    LEFT_OUTER,
+    LEFT_SUBNET,
+    RIGHT_OUTER,
+    RIGHT_SUBNET,
+    Topology,
+)
+
+RESPONDERS = ("pyipsec", "strongswan")
+LABELS = {"pyipsec": "pyipsec", "strongswan": "strongSwan"}
+CONN = "load"
+CHILD = "net"
+LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
+
+
+def rss_kib(pid: int) -> int:
+    """``VmRSS`` of a process in KiB (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def pyipsec_responder_toml(state: Path, *, proposal: str, esp: str, cookie_threshold: int,
+                           psk: str = TEST_PSK) -> str:
+    """One ``%any`` connection on the right host accepting every identity with the PSK."""
+    return pyipsec_toml(
+        side="right", state_dir=state, conn=CONN, child=CHILD, local_addrs=[RIGHT_OUTER],
+        remote_addrs=["%any"], proposals=proposal, esp_proposals=esp, ipv6_inner=False,
+        log_level="warning", remote_id_override="%any", psk=psk,
+        local_ts_override=[RIGHT_SUBNET], remote_ts_override=[LEFT_SUBNET],
+        extra_daemon={"keylog_file": "", "cookie_threshold": cookie_threshold},
+        extra_conn={"mobike": False})
+
+
+def strongswan_responder_conf(*, proposal: str, esp: str, psk: str = TEST_PSK) -> str:
+    """swanctl.conf: one connection with ``remote.id = %any`` and a secret without ids."""
+    return swanctl_conf({
+        "connections": {CONN: {
+            "version": 2,
+            "local_addrs": RIGHT_OUTER,
+            "remote_addrs": "%any",
+            "proposals": proposal,
+            "mobike": False,
+            "dpd_delay": "0s",
+            "rekey_time": "0s",
+            "reauth_time": 0,
+            "local": {"auth": "psk", "id": RIGHT_ID},
+            "remote": {"auth": "psk", "id": "%any"},
+            "children": {CHILD: {
+                "mode": "tunnel",
+                "local_ts": RIGHT_SUBNET,
+                "remote_ts": LEFT_SUBNET,
+                "esp_proposals": esp,
+                "rekey_time": "0s",
+                "start_action": "none",
+            }},
+        }},
+        "secrets": {"ike-load": {"secret": f'"{psk}"'}},
+    })
+
+
+def strongswan_load_settings(threshold: int) -> str:
+    """strongswan.conf additions for a load test (merged into the generated ``charon``)."""
+    return ("charon {\n"
+            f"  cookie_threshold = {threshold}\n"
+            f"  cookie_threshold_ip = {threshold}\n"
+            f"  block_threshold = {threshold}\n"
+            "  ikesa_table_size = 1024\n"
+            "  ikesa_table_segments = 16\n"
+            "}\n")
+
+
+class Bench:
+    """The topology and one block per responder."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.topo = Topology(mode="nonat")
+        self.tmp = Path(tempfile.mkdtemp(prefix="pyi-load-"))
+        self.results: dict[str, dict[str, Any]] = {}
+        self.cleanups: list[Callable[[], None]] = []
+
+    def up(self) -> None:
+        self.topo.up()
+
+    def down(self) -> None:
+        run_cleanups(self.cleanups)
+        self.topo.down()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # ---------------------------------------------------------------- responders
+
+    def start_pyipsec(self) -> tuple[int, Callable[[], int]]:
+        a = self.args
+        state = self.tmp / "pyipsec"
+        d = PyipsecDaemon(self.topo.right, pyipsec_responder_toml(
+            state, proposal=a.proposal, esp=a.esp, cookie_threshold=10 * a.inflight),
+            state_dir=state)
+        self.cleanups.append(d.stop)
+        d.start()
+        assert d.proc is not None
+
+        def count() -> int:
+            return len(d.request("status", timeout=60)["ike_sas"])
+        return d.proc.pid, count
+
+    def start_strongswan(self) -> tuple[int, Callable[[], int]]:
+        a = self.args
+        c = Charon(self.topo.right, name="right", debug="ike 0", loglevel=0,
+                   state_dir=self.tmp / "strongswan",
+                   extra_conf=strongswan_load_settings(10 * a.inflight))
+        self.cleanups.append(c.stop)
+        c.start(strongswan_responder_conf(proposal=a.proposal, esp=a.esp))
+        assert c.pid is not None
+
+        def count() -> int:
+            for line in c.swanctl("--stats").splitlines():
+                if line.strip().startswith("IKE_SAs:"):
+                    return int(line.split()[1])
+            return -1
+        return c.pid, count
+
+    # ---------------------------------------------------------------- one block
+
+    def generator(self) -> subprocess.Popen[str]:
+        a = self.args
+        argv = [sys.executable, str(LOADGEN), "--local", LEFT_OUTER, "--remote", RIGHT_OUTER,
+                "--tunnels", str(a.tunnels), "--inflight", str(a.inflight),
+                "--rate", str(a.rate), "--proposal", a.proposal, "--esp", a.esp,
+                "--inner", LEFT_INNER, "--remote-ts", RIGHT_SUBNET, "--psk", TEST_PSK,
+                "--hold"]
+        if a.timeout:
+            argv += ["--timeout", str(a.timeout)]
+        err = open(self.tmp / "loadgen.err", "a")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(["ip", "netns", "exec", self.topo.left, *argv],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                text=True, cwd=ROOT, start_new_session=True)
+        err.close()
+        return proc
+
+    def run_block(self, responder: str) -> dict[str, Any]:
+        pid, count = (self.start_pyipsec() if responder == "pyipsec"
+                      else self.start_strongswan())
+        time.sleep(0.5)  # let the responder settle
+        cpu0, rss0 = cpu_seconds(pid), rss_kib(pid)
+        gen = self.generator()
+        self.cleanups.append(lambda: stop_process(gen))  # type: ignore[arg-type]
+        try:
+            assert gen.stdout is not None
+            line = gen.stdout.readline()
+            cpu1, rss1 = cpu_seconds(pid), rss_kib(pid)
+            if not line:
+                tail = (self.tmp / "loadgen.err").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"load generator failed:\n{tail}")
+            res: dict[str, Any] = json.loads(line)
+            try:
+                res["responder_sas"] = count()
+            except Exception as e:  # a report without this number is still a report
+                print(f"  {responder}: counting its SAs failed: {e}", file=sys.stderr)
+                res["responder_sas"] = -1
+        finally:
+            if gen.stdin is not None:
+                gen.stdin.close()
+            try:
+                gen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                stop_process(gen)  # type: ignore[arg-type]
+        n = max(1, res["established"])
+        res["cpu_per_tunnel_ms"] = (cpu1 - cpu0) / n * 1e3
+        res["responder_cpu_s"] = cpu1 - cpu0
+        res["rss_per_tunnel_kib"] = (rss1 - rss0) / n
+        res["rss_before_kib"], res["rss_after_kib"] = rss0, rss1
+        return res
+
+    def run(self) -> None:
+        for responder in RESPONDERS:
+            if responder not in self.args.only:
+                continue
+            try:
+                res = self.run_block(responder)
+            finally:
+                run_cleanups(self.cleanups)
+            self.results[responder] = res
+            grown = res["rss_after_kib"] - res["rss_before_kib"]
+            print(f"{LABELS[responder]:10s}: {res['established']}/{res['tunnels']} tunnels "
+                  f"in {res['wall']:.1f} s ({res['rate']:.0f}/s), responder CPU "
+                  f"{res['responder_cpu_s']:.2f} s, RSS +{grown} "
+                  f"KiB, {res['failed']} failed, {res['retransmits']} retransmits, "
+                  f"responder reports {res['responder_sas']} IKE SAs", flush=True)
+
+    # ---------------------------------------------------------------- report
+
+    def report(self) -> str:
+        a = self.args
+        py, ss = self.results.get("pyipsec"), self.results.get("strongswan")
+        lines = [
+            header("load"),
+            f"{a.tunnels} IKE SAs + 1 Child SA each from one pyipsec load generator, "
+            f"{a.inflight} in flight, rate {a.rate or 'unlimited'}/s, IKE {a.proposal}, "
+            f"ESP {a.esp}, no NAT",
+            "",
+            f"| {'what':44s} | {'pyipsec':>12s} | {'strongSwan':>12s} | {'py/ss':>6s} |",
+            f"|{'-' * 46}|{'-' * 14}|{'-' * 14}|{'-' * 8}|",
+        ]
+
+        def val(r: dict[str, Any] | None, fn: Callable[[dict[str, Any]], float]) -> float:
+            return math.nan if r is None else float(fn(r))
+
+        def row(what: str, fn: Callable[[dict[str, Any]], float], fmt: str) -> None:
+            p, s = val(py, fn), val(ss, fn)
+            ratio = f"{p / s:.2f}" if s and not math.isnan(p) and not math.isnan(s) else "-"
+            cells = ["-" if math.isnan(x) else format(x, fmt) for x in (p, s)]
+            lines.append(f"| {what:44s} | {cells[0]:>12s} | {cells[1]:>12s} | {ratio:>6s} |")
+
+        row("established tunnels", lambda r: r["established"], ".0f")
+        row("established tunnels / s (wall)", lambda r: r["rate"], ".1f")
+        row("setup latency median (ms)", lambda r: r["latency_ms"]["median"], ".1f")
+        row("setup latency p99 (ms)", lambda r: r["latency_ms"]["p99"], ".1f")
+        row("responder CPU per tunnel (ms)", lambda r: r["cpu_per_tunnel_ms"], ".2f")
+        row("responder RSS per tunnel (KiB)", lambda r: r["rss_per_tunnel_kib"], ".1f")
+        row("responder RSS with all tunnels up (MiB)", lambda r: r["rss_after_kib"] / 1024,
+            ".1f")
+        row("IKE SAs the responder reports", lambda r: r["responder_sas"], ".0f")
+        row("generator CPU per tunnel (ms)",
+            lambda r: r["cpu_s"] / max(1, r["established"]) * 1e3, ".2f")
+        row("failures seen by the generator", lambda r: r["failed"], ".0f")
+        row("IKE retransmissions by the generator", lambda r: r["retransmits"], ".0f")
+        row("COOKIE challenges", lambda r: r["cookies"], ".0f")
+        lines.append("")
+        lines.append("ratios: pyipsec / strongSwan (CPU, RSS, latency: lower is better).")
+        for name, r in self.results.items():
+            extra = {k: r[k] for k in ("failures", "errors") if r.get(k)}
+            if extra:
+                lines.append(f"{LABELS[name]}: {json.dumps(extra)}")
+        return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = arg_parser(__doc__)
+    ap.add_argument("--tunnels", type=int, default=2000, help="IKE SAs per responder (2000)")
+    ap.add_argument("--inflight", type=int, default=50,
+                    help="handshakes in flight at most (50)")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="handshakes started per second (0 = only --inflight limits)")
+    ap.add_argument("--proposal", default=IKE_PROPOSAL, help=f"IKE proposal ({IKE_PROPOSAL})")
+    ap.add_argument("--esp", default="aes256gcm16", help="ESP proposal (aes256gcm16)")
+    ap.add_argument("--timeout", type=float, default=0.0,
+                    help="generator gives up after this many seconds (0 = 30 + tunnels/20)")
+    ap.add_argument("--only", type=lambda s: [x.strip() for x in s.split(",")],
+                    default=list(RESPONDERS), help=f"subset of {','.join(RESPONDERS)}")
+    args = ap.parse_args(argv)
+    reason = missing_requirements(strongswan="strongswan" in args.only)
+    if reason:
+        print(f"bench_load: {reason}", file=sys.stderr)
+        return 2
+    bench = Bench(args)
+    run_bench(bench)
+    print()
+    print(bench.report())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
