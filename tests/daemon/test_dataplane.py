@@ -177,3 +177,22 @@ def test_trap_reports_and_holds_down(pair: tuple[Side, Side]) -> None:
     clock[0] += 5
     left.dp.trap(TrapPolicy("c", "t"), SimpleNamespace(src_addr="a", dst_addr="b"))  # type: ignore[arg-type]
     assert len(left.reports) == 2
+
+
+def test_peer_index_and_ike_rekey_bookkeeping() -> None:
+    """The data plane's indexes: peers counted and found by network in O(log n), children
+    re-labelled when their IKE SA is rekeyed so a later peer move reaches them."""
+    import ipaddress
+
+    from pyipsec.daemon.dataplane import PeerIndex
+
+    idx = PeerIndex()
+    for ip in ("192.0.2.7", "192.0.2.7", "198.51.100.9", "2001:db8::5"):
+        idx.add(ip)
+    assert idx.any_in(ipaddress.ip_network("192.0.2.0/24"))
+    assert not idx.any_in(ipaddress.ip_network("203.0.113.0/24"))
+    assert idx.any_in(ipaddress.ip_network("2001:db8::/64"))
+    idx.remove("192.0.2.7")
+    assert idx.any_in(ipaddress.ip_network("192.0.2.7/32"))  # one SA left
+    idx.remove("192.0.2.7")
+    assert not idx.any_in(ipaddress.ip_network("192.0.2.7/32")) and "192.0.2.7" not in idx

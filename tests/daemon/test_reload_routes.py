@@ -7,7 +7,6 @@ import asyncio
 import socket
 import textwrap
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -154,10 +153,10 @@ def test_route_capturing_a_responders_peer_is_withdrawn(tmp_path: Path) -> None:
             d._on_ike(b"not ike", ("127.0.0.1", 500), ("192.0.2.2", 500))
             assert tun.routes == ["203.0.113.128/26"]
             # an SA with that peer exists: re-applying the policies does not route it
-            d.dp.children[1] = SimpleNamespace(remote=("192.0.2.2", 4500))  # type: ignore[assignment]
+            d.dp.peers.add("192.0.2.2")  # what installing a Child SA with it does
             d.apply_policies(d.config.connections)
             assert tun.routes == ["203.0.113.128/26"]
-            del d.dp.children[1]
+            d.dp.peers.remove("192.0.2.2")
         finally:
             await d.close()
 

@@ -15,6 +15,7 @@ once a second).  The per-SA counters on :class:`ChildState` are the only copy.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import ipaddress
 import logging
 import os
@@ -146,6 +147,54 @@ class EspErrorDelta:
 # ---------------------------------------------------------------- state
 
 
+class PeerIndex:
+    """The peers' IP addresses (counted: several SAs share one), kept sorted per family
+    so that "does this network contain a peer?" is a bisection, not a walk over every
+    SA (a route into the TUN device must never capture IKE/ESP traffic itself)."""
+
+    __slots__ = ("_count", "_sorted")
+
+    def __init__(self) -> None:
+        self._count: dict[str, int] = {}
+        self._sorted: dict[int, list[int]] = {4: [], 6: []}
+
+    @staticmethod
+    def _key(ip: str) -> tuple[int, int] | None:
+        try:
+            a = ipaddress.ip_address(ip)
+        except ValueError:
+            return None
+        return a.version, int(a)
+
+    def add(self, ip: str) -> None:
+        n = self._count.get(ip, 0)
+        self._count[ip] = n + 1
+        key = self._key(ip) if n == 0 else None
+        if key is not None:
+            bisect.insort(self._sorted[key[0]], key[1])
+
+    def remove(self, ip: str) -> None:
+        n = self._count.get(ip, 0)
+        if n > 1:
+            self._count[ip] = n - 1
+            return
+        self._count.pop(ip, None)
+        key = self._key(ip) if n == 1 else None
+        if key is not None:
+            lst = self._sorted[key[0]]
+            i = bisect.bisect_left(lst, key[1])
+            if i < len(lst) and lst[i] == key[1]:
+                del lst[i]
+
+    def __contains__(self, ip: str) -> bool:
+        return ip in self._count
+
+    def any_in(self, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+        lst = self._sorted[net.version]
+        i = bisect.bisect_left(lst, int(net.network_address))
+        return i < len(lst) and lst[i] <= int(net.broadcast_address)
+
+
 @dataclass(slots=True, eq=False)
 class ChildState:
     """One installed Child SA pair in the data plane; its counters are the only ones."""
@@ -177,6 +226,12 @@ class ChildState:
     declined_src: Address | None = None
     # flow_key()s of inbound packets already checked against the selectors (RFC 4301 §5.2)
     ok_flows: set[Hashable] = field(default_factory=set)
+    # the IKE SA that carries it now (an IKE SA rekey moves it, RFC 7296 §2.8.2)
+    ike_id: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.ike_id:
+            self.ike_id = self.info.ike_id
 
     def status(self, now: float) -> dict[str, Any]:
         i = self.info
@@ -317,6 +372,10 @@ class DataPlane:
         self.tun: TunLike | None = None
         self.raw: dict[int, RawEspSocket] = {}
         self.children: dict[int, ChildState] = {}
+        # indexes so that installing, moving and removing one SA never walks them all
+        self.by_ike: dict[int, dict[int, ChildState]] = {}  # IKE SA id -> spi_in -> SA
+        self.peers = PeerIndex()  # the peers' IP addresses (routes must not capture them)
+        self._raw_users: dict[tuple[int, str], int] = {}  # (raw socket, peer IP) -> SAs
         self.spd: Spd[ChildState | TrapPolicy] = Spd()
         self.drops = DropCounters()
         self.trap_pending: dict[tuple[str, str], float] = {}
@@ -354,6 +413,11 @@ class DataPlane:
             installed=self.clock(),
         )  # fmt: skip
         self.children[info.spi_in] = state
+        self.by_ike.setdefault(state.ike_id, {})[info.spi_in] = state
+        self.peers.add(remote[0])
+        if raw is not None:
+            k = (id(raw), remote[0])
+            self._raw_users[k] = self._raw_users.get(k, 0) + 1
         self.spd.add(info.spi_in, state.local_ts, state.remote_ts, state)
         self.trap_pending.pop((info.conn, info.child), None)
         log_child.info(
@@ -373,6 +437,12 @@ class DataPlane:
         state = self.children.pop(spi_in, None)
         if state is None:
             return None
+        bucket = self.by_ike.get(state.ike_id)
+        if bucket is not None:
+            bucket.pop(spi_in, None)
+            if not bucket:
+                del self.by_ike[state.ike_id]
+        self.peers.remove(state.remote[0])
         self.spd.remove(spi_in)
         log_child.info(
             "CHILD_SA %s{%08x} removed%s (in %d B/%d pkts, out %d B/%d pkts)",
@@ -391,7 +461,12 @@ class DataPlane:
     def _release_raw(self, state: ChildState) -> None:
         raw = state.raw
         assert raw is not None
-        if not any(c.raw is raw and c.remote[0] == state.remote[0] for c in self.children.values()):
+        k = (id(raw), state.remote[0])
+        left = self._raw_users.get(k, 0) - 1
+        if left > 0:
+            self._raw_users[k] = left
+        else:
+            self._raw_users.pop(k, None)
             raw.forget(state.remote[0])
         if not any(c.raw is raw for c in self.children.values()):
             rs = self.raw.pop(int(raw.family), None)
@@ -413,10 +488,24 @@ class DataPlane:
 
     def peer_address_changed(self, ike_id: int, new: Address) -> None:
         """The core moved the IKE SA's peer (RFC 7296 §2.23): its children follow."""
-        for c in self.children.values():
-            if c.info.ike_id == ike_id:
-                c.remote = new
-                c.declined_src = None
+        for c in self.by_ike.get(ike_id, {}).values():
+            self.peers.remove(c.remote[0])
+            self.peers.add(new[0])
+            if c.raw is not None:
+                for k, delta in (((id(c.raw), c.remote[0]), -1), ((id(c.raw), new[0]), 1)):
+                    self._raw_users[k] = self._raw_users.get(k, 0) + delta
+            c.remote = new
+            c.declined_src = None
+
+    def ike_rekeyed(self, old_id: int, new_id: int) -> None:
+        """The children of IKE SA ``old_id`` belong to ``new_id`` now (RFC 7296 §2.8.2):
+        a later peer move (§2.23) or delete names the new one."""
+        moved = self.by_ike.pop(old_id, None)
+        if not moved:
+            return
+        for c in moved.values():
+            c.ike_id = new_id
+        self.by_ike.setdefault(new_id, {}).update(moved)
 
     def set_traps(
         self, traps: Sequence[tuple[Sequence[SelectorLike], Sequence[SelectorLike], TrapPolicy]]

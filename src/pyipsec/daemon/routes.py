@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 from ..config.model import ConnectionConfig, Mode
-from .dataplane import ChildState, TunLike, networks
+from .dataplane import ChildState, PeerIndex, TunLike, networks
 from .spd import SelectorLike
 
 __all__ = ["prune_routes", "route_selector", "unroute_peer"]
@@ -34,16 +34,19 @@ def route_selector(
     sel: SelectorLike,
     peers: Iterable[str],
     tun_addresses: Iterable[str],
+    *,
+    known: PeerIndex | None = None,
 ) -> None:
     """Route ``sel``'s networks into the TUN device, with a source address of the
     device's own (``tun_addresses``) of the same family; never a default route nor a
-    network containing one of ``peers``."""
+    network containing one of ``peers`` or of the ``known`` peers (O(log n) each)."""
     peer_ips = []
     for p in peers:
         with contextlib.suppress(ValueError):
             peer_ips.append(ipaddress.ip_address(p))
     for net in networks(sel):
-        if net.prefixlen == 0 or any(ip in net for ip in peer_ips):
+        captures = any(ip in net for ip in peer_ips) or (known is not None and known.any_in(net))
+        if net.prefixlen == 0 or captures:
             log.warning(
                 "not routing %s through %s: it would capture the IKE/ESP traffic itself",
                 net,

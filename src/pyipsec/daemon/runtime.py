@@ -273,8 +273,7 @@ class Daemon:
         if dp.tun is None:
             return
         # the configured peers plus those we have SAs with (a "%any" responder's peers)
-        peers = [*peers, *(c.remote[0] for c in dp.children.values())]
-        route_selector(dp.tun, sel, peers, self.config.tun_addresses)
+        route_selector(dp.tun, sel, peers, self.config.tun_addresses, known=dp.peers)
 
     def _trap_dead_children(self, conn_name: str, children: Sequence[str]) -> None:
         """dpd_action = trap (the child's own or inherited): a trap policy for each of
@@ -460,6 +459,7 @@ class Daemon:
                 self._ike_established(e)
             case ev.IkeSaRekeyed():
                 log_ike.info("IKE SA #%d rekeyed to #%d", e.old_id, e.new_id)
+                self.dp.ike_rekeyed(e.old_id, e.new_id)
                 self._keylog_ike(e.keys)
             case ev.IkeSaDeleted():
                 log_ike.info("IKE SA %s #%d deleted: %s", e.conn, e.ike_id, e.reason)

@@ -217,6 +217,36 @@ class _Table(Generic[V]):
     cands: list[tuple[_Entry[V], ...]] = field(default_factory=list)
 
 
+def _split(table: _Table[V], b: int) -> int:
+    """Make ``b`` the start of a piece (it inherits the entries covering ``b``); its index."""
+    starts = table.starts
+    i = bisect.bisect_right(starts, b) - 1
+    if i >= 0 and starts[i] == b:
+        return i
+    inherited = table.cands[i] if i >= 0 else ()
+    starts.insert(i + 1, b)
+    table.cands.insert(i + 1, inherited)
+    return i + 1
+
+
+def _insert(table: _Table[V], e: _Entry[V]) -> None:
+    """Add one entry to a table: O(log n) to find its pieces plus the pieces it covers
+    (one or two for a host or small subnet), instead of rebuilding the table -- a
+    gateway installs Child SAs one by one while traffic flows."""
+    lo = _split(table, int(e.dst.start))
+    hi = _split(table, int(e.dst.end) + 1)
+    for k in range(lo, hi):
+        table.cands[k] = tuple(sorted((*table.cands[k], e), key=_Entry.order))
+
+
+def _delete(table: _Table[V], e: _Entry[V]) -> None:
+    """Remove one entry (its boundaries stay: harmless, and reused by the next SA)."""
+    lo = bisect.bisect_left(table.starts, int(e.dst.start))
+    hi = bisect.bisect_left(table.starts, int(e.dst.end) + 1)
+    for k in range(lo, hi):
+        table.cands[k] = tuple(c for c in table.cands[k] if c is not e)
+
+
 class Spd(Generic[V]):
     """Outbound policy lookup: selectors (ranges) -> value (an SA or a trap policy)."""
 
@@ -224,6 +254,7 @@ class Spd(Generic[V]):
         self._entries: dict[Hashable, list[_Entry[V]]] = {}
         self._seq = itertools.count()
         self._tables: dict[int, _Table[V]] = {4: _Table(), 6: _Table()}
+        self._count = 0  # entries in the tables (one per remote selector of a policy)
         # flow_key -> lookup result, for the data plane's fast path; emptied whenever the
         # policies change (and when it grows beyond CACHE_MAX)
         self.cache: dict[Hashable, V | None] = {}
@@ -244,24 +275,35 @@ class Spd(Generic[V]):
         trap: bool = False,
     ) -> None:
         """Add (or replace) the policy ``key``: packets from ``local_ts`` to ``remote_ts``."""
-        self._entries.pop(key, None)
+        self.remove(key)
         seq = next(self._seq)
         src = tuple(local_ts)
-        self._entries[key] = [_Entry(key, seq, 1 if trap else 0, d, src, value) for d in remote_ts]
-        self._rebuild()
+        entries = [_Entry(key, seq, 1 if trap else 0, d, src, value) for d in remote_ts]
+        self._entries[key] = entries
+        self._count += len(entries)
+        self.cache.clear()
+        for e in entries:
+            _insert(self._tables[e.dst.start.version], e)
 
     def remove(self, key: Hashable) -> V | None:
         """Remove policy ``key``; returns its value (None when it was not there)."""
         entries = self._entries.pop(key, None)
         if entries is None:
             return None
-        self._rebuild()
+        self.cache.clear()
+        for e in entries:
+            _delete(self._tables[e.dst.start.version], e)
+        self._count -= len(entries)
+        pieces = len(self._tables[4].starts) + len(self._tables[6].starts)
+        if pieces > 4 * self._count + 64:
+            self._rebuild()  # boundaries of removed policies pile up: compact (amortised)
         return entries[0].value if entries else None
 
     def values(self) -> list[V]:
         return [e[0].value for e in self._entries.values() if e]
 
     def _rebuild(self) -> None:
+        """The tables from scratch (the reference for the incremental updates)."""
         self.cache.clear()
         for version in (4, 6):
             entries = [
