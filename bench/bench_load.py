@@ -24,7 +24,7 @@ which they narrow to the tunnel's own 203.0.113.1/32 UDP port ``10000 + n``.  IK
 ``--proposal`` (aes256gcm16-prfsha256-x25519), ESP ``--esp`` (aes256gcm16).  The
 responders are set up for a load test the way strongSwan's load-tester documentation
 suggests: no stateless cookies and no per-address half-open limit below 10 x
-``--inflight`` (pyipsec ``cookie_threshold``; charon ``cookie_threshold``,
+``--inflight`` (pyipsec and charon ``cookie_threshold``,
 ``cookie_threshold_ip``, ``block_threshold``), charon with a 1024-row IKE SA hash table
 (``ikesa_table_size``); logs at warning (pyipsec) / level 0 (charon).
 
@@ -107,7 +107,12 @@ def pyipsec_responder_toml(state: Path, *, proposal: str, esp: str, cookie_thres
         remote_addrs=["%any"], proposals=proposal, esp_proposals=esp, ipv6_inner=False,
         log_level="warning", remote_id_override="%any", psk=psk,
         local_ts_override=[RIGHT_SUBNET], remote_ts_override=[LEFT_SUBNET],
-        extra_daemon={"keylog_file": "", "cookie_threshold": cookie_threshold},
+        extra_daemon={
+            "keylog_file": "",
+            "cookie_threshold": cookie_threshold,
+            "cookie_threshold_ip": cookie_threshold,
+            "block_threshold": cookie_threshold,
+        },
         extra_conn={"mobike": False})
 
 
