@@ -281,3 +281,28 @@ def test_indexes_follow_rekeys_and_deletes() -> None:
     h.run(20)
     assert mgr.ike_sas() == [] and mgr.child_sas() == []
     assert not mgr.unknown_esp_spi(0x1234, (B_IP, 4500), h.now)  # no SA with that peer
+
+
+def test_garbage_from_the_network_is_logged_rate_limited(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """10,000 datagrams of garbage and unmatched IKE_SA_INIT requests in one second:
+    counted every one, logged a bounded number of times (a sender cannot fill the disk)."""
+    import logging
+    import random
+
+    from pyipsec.ikev2.manager import NETWORK_LOG_BURST
+
+    rnd = random.Random(3)
+    mgr = IkeManager([], cookie_threshold=10**6)
+    init = Message(
+        b"\x01" * 8, b"\x00" * 8, ExchangeType.IKE_SA_INIT, int(HeaderFlag.INITIATOR), 0,
+        [(PayloadType.NONCE, NoncePayload(b"n" * 32))],
+    ).serialise()  # fmt: skip
+    caplog.set_level(logging.DEBUG, logger="pyipsec.ike")
+    for i in range(10_000):
+        data = init if i % 2 else bytes(rnd.randrange(256) for _ in range(40))
+        mgr.receive_datagram(data, (B_IP, 500), (A_IP, 500), 1000.0 + i * 1e-4)
+    lines = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(lines) <= 2 * NETWORK_LOG_BURST + 5
+    assert sum(mgr.error_status().values()) >= 4000  # the garbage was counted

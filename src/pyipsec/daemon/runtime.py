@@ -20,8 +20,8 @@ One :class:`Daemon` owns
 from __future__ import annotations
 
 import asyncio
-import gc
 import functools
+import gc
 import ipaddress
 import logging
 import os

@@ -78,6 +78,9 @@ log = logging.getLogger("pyipsec.ike")
 
 _ZERO_SPI = b"\x00" * 8
 COOKIE_SECRET_LIFETIME = 120.0
+#: Log lines per second (and burst) caused by unauthenticated network input
+NETWORK_LOG_RATE = 2.0
+NETWORK_LOG_BURST = 20
 #: How long an allocated but not (yet) installed inbound SPI stays reserved.
 SPI_RESERVATION = 600.0
 _HDR = struct.Struct("!8s8sBBBBII")
@@ -157,6 +160,7 @@ class IkeManager:
         self._cookie_prev: bytes | None = None
         self._cookie_rotated_at: float | None = None
         self._invalid_spi_limiter = RateLimiter(invalid_spi_rate, max(1, int(invalid_spi_rate)))
+        self._network_log = RateLimiter(NETWORK_LOG_RATE, NETWORK_LOG_BURST)
         # errors outside any IKE SA (unknown SPIs, data-plane reports), and the totals
         # of every error counted anywhere (status); decisions come from the recovery table
         self.errors = ErrorHandler()
@@ -705,7 +709,9 @@ class IkeManager:
             self._unparseable(data, exc, local, remote)
             return
         except ProtocolError as exc:
-            log.info("malformed IKE message from %s dropped: %s", format_endpoint(remote), exc)
+            # unprotected garbage: counted, logged rate-limited (the table's row), no answer
+            detail = f"from {format_endpoint(remote)}: {exc}"
+            self._handle(ErrorKind.MALFORMED_MESSAGE, now, detail)
             return
         if hdr.exchange == ExchangeType.IKE_SA_INIT and not hdr.is_response:
             self._init_request(data, hdr, local, remote, now)
@@ -791,7 +797,10 @@ class IkeManager:
             return
         conns = self.conns_for(local, remote)
         if not conns:
-            log.info("IKE_SA_INIT from %s: no matching connection", format_endpoint(remote))
+            self.network_log(
+                now, logging.INFO, "IKE_SA_INIT from %s: no matching connection",
+                format_endpoint(remote),
+            )
             reply = Message(
                 hdr.spi_i,
                 _ZERO_SPI,
@@ -909,7 +918,9 @@ class IkeManager:
         """UNSUPPORTED_CRITICAL_PAYLOAD for an IKE_SA_INIT request (§2.5)."""
         spi_i, _spi_r, _np, _ver, exchange, flags, mid, _len = _HDR.unpack_from(data)
         if exchange != ExchangeType.IKE_SA_INIT or flags & HeaderFlag.RESPONSE or mid != 0:
-            log.info(
+            self.network_log(
+                self._clock,
+                logging.INFO,
                 "message with unsupported critical payload from %s dropped",
                 format_endpoint(remote),
             )
@@ -925,6 +936,19 @@ class IkeManager:
         self._out.append((reply.serialise(), local, remote))
 
     # ------------------------------------------------------------------ bookkeeping
+
+    def network_log(self, now: float, level: int, msg: str, *args: object) -> None:
+        """A log line caused by what someone sent us, unauthenticated: at most
+        NETWORK_LOG_RATE per second (bursts of NETWORK_LOG_BURST), with the number of
+        lines left out in the next one -- a flood of garbage must not fill the disk."""
+        if not log.isEnabledFor(level):
+            return
+        if not self._network_log.allow(now):
+            return
+        left_out = self._network_log.take_suppressed()
+        if left_out:
+            msg += f" ({left_out} similar lines suppressed)"
+        log.log(level, msg, *args)
 
     def touched(self, sa: IkeSa) -> None:
         """SaOwner: ``sa`` has datagrams, events or deadlines to look at."""

@@ -98,6 +98,9 @@ class SaOwner(Protocol):
     def touched(self, sa: IkeSa) -> None:
         """``sa`` has datagrams, events or deadlines the owner must look at."""
 
+    def network_log(self, now: float, level: int, msg: str, *args: object) -> None:
+        """Log a line caused by unauthenticated input, rate-limited across all SAs."""
+
 
 class SaLog(logging.LoggerAdapter[logging.Logger]):
     """Every line of an IKE SA says which one: ``IKE SA <id> (<connection>): ...``."""
@@ -573,8 +576,12 @@ class IkeSa:
     def _receive_unprotected(self, hdr: Message, now: float) -> None:
         """Unprotected: never acted upon (§2.21.4); INVALID_IKE_SPI may hint a dead peer."""
         n = hdr.notify(NotifyType.INVALID_IKE_SPI) if hdr.is_response else None
-        self.log.info(
-            "unprotected %s dropped%s",
+        self.owner.network_log(
+            now,
+            logging.INFO,
+            "IKE SA %d (%s): unprotected %s dropped%s",
+            self.ike_id,
+            self.conn.name,
             name_of(ExchangeType, hdr.exchange),
             " (INVALID_IKE_SPI)" if n is not None else "",
         )

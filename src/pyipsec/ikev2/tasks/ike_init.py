@@ -10,6 +10,7 @@ responder lives in the manager.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, ClassVar
 
 from ...config.model import ChildConfig
@@ -231,7 +232,9 @@ def respond(
     try:
         chosen, our_ke, shared, nonce = _negotiate(sa, msg, local, remote)
     except ProtocolError as exc:
-        sa.log.info("IKE_SA_INIT from %s refused: %s", format_endpoint(remote), exc)
+        sa.owner.network_log(
+            now, logging.INFO, "IKE_SA_INIT from %s refused: %s", format_endpoint(remote), exc
+        )
         if exc.notify != NotifyType.INVALID_SYNTAX:
             # §2.21: INVALID_SYNTAX only in a protected message of an authenticated IKE
             # SA; a malformed IKE_SA_INIT request (missing payloads, an invalid KE
