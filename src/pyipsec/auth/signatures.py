@@ -68,7 +68,10 @@ __all__ = [
 ]
 
 PrivateKey = (
-    rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey
+    rsa.RSAPrivateKey
+    | ec.EllipticCurvePrivateKey
+    | ed25519.Ed25519PrivateKey
+    | ed448.Ed448PrivateKey
 )
 PublicKey = (
     rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
@@ -134,7 +137,7 @@ _DIGEST_SIZE = {
 
 def _hash(h: HashAlgorithm) -> hashes.HashAlgorithm:
     if h == HashAlgorithm.SHA1:
-        return hashes.SHA1()  # noqa: S303 - RSA_SIG (method 1) is SHA-1 by definition
+        return hashes.SHA1()
     if h == HashAlgorithm.SHA2_256:
         return hashes.SHA256()
     if h == HashAlgorithm.SHA2_384:
@@ -223,7 +226,9 @@ ECDSA_SHA512 = SignatureScheme("ecdsa-with-SHA512", "ecdsa", HashAlgorithm.SHA2_
 ED25519 = SignatureScheme("ed25519", "ed25519", HashAlgorithm.IDENTITY)
 ED448 = SignatureScheme("ed448", "ed448", HashAlgorithm.IDENTITY)
 
-_RSA_PKCS1 = {s.hash: s for s in (RSA_PKCS1_SHA1, RSA_PKCS1_SHA256, RSA_PKCS1_SHA384, RSA_PKCS1_SHA512)}
+_RSA_PKCS1 = {
+    s.hash: s for s in (RSA_PKCS1_SHA1, RSA_PKCS1_SHA256, RSA_PKCS1_SHA384, RSA_PKCS1_SHA512)
+}
 _RSA_PSS = {s.hash: s for s in (RSA_PSS_SHA256, RSA_PSS_SHA384, RSA_PSS_SHA512)}
 _ECDSA = {s.hash: s for s in (ECDSA_SHA1, ECDSA_SHA256, ECDSA_SHA384, ECDSA_SHA512)}
 
@@ -414,7 +419,9 @@ def _raw_verify(key: PublicKey, scheme: SignatureScheme, signature: bytes, octet
                 key.verify(signature, octets, padding.PKCS1v15(), _hash(scheme.hash))
             else:
                 mgf_hash = scheme.mgf_hash or scheme.hash
-                salt = _DIGEST_SIZE[scheme.hash] if scheme.salt_length is None else scheme.salt_length
+                salt = (
+                    _DIGEST_SIZE[scheme.hash] if scheme.salt_length is None else scheme.salt_length
+                )
                 pad = padding.PSS(padding.MGF1(_hash(mgf_hash)), salt)
                 key.verify(signature, octets, pad, _hash(scheme.hash))
         elif isinstance(key, ec.EllipticCurvePublicKey):
@@ -490,11 +497,9 @@ def verify_auth(
             f" AlgorithmIdentifier of {length} octets and a signature (RFC 7427 §3)",
         )
     scheme = decode_algorithm_identifier(auth_data[1 : 1 + length])
-    if scheme.hash == HashAlgorithm.SHA1 or scheme.mgf_hash == HashAlgorithm.SHA1:
-        if not allow_sha1:
-            raise AuthError(
-                AuthReason.WEAK_HASH, f"{scheme.name} uses SHA-1 (refused, RFC 8247 §3.2)"
-            )
+    sha1 = HashAlgorithm.SHA1
+    if (scheme.hash == sha1 or scheme.mgf_hash == sha1) and not allow_sha1:
+        raise AuthError(AuthReason.WEAK_HASH, f"{scheme.name} uses SHA-1 (refused, RFC 8247 §3.2)")
     if accepted_hashes is not None and scheme.hash not in accepted_hashes:
         raise AuthError(
             AuthReason.HASH_NOT_ALLOWED,
@@ -568,7 +573,9 @@ def choose_scheme(
         return AuthMethod.DIGITAL_SIGNATURE, scheme
     preferred = [
         HashAlgorithm(h)
-        for h in (preference or (HashAlgorithm.SHA2_256, HashAlgorithm.SHA2_384, HashAlgorithm.SHA2_512))
+        for h in (
+            preference or (HashAlgorithm.SHA2_256, HashAlgorithm.SHA2_384, HashAlgorithm.SHA2_512)
+        )
         if h in (HashAlgorithm.SHA2_256, HashAlgorithm.SHA2_384, HashAlgorithm.SHA2_512)
     ]
     legacy_choice: tuple[AuthMethod, SignatureScheme] | None
