@@ -12,6 +12,7 @@
     pyipsec stop
     pyipsec selfcheck
     pyipsec demo [--keep-going] [--no-install]
+    pyipsec pki --gen-ca | --issue | --crl | --print CERT  [options]
 
 ``--socket PATH`` (before or after the command; default ``$PYIPSEC_SOCKET`` or
 ``/run/pyipsec/control.sock``) selects the daemon's control socket.
@@ -523,6 +524,11 @@ def _add_local_parsers(sub: _Subparsers) -> None:
         help="do not apt-get install missing tools (nftables, iputils-ping, iproute2)",
     )
     dm.set_defaults(func=_cmd_demo)
+    from . import pki
+
+    pk = sub.add_parser("pki", help="make CA/host certificates and CRLs, print certificates")
+    pki.add_arguments(pk)
+    pk.set_defaults(func=pki.run)
 
 
 def build_parser() -> argparse.ArgumentParser:
