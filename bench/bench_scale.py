@@ -15,7 +15,9 @@ responder only, it reports:
   ``notify_traffic``, ``unknown_esp_spi`` (from a known peer: queues INVALID_SPI; from an
   unknown address: counted only), ``status()``, ``status(conn=..., limit=100)``,
   ``status(peer=..., limit=100)``, ``ike_sas()``, ``child_sas()``, and one new responder
-  handshake (IKE_SA_INIT + IKE_AUTH with the first Child SA) at that size;
+  handshake (IKE_SA_INIT + IKE_AUTH with the first Child SA) at that size; also the pause
+  of a full ``gc.collect()`` (Python runs one whenever the long-lived objects grew by a
+  quarter: a stop-the-world pause that grows with N);
 * handshakes per responder CPU-second while the table fills (first 10 % vs last 10 %);
 * memory per established tunnel, measured in a fresh child process that builds N
   tunnels with throw-away initiators (so only the responder's state stays alive): VmRSS
@@ -440,6 +442,9 @@ def measure_calls(fleet: Fleet, rnd: random.Random, samples: int) -> dict[str, f
         lambda t: resp.status(now, peer=t.ip, limit=100), picks)
     res["ike_sas()"] = per_call(resp.ike_sas, 1, reps)
     res["child_sas()"] = per_call(resp.child_sas, 1, reps)
+    # not an IkeCore call: the stop-the-world pause of a full cyclic GC, which Python
+    # runs by itself whenever the long-lived objects grew by a quarter
+    res["(full gc.collect() pause)"] = per_call(gc.collect, 1, reps)
     return res
 
 
