@@ -17,7 +17,9 @@ responder only, it reports:
   ``status(peer=..., limit=100)``, ``ike_sas()``, ``child_sas()``, and one new responder
   handshake (IKE_SA_INIT + IKE_AUTH with the first Child SA) at that size; also the pause
   of a full ``gc.collect()`` (Python runs one whenever the long-lived objects grew by a
-  quarter: a stop-the-world pause that grows with N);
+  quarter: a stop-the-world pause that grows with N; it walks the initiator's objects
+  too, which live in the same process: a daemon with only the responder's share pays
+  roughly half);
 * handshakes per responder CPU-second while the table fills (first 10 % vs last 10 %);
 * memory per established tunnel, measured in a fresh child process that builds N
   tunnels with throw-away initiators (so only the responder's state stays alive): VmRSS
