@@ -223,3 +223,27 @@ def test_status_filter_arguments_are_checked() -> None:
     for bad in ({"conn": 1}, {"peer": ["x"]}, {"offset": -1}, {"limit": 0}, {"limit": True}):
         with pytest.raises(ControlError):
             StatusFilter.from_request(bad)
+
+
+def test_status_without_limit_is_capped() -> None:
+    """Unpaged ``status`` lists at most STATUS_DEFAULT_LIMIT IKE SAs and says so."""
+    from types import SimpleNamespace
+
+    from pyipsec.daemon import commands
+    from pyipsec.daemon.commands import Commands
+
+    from .fakes import FakeManager
+
+    core = FakeManager()
+    core.sas = [{"name": "c", "id": i} for i in range(commands.STATUS_DEFAULT_LIMIT + 5)]
+    d = SimpleNamespace(
+        core=core, now=lambda: 0.0, started=0.0, udp=[], config=SimpleNamespace(connections=[]),
+        dp=SimpleNamespace(tun=None, children={}, drops=SimpleNamespace(as_dict=dict)),
+    )  # fmt: skip
+    cmds = Commands(d)  # type: ignore[arg-type]
+    st = cmds.status({})
+    assert len(st["ike_sas"]) == commands.STATUS_DEFAULT_LIMIT and st["truncated"] is True
+    st = cmds.status({"limit": 10, "offset": commands.STATUS_DEFAULT_LIMIT})
+    assert [s["id"] for s in st["ike_sas"]][:2] == [1000, 1001] and "truncated" not in st
+    few = cmds.status({"conn": "c", "limit": 3})
+    assert len(few["ike_sas"]) == 3 and few["filter"]["conn"] == "c"

@@ -306,3 +306,26 @@ def test_garbage_from_the_network_is_logged_rate_limited(
     lines = [r for r in caplog.records if r.levelno >= logging.INFO]
     assert len(lines) <= 2 * NETWORK_LOG_BURST + 5
     assert sum(mgr.error_status().values()) >= 4000  # the garbage was counted
+
+
+def test_forgotten_sas_are_freed_without_the_garbage_collector() -> None:
+    """A forgotten IKE SA has no reference cycles left (timer sources, tasks, logger):
+    reference counting frees it at once -- with tens of thousands of SAs, leaving them
+    to the cyclic collector means long full-collection pauses and memory held."""
+    import gc
+    import weakref
+
+    h = Harness(*conn_pair())
+    h.up()
+    gc.collect()
+    gc.disable()
+    try:
+        (sa,) = [s for s in h.a.mgr.by_id.values()]
+        ref = weakref.ref(sa)
+        del sa
+        h.a.mgr.terminate("a2b", h.now)
+        h.run(30)
+        assert h.a.mgr.by_id == {}
+        assert ref() is None
+    finally:
+        gc.enable()

@@ -10,7 +10,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +71,11 @@ class _Waiter:
 class _LivenessWaiter:
     ike_id: int
     fut: asyncio.Future[float]
+
+
+#: ``status`` without a ``limit`` shows at most this many IKE (and Child) SAs, and says
+#: ``"truncated": true`` when there are more (page with ``offset``/``limit``)
+STATUS_DEFAULT_LIMIT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,12 +344,15 @@ class Commands:
         """The daemon's status; ``conn``/``peer`` filter the SAs, ``offset``/``limit``
         page through them (a gateway with tens of thousands of tunnels)."""
         f = StatusFilter.from_request(req or {})
+        capped = f.limit is None
+        if capped:  # never block the loop building a 50,000-SA answer by accident
+            f = replace(f, limit=STATUS_DEFAULT_LIMIT + 1)
         d = self.d
         now = d.now()
         tun = d.dp.tun
         children = [c for c in d.dp.children.values() if f.shows(c.info.conn, c.remote[0])]
         end = None if f.limit is None else f.offset + f.limit
-        out = {
+        out: dict[str, Any] = {
             "pid": os.getpid(),
             "uptime": round(time.time() - d.started, 1),
             "tun": None
@@ -368,6 +376,13 @@ class Commands:
             # every error the core counted, by recovery.ErrorKind (ESP auth/replay too)
             "errors": dict(d.core.error_status()),
         }
+        if capped:
+            for key in ("ike_sas", "child_sas"):
+                listed: list[Any] = out[key]
+                if len(listed) > STATUS_DEFAULT_LIMIT:
+                    del listed[STATUS_DEFAULT_LIMIT:]
+                    out["truncated"] = True
+            f = replace(f, limit=None)
         if f.used:
             out["filter"] = f.as_dict()
         return out

@@ -26,7 +26,7 @@ import logging
 import secrets
 import struct
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from ..config.model import ChildConfig, ConnectionConfig, DpdAction
@@ -571,16 +571,19 @@ class IkeManager:
                 sa.local_id,
                 sa.remote_id,
             )
-            for sa in self.by_id.values()
-            if sa.state not in IKE_FINAL and (conn is None or sa.conn.name == conn)
+            for sa in self._pool(conn)
+            if sa.state not in IKE_FINAL
         ]
+
+    def _pool(self, conn: str | None) -> Iterable[IkeSa]:
+        return (self._by_conn.get(conn, {}) if conn is not None else self.by_id).values()
 
     def child_sas(self, conn: str | None = None) -> list[ChildSaView]:
         """Snapshots of the Child SAs of live IKE SAs, of one connection or all."""
         return [
             ChildSaView(sa.ike_id, sa.conn.name, c.name, c.spi_in, c.spi_out, c.state)
-            for sa in self.by_id.values()
-            if sa.state not in IKE_FINAL and (conn is None or sa.conn.name == conn)
+            for sa in self._pool(conn)
+            if sa.state not in IKE_FINAL
             for c in sa.children.values()
         ]
 
@@ -1130,6 +1133,7 @@ class IkeManager:
         for spi in sa.children:
             if self._child_spis.get(spi) is sa:
                 del self._child_spis[spi]
+        sa.dispose()
 
 
 K = TypeVar("K")

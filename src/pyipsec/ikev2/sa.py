@@ -16,6 +16,7 @@ initiates, each owning its own state.  Requests of the peer are dispatched throu
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -107,10 +108,13 @@ class SaLog(logging.LoggerAdapter[logging.Logger]):
 
     def __init__(self, sa: IkeSa) -> None:
         super().__init__(log, {})
-        self.sa = sa
+        self._sa = weakref.ref(sa)  # no reference cycle: the SA is freed by refcounting
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
-        return f"IKE SA {self.sa.ike_id} ({self.sa.conn.name}): {msg}", kwargs
+        sa = self._sa()
+        if sa is None:
+            return msg, kwargs
+        return f"IKE SA {sa.ike_id} ({sa.conn.name}): {msg}", kwargs
 
 
 class IkeSa:
@@ -1257,6 +1261,18 @@ class IkeSa:
 
     def status(self, now: float | None = None) -> dict[str, Any]:
         return status_view.ike_sa_status(self, now)
+
+    def dispose(self) -> None:
+        """Forgotten by the owner: drop the references back to this SA (timer sources,
+        tasks, the successor chain) so that reference counting frees it at once instead
+        of the cyclic garbage collector, much later (with tens of thousands of SAs a
+        full collection is a long pause)."""
+        self.timers.dispose()
+        self.queue.clear()
+        self.delayed = []
+        self.req_win.pending.clear()
+        self.replaced_by = None
+        self.reauth_of = None
 
     def __repr__(self) -> str:
         return f"<IkeSa {self.ike_id} {self.conn.name} {self.state.value} {self.our_spi.hex()}>"

@@ -64,6 +64,12 @@ class Timers:
         if self._changed is not None:
             self._changed()
 
+    def dispose(self) -> None:
+        """Forget every deadline and source (they refer back to the owner)."""
+        self._fixed.clear()
+        self._watched.clear()
+        self._changed = None
+
     def get(self, kind: TimerKind) -> float | None:
         """The deadline of ``kind`` (fixed or watched), None when there is none."""
         when = self._fixed.get(kind)

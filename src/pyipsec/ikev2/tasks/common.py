@@ -118,7 +118,13 @@ def proposal_groups(props: Sequence[Proposal]) -> list[int]:
 
 
 def suite_string(p: Proposal) -> str:
-    return format_proposal(p.transforms)
+    """The strongSwan-style name of a chosen proposal (status, logs); cached per suite."""
+    return _suite_string(tuple((t.type, t.id, t.key_length) for t in p.transforms))
+
+
+@functools.lru_cache(maxsize=1024)
+def _suite_string(key: tuple[tuple[int, int, int | None], ...]) -> str:
+    return format_proposal([Transform(t, i, k) for t, i, k in key])
 
 
 def sa_payload(props: list[Proposal]) -> SaPayload:
