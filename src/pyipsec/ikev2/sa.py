@@ -36,6 +36,7 @@ from ..recovery import (
     kind_for_exception,
     kind_for_received_notify,
 )
+from . import deadlines
 from . import status as status_view
 from .child_sa import ESP_SEQ_MAX, ESP_SEQ_MAX_ESN, ChildSa, esp_seq_soft_limit
 from .constants import ExchangeType, HeaderFlag, NotifyType, PayloadType, name_of
@@ -58,7 +59,7 @@ from .message import Message, decrypt_message, encrypt_fragments, encrypt_messag
 from .payloads import DeletePayload, NotifyPayload, SkfPayload, SkPayload
 from .selectors import Selector
 from .state import IKE_AUTHENTICATED, IKE_FINAL, IKE_HALF_OPEN, ChildSaState, IkeSaState, check_ike
-from .tasks import child_rekey, ike_delete, ike_rekey, liveness
+from .tasks import child_rekey, liveness
 from .tasks.base import KeFactory, PayloadList, Rng, Task, rand_fraction
 from .tasks.child_delete import ChildDelete
 from .tasks.ike_init import IkeInit
@@ -607,7 +608,7 @@ class IkeSa:
 
         return failed
 
-    def _fragment_wanted(self, mid: int, response: bool) -> bool:
+    def fragment_wanted(self, mid: int, response: bool) -> bool:
         if response:
             return mid in self.req_win.pending
         return self.resp_win.classify(mid) is Arrival.NEW
@@ -640,7 +641,7 @@ class IkeSa:
         mid, response = hdr.message_id, hdr.is_response
         # the byte budget follows authentication (IKE_AUTH: the unauthenticated one)
         self.fragments.budget = self.fragment_budget.limit(not self.half_open)
-        self.fragments.expire(now, self._fragment_wanted)
+        self.fragments.expire(now, self.fragment_wanted)
         if not self.fragmentation:
             self.log.info("IKE fragment without negotiated support dropped")
             return
@@ -1075,113 +1076,9 @@ class IkeSa:
         for kind in self.timers.due(now):
             if self.closed and kind not in (TimerKind.RETRANSMIT, TimerKind.LINGER):
                 continue
-            _TIMER_HANDLERS[kind](self, now)
+            deadlines.HANDLERS[kind](self, now)
         if not self.closed:
             self.pump(now)
-
-    def _on_fragments(self, now: float) -> None:
-        self.fragments.expire(now, self._fragment_wanted)
-
-    def _on_retransmit(self, now: float) -> None:
-        """Retransmit requests whose timeout passed; give up after the last one (§2.1)."""
-        for req in list(self.req_win.pending.values()):
-            if req.deadline > now:
-                continue
-            policy = self.retry_policy
-            if not policy.exhausted(req.retransmits):
-                req.retransmits += 1
-                req.deadline = now + policy.delay(req.retransmits, self.rng)
-                self.log.debug(
-                    "retransmit %s #%d (%d)", req.label, req.message_id, req.retransmits
-                )
-                for pkt in req.packets:
-                    self.send_raw(pkt)
-                continue
-            self.req_win.take(req.message_id)
-            h = self.on_error(
-                ErrorKind.RETRANSMITS_EXHAUSTED, now, f"{req.label} #{req.message_id}"
-            )
-            if req.task.on_timeout(now):
-                pass
-            elif self.half_open:
-                self.fail(now, f"{req.label}: no response (retransmissions exhausted)")
-            else:
-                self.peer_dead(now, h.decision.actions)
-            if self.closed:
-                return
-
-    def _on_liveness_probe(self, now: float) -> None:
-        if self.established and self.dpd.probe_expired(now):
-            # the liveness request stayed unanswered for probe_timeout (dpd_timeout caps
-            # the retransmissions): dead now, as dpd.max_detection_time promises
-            self.on_error(ErrorKind.RETRANSMITS_EXHAUSTED, now, "INFORMATIONAL liveness")
-            self.peer_dead(now)
-
-    def _on_half_open(self, now: float) -> None:
-        if not self.half_open:
-            return
-        self.on_error(ErrorKind.HALF_OPEN_TIMEOUT, now)
-        if self.initiator:
-            self.fail(now, "setup timeout")
-        else:
-            self.vanish(now)
-
-    def _on_linger(self, now: float) -> None:
-        """Nothing to do here: the manager forgets a closed SA whose LINGER is over."""
-
-    def _on_delayed(self, now: float) -> None:
-        due = [t for t in self.delayed if t.not_before <= now]
-        self.delayed = [t for t in self.delayed if t.not_before > now]
-        for task in due:
-            task.sa.enqueue(task, now)
-
-    def _on_queue(self, now: float) -> None:
-        """The pump at the end of :meth:`handle_timer` starts the queued tasks."""
-
-    def _on_redundant(self, now: float) -> None:
-        """§2.8.2: the peer should have deleted this now childless SA (the old one after
-        its rekey, or the loser's redundant new one); delete it ourselves."""
-        if self.children or self.state not in (IkeSaState.ESTABLISHED, IkeSaState.REKEYED):
-            return
-        if self.state is IkeSaState.REKEYED:
-            ike_delete.start(self, now, reason="rekeyed")
-            return
-        self.set_state(IkeSaState.REKEYED)  # quiet: it never carried children
-        ike_delete.start(self, now, reason="redundant (rekey collision)")
-
-    def _on_ike_expire(self, now: float) -> None:
-        if self.established:
-            self.on_error(ErrorKind.LIFETIME_EXPIRED, now, "IKE SA hard lifetime")
-            ike_delete.start(self, now, reason="IKE SA lifetime expired")
-
-    def _on_ike_rekey(self, now: float) -> None:
-        if not self.established:
-            return
-        if self.conn.reauth and self.owner.reauthenticate(self, now):
-            return  # make-before-break: a new IKE SA replaces this one (§2.8.3)
-        ike_rekey.start(self, now)
-
-    def _on_child_lifetimes(self, now: float) -> None:
-        if not self.established:
-            return
-        for c in list(self.children.values()):
-            if c.hard_at is not None and now >= c.hard_at:
-                c.hard_at = None
-                self.on_error(ErrorKind.LIFETIME_EXPIRED, now, f"child {c.name} hard lifetime")
-                ChildDelete.start(self, [c], now, reason="hard lifetime expired")
-            elif c.soft_at is not None and now >= c.soft_at and c.state is ChildSaState.INSTALLED:
-                c.soft_at = None
-                child_rekey.start(self, c, now)
-
-    def _on_dpd(self, now: float) -> None:
-        if self.established and self.dpd.check_due(now):
-            liveness.start(self, now)
-
-    def _on_keepalive(self, now: float) -> None:
-        if self.established and self.keepalive.due(now):
-            # RFC 3948 §4: the manager hands it out via keepalives_to_send()
-            self.keepalive_due = True
-            self.keepalive.on_sent(now)
 
     # ------------------------------------------------------------------ data plane input
 
@@ -1278,22 +1175,6 @@ class IkeSa:
         return f"<IkeSa {self.ike_id} {self.conn.name} {self.state.value} {self.our_spi.hex()}>"
 
 
-_TIMER_HANDLERS: dict[TimerKind, Callable[[IkeSa, float], None]] = {
-    TimerKind.FRAGMENTS: IkeSa._on_fragments,
-    TimerKind.RETRANSMIT: IkeSa._on_retransmit,
-    TimerKind.LIVENESS_PROBE: IkeSa._on_liveness_probe,
-    TimerKind.HALF_OPEN: IkeSa._on_half_open,
-    TimerKind.LINGER: IkeSa._on_linger,
-    TimerKind.DELAYED: IkeSa._on_delayed,
-    TimerKind.QUEUE: IkeSa._on_queue,
-    TimerKind.REDUNDANT: IkeSa._on_redundant,
-    TimerKind.IKE_EXPIRE: IkeSa._on_ike_expire,
-    TimerKind.IKE_REKEY: IkeSa._on_ike_rekey,
-    TimerKind.CHILD_LIFETIMES: IkeSa._on_child_lifetimes,
-    TimerKind.DPD: IkeSa._on_dpd,
-    TimerKind.KEEPALIVE: IkeSa._on_keepalive,
-}
-assert set(_TIMER_HANDLERS) == set(TimerKind)
 
 
 __all__ = [
