@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ...auth.certs import (
     LocalChain,
+    build_certreq,
     cert_payload,
     certs_to_send,
     check_id_binding,
@@ -35,6 +36,7 @@ from ...auth.certs import (
     raw_public_key_payload,
 )
 from ...auth.errors import AuthError
+from ...auth.keys import load_public_key
 from ...auth.signatures import DEFAULT_HASHES, choose_scheme, sign_auth, verify_auth
 from ...auth.trust import validate_chain
 from ...config.model import ConnectionConfig, RemoteTrust
@@ -51,7 +53,7 @@ from ..constants import (
 from ..errors import AuthenticationFailed, ProtocolError
 from ..events import ChildSaFailed, IkeSaEstablished
 from ..message import Message
-from ..payloads import AuthPayload, CertPayload, IdPayload, NotifyPayload
+from ..payloads import AuthPayload, CertPayload, CertReqPayload, IdPayload, NotifyPayload
 from ..state import IkeSaState
 from ..timers import TimerKind
 from . import child_create, ike_delete
@@ -80,9 +82,6 @@ def _certreq_payloads(conn: ConnectionConfig) -> PayloadList:
         return []
     if not trust.anchors:
         return []
-    from ...auth.certs import build_certreq
-    from ..payloads import CertReqPayload
-
     data = build_certreq(trust.anchors)
     return [(PayloadType.CERTREQ, CertReqPayload(CertEncoding.X509_SIGNATURE, data))]
 
@@ -184,16 +183,10 @@ def _verify_peer(
     sk_p: bytes,
     now: float,
 ) -> str | None:
-    """Verify the peer's AUTH as ``conn`` requires (§2.15); None or why it fails."""
+    """Verify the peer's signature AUTH (§2.15, remote_auth "pubkey"): CERT payloads,
+    the chain to our anchors, the identity binding, the ID pattern, the signature.
+    None, or why it fails (never raises)."""
     who = identity_str(ident)
-    if conn.remote_auth != "pubkey":
-        if auth.method != AuthMethod.PSK:
-            return f"{who} used AUTH method {name_of(AuthMethod, auth.method)}, PSK expected"
-        want = _auth_value(sa, conn.psk, message, nonce_peer, sk_p, ident) if conn.psk else b""
-        if not conn.psk or not hmac.compare_digest(want, auth.data):
-            return f"PSK AUTH of {who} does not verify"
-        sa.peer_auth = "psk"
-        return None
     if auth.method == AuthMethod.PSK:
         return f"{who} used PSK authentication, a public-key signature is required"
     trust = conn.remote_trust
@@ -230,8 +223,6 @@ def _verify_peer(
                 cert.public_key(), auth.method, auth.data, octets, accepted_hashes=DEFAULT_HASHES
             )
         else:
-            from ...auth.keys import load_public_key
-
             last: AuthError | None = None
             for der in candidates:
                 try:

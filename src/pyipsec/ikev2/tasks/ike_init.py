@@ -80,7 +80,9 @@ class IkeInit(Task):
 
     def __init__(self, sa: IkeSa) -> None:
         super().__init__(sa, "IKE_SA_INIT")
-        self.proposals: list[Proposal] = build_proposals(sa.conn.ike_proposals, ProtocolId.IKE, b"")
+        self.proposals: list[Proposal] = build_proposals(
+            sa.conn.ike_proposals, ProtocolId.IKE, b""
+        )
         groups = proposal_groups(self.proposals)
         if not groups:
             raise NoProposalChosen("no key exchange method configured")
