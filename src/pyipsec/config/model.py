@@ -9,9 +9,18 @@ produces these; tests build them directly.  All durations are seconds (float).
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+if TYPE_CHECKING:
+    from ..auth.signatures import PrivateKey
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -101,6 +110,98 @@ class RetransmitConfig:
     jitter: float = 0.0  # fraction 0..1 subtracted at random
 
 
+AuthKind = Literal["psk", "pubkey"]
+SendCert = Literal["ifasked", "always", "never"]
+
+
+def _cert_der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _key_der(key: PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LocalCredentials:
+    """What we authenticate with (RFC 7296 §2.15, §3.6): our private key and either
+    an end-entity ``certificate`` with its ``intermediates`` (issuer first), or no
+    certificate (a raw public key, RFC 7670).  ``anchor`` (optional) is the root
+    our chain leads to, used to answer the peer's CERTREQ (§3.7).
+
+    Objects, not file names (the core is sans-I/O).  Equality and hash are by DER
+    bytes, so a configuration reload with unchanged files compares equal.
+    """
+
+    private_key: PrivateKey = field(repr=False)
+    certificate: x509.Certificate | None = None
+    intermediates: tuple[x509.Certificate, ...] = ()
+    anchor: x509.Certificate | None = None
+
+    def _ders(self) -> tuple[bytes, bytes, tuple[bytes, ...], bytes]:
+        return (
+            _key_der(self.private_key),
+            _cert_der(self.certificate) if self.certificate is not None else b"",
+            tuple(_cert_der(c) for c in self.intermediates),
+            _cert_der(self.anchor) if self.anchor is not None else b"",
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LocalCredentials):
+            return NotImplemented
+        return self._ders() == other._ders()
+
+    def __hash__(self) -> int:
+        return hash(self._ders())
+
+
+#: Maps the core's ``now`` (monotonic seconds) to the wall-clock time used for
+#: certificate validity and CRL freshness.
+WallClock = Callable[[float], dt.datetime]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RemoteTrust:
+    """How we validate the peer's certificate (RFC 5280 §6, RFC 4945 §5).
+
+    ``anchors`` are the trusted roots (a pinned end-entity certificate works too),
+    ``intermediates`` extra CA certificates we know, ``crls`` revocation lists
+    (``strict_crl``: fail without a current CRL), ``raw_keys`` the raw public keys
+    (DER SubjectPublicKeyInfo) accepted in CERT encoding 15 (RFC 7670).
+    ``clock`` converts the core's ``now`` to wall-clock time (None: the monotonic
+    clock offset of this process, i.e. ``now`` is ``time.monotonic()``).
+    Equality and hash are by DER bytes (``clock`` is not compared).
+    """
+
+    anchors: tuple[x509.Certificate, ...] = ()
+    intermediates: tuple[x509.Certificate, ...] = ()
+    crls: tuple[x509.CertificateRevocationList, ...] = ()
+    strict_crl: bool = False
+    raw_keys: tuple[bytes, ...] = ()
+    clock: WallClock | None = None
+
+    def _ders(self) -> tuple[object, ...]:
+        return (
+            tuple(_cert_der(c) for c in self.anchors),
+            tuple(_cert_der(c) for c in self.intermediates),
+            tuple(c.public_bytes(serialization.Encoding.DER) for c in self.crls),
+            self.strict_crl,
+            self.raw_keys,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RemoteTrust):
+            return NotImplemented
+        return self._ders() == other._ders()
+
+    def __hash__(self) -> int:
+        return hash(self._ders())
+
+
 @dataclass(frozen=True, slots=True)
 class ChildConfig:
     """A Child SA template (swanctl ``children.<name>``)."""
@@ -153,6 +254,14 @@ class ConnectionConfig:
     reinit_backoff: RetransmitConfig = RetransmitConfig(
         tries=0, timeout=1.0, base=2.0, max_delay=60.0
     )
+    # public-key authentication (RFC 7296 §2.15; may differ per direction)
+    local_auth: AuthKind = "psk"  # how we authenticate ourselves
+    remote_auth: AuthKind = "psk"  # how the peer must authenticate
+    local_credentials: LocalCredentials | None = None  # local_auth = "pubkey"
+    remote_trust: RemoteTrust | None = None  # remote_auth = "pubkey"
+    send_cert: SendCert = "ifasked"  # CERT payloads: on CERTREQ only, always, never
+    send_certreq: bool = True  # CERTREQ naming our anchors (remote_auth = "pubkey")
+    rsa_pss: bool = False  # sign with RSASSA-PSS instead of PKCS#1 v1.5 (RFC 7427)
 
     def child(self, name: str) -> ChildConfig:
         for c in self.children:

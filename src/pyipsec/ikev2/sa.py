@@ -68,6 +68,8 @@ from .timers import TimerKind, Timers
 from .window import Arrival, PendingRequest, RequestWindow, ResponderWindow
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from ..crypto.encr import SkProtector
 
 log = logging.getLogger("pyipsec.ike")
@@ -218,6 +220,12 @@ class IkeSa:
         self.prot_in: SkProtector | None = None
         self.ni = b""
         self.nr = b""
+        # public-key authentication (RFC 7427 §4, RFC 7296 §3.7): what IKE_SA_INIT
+        # taught us, and the peer's certificate once verified (status)
+        self.peer_hashes: tuple[int, ...] | None = None  # SIGNATURE_HASH_ALGORITHMS
+        self.peer_certreq: list[bytes] | None = None  # CA hashes; None: no CERTREQ
+        self.peer_cert: x509.Certificate | None = None
+        self.peer_auth = ""  # how the peer authenticated ("psk", "ECDSA-SHA256", ...)
         self.msg1 = b""  # IKE_SA_INIT request as sent (AUTH, §2.15)
         self.msg2 = b""  # IKE_SA_INIT response as sent
 

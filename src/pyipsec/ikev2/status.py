@@ -35,7 +35,22 @@ def ike_sa_status(sa: IkeSa, now: float | None = None) -> dict[str, Any]:
         "dpd_last_heard": sa.last_heard,
         "dpd": sa.dpd.status(now),
         "errors": sa.errors.status(),
+        "peer_auth": sa.peer_auth,
+        "peer_cert": _cert_status(sa),
         "children": [child_sa_status(c, sa.encap) for c in sa.children.values()],
+    }
+
+
+def _cert_status(sa: IkeSa) -> dict[str, Any] | None:
+    """The peer's verified certificate: subject, issuer, serial and expiry (RFC 5280)."""
+    cert = sa.peer_cert
+    if cert is None:
+        return None
+    return {
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "serial": f"{cert.serial_number:x}",
+        "not_after": cert.not_valid_after_utc.isoformat(),
     }
 
 

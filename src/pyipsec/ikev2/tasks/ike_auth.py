@@ -1,25 +1,59 @@
-"""IKE_AUTH with PSK authentication and the first Child SA (RFC 7296 §1.2, §2.15).
+"""IKE_AUTH with PSK or public-key authentication and the first Child SA (RFC 7296 §1.2,
+§2.15).
 
-Initiator (:class:`IkeAuth`): ``HDR, SK {IDi, [N(INITIAL_CONTACT)], [IDr], AUTH,
-[N(USE_TRANSPORT_MODE)], SAi2, TSi, TSr}``.  Responder (:func:`respond`): ``HDR, SK {IDr,
-AUTH, [N...], SAr2, TSi, TSr}`` or ``HDR, SK {N(AUTHENTICATION_FAILED)}``.  Errors of the
-child do not fail the IKE SA (§2.21.2).
+Initiator (:class:`IkeAuth`): ``HDR, SK {IDi, [CERT+], [N(INITIAL_CONTACT)], [CERTREQ],
+[IDr], AUTH, [N(USE_TRANSPORT_MODE)], SAi2, TSi, TSr}``.  Responder (:func:`respond`):
+``HDR, SK {IDr, [CERT+], AUTH, [N...], SAr2, TSi, TSr}`` or ``HDR, SK
+{N(AUTHENTICATION_FAILED)}``.  Errors of the child do not fail the IKE SA (§2.21.2).
+
+Each direction is PSK or public key on its own (``local_auth`` / ``remote_auth``,
+§2.15).  Public keys: AUTH methods 1, 9-11 and 14 (RFC 7427; the scheme honours the
+peer's SIGNATURE_HASH_ALGORITHMS), X.509 chains validated against ``remote_trust``
+(anchors, intermediates from the configuration and the CERT payloads, CRLs) at the
+wall-clock time of ``now``, the peer identity bound to the certificate, raw public keys
+(RFC 7670).  Every failure is AUTHENTICATION_FAILED with the reason in the log.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hmac
+import time
 from typing import TYPE_CHECKING, ClassVar
 
-from ...config.model import ConnectionConfig
+from cryptography.hazmat.primitives import serialization
+
+from ...auth.certs import (
+    LocalChain,
+    build_certreq,
+    cert_payload,
+    certs_to_send,
+    check_id_binding,
+    match_id_pattern,
+    parse_cert_payloads,
+    parse_certreq,
+    raw_public_key_payload,
+)
+from ...auth.errors import AuthError
+from ...auth.keys import load_public_key
+from ...auth.signatures import DEFAULT_HASHES, choose_scheme, sign_auth, verify_auth
+from ...auth.trust import validate_chain
+from ...config.model import ConnectionConfig, RemoteTrust
 from ...crypto.keys import psk_auth, signed_octets
 from ...recovery import ErrorKind, kind_for_exception
-from ..constants import AuthMethod, ExchangeType, NotifyType, PayloadType, name_of
+from ..constants import (
+    AuthMethod,
+    CertEncoding,
+    ExchangeType,
+    NotifyType,
+    PayloadType,
+    name_of,
+)
 from ..errors import AuthenticationFailed, ProtocolError
 from ..events import ChildSaFailed, IkeSaEstablished
 from ..message import Message
-from ..payloads import AuthPayload, IdPayload, NotifyPayload
+from ..payloads import AuthPayload, CertPayload, CertReqPayload, IdPayload, NotifyPayload
 from ..state import IkeSaState
 from ..timers import TimerKind
 from . import child_create, ike_delete
@@ -41,6 +75,17 @@ def _auth_value(
     return psk_auth(prf, psk, signed_octets(message, nonce_peer, prf, sk_p, id_body(idp)))
 
 
+def _certreq_payloads(conn: ConnectionConfig) -> PayloadList:
+    """The initiator's CERTREQ naming the anchors it trusts (§3.7, §1.2)."""
+    trust = conn.remote_trust
+    if conn.remote_auth != "pubkey" or not conn.send_certreq or trust is None:
+        return []
+    if not trust.anchors:
+        return []
+    data = build_certreq(trust.anchors)
+    return [(PayloadType.CERTREQ, CertReqPayload(CertEncoding.X509_SIGNATURE, data))]
+
+
 def _window_notify(conn: ConnectionConfig) -> PayloadList:
     """N(SET_WINDOW_SIZE) when we accept more than one request at a time (§2.3)."""
     if conn.window_size <= 1:
@@ -55,6 +100,159 @@ def _peer_window(sa: IkeSa, msg: Message) -> None:
         sa.peer_window = max(1, int.from_bytes(n.data[:4], "big"))
 
 
+# --- public-key authentication (§2.15, §3.6-§3.8, RFC 7427) -------------------------
+
+
+def _octets(sa: IkeSa, message: bytes, nonce_peer: bytes, sk_p: bytes, idp: IdPayload) -> bytes:
+    assert sa.suite is not None
+    return signed_octets(message, nonce_peer, sa.suite.prf_id, sk_p, id_body(idp))
+
+
+def record_certreq(sa: IkeSa, msg: Message) -> None:
+    """Keep the CA hashes of the peer's CERTREQ payloads (§3.7); None: none came."""
+    reqs = msg.get_all(PayloadType.CERTREQ)
+    if not reqs:
+        return
+    hashes: list[bytes] = list(sa.peer_certreq or [])
+    for req in reqs:
+        if req.encoding != CertEncoding.X509_SIGNATURE:
+            continue  # e.g. an (empty) raw public key CERTREQ, RFC 7670 §3
+        try:
+            hashes += parse_certreq(req.data)
+        except AuthError as exc:
+            sa.log.info("ignoring CERTREQ: %s", exc)
+    sa.peer_certreq = hashes
+
+
+def _our_auth(
+    sa: IkeSa,
+    conn: ConnectionConfig,
+    message: bytes,
+    nonce_peer: bytes,
+    sk_p: bytes,
+    ours: IdPayload,
+) -> PayloadList:
+    """Our [CERT+] and AUTH payloads (§2.15).  Raises AuthError/ValueError (a local
+    credential that cannot sign for this peer)."""
+    if conn.local_auth != "pubkey":
+        auth = _auth_value(sa, conn.psk, message, nonce_peer, sk_p, ours)
+        return [(PayloadType.AUTH, AuthPayload(AuthMethod.PSK, auth))]
+    creds = conn.local_credentials
+    if creds is None:
+        raise ValueError("no local credentials configured for public-key authentication")
+    out: PayloadList = []
+    asked = sa.peer_certreq is not None
+    if conn.send_cert == "always" or (conn.send_cert == "ifasked" and asked):
+        if creds.certificate is None:
+            enc, data = raw_public_key_payload(creds.private_key.public_key())
+            out.append((PayloadType.CERT, CertPayload(enc, data)))
+        else:
+            chain = LocalChain(creds.certificate, creds.intermediates, creds.anchor)
+            for cert in certs_to_send(chain, sa.peer_certreq):
+                enc, data = cert_payload(cert)
+                out.append((PayloadType.CERT, CertPayload(enc, data)))
+    method, scheme = choose_scheme(creds.private_key, sa.peer_hashes, rsa_pss=conn.rsa_pss)
+    octets = _octets(sa, message, nonce_peer, sk_p, ours)
+    data = sign_auth(creds.private_key, octets, method, scheme)
+    out.append((PayloadType.AUTH, AuthPayload(method, data)))
+    return out
+
+
+def _wall_time(trust: RemoteTrust, now: float) -> dt.datetime:
+    """The wall-clock time of ``now`` for certificate validity (``trust.clock``, else
+    ``now`` is read as ``time.monotonic()`` of this process, as the daemon's loop is)."""
+    if trust.clock is not None:
+        return trust.clock(now)
+    return dt.datetime.fromtimestamp(time.time() - time.monotonic() + now, dt.UTC)
+
+
+def _spki(key: object) -> bytes:
+    return key.public_bytes(  # type: ignore[attr-defined, no-any-return]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _verify_peer(
+    sa: IkeSa,
+    conn: ConnectionConfig,
+    msg: Message,
+    ident: IdPayload,
+    auth: AuthPayload,
+    message: bytes,
+    nonce_peer: bytes,
+    sk_p: bytes,
+    now: float,
+) -> str | None:
+    """Verify the peer's signature AUTH (§2.15, remote_auth "pubkey"): CERT payloads,
+    the chain to our anchors, the identity binding, the ID pattern, the signature.
+    None, or why it fails (never raises)."""
+    who = identity_str(ident)
+    if auth.method == AuthMethod.PSK:
+        return f"{who} used PSK authentication, a public-key signature is required"
+    trust = conn.remote_trust
+    if trust is None:
+        return "no trust anchors configured for public-key authentication"
+    try:
+        creds = parse_cert_payloads((c.encoding, c.data) for c in msg.get_all(PayloadType.CERT))
+        cert = None
+        if creds is None:
+            if not trust.raw_keys:
+                return f"{who} sent no CERT payload"
+            candidates = list(trust.raw_keys)
+        elif creds.certificate is None:
+            if _spki(creds.public_key) not in trust.raw_keys:
+                return f"raw public key of {who} is not trusted"
+            candidates = [_spki(creds.public_key)]
+        else:
+            cert = creds.certificate
+            validate_chain(
+                cert,
+                anchors=trust.anchors,
+                intermediates=(*trust.intermediates, *creds.intermediates),
+                now=_wall_time(trust, now),
+                crls=trust.crls,
+                strict_crl=trust.strict_crl,
+            )
+            check_id_binding(ident, cert)
+            candidates = []
+        if conn.remote_id.strip() not in _ANY and not match_id_pattern(conn.remote_id, ident):
+            return f"identity {who} does not match {conn.remote_id!r}"
+        octets = _octets(sa, message, nonce_peer, sk_p, ident)
+        if cert is not None:
+            verified = verify_auth(
+                cert.public_key(), auth.method, auth.data, octets, accepted_hashes=DEFAULT_HASHES
+            )
+        else:
+            last: AuthError | None = None
+            for der in candidates:
+                try:
+                    verified = verify_auth(
+                        load_public_key(der),
+                        auth.method,
+                        auth.data,
+                        octets,
+                        accepted_hashes=DEFAULT_HASHES,
+                    )
+                    break
+                except AuthError as exc:
+                    last = exc
+            else:
+                assert last is not None
+                raise last
+    except AuthError as exc:
+        return f"{who}: {exc} ({exc.reason.value})"
+    sa.peer_cert = cert
+    sa.peer_auth = verified.scheme.name
+    return None
+
+
+def _ids_ok(conn: ConnectionConfig, ident: IdPayload) -> bool:
+    """Whether ``ident`` may be the peer of ``conn``: wildcards for public-key peers."""
+    if conn.remote_auth == "pubkey":
+        return conn.remote_id.strip() in _ANY or match_id_pattern(conn.remote_id, ident)
+    return conn_matches_id(conn, ident)
+
+
 class IkeAuth(Task):
     """The initiator's IKE_AUTH, right after IKE_SA_INIT, with the first child."""
 
@@ -66,25 +264,40 @@ class IkeAuth(Task):
 
     @classmethod
     def start(cls, sa: IkeSa, now: float) -> None:
-        if not sa.conn.psk:
-            sa.fail(now, "no PSK configured (only PSK authentication is supported)")
+        conn = sa.conn
+        if conn.local_auth == "pubkey" and conn.local_credentials is None:
+            sa.fail(now, "no local credentials configured for public-key authentication")
+            return
+        if conn.remote_auth == "pubkey" and conn.remote_trust is None:
+            sa.fail(now, "no remote trust configured for public-key authentication")
+            return
+        if "psk" in (conn.local_auth, conn.remote_auth) and not conn.psk:
+            sa.fail(now, "no PSK configured")
             return
         sa.enqueue(cls(sa), now, front=True)
 
-    def build_request(self, now: float) -> PayloadList:
+    def build_request(self, now: float) -> PayloadList | None:
         sa, conn = self.sa, self.sa.conn
         assert sa.keys is not None
-        sa.set_state(IkeSaState.AUTH_SENT)
         idi = id_from_config(conn.local_id, sa.local[0])
+        try:
+            auth_payloads = _our_auth(sa, conn, sa.msg1, sa.nr, sa.keys.sk_pi, idi)
+        except (AuthError, ValueError) as exc:
+            sa.on_error(ErrorKind.AUTHENTICATION_FAILED, now, f"cannot authenticate: {exc}")
+            sa.fail(now, f"cannot authenticate ourselves: {exc}")
+            return None
+        sa.set_state(IkeSaState.AUTH_SENT)
         sa.local_id = identity_str(idi)
         payloads: PayloadList = [(PayloadType.IDi, idi)]
+        payloads += auth_payloads[:-1]  # CERT payloads (§3.6)
         if conn.initial_contact and sa.reauth_of is None:
             payloads.append((PayloadType.NOTIFY, NotifyPayload(0, b"", NotifyType.INITIAL_CONTACT)))
-        if conn.remote_id.strip() not in _ANY:
+        payloads += _certreq_payloads(conn)
+        pattern = conn.remote_auth == "pubkey" and any(c in conn.remote_id for c in "*/")
+        if conn.remote_id.strip() not in _ANY and not pattern:
             with contextlib.suppress(ValueError):
                 payloads.append((PayloadType.IDr, parse_identity(conn.remote_id)))
-        auth = _auth_value(sa, conn.psk, sa.msg1, sa.nr, sa.keys.sk_pi, idi)
-        payloads.append((PayloadType.AUTH, AuthPayload(AuthMethod.PSK, auth)))
+        payloads.append(auth_payloads[-1])
         payloads += _window_notify(conn)
         if sa.pending_children:
             cfg = sa.pending_children.pop(0)
@@ -119,7 +332,7 @@ class IkeAuth(Task):
             what = name_of(NotifyType, notify) if notify is not None else "no IDr/AUTH"
             sa.fail(now, f"IKE_AUTH refused by peer: {what}", notify)
             return False
-        if not conn_matches_id(conn, idr):
+        if not _ids_ok(conn, idr):
             sa.on_error(
                 ErrorKind.AUTHENTICATION_FAILED, now, f"responder identity {identity_str(idr)}"
             )
@@ -130,16 +343,29 @@ class IkeAuth(Task):
                 send_delete=True,
             )
             return False
-        want = _auth_value(sa, conn.psk, sa.msg2, sa.ni, sa.keys.sk_pr, idr)
-        if auth.method != AuthMethod.PSK or not hmac.compare_digest(want, auth.data):
-            sa.on_error(ErrorKind.AUTHENTICATION_FAILED, now, "responder AUTH does not verify")
-            sa.fail(
-                now,
-                "responder AUTH payload does not verify",
-                NotifyType.AUTHENTICATION_FAILED,
-                send_delete=True,
-            )
-            return False
+        if conn.remote_auth == "pubkey":
+            why = _verify_peer(sa, conn, msg, idr, auth, sa.msg2, sa.ni, sa.keys.sk_pr, now)
+            if why is not None:
+                sa.on_error(ErrorKind.AUTHENTICATION_FAILED, now, f"responder: {why}")
+                sa.fail(
+                    now,
+                    f"responder authentication failed: {why}",
+                    NotifyType.AUTHENTICATION_FAILED,
+                    send_delete=True,
+                )
+                return False
+        else:
+            want = _auth_value(sa, conn.psk, sa.msg2, sa.ni, sa.keys.sk_pr, idr)
+            if auth.method != AuthMethod.PSK or not hmac.compare_digest(want, auth.data):
+                sa.on_error(ErrorKind.AUTHENTICATION_FAILED, now, "responder AUTH does not verify")
+                sa.fail(
+                    now,
+                    "responder AUTH payload does not verify",
+                    NotifyType.AUTHENTICATION_FAILED,
+                    send_delete=True,
+                )
+                return False
+            sa.peer_auth = "psk"
         sa.remote_id = identity_str(idr)
         return True
 
@@ -211,7 +437,7 @@ def _select_conn(sa: IkeSa, idi: IdPayload, idr: IdPayload | None) -> Connection
         cands.insert(0, sa.conn)
     ok: list[ConnectionConfig] = []
     for conn in cands:
-        if not conn_matches_id(conn, idi):
+        if not _ids_ok(conn, idi):
             continue
         if idr is not None and conn.local_id:
             ours = id_from_config(conn.local_id, sa.local[0])
@@ -237,19 +463,27 @@ def respond(sa: IkeSa, msg: Message, now: float) -> PayloadList:
     conn = _select_conn(sa, idi, msg.get(PayloadType.IDr))
     if conn is None:
         return _auth_failed(sa, now, f"no connection for peer identity {identity_str(idi)}")
-    want = _auth_value(sa, conn.psk, sa.msg1, sa.nr, sa.keys.sk_pi, idi) if conn.psk else b""
-    if auth.method != AuthMethod.PSK or not conn.psk or not hmac.compare_digest(want, auth.data):
-        return _auth_failed(sa, now, f"initiator AUTH from {identity_str(idi)} does not verify")
+    if conn.remote_auth == "pubkey":
+        why = _verify_peer(sa, conn, msg, idi, auth, sa.msg1, sa.nr, sa.keys.sk_pi, now)
+        if why is not None:
+            return _auth_failed(sa, now, f"initiator authentication failed: {why}")
+    else:
+        want = _auth_value(sa, conn.psk, sa.msg1, sa.nr, sa.keys.sk_pi, idi) if conn.psk else b""
+        ok = conn.psk and hmac.compare_digest(want, auth.data)
+        if auth.method != AuthMethod.PSK or not ok:
+            return _auth_failed(sa, now, f"initiator AUTH from {identity_str(idi)} does not verify")
+        sa.peer_auth = "psk"
     sa.conn = conn
     sa.remote_id = identity_str(idi)
     idr = id_from_config(conn.local_id, sa.local[0])
+    record_certreq(sa, msg)
+    try:
+        our = _our_auth(sa, conn, sa.msg2, sa.ni, sa.keys.sk_pr, idr)
+    except (AuthError, ValueError) as exc:
+        return _auth_failed(sa, now, f"cannot authenticate ourselves: {exc}")
     sa.local_id = identity_str(idr)
     _peer_window(sa, msg)
-    our_auth = _auth_value(sa, conn.psk, sa.msg2, sa.ni, sa.keys.sk_pr, idr)
-    out: PayloadList = [
-        (PayloadType.IDr, idr),
-        (PayloadType.AUTH, AuthPayload(AuthMethod.PSK, our_auth)),
-    ]
+    out: PayloadList = [(PayloadType.IDr, idr), *our]
     out += _window_notify(conn)
     initial_contact = msg.notify(NotifyType.INITIAL_CONTACT) is not None
     established(sa, now)

@@ -13,13 +13,31 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, ClassVar
 
-from ...config.model import ChildConfig
+from ...auth.certs import build_certreq
+from ...auth.errors import AuthError
+from ...auth.signatures import build_hash_algorithms, parse_hash_algorithms
+from ...config.model import ChildConfig, ConnectionConfig
 from ...crypto.keys import derive_ike_keys
 from ...nat import PortFloating, format_endpoint
-from ..constants import NAT_T_PORT, ExchangeType, HeaderFlag, NotifyType, PayloadType, ProtocolId
+from ..constants import (
+    NAT_T_PORT,
+    CertEncoding,
+    ExchangeType,
+    HeaderFlag,
+    NotifyType,
+    PayloadType,
+    ProtocolId,
+)
 from ..errors import InvalidKePayload, NoProposalChosen, ProtocolError
 from ..message import Message
-from ..payloads import KePayload, NoncePayload, NotifyPayload, Proposal, SaPayload
+from ..payloads import (
+    CertReqPayload,
+    KePayload,
+    NoncePayload,
+    NotifyPayload,
+    Proposal,
+    SaPayload,
+)
 from ..state import IkeSaState
 from .base import NONCE_SIZE, PayloadList, Task
 from .common import (
@@ -33,7 +51,7 @@ from .common import (
     proposal_groups,
     suite_string,
 )
-from .ike_auth import IkeAuth
+from .ike_auth import IkeAuth, record_certreq
 
 if TYPE_CHECKING:
     from ...crypto.ke import KeyExchange
@@ -97,6 +115,8 @@ class IkeInit(Task):
         if sa.conn.fragmentation:  # RFC 7383 §2.3
             fragmentation = NotifyPayload(0, b"", NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)
             payloads.append((PayloadType.NOTIFY, fragmentation))
+        if uses_pubkey(sa.conn):  # RFC 7427 §4 (a PSK-only connection sends as before)
+            payloads.append((PayloadType.NOTIFY, _hash_algorithms_notify()))
         # a retry replaces the request in flight (same Message ID 0)
         sa.req_win.pending.clear()
         sa.req_win.next_id = 1
@@ -170,6 +190,8 @@ class IkeInit(Task):
         sa.suite_str = suite_string(chosen)
         _nat(sa, msg, local, remote)
         sa.fragmentation = sa.conn.fragmentation and _frag_supported(msg)
+        _record_hash_algorithms(sa, msg)
+        record_certreq(sa, msg)
         IkeAuth.start(sa, now)
 
     def _cookie_requested(self, msg: Message, now: float) -> bool:
@@ -259,6 +281,10 @@ def respond(
         payloads.append(
             (PayloadType.NOTIFY, NotifyPayload(0, b"", NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
         )
+    if _record_hash_algorithms(sa, msg):
+        # RFC 7427 §4: answer the initiator's notify with ours
+        payloads.append((PayloadType.NOTIFY, _hash_algorithms_notify()))
+    payloads += _certreq(sa.conn)
     out = sa.build(ExchangeType.IKE_SA_INIT, 0, payloads, response=True)
     sa.msg2 = out
     sa.resp_win.store(0, [out])
@@ -316,6 +342,40 @@ def _responder_nat(sa: IkeSa, msg: Message, local: Address, remote: Address) -> 
             sa.spi_i, sa.spi_r, local, remote, fake_source=sa.conn.encap, rng=sa.rng
         )
     ]
+
+
+def uses_pubkey(conn: ConnectionConfig) -> bool:
+    """The connection authenticates one side (or both) with a public key."""
+    return "pubkey" in (conn.local_auth, conn.remote_auth)
+
+
+def _hash_algorithms_notify() -> NotifyPayload:
+    """N(SIGNATURE_HASH_ALGORITHMS): SHA-256/384/512 and Identity (RFC 7427 §4, 8420)."""
+    return NotifyPayload(0, b"", NotifyType.SIGNATURE_HASH_ALGORITHMS, build_hash_algorithms())
+
+
+def _record_hash_algorithms(sa: IkeSa, msg: Message) -> bool:
+    """Keep the peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4); True when it sent one."""
+    n = msg.notify(NotifyType.SIGNATURE_HASH_ALGORITHMS)
+    if n is None:
+        return False
+    try:
+        sa.peer_hashes = tuple(int(h) for h in parse_hash_algorithms(n.data))
+    except AuthError as exc:
+        sa.log.info("ignoring SIGNATURE_HASH_ALGORITHMS: %s", exc)
+        return False
+    return True
+
+
+def _certreq(conn: ConnectionConfig) -> PayloadList:
+    """The responder's CERTREQ naming the anchors it trusts (§3.7, §1.2)."""
+    trust = conn.remote_trust
+    if conn.remote_auth != "pubkey" or not conn.send_certreq or trust is None:
+        return []
+    if not trust.anchors:
+        return []
+    data = build_certreq(trust.anchors)
+    return [(PayloadType.CERTREQ, CertReqPayload(CertEncoding.X509_SIGNATURE, data))]
 
 
 def _frag_supported(msg: Message) -> bool:
