@@ -351,6 +351,36 @@ def _addr_list(v: object) -> tuple[str, ...]:
     return tuple(out)
 
 
+def parse_metrics_address(text: str) -> tuple[str, int] | None:
+    """``[daemon] metrics``: ``"127.0.0.1:9712"``, ``"[::1]:9712"`` -> (host, port);
+    ``""`` (off) -> None.  The host must be an IP address; port 0 = any free port."""
+    text = text.strip()
+    if not text:
+        return None
+    hint = ' (hint: "127.0.0.1:9712" or "[::1]:9712"; "" = off)'
+    if text.startswith("["):
+        host, sep, port_s = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"invalid address {text!r}{hint}")
+    else:
+        host, sep, port_s = text.rpartition(":")
+        if not sep or ":" in host:
+            raise ValueError(f"invalid address {text!r}: expected host:port{hint}")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"invalid IP address {host!r} in {text!r}{hint}") from None
+    if not port_s.isdigit() or int(port_s) > 65535:
+        raise ValueError(f"invalid port {port_s!r} in {text!r} (0-65535){hint}")
+    return str(ip), int(port_s)
+
+
+def _metrics(v: object) -> str:
+    s = _str(v).strip()
+    parse_metrics_address(s)
+    return s
+
+
 #: Identities that match any peer (not parsed as an identity).
 _ANY_IDS = ("", "%any", "%any6", "*")
 
@@ -708,6 +738,7 @@ _DAEMON_KEYS = (
     "retransmit_tries",
     "retransmit_timeout",
     "retransmit_base",
+    "metrics",
 )
 
 
@@ -771,6 +802,7 @@ def _daemon(ctx: _Ctx, t: _Table, conns: tuple[ConnectionConfig, ...]) -> Daemon
             d.max_fragment_bytes_unauthenticated,
         ),
         max_fragment_bytes=t.get("max_fragment_bytes", _fragment_bytes, d.max_fragment_bytes),
+        metrics=t.get("metrics", _metrics, d.metrics),
     )
     if cfg.ike_port and cfg.ike_port == cfg.natt_port:
         ctx.err(t.at("natt_port"), "must differ from ike_port")

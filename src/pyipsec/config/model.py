@@ -293,3 +293,5 @@ class DaemonConfig:
     # RFC 7383 reassembly: decrypted octets kept per IKE SA, before/after authentication
     max_fragment_bytes_unauthenticated: int = 10_000
     max_fragment_bytes: int = 65_536
+    # Prometheus endpoint "host:port" ("[::1]:9712" for IPv6); "" = off
+    metrics: str = ""

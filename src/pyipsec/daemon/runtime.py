@@ -52,6 +52,7 @@ from .dataplane import (
     socket_for,
 )
 from .keylog import KeyLog, esp_sa_line, ikev2_line
+from .metrics import Metrics
 from .route import SourceAddressCache
 from .routes import route_selector, unroute_peer
 from .sockets import UdpSocket
@@ -142,6 +143,7 @@ class Daemon:
         self._housekeeping: asyncio.TimerHandle | None = None
         self._stop = asyncio.Event()
         self.started = time.time()
+        self.metrics: Metrics | None = None  # [daemon] metrics: the Prometheus endpoint
 
     @property
     def core(self) -> IkeCore:
@@ -185,6 +187,9 @@ class Daemon:
             if self.use_control:
                 self.control = ControlServer(self.config.control_socket, self.handle_request)
                 await self.control.start()
+            if self.config.metrics:
+                self.metrics = Metrics(self, self.config.metrics)
+                self.metrics.start()
         except Exception:
             await self.close()
             raise
@@ -236,6 +241,9 @@ class Daemon:
             if h is not None:
                 h.cancel()
         self._timer = self._housekeeping = None
+        if self.metrics is not None:
+            await self.metrics.close()
+            self.metrics = None
         if self.control is not None:
             await self.control.close()
             self.control = None
@@ -295,6 +303,8 @@ class Daemon:
         """Start ``conn``/``child``; ``persistent`` (start_action = start): keep
         re-initiating while the peer does not answer (``keyingtries``)."""
         log_ike.info("initiating %s%s", conn, f" (child {child})" if child else "")
+        if self.metrics is not None:
+            self.metrics.initiated(conn, self.now())
         self.core.initiate(conn, child, self.now(), persistent=persistent)
         self.pump()
 
@@ -437,6 +447,8 @@ class Daemon:
     # ------------------------------------------------------------------ events
 
     def _on_event(self, e: ev.Event) -> None:
+        if self.metrics is not None:
+            self.metrics.on_event(e)  # first: a deleted Child SA's last counters
         match e:
             case ev.ChildSaInstalled():
                 ok = self._install(e.info)
