@@ -57,6 +57,7 @@ from .routes import route_selector, unroute_peer
 from .sockets import UdpSocket
 from .spd import SelectorLike
 from .tun import TunDevice
+from .vici import ViciServer
 
 __all__ = [
     "TRAP_RETRY",
@@ -138,6 +139,7 @@ class Daemon:
         self.udp: list[UdpSocket] = []
         self.cmds = Commands(self)
         self.control: ControlServer | None = None
+        self.vici: ViciServer | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._housekeeping: asyncio.TimerHandle | None = None
         self._stop = asyncio.Event()
@@ -185,6 +187,9 @@ class Daemon:
             if self.use_control:
                 self.control = ControlServer(self.config.control_socket, self.handle_request)
                 await self.control.start()
+            if self.config.vici_socket:  # strongSwan's VICI (swanctl)
+                self.vici = ViciServer(self, self.config.vici_socket)
+                await self.vici.start()
         except Exception:
             await self.close()
             raise
@@ -239,6 +244,9 @@ class Daemon:
         if self.control is not None:
             await self.control.close()
             self.control = None
+        if self.vici is not None:
+            await self.vici.close()
+            self.vici = None
         loop = self._loop
         for us in self.udp:
             if loop is not None:
@@ -437,6 +445,8 @@ class Daemon:
     # ------------------------------------------------------------------ events
 
     def _on_event(self, e: ev.Event) -> None:
+        if self.vici is not None:
+            self.vici.on_event(e)  # VICI clients' events; never raises
         match e:
             case ev.ChildSaInstalled():
                 ok = self._install(e.info)
