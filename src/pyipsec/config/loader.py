@@ -297,6 +297,18 @@ def _str(v: object) -> str:
     return v
 
 
+#: ``vici_socket = true``: where charon's own VICI socket would be, under pyipsec's name
+DEFAULT_VICI_SOCKET = "/run/pyipsec/charon.vici"
+
+
+def _vici_socket(v: object) -> str:
+    """``[daemon] vici_socket``: a path, ``true`` (:data:`DEFAULT_VICI_SOCKET`) or
+    ``false``/``""`` (off)."""
+    if isinstance(v, bool):
+        return DEFAULT_VICI_SOCKET if v else ""
+    return _str(v)
+
+
 def _bool(v: object) -> bool:
     if isinstance(v, bool):
         return v
@@ -725,6 +737,7 @@ _DAEMON_KEYS = (
     "ike_port",
     "natt_port",
     "control_socket",
+    "vici_socket",
     "tun",
     "log",
     "keylog_file",
@@ -784,6 +797,7 @@ def _daemon(ctx: _Ctx, t: _Table, conns: tuple[ConnectionConfig, ...]) -> Daemon
         ike_port=t.get("ike_port", _int_range(0, 65535), d.ike_port),
         natt_port=t.get("natt_port", _int_range(0, 65535), d.natt_port),
         control_socket=t.get("control_socket", _str, d.control_socket),
+        vici_socket=t.get("vici_socket", _vici_socket, d.vici_socket),
         tun_name=tun_name,
         tun_mtu=tun_mtu,
         tun_addresses=tun_addrs,

@@ -279,6 +279,8 @@ class DaemonConfig:
     ike_port: int = 500
     natt_port: int = 4500
     control_socket: str = "/run/pyipsec/control.sock"
+    # strongSwan's VICI protocol (swanctl) on this UNIX socket; "" = off
+    vici_socket: str = ""
     tun_name: str = "pyipsec0"
     tun_mtu: int = 1400
     tun_addresses: tuple[str, ...] = ()

@@ -58,6 +58,7 @@ from .routes import route_selector, unroute_peer
 from .sockets import UdpSocket
 from .spd import SelectorLike
 from .tun import TunDevice
+from .vici import ViciServer
 
 __all__ = [
     "TRAP_RETRY",
@@ -139,6 +140,7 @@ class Daemon:
         self.udp: list[UdpSocket] = []
         self.cmds = Commands(self)
         self.control: ControlServer | None = None
+        self.vici: ViciServer | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._housekeeping: asyncio.TimerHandle | None = None
         self._stop = asyncio.Event()
@@ -190,6 +192,9 @@ class Daemon:
             if self.config.metrics:
                 self.metrics = Metrics(self, self.config.metrics)
                 self.metrics.start()
+            if self.config.vici_socket:  # strongSwan's VICI (swanctl)
+                self.vici = ViciServer(self, self.config.vici_socket)
+                await self.vici.start()
         except Exception:
             await self.close()
             raise
@@ -247,6 +252,9 @@ class Daemon:
         if self.control is not None:
             await self.control.close()
             self.control = None
+        if self.vici is not None:
+            await self.vici.close()
+            self.vici = None
         loop = self._loop
         for us in self.udp:
             if loop is not None:
@@ -449,6 +457,8 @@ class Daemon:
     def _on_event(self, e: ev.Event) -> None:
         if self.metrics is not None:
             self.metrics.on_event(e)  # first: a deleted Child SA's last counters
+        if self.vici is not None:
+            self.vici.on_event(e)  # VICI clients' events; never raises
         match e:
             case ev.ChildSaInstalled():
                 ok = self._install(e.info)

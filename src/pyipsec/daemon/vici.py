@@ -1,0 +1,886 @@
+"""A VICI server: strongSwan's Versatile IKE Control Interface, so that ``swanctl`` and
+the ``vici`` client libraries can drive a pyipsec daemon (README "Using strongSwan's
+tools").
+
+A subset of charon's commands (``src/libcharon/plugins/vici/README.md``), mapped onto
+the daemon's control verbs (:mod:`pyipsec.daemon.commands`) and the core's status:
+
+* ``version``, ``stats``, ``get-conns``, ``get-algorithms``, ``reload-settings``;
+* ``list-sas`` (streams ``list-sa`` events), ``list-conns`` (streams ``list-conn``);
+* ``initiate`` (``child``/``ike``, ``timeout`` in ms: 0 waits, -1 returns at once;
+  ``control-log`` lines streamed to a client registered for them);
+* ``terminate`` (``ike``, ``ike-id``, ``child``, ``child-id``: started, not waited for);
+* ``rekey`` (``ike``, ``ike-id``, ``child``, ``child-id``).
+
+Events: ``ike-updown``, ``child-updown``, ``ike-rekey``, ``child-rekey`` from the
+core's events, ``log`` (the daemon's log records at INFO and above), ``control-log``.
+Other commands are answered CMD_UNKNOWN, other events EVENT_UNKNOWN.
+
+Robustness: a malformed packet (or one longer than 512 KiB) closes that client with a
+log line; a client whose unread output exceeds :data:`MAX_CLIENT_BUFFER` is dropped --
+events are written without ever waiting, so no client can block the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import platform
+import socket
+import stat
+import struct
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config.model import ConnectionConfig
+from ..ikev2 import events as ev
+from ..ikev2.state import ChildSaState, IkeSaState
+from .commands import StatusFilter
+from .control import ControlError
+from .dataplane import sel_str
+from .vici_codec import MAX_SEGMENT, PacketType, ViciError, decode_packet, encode_packet, frame
+
+if TYPE_CHECKING:
+    from .runtime import Daemon
+
+__all__ = ["EVENTS", "MAX_CLIENT_BUFFER", "ViciServer", "ike_sa_message", "parse_suite"]
+
+log = logging.getLogger("pyipsec.cfg")
+
+#: a client with more unread output than this is dropped (it does not read its events)
+MAX_CLIENT_BUFFER = 4 << 20
+#: IKE SAs per ``list-sas`` page: the loop runs other work between pages
+LIST_PAGE = 200
+#: how long a streaming command waits for a slow client to read a page
+DRAIN_TIMEOUT = 30.0
+#: ``initiate`` with ``timeout = 0`` (charon: wait indefinitely) waits this long
+INITIATE_MAX_WAIT = 24 * 3600.0
+
+#: event names a client may register for
+EVENTS = frozenset(
+    {"log", "control-log", "ike-updown", "child-updown", "ike-rekey", "child-rekey",
+     "list-sa", "list-conn"}
+)  # fmt: skip
+
+_IKE_STATES = {
+    "init-sent": "CONNECTING",
+    "init-done": "CONNECTING",
+    "auth-sent": "CONNECTING",
+    "established": "ESTABLISHED",
+    "rekeying": "REKEYING",
+    "rekeyed": "REKEYED",
+    "deleting": "DELETING",
+    "deleted": "DESTROYING",
+    "failed": "DESTROYING",
+}
+
+_LOG_GROUPS = {
+    "pyipsec.ike": "IKE",
+    "pyipsec.child": "CHD",
+    "pyipsec.cfg": "CFG",
+    "pyipsec.net": "NET",
+    "pyipsec.esp": "ESP",
+}
+
+# ---------------------------------------------------------------- algorithm names
+
+_ENCR = {"gcm8": "AES_GCM_8", "gcm12": "AES_GCM_12", "gcm16": "AES_GCM_16",
+         "gcm": "AES_GCM_16", "ccm8": "AES_CCM_8", "ccm12": "AES_CCM_12",
+         "ccm16": "AES_CCM_16", "ctr": "AES_CTR", "": "AES_CBC"}  # fmt: skip
+_INTEG = {
+    "sha1": "HMAC_SHA1_96",
+    "sha256": "HMAC_SHA2_256_128",
+    "sha384": "HMAC_SHA2_384_192",
+    "sha512": "HMAC_SHA2_512_256",
+    "md5": "HMAC_MD5_96",
+    "aesxcbc": "AES_XCBC_96",
+    "aescmac": "AES_CMAC_96",
+}
+_PRF = {
+    "prfsha1": "PRF_HMAC_SHA1",
+    "prfsha256": "PRF_HMAC_SHA2_256",
+    "prfsha384": "PRF_HMAC_SHA2_384",
+    "prfsha512": "PRF_HMAC_SHA2_512",
+    "prfmd5": "PRF_HMAC_MD5",
+    "prfaesxcbc": "PRF_AES128_XCBC",
+    "prfaescmac": "PRF_AES128_CMAC",
+}
+_KE = {
+    "modp768": "MODP_768",
+    "modp1024": "MODP_1024",
+    "modp1536": "MODP_1536",
+    "modp2048": "MODP_2048",
+    "modp3072": "MODP_3072",
+    "modp4096": "MODP_4096",
+    "modp6144": "MODP_6144",
+    "modp8192": "MODP_8192",
+    "ecp256": "ECP_256",
+    "ecp384": "ECP_384",
+    "ecp521": "ECP_521",
+    "x25519": "CURVE_25519",
+    "curve25519": "CURVE_25519",
+    "x448": "CURVE_448",
+    "curve448": "CURVE_448",
+    "mlkem512": "ML_KEM_512",
+    "mlkem768": "ML_KEM_768",
+    "mlkem1024": "ML_KEM_1024",
+}
+
+
+def parse_suite(suite: str) -> dict[str, Any]:
+    """pyipsec's suite string (``aes256gcm16-prfsha256-x25519``) as charon's
+    ``encr-alg``/``encr-keysize``/``integ-alg``/``prf-alg``/``dh-group``/``esn`` keys."""
+    out: dict[str, Any] = {}
+    for tok in suite.lower().split("-"):
+        if tok.startswith("aes") and tok[3:6] in ("128", "192", "256") and "encr-alg" not in out:
+            mode = tok[6:]
+            if mode in _ENCR:
+                out["encr-alg"], out["encr-keysize"] = _ENCR[mode], int(tok[3:6])
+                continue
+        if tok in ("chacha20poly1305", "chacha20poly1305-256") and "encr-alg" not in out:
+            out["encr-alg"], out["encr-keysize"] = "CHACHA20_POLY1305", 256
+        elif tok == "3des" and "encr-alg" not in out:
+            out["encr-alg"] = "3DES_CBC"
+        elif tok in _INTEG and "integ-alg" not in out:
+            out["integ-alg"] = _INTEG[tok]
+        elif tok in _PRF and "prf-alg" not in out:
+            out["prf-alg"] = _PRF[tok]
+        elif tok in _KE and "dh-group" not in out:
+            out["dh-group"] = _KE[tok]
+        elif tok == "esn":
+            out["esn"] = 1
+    return out
+
+
+def _algorithms() -> dict[str, Any]:
+    """``get-algorithms``: what the suite parser knows, all implemented by pyipsec."""
+    enc = {f"{n}": "pyipsec" for n in sorted(set(_ENCR.values()) | {"CHACHA20_POLY1305"})}
+    return {
+        "encryption": enc,
+        "integrity": {n: "pyipsec" for n in sorted(set(_INTEG.values()))},
+        "prf": {n: "pyipsec" for n in sorted(set(_PRF.values()))},
+        "ke": {n: "pyipsec" for n in sorted(set(_KE.values()))},
+    }
+
+
+# ---------------------------------------------------------------- status -> VICI
+
+
+def _yes(v: object) -> str | None:
+    """charon lists flags only when set."""
+    return "yes" if v else None
+
+
+def _secs(v: object) -> int | None:
+    return max(0, int(v)) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def ike_sa_message(sa: dict[str, Any], now: float) -> dict[str, Any]:
+    """One IKE SA of the core's ``status`` (with the daemon's relative ``rekey_in``)
+    as the inside of a ``list-sa`` section, without ``child-sas``."""
+    local, remote = sa.get("local") or {}, sa.get("remote") or {}
+    nat = sa.get("nat") or {}
+    est = sa.get("established")
+    msg: dict[str, Any] = {
+        "uniqueid": sa.get("id"),
+        "version": 2,
+        "state": _IKE_STATES.get(str(sa.get("state")), str(sa.get("state")).upper()),
+        "local-host": local.get("address"),
+        "local-port": local.get("port"),
+        "local-id": local.get("id") or local.get("address"),
+        "remote-host": remote.get("address"),
+        "remote-port": remote.get("port"),
+        "remote-id": remote.get("id") or remote.get("address"),
+        "initiator": _yes(sa.get("role") == "initiator"),
+        "initiator-spi": sa.get("spi_i"),
+        "responder-spi": sa.get("spi_r"),
+        "nat-local": _yes(nat.get("local")),
+        "nat-remote": _yes(nat.get("remote")),
+        "nat-fake": _yes(nat.get("forced")),
+        "nat-any": _yes(nat.get("local") or nat.get("remote") or nat.get("forced")),
+    }
+    msg.update(parse_suite(str(sa.get("suite") or "")))
+    msg.pop("esn", None)
+    if isinstance(est, int | float) and not isinstance(est, bool):
+        msg["established"] = max(0, int(now - est))
+    rekey = sa.get("rekey_in")
+    if rekey is None and isinstance(sa.get("rekey_at"), int | float):
+        rekey = sa["rekey_at"] - now
+    msg["rekey-time"] = _secs(rekey)
+    return msg
+
+
+class _Ids:
+    """charon's small unique ids for Child SAs (pyipsec names them by inbound SPI) and
+    reqids per configured child."""
+
+    def __init__(self) -> None:
+        self.child: dict[int, int] = {}
+        self.by_id: dict[int, int] = {}
+        self.reqid: dict[tuple[str, str], int] = {}
+        self._next = 1
+
+    def child_id(self, spi_in: int) -> int:
+        uid = self.child.get(spi_in)
+        if uid is None:
+            uid = self.child[spi_in] = self._next
+            self.by_id[uid] = spi_in
+            self._next += 1
+        return uid
+
+    def forget(self, spi_in: int) -> None:
+        uid = self.child.pop(spi_in, None)
+        if uid is not None:
+            self.by_id.pop(uid, None)
+
+    def reqid_of(self, conn: str, child: str) -> int:
+        return self.reqid.setdefault((conn, child), len(self.reqid) + 1)
+
+
+def _spi(v: object) -> int | None:
+    try:
+        return int(str(v), 16)
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------- clients
+
+
+class _Client:
+    def __init__(self, server: ViciServer, writer: asyncio.StreamWriter, n: int) -> None:
+        self.server = server
+        self.writer = writer
+        self.n = n
+        self.events: set[str] = set()
+        self.control_level: int | None = None  # an initiate/terminate is active
+        self.closed = False
+
+    def send(self, ptype: PacketType, name: str = "", msg: dict[str, Any] | None = None) -> bool:
+        """Queue one packet; never waits.  False (and the client dropped) when its
+        unread output grew beyond MAX_CLIENT_BUFFER."""
+        if self.closed:
+            return False
+        try:
+            data = frame(encode_packet(ptype, name, msg))
+        except ViciError as e:
+            log.error("vici: cannot encode %s %s: %s", ptype.name, name, e)
+            return True
+        self.writer.write(data)
+        if self.writer.transport.get_write_buffer_size() > MAX_CLIENT_BUFFER:
+            self.drop("does not read its messages (write buffer full)")
+            return False
+        return True
+
+    def event(self, name: str, msg: dict[str, Any]) -> bool:
+        if name not in self.events:
+            return False
+        return self.send(PacketType.EVENT, name, msg)
+
+    def control_log(self, msg: str, level: int = 1, group: str = "CFG", ike: str = "") -> None:
+        if self.control_level is not None and level <= self.control_level:
+            self.event(
+                "control-log",
+                {"group": group, "level": level, "ikesa-name": ike or None, "msg": msg},
+            )
+
+    async def drain(self) -> bool:
+        """Wait (this client's task only) until its output is read; False: dropped."""
+        if self.closed:
+            return False
+        try:
+            await asyncio.wait_for(self.writer.drain(), DRAIN_TIMEOUT)
+        except (TimeoutError, ConnectionError):
+            self.drop("does not read its messages")
+            return False
+        return not self.closed
+
+    def drop(self, why: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        log.warning("vici client %d dropped: %s", self.n, why)
+        with contextlib.suppress(ValueError):
+            self.server.clients.remove(self)
+        self.writer.transport.abort()
+
+
+class _LogForwarder(logging.Handler):
+    """The daemon's log records as ``log`` events (INFO and above)."""
+
+    def __init__(self, server: ViciServer) -> None:
+        super().__init__(logging.INFO)
+        self.server = server
+        self.thread = threading.get_ident()
+        self.busy = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.busy or threading.get_ident() != self.thread:
+            return
+        self.busy = True
+        try:
+            clients = [c for c in self.server.clients if "log" in c.events]
+            if not clients:
+                return
+            msg = {
+                "group": _LOG_GROUPS.get(record.name, "DMN"),
+                "level": 0 if record.levelno >= logging.WARNING else 1,
+                "thread": 0,
+                "msg": record.getMessage(),
+            }
+            for c in clients:
+                c.event("log", msg)
+        except Exception:
+            self.handleError(record)
+        finally:
+            self.busy = False
+
+
+Handler = Callable[[_Client, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class ViciServer:
+    """The VICI socket of one :class:`~pyipsec.daemon.runtime.Daemon`."""
+
+    def __init__(self, daemon: Daemon, path: str | Path) -> None:
+        self.d = daemon
+        self.path = Path(path)
+        self.clients: list[_Client] = []
+        self.ids = _Ids()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._n = 0
+        self._log: _LogForwarder | None = None
+        self.commands: dict[str, Handler] = {
+            "version": self.cmd_version,
+            "stats": self.cmd_stats,
+            "list-sas": self.cmd_list_sas,
+            "list-conns": self.cmd_list_conns,
+            "get-conns": self.cmd_get_conns,
+            "get-algorithms": self.cmd_get_algorithms,
+            "initiate": self.cmd_initiate,
+            "terminate": self.cmd_terminate,
+            "rekey": self.cmd_rekey,
+            "reload-settings": self.cmd_reload_settings,
+        }
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        p = self.path
+        if not p.parent.exists():
+            p.parent.mkdir(mode=0o700, parents=True)
+        if p.exists() or p.is_symlink():
+            if not stat.S_ISSOCK(p.lstat().st_mode):
+                raise OSError(errno.EEXIST, f"{p} exists and is not a socket")
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.settimeout(0.5)
+                s.connect(str(p))
+                raise OSError(errno.EADDRINUSE, f"another daemon listens on {p}")
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise
+            finally:
+                s.close()
+            p.unlink()
+        old = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(self._serve, path=str(p))
+        finally:
+            os.umask(old)
+        os.chmod(p, 0o600)
+        self._log = _LogForwarder(self)
+        logging.getLogger("pyipsec").addHandler(self._log)
+        log.info("vici socket %s", p)
+
+    async def close(self) -> None:
+        if self._log is not None:
+            logging.getLogger("pyipsec").removeHandler(self._log)
+            self._log = None
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+        for c in list(self.clients):
+            c.closed = True
+            c.writer.transport.abort()
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.clients.clear()
+
+    # ------------------------------------------------------------ connections
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        self._n += 1
+        client = _Client(self, writer, self._n)
+        self.clients.append(client)
+        try:
+            while not client.closed:
+                try:
+                    head = await reader.readexactly(4)
+                    (length,) = struct.unpack("!I", head)
+                    if length > MAX_SEGMENT:
+                        raise ViciError(f"segment of {length} octets exceeds {MAX_SEGMENT}")
+                    pkt = decode_packet(await reader.readexactly(length))
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    break
+                except ViciError as e:
+                    log.warning("vici client %d: malformed packet (%s): closing it", client.n, e)
+                    break
+                await self._dispatch(client, pkt.type, pkt.name, pkt.message)
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # a bad client never takes the server (or the daemon) down
+            log.exception("vici client %d failed", client.n)
+        finally:
+            client.closed = True
+            with contextlib.suppress(ValueError):
+                self.clients.remove(client)
+            if task is not None:
+                self._tasks.discard(task)
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _dispatch(
+        self, client: _Client, ptype: PacketType, name: str, msg: dict[str, Any]
+    ) -> None:
+        if ptype is PacketType.CMD_REQUEST:
+            handler = self.commands.get(name)
+            if handler is None:
+                log.debug("vici client %d: unknown command %r", client.n, name)
+                client.send(PacketType.CMD_UNKNOWN)
+                return
+            try:
+                res = await handler(client, msg)
+            except ControlError as e:
+                res = {"success": "no", "errmsg": str(e)}
+            except Exception as e:
+                log.exception("vici command %s failed", name)
+                res = {"success": "no", "errmsg": f"{type(e).__name__}: {e}"}
+            client.send(PacketType.CMD_RESPONSE, "", res)
+        elif ptype in (PacketType.EVENT_REGISTER, PacketType.EVENT_UNREGISTER):
+            if name not in EVENTS:
+                client.send(PacketType.EVENT_UNKNOWN)
+                return
+            if ptype is PacketType.EVENT_REGISTER:
+                client.events.add(name)
+            else:
+                client.events.discard(name)
+            client.send(PacketType.EVENT_CONFIRM)
+        else:  # a server-side packet type from a client
+            log.warning("vici client %d sent a %s packet: closing it", client.n, ptype.name)
+            client.drop("protocol violation")
+
+    # ------------------------------------------------------------ helpers
+
+    def _registered(self, event: str) -> list[_Client]:
+        return [c for c in self.clients if event in c.events and not c.closed]
+
+    def _conn(self, name: str) -> ConnectionConfig:
+        for c in self.d.config.connections:
+            if c.name == name:
+                return c
+        raise ControlError(f"no config named '{name}'")
+
+    def _conn_of_child(self, child: str) -> ConnectionConfig:
+        for c in self.d.config.connections:
+            if any(ch.name == child for ch in c.children):
+                return c
+        raise ControlError(f"CHILD_SA config '{child}' not found")
+
+    def _child_message(self, ch: dict[str, Any], conn: str, now: float) -> dict[str, Any]:
+        spi_in = _spi(ch.get("spi_in"))
+        dpc = self.d.dp.children.get(spi_in) if spi_in is not None else None
+        counters: Any = dpc if dpc is not None else None
+        installed = ch.get("installed")
+        msg: dict[str, Any] = {
+            "name": ch.get("name"),
+            "uniqueid": self.ids.child_id(spi_in) if spi_in is not None else 0,
+            "reqid": self.ids.reqid_of(conn, str(ch.get("name"))),
+            "state": str(ch.get("state", "")).upper(),
+            "mode": str(ch.get("mode", "tunnel")).upper(),
+            "protocol": "ESP",
+            "encap": _yes(ch.get("encap")),
+            "spi-in": ch.get("spi_in"),
+            "spi-out": ch.get("spi_out"),
+        }
+        msg.update(parse_suite(str(ch.get("suite") or "")))
+        for k in ("bytes_in", "packets_in", "bytes_out", "packets_out"):
+            v = getattr(counters, k, None) if counters is not None else None
+            msg[k.replace("_", "-")] = v if isinstance(v, int) else int(ch.get(k) or 0)
+        msg["rekey-time"] = _secs(ch.get("rekey_in"))
+        msg["life-time"] = _secs(ch.get("expire_in"))
+        msg["install-time"] = (
+            max(0, int(now - installed)) if isinstance(installed, int | float) else 0
+        )
+        msg["local-ts"] = list(ch.get("local_ts") or [])
+        msg["remote-ts"] = list(ch.get("remote_ts") or [])
+        return msg
+
+    def _info_child_message(self, info: ev.ChildSaInfo, now: float) -> dict[str, Any]:
+        msg: dict[str, Any] = {
+            "name": info.child,
+            "uniqueid": self.ids.child_id(info.spi_in),
+            "reqid": self.ids.reqid_of(info.conn, info.child),
+            "state": "INSTALLED",
+            "mode": info.mode.value.upper(),
+            "protocol": "ESP",
+            "encap": _yes(info.encap),
+            "spi-in": f"{info.spi_in:08x}",
+            "spi-out": f"{info.spi_out:08x}",
+        }
+        msg.update(parse_suite(info.suite))
+        msg.update({"bytes-in": 0, "packets-in": 0, "bytes-out": 0, "packets-out": 0})
+        msg["install-time"] = 0
+        msg["local-ts"] = [sel_str(s) for s in info.local_ts]
+        msg["remote-ts"] = [sel_str(s) for s in info.remote_ts]
+        return msg
+
+    def _ike_pages(self, conn: str | None) -> Iterable[list[dict[str, Any]]]:
+        offset = 0
+        while True:
+            page = self.d.cmds._ike_status(  # the status verb's own view
+                self.d.now(), StatusFilter(conn=conn, offset=offset, limit=LIST_PAGE)
+            )
+            page = [sa for sa in page if "error" not in sa]
+            yield page
+            if len(page) < LIST_PAGE:
+                return
+            offset += LIST_PAGE
+
+    # ------------------------------------------------------------ commands
+
+    async def cmd_version(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        u = platform.uname()
+        return {
+            "daemon": "pyipsec",
+            "version": _version(),
+            "sysname": u.system,
+            "release": u.release,
+            "machine": u.machine,
+        }
+
+    async def cmd_stats(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        views = self.d.core.ike_sas()
+        half = sum(
+            v.state in (IkeSaState.INIT_SENT, IkeSaState.INIT_DONE, IkeSaState.AUTH_SENT)
+            for v in views
+        )
+        up = max(0.0, time.time() - self.d.started)
+        zero = {"critical": 0, "high": 0, "medium": 0, "low": 0}
+        return {
+            "uptime": {
+                "running": _human(up),
+                "since": time.strftime("%b %d %H:%M:%S %Y", time.localtime(self.d.started)),
+            },
+            # one asyncio loop does all the work
+            "workers": {"total": 1, "idle": 0, "active": dict(zero, medium=1)},
+            "queues": zero,
+            "scheduled": int(self.d.core.next_timer() is not None),
+            "ikesas": {"total": len(views), "half-open": half},
+            "plugins": ["pyipsec-ikev2", "pyipsec-esp", "vici"],
+        }
+
+    async def cmd_get_algorithms(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        return _algorithms()
+
+    async def cmd_get_conns(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        return {"conns": [c.name for c in self.d.config.connections]}
+
+    async def cmd_list_conns(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        only = _text(req, "ike")
+        for c in self.d.config.connections:
+            if only is not None and c.name != only:
+                continue
+            if not client.event("list-conn", {c.name: _conn_message(c)}) and client.closed:
+                break
+        return {}
+
+    async def cmd_list_sas(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        if "list-sa" not in client.events:
+            return {}
+        ike, child = _text(req, "ike"), _text(req, "child")
+        ike_id, child_id = _int(req, "ike-id"), _int(req, "child-id")
+        for page in self._ike_pages(ike):
+            now = self.d.now()
+            for sa in page:
+                if ike_id is not None and sa.get("id") != ike_id:
+                    continue
+                msg = ike_sa_message(sa, now)
+                kids: dict[str, Any] = {}
+                for ch in sa.get("children") or []:
+                    cm = self._child_message(ch, str(sa.get("name")), now)
+                    if child is not None and cm["name"] != child:
+                        continue
+                    if child_id is not None and cm["uniqueid"] != child_id:
+                        continue
+                    kids[f"{cm['name']}-{cm['uniqueid']}"] = cm
+                msg["child-sas"] = kids
+                if not client.event("list-sa", {str(sa.get("name")): msg}):
+                    return {}
+            if not await client.drain():
+                return {}
+        return {}
+
+    async def cmd_initiate(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        child, ike = _text(req, "child"), _text(req, "ike")
+        timeout_ms = _int(req, "timeout") or 0
+        if child is None and ike is None:
+            raise ControlError("missing configuration name to initiate")
+        conn = self._conn(ike) if ike is not None else self._conn_of_child(str(child))
+        if child is not None and not any(ch.name == child for ch in conn.children):
+            raise ControlError(f"CHILD_SA config '{child}' not found")
+        client.control_level = _int(req, "loglevel") if "loglevel" in req else 1
+        what = f"CHILD_SA '{child}'" if child else f"IKE_SA '{conn.name}'"
+        try:
+            client.control_log(f"initiating {what} of '{conn.name}'", ike=conn.name, group="IKE")
+            if timeout_ms < 0:  # charon: return at once
+                self.d.initiate(conn.name, child)
+                return {"success": "yes"}
+            timeout = timeout_ms / 1000 if timeout_ms > 0 else INITIATE_MAX_WAIT
+            try:
+                res = await self.d.cmds.up({"name": conn.name, "child": child, "timeout": timeout})
+            except ControlError as e:
+                client.control_log(f"initiating {what} failed: {e}", 0, "IKE", conn.name)
+                return {"success": "no", "errmsg": str(e)}
+            for line in res.get("events", []):
+                client.control_log(str(line), ike=conn.name, group="CHD")
+            client.control_log(
+                f"{what} established in {res.get('elapsed_ms')} ms", ike=conn.name, group="IKE"
+            )
+            return {"success": "yes"}
+        finally:
+            client.control_level = None
+
+    async def cmd_terminate(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        core, now = self.d.core, self.d.now()
+        ike, child = _text(req, "ike"), _text(req, "child")
+        ike_id, child_id = _int(req, "ike-id"), _int(req, "child-id")
+        client.control_level = _int(req, "loglevel") if "loglevel" in req else 1
+        try:
+            n = 0
+            if ike is not None or ike_id is not None:
+                views = [
+                    v for v in core.ike_sas(ike)
+                    if ike_id is None or v.ike_id == ike_id
+                ]  # fmt: skip
+                for v in views:
+                    client.control_log(f"deleting IKE_SA {v.conn}[{v.ike_id}]", ike=v.conn)
+                    core.terminate(v.ike_id, now)
+                    n += 1
+            elif child is not None or child_id is not None:
+                spi = self.ids.by_id.get(child_id) if child_id is not None else None
+                for ch in core.child_sas():
+                    if (child is not None and ch.child != child) or (
+                        child_id is not None and ch.spi_in != spi
+                    ):
+                        continue
+                    if ch.state is ChildSaState.DELETED:
+                        continue
+                    client.control_log(
+                        f"deleting CHILD_SA {ch.child} {{{ch.spi_in:08x}}}", ike=ch.conn
+                    )
+                    core.delete_child(ch.ike_id, ch.spi_in, now)
+                    n += 1
+            else:
+                raise ControlError("missing terminate selector")
+            self.d.pump()
+        finally:
+            client.control_level = None
+        if not n:
+            return {"success": "no", "matches": 0, "terminated": 0,
+                    "errmsg": "no matching SAs to terminate found"}  # fmt: skip
+        return {"success": "yes", "matches": n, "terminated": n}
+
+    async def cmd_rekey(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        core, now = self.d.core, self.d.now()
+        ike, child = _text(req, "ike"), _text(req, "child")
+        ike_id, child_id = _int(req, "ike-id"), _int(req, "child-id")
+        n = 0
+        if ike is not None or ike_id is not None:
+            for v in core.ike_sas(ike):
+                if v.state is IkeSaState.ESTABLISHED and ike_id in (None, v.ike_id):
+                    core.rekey_ike(v.ike_id, now)
+                    n += 1
+        elif child is not None or child_id is not None:
+            spi = self.ids.by_id.get(child_id) if child_id is not None else None
+            for ch in core.child_sas():
+                if ch.state is not ChildSaState.INSTALLED:
+                    continue
+                if (child is None or ch.child == child) and (child_id is None or ch.spi_in == spi):
+                    core.rekey_child(ch.ike_id, ch.spi_in, now)
+                    n += 1
+        else:
+            raise ControlError("missing rekey selector")
+        self.d.pump()
+        if not n:
+            return {"success": "no", "matches": 0, "errmsg": "no matching SAs to rekey found"}
+        return {"success": "yes", "matches": n}
+
+    async def cmd_reload_settings(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        self.d.cmds.reload()
+        return {"success": "yes"}
+
+    # ------------------------------------------------------------ events
+
+    def on_event(self, e: ev.Event) -> None:
+        """Forward one of the core's events to the registered clients (never raises)."""
+        if not self.clients:
+            return
+        try:
+            self._on_event(e)
+        except Exception:
+            log.exception("vici: forwarding %s failed", type(e).__name__)
+
+    def _emit(self, name: str, msg: dict[str, Any]) -> None:
+        for c in self._registered(name):
+            c.event(name, msg)
+
+    def _on_event(self, e: ev.Event) -> None:
+        now = self.d.now()
+        match e:
+            case ev.IkeSaEstablished() if self._registered("ike-updown"):
+                sa = {
+                    "id": e.ike_id,
+                    "state": "established",
+                    "role": "initiator" if e.initiator else "responder",
+                    "local": {"address": e.local[0], "port": e.local[1], "id": e.local_id},
+                    "remote": {"address": e.remote[0], "port": e.remote[1], "id": e.remote_id},
+                    "nat": {"local": e.nat_local, "remote": e.nat_remote},
+                    "established": now,
+                }
+                self._emit("ike-updown", {"up": "yes", e.conn: ike_sa_message(sa, now)})
+            case ev.IkeSaDeleted() | ev.IkeSaFailed() if self._registered("ike-updown"):
+                msg = {"uniqueid": e.ike_id, "version": 2, "state": "DESTROYING"}
+                self._emit("ike-updown", {e.conn or "": msg})
+            case ev.ChildSaInstalled() if self._registered("child-updown"):
+                i = e.info
+                cm = self._info_child_message(i, now)
+                self._emit("child-updown", {"up": "yes", i.conn: self._ike_stub(i, cm)})
+            case ev.ChildSaDeleted():
+                uid = self.ids.child.get(e.spi_in, 0)
+                if self._registered("child-updown"):
+                    cm = {"name": e.child, "uniqueid": uid, "state": "DELETED",
+                          "spi-in": f"{e.spi_in:08x}", "spi-out": f"{e.spi_out:08x}"}  # fmt: skip
+                    ike = {"uniqueid": e.ike_id, "version": 2,
+                           "child-sas": {f"{e.child}-{uid}": cm}}  # fmt: skip
+                    self._emit("child-updown", {e.conn or "": ike})
+                self.ids.forget(e.spi_in)
+            case ev.IkeSaRekeyed() if self._registered("ike-rekey"):
+                self._emit(
+                    "ike-rekey",
+                    {e.conn or "": {"old": {"uniqueid": e.old_id, "version": 2},
+                                    "new": {"uniqueid": e.new_id, "version": 2}}},
+                )  # fmt: skip
+            case ev.ChildSaRekeyed() if self._registered("child-rekey"):
+                i = e.info
+                old = {"uniqueid": self.ids.child.get(e.old_spi_in, 0),
+                       "spi-in": f"{e.old_spi_in:08x}"}  # fmt: skip
+                new = self._info_child_message(i, now)
+                ike = {"uniqueid": i.ike_id, "version": 2,
+                       "child-sas": {i.child: {"old": old, "new": new}}}  # fmt: skip
+                self._emit("child-rekey", {i.conn: ike})
+            case _:
+                pass
+
+    def _ike_stub(self, i: ev.ChildSaInfo, cm: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "uniqueid": i.ike_id,
+            "version": 2,
+            "state": "ESTABLISHED",
+            "local-host": i.local[0],
+            "local-port": i.local[1],
+            "remote-host": i.remote[0],
+            "remote-port": i.remote[1],
+            "child-sas": {f"{i.child}-{cm['uniqueid']}": cm},
+        }
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def _conn_message(c: ConnectionConfig) -> dict[str, Any]:
+    def ts(sels: Iterable[Any]) -> list[str]:
+        out = []
+        for s in sels:
+            try:
+                out.append(sel_str(s))
+            except Exception:
+                out.append(str(s))
+        return out
+
+    lt = c.lifetimes
+    return {
+        "local_addrs": list(c.local_addrs) or ["%any"],
+        "remote_addrs": list(c.remote_addrs) or ["%any"],
+        "local_port": c.local_port,
+        "remote_port": c.remote_port,
+        "version": "IKEv2",
+        "reauth_time": int(lt.rekey_time) if c.reauth else 0,
+        "rekey_time": 0 if c.reauth else int(lt.rekey_time),
+        "unique": "UNIQUE_NO",
+        "dpd_delay": int(c.dpd.interval) if c.dpd.enabled else 0,
+        "local-1": {"class": "pre-shared key", "id": c.local_id or "%any"},
+        "remote-1": {"class": "pre-shared key", "id": c.remote_id or "%any"},
+        "children": {
+            ch.name: {
+                "mode": ch.mode.value.upper(),
+                "rekey_time": int(ch.lifetimes.rekey_time),
+                "rekey_bytes": ch.lifetimes.rekey_bytes,
+                "rekey_packets": ch.lifetimes.rekey_packets,
+                "dpd_action": (ch.dpd_action or c.dpd.action).value,
+                "start_action": ch.start_action.value,
+                "close_action": ch.close_action.value,
+                "local-ts": ts(ch.local_ts),
+                "remote-ts": ts(ch.remote_ts),
+            }
+            for ch in c.children
+        },
+    }
+
+
+def _text(req: dict[str, Any], key: str) -> str | None:
+    v = req.get(key)
+    return v.decode(errors="replace") if isinstance(v, bytes) else None
+
+
+def _int(req: dict[str, Any], key: str) -> int | None:
+    t = _text(req, key)
+    if t is None or not t.strip():
+        return None
+    try:
+        return int(t)
+    except ValueError:
+        raise ControlError(f"'{key}' must be a number, got {t!r}") from None
+
+
+def _human(secs: float) -> str:
+    """charon's ``%V``: ``5 minutes``, ``2 hours``, ``3 days``."""
+    s = int(secs)
+    for unit, n in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if s >= n:
+            v = s // n
+            return f"{v} {unit}{'s' if v != 1 else ''}"
+    return f"{s} second{'s' if s != 1 else ''}"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pyipsec")
+    except PackageNotFoundError:
+        return "0.1.0"
