@@ -331,6 +331,9 @@ def test_rekeys_after_cert_auth() -> None:
     (child2,) = h.a.mgr.child_sas()
     assert child2.spi_in != child.spi_in
     assert len(live(h.a)) == 1 and len(live(h.b)) == 1
+    # the rekeyed IKE SA still shows who the peer is (authenticated once, §2.18)
+    (st,) = h.a.mgr.status(h.now)
+    assert st["peer_cert"] is not None and st["peer_auth"]
 
 
 def test_large_chain_fragmented() -> None:
@@ -360,3 +363,27 @@ def test_large_chain_fragmented() -> None:
     for sender, resp in (("a", False), ("b", True)):
         pkts = h.sent(sender, ExchangeType.IKE_AUTH, response=resp)
         assert len(pkts) > 3 and all(len(p.data) <= 576 for p in pkts)
+
+
+def test_certificate_validity_needs_a_wall_clock_given_to_the_core() -> None:
+    """The core reads no clock: without RemoteTrust.clock and IkeManager(wall_clock=...)
+    a certificate cannot be validated (AUTHENTICATION_FAILED, saying why); with the
+    manager's wall clock it can."""
+    bare = RemoteTrust(anchors=(root()[0],))
+    h = Harness(
+        *conn_pair(
+            a_kw=pubkey(host("moon.example.net"), trust()),
+            b_kw=pubkey(host("sun.example.net"), bare),
+        )
+    )
+    h.up()
+    assert "no wall clock" in auth_failed(h, "b")
+    h = Harness(
+        *conn_pair(
+            a_kw=pubkey(host("moon.example.net"), trust()),
+            b_kw=pubkey(host("sun.example.net"), bare),
+        )
+    )
+    h.b.mgr.wall_clock = clock
+    h.up()
+    established(h)

@@ -20,6 +20,7 @@ One :class:`Daemon` owns
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import gc
 import ipaddress
@@ -101,7 +102,13 @@ def make_ike_manager(
         max_fragment_bytes=config.max_fragment_bytes,
         local_addresses=local,
         local_address_for=local_address_for,
+        wall_clock=monotonic_to_wall,
     )
+
+
+def monotonic_to_wall(now: float) -> dt.datetime:
+    """The calendar time of a ``now`` of the daemon's loop clock (``time.monotonic``)."""
+    return dt.datetime.fromtimestamp(time.time() - time.monotonic() + now, dt.UTC)
 
 
 class Daemon:

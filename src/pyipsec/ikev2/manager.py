@@ -18,6 +18,7 @@ Usage (the daemon)::
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import heapq
@@ -109,8 +110,12 @@ class IkeManager:
         block_threshold: int = 5,
         max_fragment_bytes_unauthenticated: int = MAX_FRAGMENT_BYTES_UNAUTHENTICATED,
         max_fragment_bytes: int = MAX_FRAGMENT_BYTES,
+        wall_clock: Callable[[float], dt.datetime] | None = None,
     ) -> None:
+        """``wall_clock`` maps ``now`` to calendar time for certificate validity (the
+        core never reads a clock; without it certificates cannot be validated)."""
         self.conns: dict[str, ConnectionConfig] = {c.name: c for c in connections}
+        self.wall_clock = wall_clock
         self.rng = rng
         self.ke_factory: KeFactory = ke_factory or _default_ke_factory
         self.cookie_threshold = cookie_threshold
@@ -952,6 +957,10 @@ class IkeManager:
         if left_out:
             msg += f" ({left_out} similar lines suppressed)"
         log.log(level, msg, *args)
+
+    def wall_time(self, now: float) -> dt.datetime | None:
+        """SaOwner: the calendar time of ``now`` (``wall_clock``), None when not given."""
+        return self.wall_clock(now) if self.wall_clock is not None else None
 
     def touched(self, sa: IkeSa) -> None:
         """SaOwner: ``sa`` has datagrams, events or deadlines to look at."""

@@ -15,6 +15,7 @@ initiates, each owning its own state.  Requests of the peer are dispatched throu
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import weakref
 from collections import deque
@@ -104,6 +105,9 @@ class SaOwner(Protocol):
 
     def network_log(self, now: float, level: int, msg: str, *args: object) -> None:
         """Log a line caused by unauthenticated input, rate-limited across all SAs."""
+
+    def wall_time(self, now: float) -> dt.datetime | None:
+        """The calendar time of ``now`` (certificate validity), None when unknown."""
 
 
 class SaLog(logging.LoggerAdapter[logging.Logger]):

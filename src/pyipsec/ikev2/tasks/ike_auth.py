@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hmac
-import time
 from typing import TYPE_CHECKING, ClassVar
 
 from cryptography.hazmat.primitives import serialization
@@ -158,12 +157,13 @@ def _our_auth(
     return out
 
 
-def _wall_time(trust: RemoteTrust, now: float) -> dt.datetime:
-    """The wall-clock time of ``now`` for certificate validity (``trust.clock``, else
-    ``now`` is read as ``time.monotonic()`` of this process, as the daemon's loop is)."""
+def _wall_time(sa: IkeSa, trust: RemoteTrust, now: float) -> dt.datetime | None:
+    """The wall-clock time of ``now`` for certificate validity: ``trust.clock``, else the
+    owner's (``IkeManager(wall_clock=...)``: the daemon maps its loop clock); the core
+    never reads a clock itself.  None: validity cannot be checked."""
     if trust.clock is not None:
         return trust.clock(now)
-    return dt.datetime.fromtimestamp(time.time() - time.monotonic() + now, dt.UTC)
+    return sa.owner.wall_time(now)
 
 
 def _spki(key: object) -> bytes:
@@ -205,11 +205,14 @@ def _verify_peer(
             candidates = [_spki(creds.public_key)]
         else:
             cert = creds.certificate
+            when = _wall_time(sa, trust, now)
+            if when is None:
+                return "no wall clock to check certificate validity (IkeManager wall_clock)"
             validate_chain(
                 cert,
                 anchors=trust.anchors,
                 intermediates=(*trust.intermediates, *creds.intermediates),
-                now=_wall_time(trust, now),
+                now=when,
                 crls=trust.crls,
                 strict_crl=trust.strict_crl,
             )

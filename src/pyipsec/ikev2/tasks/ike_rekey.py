@@ -77,6 +77,7 @@ def _new_sa(sa: IkeSa, k: _Keys, *, initiator: bool, now: float) -> IkeSa:
     new.install_keys(k.suite, keys)
     new.suite_str = suite_string(k.chosen)
     new.local_id, new.remote_id = sa.local_id, sa.remote_id
+    new.peer_cert, new.peer_auth = sa.peer_cert, sa.peer_auth  # authenticated once (§2.18)
     new.nat_local, new.nat_remote, new.nat_supported = sa.nat_local, sa.nat_remote, sa.nat_supported
     new.peer_window = sa.peer_window
     new.fragmentation = sa.fragmentation  # RFC 7383: as negotiated
