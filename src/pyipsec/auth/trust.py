@@ -20,7 +20,8 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -76,9 +77,10 @@ def _der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
-def _ext(
-    cert: x509.Certificate, cls: type[x509.ExtensionType]
-) -> x509.Extension[x509.ExtensionType] | None:
+E = TypeVar("E", bound=x509.ExtensionType)
+
+
+def _ext(cert: x509.Certificate, cls: type[E]) -> x509.Extension[E] | None:
     try:
         return cert.extensions.get_extension_for_class(cls)
     except x509.ExtensionNotFound:
@@ -130,7 +132,7 @@ def _check_validity(cert: x509.Certificate, now: dt.datetime, role: str) -> None
 def _check_end_entity(cert: x509.Certificate) -> None:
     eku = _ext(cert, x509.ExtendedKeyUsage)
     if eku is not None:
-        usages = set(eku.value)  # type: ignore[call-overload]
+        usages = set(eku.value)
         if not usages & ACCEPTED_EKUS:
             names = ", ".join(sorted(getattr(u, "_name", u.dotted_string) for u in usages))
             raise AuthError(
@@ -139,7 +141,7 @@ def _check_end_entity(cert: x509.Certificate) -> None:
                 " clientAuth, ipsecIKE or anyExtendedKeyUsage",
             )
     ku = _ext(cert, x509.KeyUsage)
-    if ku is not None and not ku.value.digital_signature:  # type: ignore[attr-defined]
+    if ku is not None and not ku.value.digital_signature:
         raise AuthError(
             AuthReason.BAD_KEY_USAGE,
             f"certificate {_desc(cert)} has keyUsage without digitalSignature",
@@ -155,11 +157,11 @@ def _ca_path_len(cert: x509.Certificate, anchor: bool) -> int | None:
         raise AuthError(
             AuthReason.NOT_A_CA, f"issuer {_desc(cert)} has no basicConstraints: not a CA"
         )
-    value: x509.BasicConstraints = bc.value  # type: ignore[assignment]
+    value = bc.value
     if not value.ca:
         raise AuthError(AuthReason.NOT_A_CA, f"issuer {_desc(cert)} is not a CA (cA=FALSE)")
     ku = _ext(cert, x509.KeyUsage)
-    if ku is not None and not ku.value.key_cert_sign:  # type: ignore[attr-defined]
+    if ku is not None and not ku.value.key_cert_sign:
         raise AuthError(
             AuthReason.BAD_KEY_USAGE, f"CA {_desc(cert)} has keyUsage without keyCertSign"
         )
@@ -196,7 +198,7 @@ def _check_revocation(
         except (ValueError, TypeError, UnsupportedAlgorithm):
             continue
         ku = _ext(issuer, x509.KeyUsage)
-        if ku is not None and not ku.value.crl_sign:  # type: ignore[attr-defined]
+        if ku is not None and not ku.value.crl_sign:
             continue
         next_update = crl.next_update_utc
         if strict and next_update is not None and now > next_update:
@@ -257,14 +259,40 @@ def validate_chain(
     if ee_der in anchor_ders:
         return ValidatedPath((end_entity,))
 
-    failures: list[tuple[int, AuthError]] = []
+    builder = _PathBuilder(anchors, intermediates, anchor_ders, now, crls, strict_crl, max_depth)
+    try:
+        result = builder.extend([end_entity])
+    except (ValueError, TypeError) as e:
+        raise AuthError(AuthReason.MALFORMED_CERT, f"unusable certificate: {e}") from None
+    if result is not None:
+        return result
+    # the failure that got furthest up the path explains best
+    failures = builder.failures
+    best = max(failures, key=lambda f: f[0])[1] if failures else None
+    raise best or AuthError(
+        AuthReason.UNTRUSTED, f"no path to a trust anchor for {_desc(end_entity)}"
+    )
 
-    def extend(path: list[x509.Certificate]) -> ValidatedPath | None:
+
+@dataclass
+class _PathBuilder:
+    """Depth-first search from the end entity up to a trust anchor (RFC 5280 §6.1,
+    simplified), remembering why each branch failed."""
+
+    anchors: Sequence[x509.Certificate]
+    intermediates: Sequence[x509.Certificate]
+    anchor_ders: dict[bytes, x509.Certificate]
+    now: dt.datetime
+    crls: Sequence[x509.CertificateRevocationList]
+    strict_crl: bool
+    max_depth: int
+    failures: list[tuple[int, AuthError]] = field(default_factory=list)
+
+    def extend(self, path: list[x509.Certificate]) -> ValidatedPath | None:
         cert = path[-1]
-        depth = len(path)
         in_path = {_der(c) for c in path}
-        candidates = [(a, True) for a in anchors] + [
-            (c, False) for c in intermediates if _der(c) not in anchor_ders
+        candidates = [(a, True) for a in self.anchors] + [
+            (c, False) for c in self.intermediates if _der(c) not in self.anchor_ders
         ]
         matched = False
         for cand, is_anchor in candidates:
@@ -272,53 +300,45 @@ def validate_chain(
                 continue
             matched = True
             try:
-                if not _issued_by(cert, cand):
-                    raise AuthError(
-                        AuthReason.BAD_CERT_SIGNATURE,
-                        f"signature of {_desc(cert)} does not verify with the key of {_desc(cand)}",
-                    )
-                _check_critical(cand)
-                _check_validity(cand, now, "CA")
-                _ca_path_len(cand, is_anchor)
-                if is_anchor:
-                    full = [*path, cand]
-                    _check_path_lengths(full)
-                    for child, parent in itertools.pairwise(full):
-                        _check_revocation(child, parent, crls, now, strict_crl)
-                    return ValidatedPath(tuple(full))
-                if depth >= max_depth:
-                    raise AuthError(
-                        AuthReason.PATH_TOO_LONG, f"path longer than {max_depth} certificates"
-                    )
-                found = extend([*path, cand])
-                if found is not None:
-                    return found
+                found = self._through(path, cand, is_anchor)
             except AuthError as e:
-                failures.append((depth, e))
+                self.failures.append((len(path), e))
+                continue
+            if found is not None:
+                return found
         if not matched:
-            failures.append(
-                (
-                    depth - 1,
-                    AuthError(
-                        AuthReason.UNTRUSTED,
-                        f"no trusted CA certificate found for issuer"
-                        f" '{cert.issuer.rfc4514_string()}' of {_desc(cert)}",
-                    ),
-                )
+            why = AuthError(
+                AuthReason.UNTRUSTED,
+                f"no trusted CA certificate found for issuer"
+                f" '{cert.issuer.rfc4514_string()}' of {_desc(cert)}",
             )
+            self.failures.append((len(path) - 1, why))
         return None
 
-    try:
-        result = extend([end_entity])
-    except (ValueError, TypeError) as e:
-        raise AuthError(AuthReason.MALFORMED_CERT, f"unusable certificate: {e}") from None
-    if result is not None:
-        return result
-    # the failure that got furthest up the path explains best
-    best = max(failures, key=lambda f: f[0])[1] if failures else None
-    raise best or AuthError(
-        AuthReason.UNTRUSTED, f"no path to a trust anchor for {_desc(end_entity)}"
-    )
+    def _through(
+        self, path: list[x509.Certificate], cand: x509.Certificate, is_anchor: bool
+    ) -> ValidatedPath | None:
+        """The path continued through ``cand`` (the issuer of ``path[-1]``)."""
+        cert = path[-1]
+        if not _issued_by(cert, cand):
+            raise AuthError(
+                AuthReason.BAD_CERT_SIGNATURE,
+                f"signature of {_desc(cert)} does not verify with the key of {_desc(cand)}",
+            )
+        _check_critical(cand)
+        _check_validity(cand, self.now, "CA")
+        _ca_path_len(cand, is_anchor)
+        if is_anchor:
+            full = [*path, cand]
+            _check_path_lengths(full)
+            for child, parent in itertools.pairwise(full):
+                _check_revocation(child, parent, self.crls, self.now, self.strict_crl)
+            return ValidatedPath(tuple(full))
+        if len(path) >= self.max_depth:
+            raise AuthError(
+                AuthReason.PATH_TOO_LONG, f"path longer than {self.max_depth} certificates"
+            )
+        return self.extend([*path, cand])
 
 
 def _check_path_lengths(path: Sequence[x509.Certificate]) -> None:
@@ -327,7 +347,7 @@ def _check_path_lengths(path: Sequence[x509.Certificate]) -> None:
     for i in range(1, len(path)):
         ca = path[i]
         bc = _ext(ca, x509.BasicConstraints)
-        limit = bc.value.path_length if bc is not None else None  # type: ignore[attr-defined]
+        limit = bc.value.path_length if bc is not None else None
         if limit is None:
             continue
         below = [c for c in path[1:i] if c.issuer != c.subject]

@@ -36,7 +36,13 @@ from ...auth.certs import (
 )
 from ...auth.errors import AuthError
 from ...auth.keys import load_public_key
-from ...auth.signatures import DEFAULT_HASHES, choose_scheme, sign_auth, verify_auth
+from ...auth.signatures import (
+    DEFAULT_HASHES,
+    PublicKey,
+    choose_scheme,
+    sign_auth,
+    verify_auth,
+)
 from ...auth.trust import validate_chain
 from ...config.model import ConnectionConfig, RemoteTrust
 from ...crypto.keys import psk_auth, signed_octets
@@ -166,8 +172,9 @@ def _wall_time(sa: IkeSa, trust: RemoteTrust, now: float) -> dt.datetime | None:
     return sa.owner.wall_time(now)
 
 
-def _spki(key: object) -> bytes:
-    return key.public_bytes(  # type: ignore[attr-defined, no-any-return]
+def _spki(key: PublicKey) -> bytes:
+    """SubjectPublicKeyInfo DER of a key (how raw public keys are pinned, RFC 7670)."""
+    return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
