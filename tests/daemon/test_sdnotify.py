@@ -194,3 +194,17 @@ def test_sighup_with_a_bad_file_keeps_running(
     assert run_daemon(cfg, config_path=str(conf), manager_factory=lambda c: FakeManager()) == 0
     msgs = drain(notify_socket)
     assert [m.split("\n")[0] for m in msgs] == ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"]
+
+
+def test_sighup_before_ready_or_while_stopping_is_ignored(
+    notify_socket: socket.socket, caplog: pytest.LogCaptureFixture
+) -> None:
+    d = Daemon(load_config_text(""), control=False, use_tun=False)
+    sd = DaemonNotifier(lambda: "x")
+    with caplog.at_level(logging.WARNING, logger="pyipsec.cfg"):
+        runtime._reload_on_sighup(d, sd)  # not ready yet
+        sd.is_ready = True
+        d.request_stop()
+        runtime._reload_on_sighup(d, sd)  # stopping
+    assert drain(notify_socket) == []
+    assert len([r for r in caplog.records if "SIGHUP" in r.message]) == 2

@@ -610,6 +610,9 @@ def tune_gc() -> None:
 def _reload_on_sighup(daemon: Daemon, sd: sdnotify.DaemonNotifier) -> None:
     """SIGHUP: re-read the configuration, like ``pyipsec reload`` (systemd hears
     RELOADING=1, then READY=1 whether or not the new file was good)."""
+    if not sd.is_ready or daemon._stop.is_set():
+        logging.getLogger("pyipsec.cfg").warning("SIGHUP while starting or stopping: ignored")
+        return
     sd.reloading()
     try:
         daemon.reload()

@@ -146,6 +146,7 @@ class DaemonNotifier:
         self._status_timer: asyncio.TimerHandle | None = None
         self._watchdog_timer: asyncio.TimerHandle | None = None
         self._last_status: str | None = None
+        self.is_ready = False  # ready() was called (whether or not systemd listens)
 
     @property
     def enabled(self) -> bool:
@@ -160,10 +161,11 @@ class DaemonNotifier:
 
     def ready(self) -> None:
         """READY=1 (with the current STATUS=), then start the timers."""
+        self.is_ready = True
         if not self.enabled:
             return
         self._loop = asyncio.get_running_loop()
-        fields = ["READY=1", f"MAINPID={os.getpid()}"]
+        fields = ["READY=1"]
         st = self._status_text()
         if st is not None:
             fields.append(f"STATUS={st}")
