@@ -2,6 +2,7 @@
 
 ::
 
+    pyipsec --version
     pyipsec daemon --config FILE [--foreground | --detach] [--keylog FILE] [--check]
     pyipsec up NAME [CHILD] [--timeout S]
     pyipsec down NAME
@@ -330,7 +331,7 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
 
     if args.detach:
         _daemonize(args.log_file)
-    setup_logging(cfg.log_levels, verbose=args.verbose)
+    setup_logging(cfg.log_levels, verbose=args.verbose, fmt=cfg.log_format)
     try:
         return run_daemon(cfg, config_path=args.config, keylog_path=args.keylog)
     except OSError as e:
@@ -531,6 +532,17 @@ def _add_local_parsers(sub: _Subparsers) -> None:
     pk.set_defaults(func=pki.run)
 
 
+def version() -> str:
+    """The installed distribution's version (``importlib.metadata``)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("pyipsec")
+    except PackageNotFoundError:  # run from a source tree (PYTHONPATH=src)
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``pyipsec`` argument parser; each subcommand's ``func`` default runs it."""
     common = argparse.ArgumentParser(add_help=False)
@@ -544,6 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="IKEv2/IPsec daemon with a userspace ESP data plane",
         parents=[common],
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_daemon_parser(sub, common)
     _add_connection_parsers(sub, common)

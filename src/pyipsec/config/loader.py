@@ -4,7 +4,7 @@ The file has three kinds of tables::
 
     [daemon]                      # listen addresses, ports, control socket, logging, keylog
     [daemon.tun]                  # name, mtu, addresses
-    [daemon.log]                  # per-subsystem levels: default, ike, child, esp, net, cfg
+    [daemon.log]                  # per-subsystem levels (default, ike, ...), format
     [connections.NAME]            # an IKE SA template
     [connections.NAME.local]      # id, auth = "psk"
     [connections.NAME.remote]     # id, auth = "psk"
@@ -71,6 +71,7 @@ log = logging.getLogger("pyipsec.cfg")
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_SUBSYSTEMS = ("default", "ike", "child", "esp", "net", "cfg")
+LOG_FORMATS = ("text", "json")
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
 _DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -415,6 +416,13 @@ def _log_level(v: object) -> str:
     s = _str(v).lower()
     if s not in LOG_LEVELS:
         raise ValueError(f"invalid log level {v!r} (hint: one of {', '.join(LOG_LEVELS)})")
+    return s
+
+
+def _log_format(v: object) -> str:
+    s = _str(v).lower()
+    if s not in LOG_FORMATS:
+        raise ValueError(f"invalid log format {v!r} (hint: one of {', '.join(LOG_FORMATS)})")
     return s
 
 
@@ -763,7 +771,8 @@ def _daemon(ctx: _Ctx, t: _Table, conns: tuple[ConnectionConfig, ...]) -> Daemon
     for k in list(log_tbl.data):
         if k in LOG_SUBSYSTEMS:
             levels[k] = log_tbl.get(k, _log_level, "info")
-    log_tbl.finish(LOG_SUBSYSTEMS)
+    log_format = log_tbl.get("format", _log_format, d.log_format)
+    log_tbl.finish((*LOG_SUBSYSTEMS, "format"))
     tun_addrs: tuple[str, ...] = tun.get("addresses", _str_list, ())
     for a in tun_addrs:
         try:
@@ -802,6 +811,7 @@ def _daemon(ctx: _Ctx, t: _Table, conns: tuple[ConnectionConfig, ...]) -> Daemon
         tun_mtu=tun_mtu,
         tun_addresses=tun_addrs,
         log_levels=levels,
+        log_format=log_format,
         keylog_file=t.get("keylog_file", _str, d.keylog_file),
         cookie_threshold=t.get("cookie_threshold", _int_range(0, 1 << 20), d.cookie_threshold),
         half_open_timeout=t.get("half_open_timeout", parse_duration, d.half_open_timeout),

@@ -285,6 +285,7 @@ class DaemonConfig:
     tun_mtu: int = 1400
     tun_addresses: tuple[str, ...] = ()
     log_levels: dict[str, str] = field(default_factory=dict)
+    log_format: str = "text"  # [daemon.log] format: "text" or "json" (one object a line)
     keylog_file: str = ""
     cookie_threshold: int = 32
     half_open_timeout: float = 30.0

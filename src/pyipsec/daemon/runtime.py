@@ -37,6 +37,7 @@ from ..config.model import ConnectionConfig, DaemonConfig, DpdAction, Mode, Star
 from ..ikev2 import events as ev
 from ..ikev2.api import IkeCore
 from ..ikev2.constants import NAT_KEEPALIVE, NON_ESP_MARKER
+from . import sdnotify
 from .commands import Commands, load_daemon_config, unsupported_config
 from .control import ControlServer
 from .dataplane import (
@@ -234,6 +235,7 @@ class Daemon:
 
     async def shutdown(self) -> None:
         """Delete every IKE SA (DELETE sent), wait briefly for answers, then close."""
+        sdnotify.notify(*sdnotify.STOPPING)  # systemd Type=notify (no-op without it)
         core, loop = self._core, self._loop
         if core is not None and loop is not None:
             try:
@@ -634,17 +636,37 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLD)
 
 
+def _reload_on_sighup(daemon: Daemon, sd: sdnotify.DaemonNotifier) -> None:
+    """SIGHUP: re-read the configuration, like ``pyipsec reload`` (systemd hears
+    RELOADING=1, then READY=1 whether or not the new file was good)."""
+    if not sd.is_ready or daemon._stop.is_set():
+        logging.getLogger("pyipsec.cfg").warning("SIGHUP while starting or stopping: ignored")
+        return
+    sd.reloading()
+    try:
+        daemon.reload()
+    except Exception as e:  # a bad file changes nothing (ControlError), and never kills us
+        logging.getLogger("pyipsec.cfg").error("reload on SIGHUP failed: %s", e)
+    finally:
+        sd.reloaded()
+
+
 async def _amain(daemon: Daemon) -> int:
     loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)
+    sd = sdnotify.DaemonNotifier(lambda: sdnotify.sa_counts(daemon.core))
+    loop.add_signal_handler(signal.SIGHUP, _reload_on_sighup, daemon, sd)
     try:
         await daemon.start()
         tune_gc()
         log.info("pyipsec daemon running (pid %d)", os.getpid())
+        sd.ready()  # systemd Type=notify: sockets bound, configuration loaded
         await daemon.serve()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        sd.close()
+        for sig in signals:
             loop.remove_signal_handler(sig)
     return 0
 
