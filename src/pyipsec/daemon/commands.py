@@ -48,6 +48,7 @@ _RESTART_KEYS = (
     "max_fragment_bytes",
     "metrics",
     "vici_socket",
+    "log_format",
 )
 
 

@@ -125,116 +125,136 @@ class MetricsCollector(Collector):
         )
         age.add_metric([], max(0.0, time.monotonic() - s.taken))
         yield age
-        ike = GaugeMetricFamily("pyipsec_ike_sas", "IKE SAs by state", labels=["state"])
-        for state, n in s.ike_by_state:
-            ike.add_metric([state], n)
-        yield ike
-        ho = GaugeMetricFamily(
-            "pyipsec_ike_sas_half_open", "IKE SAs not yet established (either role)"
-        )
-        ho.add_metric([], s.half_open)
-        yield ho
-        ch = GaugeMetricFamily(
-            "pyipsec_child_sas", "Child SAs by state (IKE core)", labels=["state"]
-        )
-        for state, n in s.child_by_state:
-            ch.add_metric([state], n)
-        yield ch
-        inst = GaugeMetricFamily(
-            "pyipsec_child_sas_installed", "Child SAs installed in the ESP data plane"
-        )
-        inst.add_metric([], s.child_installed)
-        yield inst
-        labels = ["conn", "child"]
-        fams = {
-            "bytes_in": CounterMetricFamily(
-                "pyipsec_child_bytes_in", "ESP payload octets received (decrypted)", labels=labels
-            ),
-            "packets_in": CounterMetricFamily(
-                "pyipsec_child_packets_in", "ESP packets received and accepted", labels=labels
-            ),
-            "bytes_out": CounterMetricFamily(
-                "pyipsec_child_bytes_out", "Octets sent protected by ESP", labels=labels
-            ),
-            "packets_out": CounterMetricFamily(
-                "pyipsec_child_packets_out", "ESP packets sent", labels=labels
-            ),
-        }
-        drops = CounterMetricFamily(
-            "pyipsec_child_drops",
-            "Packets of a Child SA dropped by the data plane, by kind",
-            labels=["conn", "child", "kind"],
-        )
-        for conn, child, t in s.traffic:
-            for name, value in zip(TRAFFIC_FIELDS, t, strict=True):
-                if name in fams:
-                    fams[name].add_metric([conn, child], value)
-                else:
-                    drops.add_metric([conn, child, name.removeprefix("drops_")], value)
-        yield from fams.values()
-        yield drops
-        dp = CounterMetricFamily(
-            "pyipsec_dataplane_drops",
-            "Data-plane drops that belong to no SA, by kind",
-            labels=["kind"],
-        )
-        for kind, n in s.drops:
-            dp.add_metric([kind], n)
-        yield dp
-        err = CounterMetricFamily(
-            "pyipsec_ike_errors", "Errors the IKE core counted, by kind", labels=["kind"]
-        )
-        retx = 0
-        cookies = 0
-        for kind, n in s.errors:
-            err.add_metric([kind], n)
-            if kind == ErrorKind.RETRANSMITS_EXHAUSTED.value:
-                retx = n
-            elif kind == ErrorKind.COOKIE_REQUIRED.value:
-                cookies = n
-        yield err
-        rt = CounterMetricFamily(
-            "pyipsec_ike_retransmits_exhausted",
-            "IKE requests given up after the last retransmission",
-        )
-        rt.add_metric([], retx)
-        yield rt
-        ck = CounterMetricFamily(
-            "pyipsec_ike_cookie_required_received",
-            "COOKIE notifications received from peers (we had to retry with a cookie)",
-        )
-        ck.add_metric([], cookies)
-        yield ck
-        est = CounterMetricFamily(
-            "pyipsec_ike_established",
-            "IKE SAs established, by connection and our role",
-            labels=["conn", "role"],
-        )
-        for conn, role, n in s.ike_established:
-            est.add_metric([conn, role], n)
-        yield est
-        yield _per_conn("pyipsec_ike_failed", "IKE SAs that failed to come up", s.ike_failed)
-        yield _per_conn("pyipsec_ike_rekeys", "IKE SA rekeys (RFC 7296 §2.18)", s.ike_rekeys)
-        cr = CounterMetricFamily(
-            "pyipsec_child_rekeys", "Child SA rekeys (RFC 7296 §2.8)", labels=["conn", "child"]
-        )
-        for conn, child, n in s.child_rekeys:
-            cr.add_metric([conn, child], n)
-        yield cr
-        yield _per_conn(
-            "pyipsec_dpd_failures", "Peers declared dead (RFC 7296 §2.4)", s.dpd_failures
-        )
-        h = HistogramMetricFamily(
-            "pyipsec_ike_handshake_seconds",
-            "Time from the daemon's initiate (start action, trap, control 'up') to the "
-            "IKE SA being established (IKE_SA_INIT + IKE_AUTH); initiator only",
-            buckets=[
-                (str(b), n)
-                for b, n in zip((*HANDSHAKE_BUCKETS, "+Inf"), s.handshake_buckets, strict=True)
-            ],
-            sum_value=s.handshake_sum,
-        )
-        yield h
+        yield from _sa_families(s)
+        yield from _traffic_families(s)
+        yield from _error_families(s)
+        yield from _event_families(s)
+
+
+def _sa_families(s: Snapshot) -> Iterator[Metric]:
+    """IKE and Child SAs by state (gauges)."""
+    ike = GaugeMetricFamily("pyipsec_ike_sas", "IKE SAs by state", labels=["state"])
+    for state, n in s.ike_by_state:
+        ike.add_metric([state], n)
+    yield ike
+    ho = GaugeMetricFamily(
+        "pyipsec_ike_sas_half_open", "IKE SAs not yet established (either role)"
+    )
+    ho.add_metric([], s.half_open)
+    yield ho
+    ch = GaugeMetricFamily(
+        "pyipsec_child_sas", "Child SAs by state (IKE core)", labels=["state"]
+    )
+    for state, n in s.child_by_state:
+        ch.add_metric([state], n)
+    yield ch
+    inst = GaugeMetricFamily(
+        "pyipsec_child_sas_installed", "Child SAs installed in the ESP data plane"
+    )
+    inst.add_metric([], s.child_installed)
+    yield inst
+
+
+def _traffic_families(s: Snapshot) -> Iterator[Metric]:
+    """Per (connection, child) traffic and drops, and the data plane's own drops."""
+    labels = ["conn", "child"]
+    fams = {
+        "bytes_in": CounterMetricFamily(
+            "pyipsec_child_bytes_in", "ESP payload octets received (decrypted)", labels=labels
+        ),
+        "packets_in": CounterMetricFamily(
+            "pyipsec_child_packets_in", "ESP packets received and accepted", labels=labels
+        ),
+        "bytes_out": CounterMetricFamily(
+            "pyipsec_child_bytes_out", "Octets sent protected by ESP", labels=labels
+        ),
+        "packets_out": CounterMetricFamily(
+            "pyipsec_child_packets_out", "ESP packets sent", labels=labels
+        ),
+    }
+    drops = CounterMetricFamily(
+        "pyipsec_child_drops",
+        "Packets of a Child SA dropped by the data plane, by kind",
+        labels=["conn", "child", "kind"],
+    )
+    for conn, child, t in s.traffic:
+        for name, value in zip(TRAFFIC_FIELDS, t, strict=True):
+            if name in fams:
+                fams[name].add_metric([conn, child], value)
+            else:
+                drops.add_metric([conn, child, name.removeprefix("drops_")], value)
+    yield from fams.values()
+    yield drops
+    dp = CounterMetricFamily(
+        "pyipsec_dataplane_drops",
+        "Data-plane drops that belong to no SA, by kind",
+        labels=["kind"],
+    )
+    for kind, n in s.drops:
+        dp.add_metric([kind], n)
+    yield dp
+
+
+def _error_families(s: Snapshot) -> Iterator[Metric]:
+    """The core's error counters (recovery.ErrorKind), and two of them on their own."""
+    err = CounterMetricFamily(
+        "pyipsec_ike_errors", "Errors the IKE core counted, by kind", labels=["kind"]
+    )
+    retx = 0
+    cookies = 0
+    for kind, n in s.errors:
+        err.add_metric([kind], n)
+        if kind == ErrorKind.RETRANSMITS_EXHAUSTED.value:
+            retx = n
+        elif kind == ErrorKind.COOKIE_REQUIRED.value:
+            cookies = n
+    yield err
+    rt = CounterMetricFamily(
+        "pyipsec_ike_retransmits_exhausted",
+        "IKE requests given up after the last retransmission",
+    )
+    rt.add_metric([], retx)
+    yield rt
+    ck = CounterMetricFamily(
+        "pyipsec_ike_cookie_required_received",
+        "COOKIE notifications received from peers (we had to retry with a cookie)",
+    )
+    ck.add_metric([], cookies)
+    yield ck
+
+
+def _event_families(s: Snapshot) -> Iterator[Metric]:
+    """Counters and the handshake histogram built from the core's events."""
+    est = CounterMetricFamily(
+        "pyipsec_ike_established",
+        "IKE SAs established, by connection and our role",
+        labels=["conn", "role"],
+    )
+    for conn, role, n in s.ike_established:
+        est.add_metric([conn, role], n)
+    yield est
+    yield _per_conn("pyipsec_ike_failed", "IKE SAs that failed to come up", s.ike_failed)
+    yield _per_conn("pyipsec_ike_rekeys", "IKE SA rekeys (RFC 7296 §2.18)", s.ike_rekeys)
+    cr = CounterMetricFamily(
+        "pyipsec_child_rekeys", "Child SA rekeys (RFC 7296 §2.8)", labels=["conn", "child"]
+    )
+    for conn, child, n in s.child_rekeys:
+        cr.add_metric([conn, child], n)
+    yield cr
+    yield _per_conn(
+        "pyipsec_dpd_failures", "Peers declared dead (RFC 7296 §2.4)", s.dpd_failures
+    )
+    h = HistogramMetricFamily(
+        "pyipsec_ike_handshake_seconds",
+        "Time from the daemon's initiate (start action, trap, control 'up') to the "
+        "IKE SA being established (IKE_SA_INIT + IKE_AUTH); initiator only",
+        buckets=[
+            (str(b), n)
+            for b, n in zip((*HANDSHAKE_BUCKETS, "+Inf"), s.handshake_buckets, strict=True)
+        ],
+        sum_value=s.handshake_sum,
+    )
+    yield h
 
 
 def _per_conn(name: str, doc: str, items: tuple[tuple[str, int], ...]) -> CounterMetricFamily:

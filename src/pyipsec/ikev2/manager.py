@@ -140,23 +140,7 @@ class IkeManager:
         self.by_id: dict[int, IkeSa] = {}
         self.half_open: dict[tuple[bytes, Address], IkeSa] = {}  # responders by (SPIi, peer)
         self._next_id = 1
-        # indexes, so that no entry point walks every SA (issue: tens of thousands)
-        self._child_spis: dict[int, IkeSa] = {}  # installed children by inbound SPI
-        self._reserved: dict[int, float] = {}  # allocated inbound SPIs -> when
-        self._reserved_order: deque[tuple[float, int]] = deque()
-        self._by_conn: dict[str, dict[int, IkeSa]] = {}
-        self._by_peer_id: dict[tuple[str, str], dict[int, IkeSa]] = {}  # (conn, remote id)
-        self._by_remote_ip: dict[str, dict[int, IkeSa]] = {}  # established, by peer IP
-        self._responders: dict[tuple[bytes, Address], IkeSa] = {}  # until forgotten
-        self._responder_key: dict[IkeSa, tuple[bytes, Address]] = {}
-        self._half_open_responders: set[IkeSa] = set()
-        # ordered (dicts as ordered sets): what the core sends never depends on addresses
-        self._keepalive_due: dict[IkeSa, None] = {}
-        # SAs with datagrams, events or changed deadlines; the timer heap of all SAs
-        self._dirty: dict[IkeSa, None] = {}
-        self._deadline: dict[IkeSa, float] = {}
-        self._heap: list[tuple[float, int, IkeSa]] = []
-        self._heap_seq = 0
+        self._init_indexes()
         self._clock = 0.0  # the latest ``now`` seen (for SPI reservations only)
         self._events: deque[Event] = deque()
         self._out: list[tuple[bytes, Address, Address]] = []
@@ -174,6 +158,25 @@ class IkeManager:
         self._restart: list[tuple[float, str, list[str], int]] = []
         self._restart_of: dict[int, tuple[str, list[str], int]] = {}  # ike_id -> attempt
         self._sent_by: dict[IkeSa, None] = {}
+
+    def _init_indexes(self) -> None:
+        """Indexes, so that no entry point walks every SA (tens of thousands)."""
+        self._child_spis: dict[int, IkeSa] = {}  # installed children by inbound SPI
+        self._reserved: dict[int, float] = {}  # allocated inbound SPIs -> when
+        self._reserved_order: deque[tuple[float, int]] = deque()
+        self._by_conn: dict[str, dict[int, IkeSa]] = {}
+        self._by_peer_id: dict[tuple[str, str], dict[int, IkeSa]] = {}  # (conn, remote id)
+        self._by_remote_ip: dict[str, dict[int, IkeSa]] = {}  # established, by peer IP
+        self._responders: dict[tuple[bytes, Address], IkeSa] = {}  # until forgotten
+        self._responder_key: dict[IkeSa, tuple[bytes, Address]] = {}
+        self._half_open_responders: set[IkeSa] = set()
+        # ordered (dicts as ordered sets): what the core sends never depends on addresses
+        self._keepalive_due: dict[IkeSa, None] = {}
+        # SAs with datagrams, events or changed deadlines; the timer heap of all SAs
+        self._dirty: dict[IkeSa, None] = {}
+        self._deadline: dict[IkeSa, float] = {}
+        self._heap: list[tuple[float, int, IkeSa]] = []
+        self._heap_seq = 0
 
     # ================================================================== SaOwner
 
