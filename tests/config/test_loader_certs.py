@@ -247,3 +247,20 @@ def test_psk_with_certs_and_mixed_auth(pki: Pki) -> None:
     assert c.remote_trust is None and c.local_credentials is not None
     bad = CONN.replace('auth = "pubkey"\ncerts', 'auth = "eap"\ncerts')
     assert "unsupported auth method 'eap' (hint: 'psk' or 'pubkey')" in _errors(pki.conf(bad))
+
+
+def test_certificate_example_loads(tmp_path: Path) -> None:
+    """examples/certificates/left.toml with the files its comment says how to make."""
+    ex = Path(__file__).resolve().parents[2] / "examples" / "certificates" / "left.toml"
+    conf = tmp_path / "left.toml"
+    conf.write_text(ex.read_text())
+    ca_key = generate_key("ecdsa-p256")
+    ca = make_ca(ca_key, "CN=Example CA", now=NOW)
+    key = generate_key("ecdsa-p256")
+    _write(tmp_path / "x509ca" / "ca.pem", _pem(ca))
+    _write(tmp_path / "x509" / "left.pem",
+           _pem(issue_host(ca, ca_key, key.public_key(), cn="left.example.net", now=NOW)))
+    _write_key(tmp_path / "private" / "left.key", key)
+    (c,) = load_config(conf).connections
+    assert c.local_credentials is not None and c.local_credentials.anchor == ca
+    assert c.remote_trust is not None and c.remote_trust.anchors == (ca,)
