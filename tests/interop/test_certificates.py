@@ -110,6 +110,12 @@ def _py_established(d: PyipsecDaemon) -> bool:
     return any(s.endswith("ESTABLISHED") for s in states) and bool(d.child_sas())
 
 
+def _spis(d: PyipsecDaemon) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    st = d.status()
+    return ({(sa["spi_i"], sa["spi_r"]) for sa in st["ike_sas"]},
+            {(c["spi_in"], c["spi_out"]) for c in st["child_sas"]})
+
+
 def _ping_both(topo: Topology, count: int = 2) -> None:
     for ns, src, dst in ((topo.left, LEFT_INNER, RIGHT_INNER),
                          (topo.right, RIGHT_INNER, LEFT_INNER),
@@ -158,7 +164,8 @@ def _start(topo: Topology, tmp_path: Path, pyipsec_side: str, kind: str, rsa_pss
 def test_certificate_auth(nat_topology: Topology, tmp_path: Path, pyipsec_side: str,
                           kind: str, rsa_pss: bool, charon_factory: Callable[..., Charon],
                           pyipsec_factory: Callable[..., PyipsecDaemon]) -> None:
-    """Certificates from the TOML's swanctl directories: up through the NAT, ping, close."""
+    """Certificates from the TOML's swanctl directories: up through the NAT, ping, reload
+    with unchanged files (same SAs), close."""
     topo = nat_topology
     charon, daemon = _start(topo, tmp_path, pyipsec_side, kind, rsa_pss, charon_factory,
                             pyipsec_factory)
@@ -174,6 +181,12 @@ def test_certificate_auth(nat_topology: Topology, tmp_path: Path, pyipsec_side: 
     if rsa_pss and pyipsec_side == "left":
         assert "RSASSA-PSS" in log or "RSA_EMSA_PSS" in log, log[-3000:]
     _ping_both(topo)
+    # reload with unchanged files: the credentials compare equal, the SAs stay
+    before = _spis(daemon)
+    assert before[0] and before[1], before
+    daemon.cli("reload")
+    assert _spis(daemon) == before
+    _ping_both(topo, count=1)
     if pyipsec_side == "left":
         daemon.down("py")
     else:
