@@ -282,7 +282,7 @@ def test_every_error_is_reported_with_location() -> None:
         "connections.gcm.dpd_action: invalid value 'explode' (hint: one of 'clear'",
         "connections.gcm.encap: expected true/false",
         "connections.gcm.version: only IKEv2 is supported",
-        "connections.gcm.local.auth: unsupported auth method 'pubkey'",
+        'connections.gcm.local.certs: missing: local.auth = "pubkey" needs a certificate',
         "connections.gcm.local.extra: unknown key",
         "connections.gcm.children.net.local_ts:",
         "connections.gcm.children.net.remote_ts: must not be empty",

@@ -375,10 +375,14 @@ class Charon:
         """The whole file log."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def swanctl(self, *args: str, timeout: float = 30.0, check: bool = True) -> str:
-        """Run ``swanctl ARGS --uri unix://.../charon.vici`` and return its stdout."""
+    def swanctl(self, *args: str, timeout: float = 30.0, check: bool = True,
+                swanctl_dir: Path | None = None) -> str:
+        """Run ``swanctl ARGS --uri unix://.../charon.vici`` and return its stdout
+        (``swanctl_dir``: its ``SWANCTL_DIR``, where x509/, x509ca/, private/ ... are)."""
+        env = None if swanctl_dir is None else dict(os.environ, SWANCTL_DIR=str(swanctl_dir))
         proc = subprocess.run(["swanctl", *args, "--uri", f"unix://{self.vici}"],
-                              capture_output=True, text=True, timeout=timeout, check=False)
+                              capture_output=True, text=True, timeout=timeout, check=False,
+                              env=env)
         if check and proc.returncode != 0:
             raise StrongswanError(f"swanctl {' '.join(args)} failed ({proc.returncode}):\n"
                                   f"{proc.stdout}{proc.stderr}\n{self.tail(20)}")
@@ -389,6 +393,14 @@ class Charon:
         conf = self.dir / "swanctl.conf"
         conf.write_text(swanctl_text)
         self.swanctl("--load-all", "--noprompt", "--file", str(conf))
+
+    def load_dir(self, swanctl_text: str, swanctl_dir: Path) -> None:
+        """Load ``swanctl_text`` with credentials from swanctl's layout below
+        ``swanctl_dir`` (``x509/``, ``x509ca/``, ``x509crl/``, ``private/``; relative names
+        in ``local.certs``, ``remote.cacerts`` and ``secrets.private*.file`` resolve there)."""
+        conf = swanctl_dir / "swanctl.conf"
+        conf.write_text(swanctl_text)
+        self.swanctl("--load-all", "--noprompt", "--file", str(conf), swanctl_dir=swanctl_dir)
 
     def initiate(self, ike: str, child: str | None = None, timeout: float = 15.0) -> str:
         """Initiate an IKE SA (and Child SA) and wait for the result."""

@@ -6,10 +6,11 @@ The file has three kinds of tables::
     [daemon.tun]                  # name, mtu, addresses
     [daemon.log]                  # per-subsystem levels (default, ike, ...), format
     [connections.NAME]            # an IKE SA template
-    [connections.NAME.local]      # id, auth = "psk"
-    [connections.NAME.remote]     # id, auth = "psk"
+    [connections.NAME.local]      # id, auth = "psk" | "pubkey", certs, key
+    [connections.NAME.remote]     # id, auth = "psk" | "pubkey", cacerts, revocation
     [connections.NAME.children.CHILD]
     [secrets.NAME]                # id / ids, secret
+    [secrets.private-NAME]        # file (in private/), secret: a key's passphrase
     secrets_file = "path"         # top-level: another TOML file holding [secrets.*] tables
 
 Validation never stops at the first problem: every error is collected with its
@@ -20,6 +21,10 @@ completely or not at all, so the daemon never half-applies a bad file.
 Durations accept plain numbers (seconds) or strings with a unit suffix: ``"30s"``,
 ``"5m"``, ``"1h"``, ``"1d"``.  Byte counts accept integers or ``"10k"``, ``"5M"``,
 ``"1G"`` (powers of 1024).
+
+Certificates, CA certificates, CRLs and private keys are files in swanctl's
+directories next to the configuration file (``x509/``, ``x509ca/``, ``x509crl/``,
+``private/``), read by :mod:`pyipsec.config.credentials`.
 """
 
 from __future__ import annotations
@@ -42,7 +47,9 @@ from typing import Any
 from ..constants import ProtocolId
 from ..ikev2.payloads import IdPayload
 from ..ikev2.proposals import expand_proposals, parse_proposals, proposal_tokens
+from .credentials import CredentialStore, KeySecret
 from .model import (
+    AuthKind,
     ChildConfig,
     ConnectionConfig,
     DaemonConfig,
@@ -50,8 +57,11 @@ from .model import (
     DpdConfig,
     IPAddress,
     Lifetimes,
+    LocalCredentials,
     Mode,
+    RemoteTrust,
     RetransmitConfig,
+    SendCert,
     StartAction,
     TrafficSelectorSpec,
 )
@@ -455,10 +465,32 @@ class _Secret:
     secret: bytes = field(repr=False)
 
 
-def _load_secrets(ctx: _Ctx, tbl: _Table) -> list[_Secret]:
+#: swanctl's ``secrets.<type><suffix>`` sections for private key files
+_KEY_SECRET_RE = re.compile(r"^(private|rsa|ecdsa|pkcs8)([-_.\w]*)$")
+
+
+def _load_key_secret(t: _Table) -> KeySecret | None:
+    """``[secrets.private-NAME]``: ``file`` (relative to ``private/``) and the
+    optional passphrase ``secret`` (swanctl.conf ``secrets.private<suffix>``)."""
+    file = t.get("file", _str, "")
+    secret = t.get("secret", _str, None)
+    t.finish(["file", "secret"])
+    if not file:
+        t.ctx.err(t.at("file"), "missing (the private key file, relative to private/)")
+        return None
+    return KeySecret(t.loc, file, None if secret is None else secret.encode())
+
+
+def _load_secrets(ctx: _Ctx, tbl: _Table, keys: list[KeySecret]) -> list[_Secret]:
+    """PSKs of ``[secrets.NAME]``; key passphrases (``private-NAME``) go to ``keys``."""
     out = []
     for name in list(tbl.data):
         t = tbl.sub(name)
+        if _KEY_SECRET_RE.match(name) and isinstance(t.data, dict) and "file" in t.data:
+            ks = _load_key_secret(t)
+            if ks is not None:
+                keys.append(ks)
+            continue
         ids: tuple[str, ...] = ()
         single = t.get("id", _str, None)
         if single is not None:
@@ -658,11 +690,64 @@ _CONN_KEYS = (
     "fragmentation",
     "fragment_size",
     "version",
+    "send_cert",
+    "send_certreq",
+    "rsa_pss",
 )
-_END_KEYS = ("id", "auth")
+_LOCAL_KEYS = ("id", "auth", "certs", "key")
+_REMOTE_KEYS = ("id", "auth", "cacerts", "revocation")
+_AUTH_KINDS = ("psk", "pubkey")
+_SEND_CERT = ("ifasked", "always", "never")
+_REVOCATION = ("relaxed", "strict", "ifuri")
 
 
-def _connection(ctx: _Ctx, t: _Table, name: str, secrets: list[_Secret]) -> ConnectionConfig:
+def _choice(choices: tuple[str, ...]) -> Callable[[object], str]:
+    def conv(v: object) -> str:
+        s = _str(v).lower()
+        if s not in choices:
+            raise ValueError(
+                f"invalid value {v!r} (hint: one of {', '.join(repr(c) for c in choices)})"
+            )
+        return s
+
+    return conv
+
+
+def _auth(end: _Table) -> AuthKind:
+    """``local.auth`` / ``remote.auth``: ``"psk"`` or ``"pubkey"`` (swanctl.conf(5);
+    RFC 7296 §2.15 shared key or signature, RFC 7427 signature algorithms)."""
+    v = end.get("auth", _str, "psk")
+    if v == "pubkey":
+        return "pubkey"
+    if v != "psk":
+        end.ctx.err(end.at("auth"), f"unsupported auth method {v!r} (hint: 'psk' or 'pubkey')")
+    return "psk"
+
+
+def _credentials(
+    local: _Table, remote: _Table, la: AuthKind, ra: AuthKind, store: CredentialStore
+) -> tuple[LocalCredentials | None, RemoteTrust | None]:
+    """The file-based credentials of one connection (swanctl ``local.certs``,
+    ``local.key``, ``remote.cacerts``, ``remote.revocation``)."""
+    certs: tuple[str, ...] = local.get("certs", _str_list, ())
+    key = local.get("key", _str, None)
+    cacerts: tuple[str, ...] = remote.get("cacerts", _str_list, ())
+    revocation = remote.get("revocation", _choice(_REVOCATION), "relaxed")
+    lc = rt = None
+    if la == "pubkey":
+        lc = store.local_credentials(local.loc, certs, key)
+    elif certs or key is not None:
+        local.ctx.err(local.at("certs" if certs else "key"), 'only with auth = "pubkey"')
+    if ra == "pubkey":
+        rt = store.remote_trust(remote.loc, cacerts, revocation == "strict")
+    elif cacerts:
+        remote.ctx.err(remote.at("cacerts"), 'only with auth = "pubkey"')
+    return lc, rt
+
+
+def _connection(
+    ctx: _Ctx, t: _Table, name: str, secrets: list[_Secret], store: CredentialStore
+) -> ConnectionConfig:
     d = ConnectionConfig(name=name)
     local_addrs: tuple[str, ...] = t.get("local_addrs", _addr_list, ())
     remote_addrs: tuple[str, ...] = t.get("remote_addrs", _addr_list, ())
@@ -673,17 +758,16 @@ def _connection(ctx: _Ctx, t: _Table, name: str, secrets: list[_Secret]) -> Conn
     remote = t.sub("remote")
     local_id = local.get("id", _identity, "")
     remote_id = remote.get("id", _identity, "")
-    auths = {}
-    for end in (local, remote):
-        auth = end.get("auth", _str, "psk")
-        if auth != "psk":
-            ctx.err(end.at("auth"), f"unsupported auth method {auth!r} (hint: only 'psk')")
-        auths[end.loc] = auth
-        end.finish(_END_KEYS)
+    local_auth, remote_auth = _auth(local), _auth(remote)
+    local_creds, remote_trust = _credentials(local, remote, local_auth, remote_auth, store)
+    local.finish(_LOCAL_KEYS)
+    remote.finish(_REMOTE_KEYS)
     if not local_id and local_addrs and not local_addrs[0].startswith("%"):
         local_id = local_addrs[0]  # swanctl: the IP address is the default identity
     psk = _match_psk(secrets, local_id, remote_id)
-    if psk is None:
+    if "psk" not in (local_auth, remote_auth):
+        psk = psk or b""
+    elif psk is None:
         ctx.err(
             local.at("auth"),
             f"no PSK in [secrets] for ids {local_id or '%any'!r}/{remote_id or '%any'!r} "
@@ -733,10 +817,24 @@ def _connection(ctx: _Ctx, t: _Table, name: str, secrets: list[_Secret]) -> Conn
         keyingtries=t.get("keyingtries", _int_range(0, 1_000_000), d.keyingtries),
         fragmentation=t.get("fragmentation", _bool, d.fragmentation),
         fragment_size=t.get("fragment_size", _int_range(256, 65535), d.fragment_size),
+        local_auth=local_auth,
+        remote_auth=remote_auth,
+        local_credentials=local_creds,
+        remote_trust=remote_trust,
+        send_cert=_send_cert(t, d.send_cert),
+        send_certreq=t.get("send_certreq", _bool, d.send_certreq),
+        rsa_pss=t.get("rsa_pss", _bool, d.rsa_pss),
     )
     t.raw("mobike")  # accepted for swanctl compatibility, not implemented
     t.finish(_CONN_KEYS)
     return conn
+
+
+def _send_cert(t: _Table, default: SendCert) -> SendCert:
+    """swanctl ``send_cert``: CERT payloads (RFC 7296 §3.6) only when asked by a
+    CERTREQ, always, or never."""
+    v = t.get("send_cert", _choice(_SEND_CERT), default)
+    return "always" if v == "always" else "never" if v == "never" else "ifasked"
 
 
 _DAEMON_KEYS = (
@@ -865,7 +963,8 @@ def _build(
 ) -> DaemonConfig:
     ctx = _Ctx(check_proposal=checker)
     root = _Table(ctx, "", dict(data))
-    secrets: list[_Secret] = _load_secrets(ctx, root.sub("secrets"))
+    key_secrets: list[KeySecret] = []
+    secrets: list[_Secret] = _load_secrets(ctx, root.sub("secrets"), key_secrets)
     sf = root.get("secrets_file", _str, None)
     if sf is not None:
         path = Path(sf) if os.path.isabs(sf) else base_dir / sf
@@ -874,11 +973,14 @@ def _build(
             for k in extra:
                 if k != "secrets":
                     ctx.err(f"{sf}:{k}", "unknown key (a secrets file holds [secrets.NAME] only)")
-            secrets += _load_secrets(ctx, _Table(ctx, f"{sf}:secrets", extra.get("secrets", {})))
+            secrets += _load_secrets(
+                ctx, _Table(ctx, f"{sf}:secrets", extra.get("secrets", {})), key_secrets
+            )
+    store = CredentialStore(base_dir, ctx.err, key_secrets)
     conns_tbl = root.sub("connections")
     conns = []
     for name in list(conns_tbl.data):
-        conns.append(_connection(ctx, conns_tbl.sub(name), name, secrets))
+        conns.append(_connection(ctx, conns_tbl.sub(name), name, secrets, store))
     child_names: dict[str, str] = {}
     for c in conns:
         for ch in c.children:
