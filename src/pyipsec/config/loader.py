@@ -764,30 +764,13 @@ def _connection(
     remote.finish(_REMOTE_KEYS)
     if not local_id and local_addrs and not local_addrs[0].startswith("%"):
         local_id = local_addrs[0]  # swanctl: the IP address is the default identity
-    psk = _match_psk(secrets, local_id, remote_id)
-    if "psk" not in (local_auth, remote_auth):
-        psk = psk or b""
-    elif psk is None:
-        ctx.err(
-            local.at("auth"),
-            f"no PSK in [secrets] for ids {local_id or '%any'!r}/{remote_id or '%any'!r} "
-            "(hint: add [secrets.NAME] with id = ... and secret = ...)",
-        )
-        psk = b""
+    psk = _psk(ctx, local, secrets, local_id, remote_id, (local_auth, remote_auth))
     reauth_time = t.get("reauth_time", parse_duration, 0.0)
     lifetimes = _lifetimes(t, d.lifetimes, child=False)
     reauth = t.get("reauth", _bool, bool(reauth_time))
     if reauth_time and not lifetimes.rekey_time:
         lifetimes = Lifetimes(reauth_time, lifetimes.over_time, lifetimes.rand_time)
-    dpd_delay = t.get("dpd_delay", parse_duration, d.dpd.interval)
-    dpd_timeout = t.get("dpd_timeout", parse_duration, d.dpd.timeout)
-    dpd = DpdConfig(
-        enabled=dpd_delay > 0,
-        interval=dpd_delay,
-        timeout=dpd_timeout,
-        max_retries=d.dpd.max_retries,
-        action=t.get("dpd_action", _enum(DpdAction), d.dpd.action),
-    )
+    dpd = _dpd(t, d.dpd)
     children_tbl = t.sub("children")
     lc, rc = _concrete(local_addrs), _concrete(remote_addrs)
     children = tuple(
@@ -828,6 +811,40 @@ def _connection(
     t.raw("mobike")  # accepted for swanctl compatibility, not implemented
     t.finish(_CONN_KEYS)
     return conn
+
+
+def _psk(
+    ctx: _Ctx,
+    local: _Table,
+    secrets: list[_Secret],
+    local_id: str,
+    remote_id: str,
+    auths: tuple[str, str],
+) -> bytes:
+    """The connection's PSK from [secrets]; required only when one side uses ``psk``."""
+    psk = _match_psk(secrets, local_id, remote_id)
+    if "psk" not in auths:
+        return psk or b""
+    if psk is None:
+        ctx.err(
+            local.at("auth"),
+            f"no PSK in [secrets] for ids {local_id or '%any'!r}/{remote_id or '%any'!r} "
+            "(hint: add [secrets.NAME] with id = ... and secret = ...)",
+        )
+        return b""
+    return psk
+
+
+def _dpd(t: _Table, d: DpdConfig) -> DpdConfig:
+    """``dpd_delay`` / ``dpd_timeout`` / ``dpd_action`` (RFC 7296 §2.4; 0 = off)."""
+    dpd_delay = t.get("dpd_delay", parse_duration, d.interval)
+    return DpdConfig(
+        enabled=dpd_delay > 0,
+        interval=dpd_delay,
+        timeout=t.get("dpd_timeout", parse_duration, d.timeout),
+        max_retries=d.max_retries,
+        action=t.get("dpd_action", _enum(DpdAction), d.action),
+    )
 
 
 def _send_cert(t: _Table, default: SendCert) -> SendCert:
