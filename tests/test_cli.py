@@ -332,3 +332,56 @@ def test_rekey_and_liveness_commands(
     ]
     with pytest.raises(SystemExit):
         main(["rekey", "gcm", "--child", "net", "--ike"])
+
+
+def test_format_status_peer_certificate() -> None:
+    sa = dict(STATUS["ike_sas"][0])
+    sa["peer_auth"] = "ecdsa-with-SHA256"
+    sa["peer_cert"] = {
+        "subject": "CN=right.example.net",
+        "issuer": "CN=pyipsec demo CA",
+        "serial": "1f",
+        "not_after": "2027-01-05T01:38:50+00:00",
+    }
+    text = format_status({"ike_sas": [sa, STATUS["ike_sas"][1]], "child_sas": []})
+    lines = text.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.strip().startswith("gcm#3"))
+    # under the table (after the last row), indented, only for the SA that has one
+    assert lines[row + 1].strip().startswith("old#4")
+    assert lines[row + 2] == (
+        "  gcm#3 peer certificate: CN=right.example.net, issued by CN=pyipsec demo CA, "
+        "expires 2027-01-05 01:38:50 UTC (auth ecdsa-with-SHA256)"
+    )
+    assert lines[row + 3] == ""
+    assert text.count("peer certificate") == 1
+
+
+def test_format_status_without_peer_certificate() -> None:
+    sa = dict(STATUS["ike_sas"][0], peer_auth="psk", peer_cert=None)
+    assert "peer certificate" not in format_status(STATUS)
+    assert "peer certificate" not in format_status({"ike_sas": [sa]})
+    # peer_auth is shown only with a certificate; a cert without not_after still prints
+    sa["peer_cert"] = {"subject": "CN=x", "issuer": "CN=ca"}
+    del sa["peer_auth"]
+    assert "  gcm#3 peer certificate: CN=x, issued by CN=ca" in format_status({"ike_sas": [sa]})
+
+
+def test_demo_auth_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyipsec import demo
+
+    seen: list[dict[str, Any]] = []
+
+    def fake(**kw: Any) -> int:
+        seen.append(kw)
+        return 0
+
+    monkeypatch.setattr(demo, "run_demo", fake)
+    assert main(["demo"]) == 0
+    assert main(["demo", "--auth", "pubkey", "--no-install"]) == 0
+    assert seen[0]["auth"] == "psk" and seen[1] == {
+        "keep_going": False,
+        "install": False,
+        "auth": "pubkey",
+    }
+    with pytest.raises(SystemExit):
+        main(["demo", "--auth", "rsa"])

@@ -66,3 +66,65 @@ def test_without_apt_get(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _fake_system(monkeypatch, {"ip"})
     assert not demo.ensure_tools(True, lines.append)
     assert calls == [] and "nftables" in lines[0]
+
+
+# --- `pyipsec demo --auth pubkey`: configurations and certificates (no root needed) ---
+
+
+def test_pubkey_configs_and_certificates() -> None:
+    import stat
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from pyipsec.auth.certs import id_matches_certificate
+    from pyipsec.auth.trust import validate_chain
+    from pyipsec.config.loader import load_config
+    from pyipsec.ikev2.tasks.common import parse_identity
+
+    with demo.DemoLab(prefix="pyipsec-demo-test", say=lambda _: None, auth="pubkey") as lab:
+        lab.write_configs()
+        anchors: list[x509.Certificate] = []
+        for side, other in (("left", "right"), ("right", "left")):
+            base = lab.dirs[side]
+            assert lab.configs[side] == base / f"{side}.toml"
+            text = lab.configs[side].read_text()
+            assert "[secrets" not in text and demo.PSK not in text
+            for path in (lab.configs[side], base / "private" / f"{side}.key"):
+                assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+            conn = load_config(lab.configs[side]).connections[0]  # the daemon's loader
+            assert (conn.local_auth, conn.remote_auth) == ("pubkey", "pubkey")
+            assert conn.local_id == demo.IDENTITIES[side]
+            assert conn.remote_id == demo.IDENTITIES[other]
+            creds, trust = conn.local_credentials, conn.remote_trust
+            assert creds is not None and creds.certificate is not None and trust is not None
+            cert = creds.certificate
+            key = cert.public_key()
+            assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1"
+            # the configured identity is in the certificate (subjectAltName dNSName)
+            assert id_matches_certificate(parse_identity(conn.local_id), cert)
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            assert san.get_values_for_type(x509.DNSName) == [demo.IDENTITIES[side]]
+            # and it chains up to the anchor the other side trusts
+            assert len(trust.anchors) == 1
+            assert trust.anchors[0].subject.rfc4514_string() == demo.DEMO_CA_DN
+            anchors.append(trust.anchors[0])
+            validate_chain(cert, anchors=trust.anchors, now=cert.not_valid_before_utc)
+        assert anchors[0] == anchors[1]  # one CA for both sides
+        assert not list(lab.tmp.rglob("ca.key"))  # the CA key is never written
+    assert not lab.tmp.exists()
+
+
+def test_psk_configs_unchanged() -> None:
+    from pyipsec.config.loader import load_config
+
+    with demo.DemoLab(prefix="pyipsec-demo-test", say=lambda _: None) as lab:
+        lab.write_configs()
+        for side in ("left", "right"):
+            assert lab.configs[side].read_text() == demo._config(side, lab.sockets[side])
+            conn = load_config(lab.configs[side]).connections[0]
+            assert conn.local_auth == conn.remote_auth == "psk"
+            assert conn.psk == demo.PSK.encode()
+        assert not (lab.dirs["left"] / "x509").exists()
+    with pytest.raises(ValueError):
+        demo.DemoLab(auth="cert")  # type: ignore[arg-type]

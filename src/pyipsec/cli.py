@@ -12,7 +12,7 @@
     pyipsec reload
     pyipsec stop
     pyipsec selfcheck
-    pyipsec demo [--keep-going] [--no-install]
+    pyipsec demo [--keep-going] [--no-install] [--auth psk|pubkey]
     pyipsec pki --gen-ca | --issue | --crl | --print CERT  [options]
 
 ``--socket PATH`` (before or after the command; default ``$PYIPSEC_SOCKET`` or
@@ -219,11 +219,30 @@ def _status_footer(st: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _peer_cert_line(sa: dict[str, Any]) -> str | None:
+    """``  demo#1 peer certificate: CN=..., issued by CN=..., expires 2027-...`` (and how
+    the peer authenticated), for an IKE SA whose peer showed a verified certificate."""
+    cert = sa.get("peer_cert")
+    if not isinstance(cert, dict):
+        return None
+    name = f"{_first(sa, 'conn', 'name', default='?')}#{_first(sa, 'ike_id', 'id', default='?')}"
+    text = f"  {name} peer certificate: {cert.get('subject', '?')}"
+    text += f", issued by {cert.get('issuer', '?')}"
+    not_after = cert.get("not_after")
+    if not_after:
+        text += f", expires {str(not_after).replace('T', ' ').replace('+00:00', ' UTC')}"
+    if sa.get("peer_auth"):
+        text += f" (auth {sa['peer_auth']})"
+    return text
+
+
 def format_status(st: dict[str, Any]) -> str:
     """The human-readable ``pyipsec status`` output for a status result dict."""
     lines = _status_header(st)
     lines.append("")
-    lines += _sa_section("IKE SAs", st.get("ike_sas") or [], IKE_SA_HEADERS, _ike_sa_row)
+    ike_sas = st.get("ike_sas") or []
+    lines += _sa_section("IKE SAs", ike_sas, IKE_SA_HEADERS, _ike_sa_row)
+    lines += [line for sa in ike_sas if (line := _peer_cert_line(sa))]
     lines.append("")
     lines += _sa_section("Child SAs", st.get("child_sas") or [], CHILD_SA_HEADERS, _child_sa_row)
     lines += _status_footer(st)
@@ -436,7 +455,7 @@ def _cmd_selfcheck(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(keep_going=args.keep_going, install=not args.no_install)
+    return run_demo(keep_going=args.keep_going, install=not args.no_install, auth=args.auth)
 
 
 _CONN_NAME_HELP = "connection name (a [connections.NAME] table)"
@@ -523,6 +542,12 @@ def _add_local_parsers(sub: _Subparsers) -> None:
         "--no-install",
         action="store_true",
         help="do not apt-get install missing tools (nftables, iputils-ping, iproute2)",
+    )
+    dm.add_argument(
+        "--auth",
+        choices=("psk", "pubkey"),
+        default="psk",
+        help="psk: a pre-shared key; pubkey: certificates of a CA made on the fly",
     )
     dm.set_defaults(func=_cmd_demo)
     from . import pki

@@ -13,6 +13,11 @@ UDP 4500 and use ESP-in-UDP.  The demo pings 203.0.113.65 from the left namespac
 through the tunnel, shows ``pyipsec status`` of both daemons and removes everything —
 processes (by PID), namespaces, temporary files — even on Ctrl-C, SIGTERM, SIGHUP or
 failure.
+With ``--auth pubkey`` the peers authenticate with certificates instead of the PSK: a
+CA and a host certificate for each side (ECDSA P-256, subjectAltName the side's
+identity) are made on the fly by :mod:`pyipsec.pki` into each side's state directory
+(``x509ca/``, ``x509/``, ``private/`` next to its configuration; the CA key is never
+written).
 :class:`DemoLab` is reused by the namespace tests.
 """
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import datetime as dt
 import os
 import shutil
 import signal
@@ -31,22 +37,85 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .daemon.control import ControlClient, ControlError
 
-__all__ = ["DemoError", "DemoLab", "run_demo"]
+__all__ = ["DemoError", "DemoLab", "run_demo", "write_demo_pki"]
 
 PSK = "pyipsec-demo-psk-0123456789abcdef"
 LEFT_INNER = "203.0.113.1"
 RIGHT_INNER = "203.0.113.65"
+#: the IKE identities of the two sides (ID_FQDN; the dNSName of their certificates)
+IDENTITIES = {"left": "left.example.net", "right": "right.example.net"}
+DEMO_CA_DN = "CN=pyipsec demo CA"
+
+DemoAuth = Literal["psk", "pubkey"]
+AUTH_KINDS: tuple[DemoAuth, ...] = ("psk", "pubkey")
 
 
 class DemoError(RuntimeError):
     """A demo step failed."""
 
 
-def _config(side: str, sock: str) -> str:
+def _auth_lines(side: str, auth: DemoAuth, which: str) -> str:
+    """The ``auth``/``certs``/``key`` lines of ``[connections.demo.<which>]``."""
+    if auth == "psk":
+        return ""
+    if which == "local":
+        return f'auth = "pubkey"\ncerts = ["{side}.pem"]\nkey = "private/{side}.key"\n'
+    return 'auth = "pubkey"\ncacerts = ["ca.pem"]\n'
+
+
+def _config(side: str, sock: str, auth: DemoAuth = "psk") -> str:
+    """The configuration of one side; ``auth``: the PSK below, or certificates."""
+    text = _psk_config(side, sock)
+    if auth == "psk":
+        return text
+    other = "right" if side == "left" else "left"
+    text = text.replace(
+        f'[connections.demo.local]\nid = "{IDENTITIES[side]}"\n',
+        f'[connections.demo.local]\nid = "{IDENTITIES[side]}"\n' + _auth_lines(side, auth, "local"),
+    )
+    text = text.replace(
+        f'[connections.demo.remote]\nid = "{IDENTITIES[other]}"\n',
+        f'[connections.demo.remote]\nid = "{IDENTITIES[other]}"\n'
+        + _auth_lines(side, auth, "remote"),
+    )
+    head, sep, _secrets = text.partition("\n[secrets.demo]\n")
+    if not sep or text.count('auth = "pubkey"') != 2:
+        raise AssertionError("demo configuration template changed")  # pragma: no cover
+    return head
+
+
+def write_demo_pki(dirs: dict[str, Path], now: dt.datetime | None = None) -> None:
+    """A CA and a host certificate per side, in swanctl's layout under ``dirs[side]``:
+    ``x509ca/ca.pem``, ``x509/<side>.pem`` (subject ``CN=<identity>``, subjectAltName
+    dNSName ``<identity>``) and ``private/<side>.key`` (PKCS#8, mode 0600).  ECDSA
+    P-256 throughout; the CA's private key only lives in memory."""
+    from . import pki
+
+    now = now or dt.datetime.now(dt.UTC)
+    ca_key = pki.generate_key("ecdsa-p256")
+    ca = pki.make_ca(ca_key, DEMO_CA_DN, now=now, days=30)
+    ca_pem = pki._cert_pem(ca)
+    for side, base in dirs.items():
+        for sub, mode in (("x509ca", 0o755), ("x509", 0o755), ("private", 0o700)):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+            os.chmod(base / sub, mode)
+        key = pki.generate_key("ecdsa-p256")
+        ident = IDENTITIES[side]
+        cert = pki.issue_host(
+            ca, ca_key, key.public_key(), cn=ident, sans=[f"dns:{ident}"], now=now, days=30
+        )
+        pki._write(str(base / "x509ca" / "ca.pem"), ca_pem)
+        pki._write(str(base / "x509" / f"{side}.pem"), pki._cert_pem(cert))
+        key_path = base / "private" / f"{side}.key"
+        key_path.unlink(missing_ok=True)
+        pki._write(str(key_path), pki._key_pem(key), private=True)
+
+
+def _psk_config(side: str, sock: str) -> str:
     if side == "left":
         return textwrap.dedent(
             f"""\
@@ -135,7 +204,15 @@ table ip pyipsec-demo-nat {
 class DemoLab:
     """Namespaces, NAT router and two daemons; a context manager that always cleans up."""
 
-    def __init__(self, prefix: str | None = None, say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        prefix: str | None = None,
+        say: Callable[[str], None] = print,
+        auth: DemoAuth = "psk",
+    ) -> None:
+        if auth not in AUTH_KINDS:
+            raise ValueError(f"auth must be one of {', '.join(AUTH_KINDS)}, not {auth!r}")
+        self.auth: DemoAuth = auth
         tag = prefix or f"pyipsec-demo-{os.getpid()}"
         self.ns = {side: f"{tag}-{side}" for side in ("left", "nat", "right")}
         self.say = say
@@ -144,6 +221,8 @@ class DemoLab:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.sockets = {s: str(self.tmp / f"{s}.sock") for s in ("left", "right")}
         self.configs: dict[str, Path] = {}
+        # each side's state directory: its configuration (and certificates, keys)
+        self.dirs = {s: self.tmp / s for s in ("left", "right")}
         self._created: list[str] = []
         self._closed = False
         self._pid = os.getpid()  # forked helpers (pyroute2) must never clean up
@@ -210,9 +289,15 @@ class DemoLab:
     # -------------------------------------------------------------- daemons
 
     def write_configs(self) -> None:
-        for side in ("left", "right"):
-            p = self.tmp / f"{side}.toml"
-            p.write_text(_config(side, self.sockets[side]))
+        """Each side's configuration in its state directory (with ``auth = "pubkey"``
+        also a fresh CA and host certificates, see :func:`write_demo_pki`)."""
+        for d in self.dirs.values():
+            d.mkdir(mode=0o700, exist_ok=True)
+        if self.auth == "pubkey":
+            write_demo_pki(self.dirs)
+        for side, d in self.dirs.items():
+            p = d / f"{side}.toml"
+            p.write_text(_config(side, self.sockets[side], self.auth))
             os.chmod(p, 0o600)
             self.configs[side] = p
 
@@ -410,7 +495,13 @@ def _set_up_lab(lab: DemoLab, say: Callable[[str], None]) -> None:
         "(198.51.100.0/24 behind a NAT at 192.0.2.1, peer at 192.0.2.2)"
     )
     lab.build()
-    say(f"writing configurations to {lab.tmp}")
+    if lab.auth == "pubkey":
+        say(
+            f"making a CA and certificates for {IDENTITIES['left']} and "
+            f"{IDENTITIES['right']} (ECDSA P-256), writing configurations to {lab.tmp}"
+        )
+    else:
+        say(f"writing configurations to {lab.tmp}")
     lab.write_configs()
     say("starting the responder daemon in the right namespace")
     lab.start_daemon("right")
@@ -479,14 +570,18 @@ def _run_phases(
 
 
 def run_demo(
-    keep_going: bool = False, out: Callable[[str], None] = print, *, install: bool = True
+    keep_going: bool = False,
+    out: Callable[[str], None] = print,
+    *,
+    install: bool = True,
+    auth: DemoAuth = "psk",
 ) -> int:
     """The README's main job; returns the exit status (0: the ping went through)."""
     if not _prerequisites_met(install, out):
         return 2
     old = _interrupt_on_cleanup_signals()
     say = _step_announcer(out)
-    lab = DemoLab(say=out)
+    lab = DemoLab(say=out, auth=auth)
     try:
         return _run_phases(lab, keep_going, say, out)
     except KeyboardInterrupt:
