@@ -199,12 +199,21 @@ def make_crl(
     days: int = 15,
     pss: bool = False,
 ) -> x509.CertificateRevocationList:
-    """A CRL of the CA listing ``revoked`` serial numbers, valid for ``days``."""
+    """A CRL of the CA listing ``revoked`` serial numbers, valid for ``days``, with the
+    authorityKeyIdentifier and cRLNumber every CRL must have (RFC 5280 §5.2.1, §5.2.3;
+    strongSwan finds a CA's CRLs by that key identifier)."""
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(ca_cert.subject)
         .last_update(now)
         .next_update(now + dt.timedelta(days=days))
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                ca_cert.public_key()  # type: ignore[arg-type]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.CRLNumber(int(now.timestamp())), critical=False)
     )
     for serial in revoked:
         builder = builder.add_revoked_certificate(
