@@ -63,8 +63,8 @@ from .state import IKE_AUTHENTICATED, IKE_FINAL, IKE_HALF_OPEN, ChildSaState, Ik
 from .tasks import child_rekey, liveness
 from .tasks.base import KeFactory, PayloadList, Rng, Task, rand_fraction
 from .tasks.child_delete import ChildDelete
-from .tasks.ike_init import IkeInit
-from .tasks.responders import RESPONDERS, respond_init_retransmit
+from .tasks.ike_init import IkeInit, answer_retransmission
+from .tasks.responders import RESPONDERS
 from .timers import TimerKind, Timers
 from .window import Arrival, PendingRequest, RequestWindow, ResponderWindow
 
@@ -576,7 +576,7 @@ class IkeSa:
         """IKE_SA_INIT for an existing SA: our request's answer (§1.2, §2.6), or a
         retransmission of the peer's request (answered from the cache, §2.1)."""
         if not hdr.is_response:
-            respond_init_retransmit(self, data, hdr, local, remote)
+            answer_retransmission(self, data, hdr, local, remote)
             return
         req = self.req_win.pending.get(0)
         init = req.task if req is not None else None

@@ -473,18 +473,51 @@ def retry_refused(sa: IkeSa, task: Task, attempt: int, now: float) -> None:
     sa.schedule(task, now + delay)
 
 
-class ChildCreate(Task):
-    """CREATE_CHILD_SA for a new Child SA (§1.3.1)."""
+class ChildExchange(Task):
+    """What a new Child SA and a Child SA rekey share: the request we sent, a retry with
+    the KE group the peer asks for (INVALID_KE_PAYLOAD, §1.3.1, §2.7, once) and the
+    backoff after TEMPORARY_FAILURE (§2.25)."""
 
     exchange: ClassVar[ExchangeType] = ExchangeType.CREATE_CHILD_SA
 
-    def __init__(self, sa: IkeSa, cfg: ChildConfig, *, attempt: int = 0) -> None:
-        super().__init__(sa, f"create child {cfg.name}")
-        self.cfg = cfg
+    def __init__(self, sa: IkeSa, label: str, *, attempt: int) -> None:
+        super().__init__(sa, label)
         self.attempt = attempt  # TEMPORARY_FAILURE answers so far (§2.25)
         self.req: ChildRequest | None = None
         self.group: int | None = None  # the KE group the peer asked for (§1.3.1)
         self.ke_retries = 0
+
+    def again(self, *, attempt: int) -> ChildExchange:
+        """A fresh copy of this exchange, to send again."""
+        raise NotImplementedError
+
+    def retry_with_group(self, etype: int, data: bytes, now: float) -> bool:
+        """INVALID_KE_PAYLOAD naming a group we proposed: send again with it, at once."""
+        req = self.req
+        if etype != NotifyType.INVALID_KE_PAYLOAD or req is None or req.ke_retries >= 1:
+            return False
+        group = int.from_bytes(data[:2], "big") if len(data) >= 2 else 0
+        if group not in proposal_groups(req.proposals):
+            return False
+        again = self.again(attempt=self.attempt)
+        again.group, again.ke_retries = group, req.ke_retries + 1
+        self.sa.enqueue(again, now, front=True)
+        return True
+
+    def retry_later(self, now: float) -> None:
+        """TEMPORARY_FAILURE: the same exchange after the table's backoff (§2.25)."""
+        retry_refused(self.sa, self.again(attempt=self.attempt + 1), self.attempt, now)
+
+
+class ChildCreate(ChildExchange):
+    """CREATE_CHILD_SA for a new Child SA (§1.3.1)."""
+
+    def __init__(self, sa: IkeSa, cfg: ChildConfig, *, attempt: int = 0) -> None:
+        super().__init__(sa, f"create child {cfg.name}", attempt=attempt)
+        self.cfg = cfg
+
+    def again(self, *, attempt: int) -> ChildCreate:
+        return ChildCreate(self.sa, self.cfg, attempt=attempt)
 
     def build_request(self, now: float) -> PayloadList | None:
         sa = self.sa
@@ -510,18 +543,10 @@ class ChildCreate(Task):
             refuse_bad_response(sa, req, msg, now)
 
     def _refused(self, etype: int, data: bytes, now: float) -> None:
-        sa, req = self.sa, self.req
-        assert req is not None
-        if etype == NotifyType.INVALID_KE_PAYLOAD and req.ke_retries < 1:
-            group = int.from_bytes(data[:2], "big") if len(data) >= 2 else 0
-            if group in proposal_groups(req.proposals):
-                again = ChildCreate(sa, self.cfg, attempt=self.attempt)
-                again.group, again.ke_retries = group, req.ke_retries + 1
-                sa.enqueue(again, now, front=True)
-                return
+        if self.retry_with_group(etype, data, now):
+            return
         if etype == NotifyType.TEMPORARY_FAILURE:
-            again = ChildCreate(sa, self.cfg, attempt=self.attempt + 1)
-            retry_refused(sa, again, self.attempt, now)
+            self.retry_later(now)
             return
         raise ProtocolError(f"peer refused the Child SA: {name_of(NotifyType, etype)}", etype)
 

@@ -9,28 +9,26 @@ and is deleted by the end that created it (:meth:`ChildRekey.conclude_collision`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from ..child_sa import ChildSa
-from ..constants import ExchangeType, NotifyType, PayloadType, name_of
+from ..constants import NotifyType, PayloadType, name_of
 from ..errors import ProtocolError
 from ..message import Message
 from ..payloads import NotifyPayload
 from ..state import ChildSaState, IkeSaState
-from .base import NONCE_SIZE, PayloadList, Task
+from .base import NONCE_SIZE, PayloadList
 from .child_create import (
-    ChildRequest,
+    ChildExchange,
     child_failed,
     complete,
     negotiate,
     new_request,
     refuse_bad_response,
     request_payloads,
-    retry_refused,
 )
 from .child_create import start as start_create
 from .child_delete import ChildDelete
-from .common import proposal_groups
 
 if TYPE_CHECKING:
     from ..sa import IkeSa
@@ -47,20 +45,17 @@ def start(sa: IkeSa, child: ChildSa, now: float) -> None:
     sa.enqueue(ChildRekey(sa, child), now)
 
 
-class ChildRekey(Task):
+class ChildRekey(ChildExchange):
     """Our rekey of one Child SA, and its collision with the peer's (§2.8.1)."""
 
-    exchange: ClassVar[ExchangeType] = ExchangeType.CREATE_CHILD_SA
-
     def __init__(self, sa: IkeSa, child: ChildSa, *, attempt: int = 0) -> None:
-        super().__init__(sa, f"rekey child {child.spi_in:08x}")
+        super().__init__(sa, f"rekey child {child.spi_in:08x}", attempt=attempt)
         self.child = child
-        self.attempt = attempt  # TEMPORARY_FAILURE answers so far (§2.25)
-        self.req: ChildRequest | None = None
-        self.group: int | None = None  # the KE group the peer asked for (§1.3.1)
-        self.ke_retries = 0
         #: the SA we created answering the peer's rekey of the same child (§2.8.1)
         self.peer_new: ChildSa | None = None
+
+    def again(self, *, attempt: int) -> ChildRekey:
+        return ChildRekey(self.sa, self.child, attempt=attempt)
 
     def collide(self, peer_new: ChildSa) -> None:
         """§2.8.1: the peer rekeyed our child too; we answered with ``peer_new``."""
@@ -99,22 +94,16 @@ class ChildRekey(Task):
             refuse_bad_response(sa, req, msg, now)
 
     def _refused(self, etype: int, data: bytes, now: float) -> None:
-        sa, req, child = self.sa, self.req, self.child
-        assert req is not None
-        if etype == NotifyType.INVALID_KE_PAYLOAD and req.ke_retries < 1:
-            group = int.from_bytes(data[:2], "big") if len(data) >= 2 else 0
-            if group in proposal_groups(req.proposals):
-                again = ChildRekey(sa, child, attempt=self.attempt)
-                again.group, again.ke_retries = group, req.ke_retries + 1
-                sa.enqueue(again, now, front=True)
-                return
+        sa, child = self.sa, self.child
+        if self.retry_with_group(etype, data, now):
+            return
         if etype == NotifyType.TEMPORARY_FAILURE:
             if self.peer_new is not None:
                 # the peer won a race it did not notice; its new SA replaces ours (§2.8.1)
                 if child.state is ChildSaState.REKEYING:
                     child.set_state(ChildSaState.REKEYED)
                 return
-            retry_refused(sa, ChildRekey(sa, child, attempt=self.attempt + 1), self.attempt, now)
+            self.retry_later(now)
             return
         if etype == NotifyType.CHILD_SA_NOT_FOUND:
             if self.peer_new is not None or child.state is not ChildSaState.REKEYING:

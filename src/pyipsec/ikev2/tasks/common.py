@@ -6,12 +6,20 @@ import functools
 import logging
 from collections.abc import Callable, Sequence
 
+from ...auth.certs import build_certreq
 from ...config.model import ConnectionConfig
 from ...crypto.keys import ChildSuite, IkeSuite
 from ...nat import NatDetection, NatResult
-from ..constants import IdType, NotifyType, TransformType
+from ..constants import CertEncoding, IdType, NotifyType, PayloadType, TransformType
 from ..errors import NoProposalChosen
-from ..payloads import IdPayload, NotifyPayload, Proposal, SaPayload, Transform
+from ..payloads import (
+    CertReqPayload,
+    IdPayload,
+    NotifyPayload,
+    Proposal,
+    SaPayload,
+    Transform,
+)
 from ..proposals import (
     format_proposal,
     make_proposals,
@@ -115,6 +123,18 @@ def proposal_groups(props: Sequence[Proposal]) -> list[int]:
             if t.type == TransformType.DH and t.id != 0 and t.id not in out:
                 out.append(t.id)
     return out
+
+
+def certreq_payloads(conn: ConnectionConfig) -> list[tuple[int, CertReqPayload]]:
+    """CERTREQ naming the trust anchors we verify the peer with (§3.7): sent by the
+    initiator in IKE_AUTH and by the responder in IKE_SA_INIT (§1.2)."""
+    trust = conn.remote_trust
+    if conn.remote_auth != "pubkey" or not conn.send_certreq or trust is None:
+        return []
+    if not trust.anchors:
+        return []
+    data = build_certreq(trust.anchors)
+    return [(PayloadType.CERTREQ, CertReqPayload(CertEncoding.X509_SIGNATURE, data))]
 
 
 def suite_string(p: Proposal) -> str:

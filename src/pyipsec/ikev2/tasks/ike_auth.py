@@ -25,7 +25,6 @@ from cryptography.hazmat.primitives import serialization
 
 from ...auth.certs import (
     LocalChain,
-    build_certreq,
     cert_payload,
     certs_to_send,
     check_id_binding,
@@ -58,12 +57,19 @@ from ..constants import (
 from ..errors import AuthenticationFailed, ProtocolError
 from ..events import ChildSaFailed, IkeSaEstablished
 from ..message import Message
-from ..payloads import AuthPayload, CertPayload, CertReqPayload, IdPayload, NotifyPayload
+from ..payloads import AuthPayload, CertPayload, IdPayload, NotifyPayload
 from ..state import IkeSaState
 from ..timers import TimerKind
 from . import child_create, ike_delete
 from .base import PayloadList, Task
-from .common import conn_matches_id, id_body, id_from_config, identity_str, parse_identity
+from .common import (
+    certreq_payloads,
+    conn_matches_id,
+    id_body,
+    id_from_config,
+    identity_str,
+    parse_identity,
+)
 
 if TYPE_CHECKING:
     from ..sa import IkeSa
@@ -78,17 +84,6 @@ def _auth_value(
     assert sa.suite is not None
     prf = sa.suite.prf_id
     return psk_auth(prf, psk, signed_octets(message, nonce_peer, prf, sk_p, id_body(idp)))
-
-
-def _certreq_payloads(conn: ConnectionConfig) -> PayloadList:
-    """The initiator's CERTREQ naming the anchors it trusts (§3.7, §1.2)."""
-    trust = conn.remote_trust
-    if conn.remote_auth != "pubkey" or not conn.send_certreq or trust is None:
-        return []
-    if not trust.anchors:
-        return []
-    data = build_certreq(trust.anchors)
-    return [(PayloadType.CERTREQ, CertReqPayload(CertEncoding.X509_SIGNATURE, data))]
 
 
 def _window_notify(conn: ConnectionConfig) -> PayloadList:
@@ -302,7 +297,7 @@ class IkeAuth(Task):
         payloads += auth_payloads[:-1]  # CERT payloads (§3.6)
         if conn.initial_contact and sa.reauth_of is None:
             payloads.append((PayloadType.NOTIFY, NotifyPayload(0, b"", NotifyType.INITIAL_CONTACT)))
-        payloads += _certreq_payloads(conn)
+        payloads += certreq_payloads(conn)
         pattern = conn.remote_auth == "pubkey" and any(c in conn.remote_id for c in "*/")
         if conn.remote_id.strip() not in _ANY and not pattern:
             with contextlib.suppress(ValueError):

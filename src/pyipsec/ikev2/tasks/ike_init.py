@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, ClassVar
 
-from ...auth.certs import build_certreq
 from ...auth.errors import AuthError
 from ...auth.signatures import build_hash_algorithms, parse_hash_algorithms
 from ...config.model import ChildConfig, ConnectionConfig
@@ -21,7 +20,6 @@ from ...crypto.keys import derive_ike_keys
 from ...nat import PortFloating, format_endpoint
 from ..constants import (
     NAT_T_PORT,
-    CertEncoding,
     ExchangeType,
     HeaderFlag,
     NotifyType,
@@ -31,7 +29,6 @@ from ..constants import (
 from ..errors import InvalidKePayload, NoProposalChosen, ProtocolError
 from ..message import Message
 from ..payloads import (
-    CertReqPayload,
     KePayload,
     NoncePayload,
     NotifyPayload,
@@ -42,6 +39,7 @@ from ..state import IkeSaState
 from .base import NONCE_SIZE, PayloadList, Task
 from .common import (
     build_proposals,
+    certreq_payloads,
     check_chosen,
     check_nat,
     choose_proposal,
@@ -284,7 +282,7 @@ def respond(
     if _record_hash_algorithms(sa, msg):
         # RFC 7427 §4: answer the initiator's notify with ours
         payloads.append((PayloadType.NOTIFY, _hash_algorithms_notify()))
-    payloads += _certreq(sa.conn)
+    payloads += certreq_payloads(sa.conn)
     out = sa.build(ExchangeType.IKE_SA_INIT, 0, payloads, response=True)
     sa.msg2 = out
     sa.resp_win.store(0, [out])
@@ -365,17 +363,6 @@ def _record_hash_algorithms(sa: IkeSa, msg: Message) -> bool:
         sa.log.info("ignoring SIGNATURE_HASH_ALGORITHMS: %s", exc)
         return False
     return True
-
-
-def _certreq(conn: ConnectionConfig) -> PayloadList:
-    """The responder's CERTREQ naming the anchors it trusts (§3.7, §1.2)."""
-    trust = conn.remote_trust
-    if conn.remote_auth != "pubkey" or not conn.send_certreq or trust is None:
-        return []
-    if not trust.anchors:
-        return []
-    data = build_certreq(trust.anchors)
-    return [(PayloadType.CERTREQ, CertReqPayload(CertEncoding.X509_SIGNATURE, data))]
 
 
 def _frag_supported(msg: Message) -> bool:

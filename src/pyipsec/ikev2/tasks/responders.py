@@ -18,7 +18,6 @@ from ..message import Message
 from ..state import IKE_AUTHENTICATED, IkeSaState
 from . import child_create, child_rekey, ike_auth, ike_rekey, informational
 from .base import PayloadList
-from .ike_init import answer_retransmission
 
 if TYPE_CHECKING:
     from ..sa import IkeSa
@@ -56,6 +55,4 @@ RESPONDERS: dict[int, Responder] = {
     ExchangeType.INFORMATIONAL: Responder(informational.respond, IKE_AUTHENTICATED),
 }
 
-respond_init_retransmit = answer_retransmission
-
-__all__ = ["RESPONDERS", "Responder", "respond_create_child_sa", "respond_init_retransmit"]
+__all__ = ["RESPONDERS", "Responder", "respond_create_child_sa"]
