@@ -179,9 +179,8 @@ def test_trap_reports_and_holds_down(pair: tuple[Side, Side]) -> None:
     assert len(left.reports) == 2
 
 
-def test_peer_index_and_ike_rekey_bookkeeping() -> None:
-    """The data plane's indexes: peers counted and found by network in O(log n), children
-    re-labelled when their IKE SA is rekeyed so a later peer move reaches them."""
+def test_peer_index() -> None:
+    """Peers are counted and found by network in O(log n) (routes must not capture them)."""
     import ipaddress
 
     from pyipsec.daemon.dataplane import PeerIndex
@@ -196,3 +195,21 @@ def test_peer_index_and_ike_rekey_bookkeeping() -> None:
     assert idx.any_in(ipaddress.ip_network("192.0.2.7/32"))  # one SA left
     idx.remove("192.0.2.7")
     assert not idx.any_in(ipaddress.ip_network("192.0.2.7/32")) and "192.0.2.7" not in idx
+
+
+def test_a_peer_move_after_an_ike_rekey_moves_the_children(pair: tuple[Side, Side]) -> None:
+    """After an IKE SA rekey (RFC 7296 §2.8.2) the core names the new IKE SA in
+    PeerAddressChanged (§2.23): the children, installed under the old one, must follow."""
+    import ipaddress
+
+    left, _ = pair
+    c = left.dp.children[0x100]
+    old_ike, old_peer = c.ike_id, c.remote
+    left.dp.peer_address_changed(old_ike + 1, ("192.0.2.77", 4500))
+    assert c.remote == old_peer  # another IKE SA: not ours
+    left.dp.ike_rekeyed(old_ike, old_ike + 1)
+    left.dp.peer_address_changed(old_ike + 1, ("192.0.2.77", 4500))
+    assert c.remote == ("192.0.2.77", 4500) and c.ike_id == old_ike + 1
+    assert left.dp.peers.any_in(ipaddress.ip_network("192.0.2.77/32"))
+    assert not left.dp.peers.any_in(ipaddress.ip_network(f"{old_peer[0]}/32"))
+    assert left.dp.uninstall(0x100) is c and left.dp.by_ike == {}

@@ -260,9 +260,6 @@ class IkeSa:
     def our_spi(self) -> bytes:
         return self.spi_i if self.initiator else self.spi_r
 
-    @property
-    def peer_spi(self) -> bytes:
-        return self.spi_r if self.initiator else self.spi_i
 
     @property
     def name(self) -> str:

@@ -147,8 +147,6 @@ def _suite_string(key: tuple[tuple[int, int, int | None], ...]) -> str:
     return format_proposal([Transform(t, i, k) for t, i, k in key])
 
 
-def sa_payload(props: list[Proposal]) -> SaPayload:
-    return SaPayload(props)
 
 
 # --------------------------------------------------------------------------- identities
@@ -199,9 +197,6 @@ def conn_matches_id(conn: ConnectionConfig, got: IdPayload) -> bool:
 # --------------------------------------------------------------------------- NAT-D
 
 
-def nat_hash(spi_i: bytes, spi_r: bytes, address: str, port: int) -> bytes:
-    """NAT_DETECTION_*_IP data: SHA-1(SPIi | SPIr | IP | Port) (§2.23)."""
-    return NatDetection.compute_hash(spi_i, spi_r, address, port)
 
 
 def nat_notifies(
