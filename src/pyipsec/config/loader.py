@@ -11,6 +11,9 @@ The file has three kinds of tables::
     [connections.NAME.children.CHILD]
     [secrets.NAME]                # id / ids, secret
     [secrets.private-NAME]        # file (in private/), secret: a key's passphrase
+    [secrets.radius-NAME]         # secret: the shared secret of RADIUS server NAME
+    [eap_radius]                  # the RADIUS client of remote.auth = "eap-radius"
+    [eap_radius.servers.NAME]     # address, auth_port, preference
     secrets_file = "path"         # top-level: another TOML file holding [secrets.*] tables
 
 Validation never stops at the first problem: every error is collected with its
@@ -40,7 +43,7 @@ import re
 import stat
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +58,12 @@ from .model import (
     DaemonConfig,
     DpdAction,
     DpdConfig,
+    EapRadiusConfig,
     IPAddress,
     Lifetimes,
     LocalCredentials,
     Mode,
+    RadiusServerConfig,
     RemoteTrust,
     RetransmitConfig,
     SendCert,
@@ -972,6 +977,120 @@ def _replace_retransmit(c: ConnectionConfig, r: RetransmitConfig) -> ConnectionC
     return replace(c, retransmit=r)
 
 
+# --------------------------------------------------------------------------- [eap_radius]
+
+_EAP_RADIUS_KEYS = (
+    "servers",
+    "timeout",
+    "retries",
+    "backoff",
+    "nas_identifier",
+    "station_id_with_port",
+    "framed_mtu",
+    "sockets",
+)
+_RADIUS_SERVER_KEYS = ("address", "auth_port", "port", "preference")
+_RADIUS_SECRET_PREFIX = "radius-"
+
+
+def _radius_secrets(ctx: _Ctx, secrets: list[_Secret]) -> tuple[list[_Secret], dict[str, bytes]]:
+    """Split the RADIUS shared secrets (``[secrets.radius-NAME]``, RFC 2865 §3) from
+    the PSKs: (PSKs, {server name: secret})."""
+    psks: list[_Secret] = []
+    radius: dict[str, bytes] = {}
+    for s in secrets:
+        if not s.name.startswith(_RADIUS_SECRET_PREFIX):
+            psks.append(s)
+            continue
+        if s.ids:
+            ctx.err(f"secrets.{s.name}", "a RADIUS shared secret has no id (hint: secret only)")
+        radius[s.name.removeprefix(_RADIUS_SECRET_PREFIX)] = s.secret
+    return psks, radius
+
+
+def _ip_address(v: object) -> str:
+    text = _str(v).strip()
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(f"invalid IP address {text!r} (hint: e.g. '192.0.2.10')") from None
+
+
+def _framed_mtu(v: object) -> int:
+    n: int = _int_range(0, 65535)(v)
+    if 0 < n < 64:
+        raise ValueError(f"must be 0 (not sent) or between 64 and 65535, got {n}")
+    return n
+
+
+def _nas_identifier(v: object) -> str:
+    text = _str(v)
+    if not 0 < len(text.encode()) <= 253:
+        raise ValueError("must be 1 to 253 octets (RFC 2865 §5.32)")
+    return text
+
+
+def _radius_server(t: _Table, name: str, secrets: dict[str, bytes]) -> RadiusServerConfig:
+    """``[eap_radius.servers.NAME]``: address, auth_port (or port), preference; the
+    secret comes from ``[secrets.radius-NAME]``."""
+    address = t.get("address", _ip_address, "")
+    if "address" not in t.data:
+        t.ctx.err(t.at("address"), "missing (the RADIUS server's IP address)")
+    if "secret" in t.data:
+        t.raw("secret")
+        t.ctx.err(
+            t.at("secret"),
+            f"secrets go into the secrets: [secrets.{_RADIUS_SECRET_PREFIX}{name}] "
+            'secret = "..." (hint: in a mode-0600 secrets_file)',
+        )
+    secret = secrets.get(name)
+    if secret is None:
+        t.ctx.err(
+            t.loc,
+            f"no shared secret (hint: add [secrets.{_RADIUS_SECRET_PREFIX}{name}] "
+            'with secret = "..." to the secrets)',
+        )
+    server = RadiusServerConfig(
+        name=name,
+        address=address,
+        secret=secret or b"",
+        auth_port=t.get("auth_port", _int_range(1, 65535), 1812, "port"),
+        preference=t.get("preference", _int_range(-1000, 1000), 0),
+    )
+    t.finish(_RADIUS_SERVER_KEYS)
+    return server
+
+
+def _eap_radius(ctx: _Ctx, t: _Table, secrets: dict[str, bytes]) -> EapRadiusConfig:
+    """``[eap_radius]``: the RADIUS client (RFC 3579), like strongSwan's eap-radius."""
+    d = EapRadiusConfig()
+    timeout = t.get("timeout", parse_duration, d.timeout)
+    if timeout <= 0:
+        ctx.err(t.at("timeout"), "must be > 0 (hint: '3s')")
+        timeout = d.timeout
+    servers_tbl = t.sub("servers")
+    servers = tuple(
+        _radius_server(servers_tbl.sub(name), name, secrets) for name in list(servers_tbl.data)
+    )
+    for name in secrets.keys() - {s.name for s in servers}:
+        ctx.err(
+            f"secrets.{_RADIUS_SECRET_PREFIX}{name}",
+            f"no [eap_radius.servers.{name}] uses this RADIUS secret",
+        )
+    cfg = EapRadiusConfig(
+        servers=servers,
+        timeout=timeout,
+        retries=t.get("retries", _int_range(0, 20), d.retries),
+        backoff=t.get("backoff", _retransmit_base, d.backoff),
+        nas_identifier=t.get("nas_identifier", _nas_identifier, d.nas_identifier),
+        station_id_with_port=t.get("station_id_with_port", _bool, d.station_id_with_port),
+        framed_mtu=t.get("framed_mtu", _framed_mtu, d.framed_mtu),
+        sockets=t.get("sockets", _int_range(1, 64), d.sockets),
+    )
+    t.finish(_EAP_RADIUS_KEYS)
+    return cfg
+
+
 def _build(
     data: Mapping[str, Any],
     source: str,
@@ -993,6 +1112,7 @@ def _build(
             secrets += _load_secrets(
                 ctx, _Table(ctx, f"{sf}:secrets", extra.get("secrets", {})), key_secrets
             )
+    secrets, radius_secrets = _radius_secrets(ctx, secrets)
     store = CredentialStore(base_dir, ctx.err, key_secrets)
     conns_tbl = root.sub("connections")
     conns = []
@@ -1008,7 +1128,8 @@ def _build(
                 )
             child_names[ch.name] = c.name
     cfg = _daemon(ctx, root.sub("daemon"), tuple(conns))
-    root.finish(["daemon", "connections", "secrets", "secrets_file"])
+    cfg = replace(cfg, eap_radius=_eap_radius(ctx, root.sub("eap_radius"), radius_secrets))
+    root.finish(["daemon", "connections", "secrets", "secrets_file", "eap_radius"])
     if ctx.errors:
         raise ConfigError(ctx.errors, source)
     return cfg

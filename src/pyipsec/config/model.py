@@ -271,6 +271,43 @@ class ConnectionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RadiusServerConfig:
+    """One RADIUS server of the EAP-RADIUS relay (``[eap_radius.servers.NAME]``).
+
+    ``secret`` (RFC 2865 §3, from ``[secrets.radius-NAME]``) is never in repr() or
+    logs.  Servers with a higher ``preference`` are asked first (strongSwan's
+    eap-radius ``preference``), in configuration order among equals.
+    """
+
+    name: str
+    address: str  # an IP address
+    secret: bytes = field(default=b"", repr=False)
+    auth_port: int = 1812
+    preference: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EapRadiusConfig:
+    """The daemon's RADIUS client for ``remote.auth = "eap-radius"`` (``[eap_radius]``,
+    RFC 3579), shaped like strongSwan's eap-radius plugin.
+
+    A request is sent ``1 + retries`` times to one server, waiting ``timeout`` seconds,
+    then ``timeout * backoff``, ``timeout * backoff**2``, ... (RFC 5080 §2.2.1), before
+    the next server is tried.  ``sockets``: UDP sockets per server, each with its own
+    256 RADIUS identifiers (outstanding requests).  ``framed_mtu`` 0: no Framed-MTU.
+    """
+
+    servers: tuple[RadiusServerConfig, ...] = ()
+    timeout: float = 3.0
+    retries: int = 3
+    backoff: float = 1.0
+    nas_identifier: str = "pyipsec"
+    station_id_with_port: bool = True
+    framed_mtu: int = 1200
+    sockets: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonConfig:
     """The whole configuration file."""
 
@@ -298,3 +335,5 @@ class DaemonConfig:
     max_fragment_bytes: int = 65_536
     # Prometheus endpoint "host:port" ("[::1]:9712" for IPv6); "" = off
     metrics: str = ""
+    # the RADIUS client of remote.auth = "eap-radius" ([eap_radius], RFC 3579)
+    eap_radius: EapRadiusConfig = EapRadiusConfig()
