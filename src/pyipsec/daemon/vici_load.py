@@ -65,6 +65,7 @@ class ViciLoader:
         self.messages: dict[str, dict[str, Any]] = {}  # load-conn requests, by name
         self.conns: dict[str, ConnectionConfig] = {}
         self._settle: asyncio.TimerHandle | None = None
+        self._applied: set[str] = set()  # VICI's names in the daemon's configuration
         daemon.cmds.extra_connections = self.connections
 
     def connections(self) -> tuple[ConnectionConfig, ...]:
@@ -78,11 +79,13 @@ class ViciLoader:
     # ------------------------------------------------------------ connections
 
     def _file_connections(self) -> tuple[ConnectionConfig, ...]:
-        return tuple(c for c in self.d.config.connections if c.name not in self.conns)
+        vici = self._applied | set(self.conns)
+        return tuple(c for c in self.d.config.connections if c.name not in vici)
 
     def _apply(self, start_changed: bool = True) -> None:
         new = replace(self.d.config, connections=self._file_connections() + self.connections())
         self.d.cmds.apply_config(new, start_changed=start_changed)
+        self._applied = set(self.conns)
 
     def load_conn(self, req: dict[str, Any]) -> Reply:
         self.flush()  # credentials first: their changes belong to the connection
@@ -110,15 +113,6 @@ class ViciLoader:
                 f"connection '{conn.name}' is defined in the configuration file "
                 f"{self.d.config_path or ''}; VICI does not replace it (hint: rename it)"
             )
-        for c in self.d.config.connections:
-            if c.name == conn.name:
-                continue
-            for ch in conn.children:
-                if any(o.name == ch.name for o in c.children):
-                    return (
-                        f"child '{ch.name}' is already a child of connection '{c.name}' "
-                        "(child names are unique: initiate --child finds the connection by it)"
-                    )
         issues = unsupported_config(replace(self.d.config, connections=(conn,)))
         return "; ".join(str(i) for i in issues)
 
