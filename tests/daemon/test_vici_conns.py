@@ -226,8 +226,10 @@ class Pki:
         self.ca_key = generate_key()
         self.ca = make_ca(self.ca_key, "CN=Test CA", now=NOW)
         self.key = generate_key()
-        self.cert = issue_host(self.ca, self.ca_key, self.key.public_key(),
-                               cn="moon.example.net", sans=["moon.example.net"], now=NOW)  # fmt: skip
+        self.cert = issue_host(
+            self.ca, self.ca_key, self.key.public_key(),
+            cn="moon.example.net", sans=["moon.example.net"], now=NOW,
+        )  # fmt: skip
 
     def pem(self, obj: Any) -> bytes:
         return bytes(obj.public_bytes(serialization.Encoding.PEM))
