@@ -5,12 +5,17 @@ tools").
 A subset of charon's commands (``src/libcharon/plugins/vici/README.md``), mapped onto
 the daemon's control verbs (:mod:`pyipsec.daemon.commands`) and the core's status:
 
-* ``version``, ``stats``, ``get-conns``, ``get-algorithms``, ``reload-settings``;
+* ``version``, ``stats``, ``get-algorithms``, ``reload-settings``;
 * ``list-sas`` (streams ``list-sa`` events), ``list-conns`` (streams ``list-conn``);
 * ``initiate`` (``child``/``ike``, ``timeout`` in ms: 0 waits, -1 returns at once;
-  ``control-log`` lines streamed to a client registered for them);
-* ``terminate`` (``ike``, ``ike-id``, ``child``, ``child-id``: started, not waited for);
-* ``rekey`` (``ike``, ``ike-id``, ``child``, ``child-id``).
+  the daemon's log records about that connection's IKE SAs streamed as ``control-log``
+  to a client registered for them, until the command completes);
+* ``terminate`` (``ike``, ``ike-id``, ``child``, ``child-id``; waits until the SAs
+  are gone unless ``timeout`` is -1, with their log records as ``control-log``);
+* ``rekey`` (``ike``, ``ike-id``, ``child``, ``child-id``);
+* ``load-conn``, ``unload-conn``, ``get-conns`` and the credential commands of
+  ``swanctl --load-all`` (:mod:`pyipsec.daemon.vici_load`, translation in
+  :mod:`~pyipsec.daemon.vici_conns`, credentials in :mod:`~pyipsec.daemon.vici_creds`).
 
 Events: ``ike-updown``, ``child-updown``, ``ike-rekey``, ``child-rekey`` from the
 core's events, ``log`` (the daemon's log records at INFO and above), ``control-log``.
