@@ -357,6 +357,8 @@ def test_real_swanctl_load_all_certificates(tmp_path: Path) -> None:
         assert gw.local_auth == "pubkey" and gw.local_credentials is not None
         assert gw.local_credentials.certificate == pki.cert
         assert gw.remote_trust is not None and gw.remote_trust.anchors == (pki.ca,)
+        rc, out = await swanctl(sock, "--list-conns")
+        assert rc == 0 and "local public key authentication" in out, out
         rc, out = await swanctl(sock, "--list-certs")  # not in pyipsec's subset
         assert rc != 0
 

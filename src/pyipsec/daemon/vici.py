@@ -996,6 +996,11 @@ class ViciServer:
 # ---------------------------------------------------------------- small helpers
 
 
+def _auth_class(kind: str) -> str:
+    """charon's ``auth_class_names`` of pyipsec's auth kinds (``list-conns``)."""
+    return {"psk": "pre-shared key", "pubkey": "public key"}.get(kind, kind)
+
+
 def _conn_message(c: ConnectionConfig) -> dict[str, Any]:
     def ts(sels: Iterable[Any]) -> list[str]:
         out = []
@@ -1017,8 +1022,8 @@ def _conn_message(c: ConnectionConfig) -> dict[str, Any]:
         "rekey_time": 0 if c.reauth else int(lt.rekey_time),
         "unique": "UNIQUE_NO",
         "dpd_delay": int(c.dpd.interval) if c.dpd.enabled else 0,
-        "local-1": {"class": "pre-shared key", "id": c.local_id or "%any"},
-        "remote-1": {"class": "pre-shared key", "id": c.remote_id or "%any"},
+        "local-1": {"class": _auth_class(c.local_auth), "id": c.local_id or "%any"},
+        "remote-1": {"class": _auth_class(c.remote_auth), "id": c.remote_id or "%any"},
         "children": {
             ch.name: {
                 "mode": ch.mode.value.upper(),
