@@ -157,8 +157,8 @@ class ViciCredentials:
         try:
             if typ == "X509_CRL":
                 crl = load_crl(data)
-                if all(c.public_bytes(serialization.Encoding.DER) != crl.public_bytes(
-                        serialization.Encoding.DER) for c in self.crls):  # fmt: skip
+                der = crl.public_bytes(serialization.Encoding.DER)
+                if all(c.public_bytes(serialization.Encoding.DER) != der for c in self.crls):
                     self.crls.append(crl)
                 return
             if typ != "X509":
@@ -249,5 +249,8 @@ def parse_cert_blobs(
             report(f"{loc}[{i}]", f"not a PEM/DER certificate ({e})")
             continue
         for c in certs:
-            out.append((f"{_label(c)}", c))
+            label = _label(c)
+            if any(n == label for n, _ in out):  # e.g. a renewed CA: same subject
+                label = f"{label} #{len(out) + 1}"
+            out.append((label, c))
     return out
