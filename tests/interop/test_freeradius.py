@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import struct
 from collections.abc import Callable, Iterator
 
@@ -74,9 +75,11 @@ async def converse(
     ike_id: int,
     identity: str,
     respond: Respond,
+    first: bytes | None = None,
 ) -> tuple[BackendReply, int]:
-    """Identity, then answer each Access-Challenge until Accept/Reject; (last reply, rounds)."""
-    packet = eap(EAP_RESPONSE, 0, bytes([EAP_IDENTITY]) + identity.encode())
+    """``first`` (by default an EAP-Response/Identity), then answer each
+    Access-Challenge until Accept/Reject; (last reply, rounds)."""
+    packet = first or eap(EAP_RESPONSE, 0, bytes([EAP_IDENTITY]) + identity.encode())
     for rounds in range(1, 20):
         backend.submit(
             RelayRequest(ike_id, identity.encode(), packet, CLIENT, conn="rw", local=GATEWAY)
@@ -169,3 +172,49 @@ def test_no_freeradius_listening_is_unreachable_after_the_retries(radius: FreeRa
     assert reply.verdict is BackendVerdict.UNREACHABLE
     assert "fr0 did not answer (no answer after 3 tries)" in reply.reason
     assert backend.stats.retransmits == 2
+
+
+def test_eap_mschapv2_with_the_peer_of_the_method_library(radius: FreeRadius) -> None:
+    """FreeRADIUS proposes EAP-MD5, our peer Naks it for EAP-MSCHAPv2 (RFC 3748
+    §5.3.1), the rest is RFC 2759 through the relay; the MSK from the MS-MPPE keys is
+    the one the peer derives (so both ends of the IKE SA compute the same AUTH)."""
+    factory = pytest.importorskip("pyipsec.eap.factory")
+    settings_mod = pytest.importorskip("pyipsec.eap.settings")
+    from pyipsec.eap.base import Outcome
+
+    def run(password: str) -> tuple[BackendReply, object]:
+        settings = settings_mod.EapPeerSettings(
+            identity=b"carol",
+            secret=password.encode(),
+            methods=(settings_mod.EapMethod.MSCHAPV2,),
+        )
+        peer = factory.peer_session(settings, os.urandom)
+        hello = peer.process(eap(EAP_REQUEST, 0, bytes([EAP_IDENTITY])))  # the gateway's
+
+        def respond(request: bytes) -> bytes:
+            step = peer.process(request)
+            assert step.packet is not None, step
+            return step.packet
+
+        async def scenario() -> BackendReply:
+            replies: asyncio.Queue[tuple[int, BackendReply]] = asyncio.Queue()
+            backend = RadiusBackend(
+                radius_config(radius.address), lambda i, r: replies.put_nowait((i, r))
+            )
+            try:
+                reply, _ = await converse(backend, replies, 5, "carol", respond, hello.packet)
+            finally:
+                backend.close()
+            return reply
+
+        with radius.inside():
+            reply = asyncio.run(scenario())
+        return reply, peer.process(reply.eap) if reply.eap else None
+
+    reply, last = run(USERS["carol"])
+    assert reply.verdict is BackendVerdict.ACCEPT, (reply, radius.log_text()[-3000:])
+    assert last is not None and last.outcome is Outcome.SUCCESS  # type: ignore[attr-defined]
+    assert len(reply.msk) == 64 and reply.msk[32:] == bytes(32)
+    assert reply.msk == last.msk  # type: ignore[attr-defined]
+    wrong, last = run("not-carols-password")
+    assert wrong.verdict is BackendVerdict.REJECT and wrong.msk == b""
