@@ -211,6 +211,32 @@ def test_ipv6_server_and_nas_ipv6_address() -> None:
     run(scenario)
 
 
+def test_eap_start_is_an_empty_eap_message_without_user_name() -> None:
+    """RFC 3579 §2.1: an EAP-Message of length 2 asks the server to start (EAP-Start).
+    FreeRADIUS 3.2.1 answers it with an Access-Challenge WITHOUT Message-Authenticator,
+    which is dropped (RFC 3579 §3.2; strongSwan does the same): a gateway should send
+    its own EAP-Request/Identity and relay the Response (strongSwan's eap_start = no)."""
+
+    async def scenario() -> None:
+        def answer(req: Received) -> Any:
+            r = req.reply(pyrad.packet.AccessChallenge, eap(1, 0, b"\x01"), b"st")
+            r.message_authenticator = None  # as FreeRADIUS 3.2.1 does here
+            return r
+
+        srv = await FakeRadius(SECRET, answer).start()
+        h = Harness(config(srv.address, retries=0))
+        h.submit(1, b"", identity=b"")
+        reply = await h.reply()
+        assert reply.verdict is BackendVerdict.UNREACHABLE and h.backend.stats.forged == 1
+        req = srv.received[0]
+        assert req.packet.get(79) == [b""] and req.raw.count(b"\x4f\x02") >= 1
+        assert req.attr("User-Name") == []
+        h.backend.close()
+        srv.close()
+
+    run(scenario)
+
+
 def test_eap_message_fragmentation_both_ways() -> None:
     big_request = eap(1, 5, b"\x0d\x00" + bytes(range(256)) * 3)  # 774 octets
     big_response = eap(2, 5, b"\x0d\x00" + b"\xaa" * 600)
