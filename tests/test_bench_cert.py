@@ -96,3 +96,24 @@ def test_three_certificate_handshakes_against_pyipsec(tmp_path: Path) -> None:
         if daemon is not None:
             daemon.cleanup()
         topo.down()
+
+
+def test_wire_report_ratios() -> None:
+    """``bench_cert_load``'s table: handshakes per responder CPU-second and the ratios."""
+    import argparse
+
+    import bench_cert_load
+
+    args = argparse.Namespace(tunnels=100, inflight=10, proposal="p", esp="e")
+
+    def block(cpu: float) -> dict[str, object]:
+        return {"established": 100, "tunnels": 100, "responder_cpu_s": cpu, "failed": 0}
+
+    text = bench_cert_load.cert_report(args, {
+        "psk": {"pyipsec": block(0.1), "strongswan": block(0.05)},
+        "rsa3072": {"pyipsec": block(0.4), "strongswan": block(0.5)},
+    })
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in text.splitlines() if line.startswith("| ") and "mode" not in line}
+    assert rows["psk"] == ["1000", "2000", "0.50", "1.00", "0.50", "1.00", "1.00"]
+    assert rows["rsa3072"] == ["250", "200", "1.25", "4.00", "5.00", "4.00", "10.00"]
