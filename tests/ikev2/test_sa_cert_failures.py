@@ -6,7 +6,8 @@ Both roles: the certificate of the initiator (refused by the responder, which an
 N(AUTHENTICATION_FAILED)) and of the responder (refused by the initiator, which deletes
 the IKE SA).  The cases complement tests/ikev2/test_sa_cert_auth.py (expired, wrong CA,
 revoked, identity not in the certificate, forged signature, PSK instead of a signature,
-no CERT payload) and the unit tests of tests/auth/test_trust.py.
+no CERT payload) and the unit tests of tests/auth/test_trust.py.  Last, the AUTH
+signature's hash is one the peer announced in SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4).
 """
 
 from __future__ import annotations
@@ -134,3 +135,25 @@ def test_raw_key_where_a_certificate_is_required(caplog: pytest.LogCaptureFixtur
     with caplog.at_level(logging.INFO, logger="pyipsec"):
         h = up(pubkey(raw, trust(), send_cert="always"), pubkey(host(SUN), trust()))
     _refused(h, "b", "not trusted", caplog)
+
+
+@pytest.mark.parametrize(("announced", "expected"), [
+    ((3,), "sha384"),  # SHA2-384 only
+    ((4,), "sha512"),  # SHA2-512 only
+])
+def test_signature_hash_announced_by_the_peer_is_honoured(
+    announced: tuple[int, ...], expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 7427 §4: we sign with a hash the peer listed in SIGNATURE_HASH_ALGORITHMS
+    (here both sides announce one hash only; ECDSA P-256 keys, method 14)."""
+    from pyipsec.auth import signatures
+    from pyipsec.ikev2.tasks import ike_init
+
+    def only(ids: Any = None) -> bytes:
+        return signatures.build_hash_algorithms(announced)
+
+    monkeypatch.setattr(ike_init, "build_hash_algorithms", only)
+    h = up(pubkey(host(MOON), trust()), pubkey(host(SUN), trust()))
+    (sa_a,), (sa_b,) = live(h.a), live(h.b)
+    assert sa_a.peer_hashes == announced and sa_b.peer_hashes == announced
+    assert expected in sa_a.peer_auth.lower() and expected in sa_b.peer_auth.lower()
