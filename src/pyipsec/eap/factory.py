@@ -11,6 +11,7 @@ from __future__ import annotations
 from .base import EapPeerSession, EapServerSession
 from .md5 import Md5Peer, Md5Server
 from .method import PeerMethod, Rng, ServerMethod
+from .mschapv2 import MsChapV2Peer, MsChapV2Server
 from .peer import PeerConversation
 from .server import ServerConversation
 from .settings import EapMethod, EapPeerSettings, EapServerSettings
@@ -45,10 +46,14 @@ def _server_method(
 ) -> ServerMethod:
     if method is EapMethod.MD5:
         return Md5Server(identity, settings.secret_of(identity), rng)
+    if method is EapMethod.MSCHAPV2:
+        return MsChapV2Server(settings.secret_of, settings.server_name, rng)
     raise ValueError(f"{method.value} has no local server implementation")
 
 
 def _peer_method(settings: EapPeerSettings, rng: Rng, method: EapMethod) -> PeerMethod:
     if method is EapMethod.MD5:
         return Md5Peer(settings.secret)
+    if method is EapMethod.MSCHAPV2:
+        return MsChapV2Peer(settings.identity, settings.secret, rng)
     raise ValueError(f"{method.value} has no peer implementation")
