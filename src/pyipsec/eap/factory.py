@@ -15,6 +15,7 @@ from .mschapv2 import MsChapV2Peer, MsChapV2Server
 from .peer import PeerConversation
 from .server import ServerConversation
 from .settings import EapMethod, EapPeerSettings, EapServerSettings
+from .tls import TlsPeer, TlsServer
 
 __all__ = ["peer_session", "server_session"]
 
@@ -48,6 +49,8 @@ def _server_method(
         return Md5Server(identity, settings.secret_of(identity), rng)
     if method is EapMethod.MSCHAPV2:
         return MsChapV2Server(settings.secret_of, settings.server_name, rng)
+    if method is EapMethod.TLS:
+        return TlsServer(settings, identity)
     raise ValueError(f"{method.value} has no local server implementation")
 
 
@@ -56,4 +59,6 @@ def _peer_method(settings: EapPeerSettings, rng: Rng, method: EapMethod) -> Peer
         return Md5Peer(settings.secret)
     if method is EapMethod.MSCHAPV2:
         return MsChapV2Peer(settings.identity, settings.secret, rng)
+    if method is EapMethod.TLS:
+        return TlsPeer(settings)
     raise ValueError(f"{method.value} has no peer implementation")

@@ -70,7 +70,7 @@ _TYPES: dict[EapMethod, int] = {
 }
 
 #: "any method": the order a server proposes them in (strongest first).
-SERVER_PREFERENCE = (EapMethod.MSCHAPV2, EapMethod.MD5)  # EAP-TLS joins when it lands
+SERVER_PREFERENCE = (EapMethod.TLS, EapMethod.MSCHAPV2, EapMethod.MD5)
 
 
 def _check_tls(min_version: str, max_version: str, fragment_size: int) -> None:
