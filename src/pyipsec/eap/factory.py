@@ -13,11 +13,12 @@ from .md5 import Md5Peer, Md5Server
 from .method import PeerMethod, Rng, ServerMethod
 from .mschapv2 import MsChapV2Peer, MsChapV2Server
 from .peer import PeerConversation
+from .relay import RadiusRelayServer
 from .server import ServerConversation
 from .settings import EapMethod, EapPeerSettings, EapServerSettings
 from .tls import TlsPeer, TlsServer
 
-__all__ = ["peer_session", "server_session"]
+__all__ = ["peer_session", "relay_session", "server_session"]
 
 
 def server_session(
@@ -25,12 +26,21 @@ def server_session(
 ) -> EapServerSession:
     """The authenticator's session.  ``identity``: the peer's identity when known
     (its IKE identity or ``remote.eap_id``), used when ``settings.ask_identity`` is
-    off; the EAP-Identity round happens whenever it is empty."""
+    off; the EAP-Identity round happens whenever it is empty.  With
+    ``settings.method`` RADIUS it is :func:`relay_session`."""
+    if settings.method is EapMethod.RADIUS:
+        return relay_session(rng, identity, settings.ask_identity)
 
     def make(method: EapMethod, peer_identity: bytes) -> ServerMethod:
         return _server_method(settings, rng, method, peer_identity)
 
     return ServerConversation(settings, rng, identity, make)
+
+
+def relay_session(rng: Rng, identity: bytes = b"", ask_identity: bool = True) -> EapServerSession:
+    """The EAP-RADIUS pass-through session (:class:`~pyipsec.eap.relay.RadiusRelayServer`,
+    RFC 3579): the daemon relays its PENDING steps to the RADIUS server."""
+    return RadiusRelayServer(rng, identity, ask_identity)
 
 
 def peer_session(settings: EapPeerSettings, rng: Rng) -> EapPeerSession:
