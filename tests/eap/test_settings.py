@@ -55,6 +55,11 @@ def test_tls_parameters_checked(kw: dict[str, object], message: str) -> None:
         EapPeerSettings(b"x", **kw)  # type: ignore[arg-type]
 
 
+def test_server_name_not_empty() -> None:
+    with pytest.raises(ValueError, match="server_name"):
+        EapServerSettings(server_name=b"")
+
+
 def test_tls_server_needs_credentials() -> None:
     with pytest.raises(ValueError, match="eap-tls needs"):
         EapServerSettings(EapMethod.TLS)

@@ -120,6 +120,9 @@ class EapServerSettings:
         _check_tls(self.tls_min_version, self.tls_max_version, self.tls_fragment_size)
         if self.method is EapMethod.TLS and not self.tls_ready:
             raise ValueError("eap-tls needs tls_credentials with a certificate and tls_trust")
+        if not 0 < len(self.server_name) < 200:
+            # strongSwan's peer refuses a Challenge without a Name (RFC 2759 §4)
+            raise ValueError("server_name must be 1..199 octets")
 
     @property
     def tls_ready(self) -> bool:

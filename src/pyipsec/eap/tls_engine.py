@@ -171,10 +171,13 @@ class TlsEngine:
 
     def msk(self) -> bytes:
         """RFC 5216 §2.3 / RFC 9190 §2.3 (see the module docstring)."""
-        if self.version == "1.3":
-            material = self._conn.export_keying_material(TLS13_LABEL, 128, EAP_TLS_TYPE_CODE)
-        else:
-            material = self._conn.export_keying_material(TLS12_LABEL, 128)
+        try:
+            if self.version == "1.3":
+                material = self._conn.export_keying_material(TLS13_LABEL, 128, EAP_TLS_TYPE_CODE)
+            else:
+                material = self._conn.export_keying_material(TLS12_LABEL, 128)
+        except SSL.Error as e:
+            raise TlsFailure(f"no keying material: {_describe(e)}") from None
         return bytes(material[:MSK_LEN])
 
 
