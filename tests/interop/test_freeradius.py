@@ -3,7 +3,8 @@
 The tests play the EAP peer themselves (EAP-MD5, RFC 3748 §5.4: MD5 over Identifier,
 password and challenge, RFC 1994) and relay every Response through
 :class:`~pyipsec.daemon.eap_radius.RadiusBackend`, as the gateway does for
-``remote.auth = "eap-radius"``.
+``remote.auth = "eap-radius"``; then the method library's peer (EAP-MSCHAPv2, EAP-MD5)
+through the relay session and the backend.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import pytest
 
 from pyipsec.config.model import EapRadiusConfig, RadiusServerConfig
 from pyipsec.daemon.eap_radius import RadiusBackend, RelayRequest
-from pyipsec.eap.base import BackendReply, BackendVerdict
+from pyipsec.eap.base import BackendReply, BackendVerdict, EapPeerSession, EapStep, Outcome
+from pyipsec.eap.factory import peer_session, relay_session
+from pyipsec.eap.settings import EapMethod, EapPeerSettings
 
 from . import freeradius
 from .freeradius import FreeRadius
@@ -174,47 +177,60 @@ def test_no_freeradius_listening_is_unreachable_after_the_retries(radius: FreeRa
     assert backend.stats.retransmits == 2
 
 
-def test_eap_mschapv2_with_the_peer_of_the_method_library(radius: FreeRadius) -> None:
-    """FreeRADIUS proposes EAP-MD5, our peer Naks it for EAP-MSCHAPv2 (RFC 3748
-    §5.3.1), the rest is RFC 2759 through the relay; the MSK from the MS-MPPE keys is
-    the one the peer derives (so both ends of the IKE SA compute the same AUTH)."""
-    factory = pytest.importorskip("pyipsec.eap.factory")
-    settings_mod = pytest.importorskip("pyipsec.eap.settings")
-    from pyipsec.eap.base import Outcome
-
-    def run(password: str) -> tuple[BackendReply, object]:
-        settings = settings_mod.EapPeerSettings(
-            identity=b"carol",
-            secret=password.encode(),
-            methods=(settings_mod.EapMethod.MSCHAPV2,),
-        )
-        peer = factory.peer_session(settings, os.urandom)
-        hello = peer.process(eap(EAP_REQUEST, 0, bytes([EAP_IDENTITY])))  # the gateway's
-
-        def respond(request: bytes) -> bytes:
-            step = peer.process(request)
-            assert step.packet is not None, step
-            return step.packet
-
-        async def scenario() -> BackendReply:
-            replies: asyncio.Queue[tuple[int, BackendReply]] = asyncio.Queue()
-            backend = RadiusBackend(
-                radius_config(radius.address), lambda i, r: replies.put_nowait((i, r))
+async def relay_chain(
+    server: FreeRadius, peer: EapPeerSession, ike_id: int = 5
+) -> tuple[EapStep, EapStep]:
+    """The gateway's whole EAP path without IKE: our peer <-> the relay session
+    (:mod:`pyipsec.eap.relay`) <-> :class:`RadiusBackend` <-> FreeRADIUS.
+    Returns the relay's and the peer's last steps."""
+    replies: asyncio.Queue[tuple[int, BackendReply]] = asyncio.Queue()
+    backend = RadiusBackend(radius_config(server.address), lambda i, r: replies.put_nowait((i, r)))
+    relay = relay_session(os.urandom)
+    try:
+        to_peer = relay.start().packet
+        for _ in range(20):
+            assert to_peer is not None
+            answer = peer.process(to_peer)
+            assert answer.packet is not None, answer
+            step = relay.process(answer.packet)
+            assert step.outcome is Outcome.PENDING, step
+            backend.submit(
+                RelayRequest(ike_id, step.identity, step.backend, CLIENT, "rw", GATEWAY)
             )
-            try:
-                reply, _ = await converse(backend, replies, 5, "carol", respond, hello.packet)
-            finally:
-                backend.close()
-            return reply
+            got, reply = await asyncio.wait_for(replies.get(), 15)
+            assert got == ike_id
+            step = relay.backend_reply(reply)
+            assert step.packet is not None, step
+            if step.outcome is not Outcome.CONTINUE:
+                return step, peer.process(step.packet)
+            to_peer = step.packet
+    finally:
+        backend.close()
+    raise AssertionError("no end to the conversation")
 
-        with radius.inside():
-            reply = asyncio.run(scenario())
-        return reply, peer.process(reply.eap) if reply.eap else None
 
-    reply, last = run(USERS["carol"])
-    assert reply.verdict is BackendVerdict.ACCEPT, (reply, radius.log_text()[-3000:])
-    assert last is not None and last.outcome is Outcome.SUCCESS  # type: ignore[attr-defined]
-    assert len(reply.msk) == 64 and reply.msk[32:] == bytes(32)
-    assert reply.msk == last.msk  # type: ignore[attr-defined]
-    wrong, last = run("not-carols-password")
-    assert wrong.verdict is BackendVerdict.REJECT and wrong.msk == b""
+@pytest.mark.parametrize(
+    ("method", "password", "outcome"),
+    [
+        (EapMethod.MSCHAPV2, USERS["carol"], Outcome.SUCCESS),
+        (EapMethod.MSCHAPV2, "not-carols-password", Outcome.FAILURE),
+        (EapMethod.MD5, USERS["carol"], Outcome.SUCCESS),
+    ],
+)
+def test_peer_relay_backend_freeradius(
+    radius: FreeRadius, method: EapMethod, password: str, outcome: Outcome
+) -> None:
+    """EAP-MSCHAPv2 (after the peer's Nak of FreeRADIUS's EAP-MD5, RFC 3748 §5.3.1)
+    and EAP-MD5 along the gateway's path; with MSCHAPv2 the MSK from the MS-MPPE keys
+    is the peer's own (so both ends of the IKE SA compute the same AUTH, RFC 7296
+    §2.16)."""
+    settings = EapPeerSettings(identity=b"carol", secret=password.encode(), methods=(method,))
+    peer = peer_session(settings, os.urandom)
+    with radius.inside():
+        gateway, client = asyncio.run(relay_chain(radius, peer))
+    assert (gateway.outcome, client.outcome) == (outcome, outcome), (gateway, client)
+    if outcome is Outcome.SUCCESS and method is EapMethod.MSCHAPV2:
+        assert len(gateway.msk) == 64 and gateway.msk[32:] == bytes(32)
+        assert gateway.msk == client.msk
+    else:
+        assert gateway.msk == b""
