@@ -55,9 +55,13 @@ def pool_range(text: str) -> tuple[IPAddress, IPAddress]:
     ``"10.3.0.5/24"`` or ``"203.0.113.10-203.0.113.20"`` (strongSwan's rules, see the
     module docstring).  ValueError for anything else."""
     text = text.strip()
+    hint = "(hint: a subnet '203.0.113.128/26' or a range '203.0.113.10-203.0.113.20')"
     if "-" in text and "/" not in text:
         a, _, b = text.partition("-")
-        first, last = ipaddress.ip_address(a.strip()), ipaddress.ip_address(b.strip())
+        try:
+            first, last = ipaddress.ip_address(a.strip()), ipaddress.ip_address(b.strip())
+        except ValueError:
+            raise ValueError(f"invalid pool {text!r} {hint}") from None
         if first.version != last.version:
             raise ValueError(f"address range {text!r} mixes IPv4 and IPv6")
         if int(first) > int(last):
@@ -66,10 +70,7 @@ def pool_range(text: str) -> tuple[IPAddress, IPAddress]:
     try:
         iface = ipaddress.ip_interface(text)
     except ValueError:
-        raise ValueError(
-            f"invalid pool {text!r} (hint: a subnet '203.0.113.128/26' or a range "
-            "'203.0.113.10-203.0.113.20')"
-        ) from None
+        raise ValueError(f"invalid pool {text!r} {hint}") from None
     base, net = iface.ip, iface.network
     size = net.num_addresses
     diff = int(base) - int(net.network_address)
