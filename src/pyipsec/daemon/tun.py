@@ -142,14 +142,12 @@ class TunDevice:
 
     def remove_address(self, address: str) -> None:
         """Take a virtual IP off the device.  The routes using it as their source go
-        first (the kernel would drop them silently); a route of the same network with
-        another source is put back."""
+        with it; the kernel also flushes every route of the device when its last
+        address of that family goes, so the other routes of the family are put back
+        (a route of the same network with another source included)."""
         ip = ipaddress.ip_address(address)
-        for net, src in [k for k in self._routes if k[1] == str(ip)]:
-            self.remove_route(net, src)
-            for other in [k for k in self._routes if k[0] == net]:
-                self._routes.discard(other)
-                self.add_route(*other)
+        for key in [k for k in self._routes if k[1] == str(ip)]:
+            self.remove_route(*key)
         try:
             self._ipr_call(
                 "addr", "del", index=self.index, address=str(ip), prefixlen=ip.max_prefixlen
@@ -157,6 +155,10 @@ class TunDevice:
         except Exception as e:
             log.debug("removing address %s from %s: %s", ip, self.name, e)
         log.info("address %s removed from %s", ip, self.name)
+        family = [k for k in self._routes if ipaddress.ip_network(k[0]).version == ip.version]
+        for key in sorted(family, key=lambda k: (k[0], k[1] or "")):
+            self._routes.discard(key)
+            self.add_route(*key)
 
     def add_route(self, network: str, prefsrc: str | None = None) -> bool:
         """Route ``network`` through the device (idempotent); False when it failed."""

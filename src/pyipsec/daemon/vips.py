@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,7 +65,8 @@ def hook_environment(verb: str, ike_id: int, a: _Assigned, tun: str) -> dict[str
 
 class HookRunner:
     """Runs the vip_hook program, one run at a time in submission order (an ``up`` is
-    never overtaken by its ``down``), each bounded by :data:`HOOK_TIMEOUT`."""
+    never overtaken by its ``down``), each bounded by :data:`HOOK_TIMEOUT` (then its
+    process group -- the hook and whatever it started -- is killed)."""
 
     def __init__(self, path: str, loop: asyncio.AbstractEventLoop) -> None:
         self.path = path
@@ -94,11 +96,13 @@ class HookRunner:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # its own process group: killed as a whole
         )
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), HOOK_TIMEOUT)
         except TimeoutError:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the hook and what it started
             await proc.wait()
             log.warning(
                 "vip_hook %s (%s) killed after %gs", self.path, env["PYIPSEC_VERB"], HOOK_TIMEOUT
