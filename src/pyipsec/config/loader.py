@@ -6,8 +6,8 @@ The file has three kinds of tables::
     [daemon.tun]                  # name, mtu, addresses
     [daemon.log]                  # per-subsystem levels (default, ike, ...), format
     [connections.NAME]            # an IKE SA template
-    [connections.NAME.local]      # id, auth = "psk" | "pubkey", certs, key
-    [connections.NAME.remote]     # id, auth = "psk" | "pubkey", cacerts, revocation
+    [connections.NAME.local]      # id, auth = "psk" | "pubkey", certs, pubkeys, key
+    [connections.NAME.remote]     # id, auth = "psk" | "pubkey", cacerts, pubkeys, revocation
     [connections.NAME.children.CHILD]
     [pools.NAME]                  # virtual IP pool: addrs, dns, nbns, split_include
     [secrets.NAME]                # id / ids, secret
@@ -25,7 +25,7 @@ Durations accept plain numbers (seconds) or strings with a unit suffix: ``"30s"`
 
 Certificates, CA certificates, CRLs and private keys are files in swanctl's
 directories next to the configuration file (``x509/``, ``x509ca/``, ``x509crl/``,
-``private/``), read by :mod:`pyipsec.config.credentials`.
+``pubkey/``, ``private/``), read by :mod:`pyipsec.config.credentials`.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..constants import ProtocolId
 from ..ikev2.payloads import IdPayload
@@ -708,8 +708,8 @@ _CONN_KEYS = (
     "pools",
     "vips",
 )
-_LOCAL_KEYS = ("id", "auth", "certs", "key")
-_REMOTE_KEYS = ("id", "auth", "cacerts", "revocation")
+_LOCAL_KEYS = ("id", "auth", "certs", "key", "pubkeys")
+_REMOTE_KEYS = ("id", "auth", "cacerts", "revocation", "pubkeys")
 _AUTH_KINDS = ("psk", "pubkey")
 _SEND_CERT = ("ifasked", "always", "never")
 _REVOCATION = ("relaxed", "strict", "ifuri")
@@ -738,25 +738,80 @@ def _auth(end: _Table) -> AuthKind:
     return "psk"
 
 
+class _Credentials(NamedTuple):
+    """What :func:`_credentials` read for one connection."""
+
+    local: LocalCredentials | None
+    candidates: tuple[LocalCredentials, ...]
+    remote: RemoteTrust | None
+
+
 def _credentials(
     local: _Table, remote: _Table, la: AuthKind, ra: AuthKind, store: CredentialStore
-) -> tuple[LocalCredentials | None, RemoteTrust | None]:
+) -> _Credentials:
     """The file-based credentials of one connection (swanctl ``local.certs``,
-    ``local.key``, ``remote.cacerts``, ``remote.revocation``)."""
+    ``local.pubkeys``, ``local.key``, ``remote.cacerts``, ``remote.pubkeys``,
+    ``remote.revocation``)."""
     certs: tuple[str, ...] = local.get("certs", _str_list, ())
     key = local.get("key", _str, None)
     cacerts: tuple[str, ...] = remote.get("cacerts", _str_list, ())
     revocation = remote.get("revocation", _choice(_REVOCATION), "relaxed")
-    lc = rt = None
-    if la == "pubkey":
-        lc = store.local_credentials(local.loc, certs, key)
+    pubkeys = _pubkey_options(local, remote, la, ra, certs, cacerts)
+    found: list[LocalCredentials] | None = None
+    rt = None
+    if la == "pubkey" and pubkeys.local:
+        raw = store.local_raw_key(local.loc, pubkeys.local, key)
+        found = [raw] if raw is not None else None
+    elif la == "pubkey":
+        found = store.local_candidates(local.loc, certs, key)
     elif certs or key is not None:
         local.ctx.err(local.at("certs" if certs else "key"), 'only with auth = "pubkey"')
-    if ra == "pubkey":
+    if ra == "pubkey" and pubkeys.remote:
+        rt = store.remote_raw_keys(remote.loc, pubkeys.remote)
+    elif ra == "pubkey":
         rt = store.remote_trust(remote.loc, cacerts, revocation == "strict")
     elif cacerts:
         remote.ctx.err(remote.at("cacerts"), 'only with auth = "pubkey"')
-    return lc, rt
+    if not found:
+        return _Credentials(None, (), rt)
+    return _Credentials(found[0], tuple(found[1:]), rt)
+
+
+class _PubkeyOptions(NamedTuple):
+    local: tuple[str, ...]
+    remote: tuple[str, ...]
+
+
+def _pubkey_options(
+    local: _Table,
+    remote: _Table,
+    la: AuthKind,
+    ra: AuthKind,
+    certs: tuple[str, ...],
+    cacerts: tuple[str, ...],
+) -> _PubkeyOptions:
+    """swanctl ``local.pubkeys`` / ``remote.pubkeys``: raw public keys (RFC 7670) in
+    ``pubkey/``, instead of certificates (not together with ``certs`` / ``cacerts``)."""
+    mine: tuple[str, ...] = local.get("pubkeys", _str_list, ())
+    theirs: tuple[str, ...] = remote.get("pubkeys", _str_list, ())
+    for end, names, auth, other, other_key in (
+        (local, mine, la, certs, "certs"),
+        (remote, theirs, ra, cacerts, "cacerts"),
+    ):
+        if not names:
+            continue
+        if auth != "pubkey":
+            end.ctx.err(end.at("pubkeys"), 'only with auth = "pubkey"')
+        elif other:
+            end.ctx.err(
+                end.at("pubkeys"),
+                f"raw public keys and {other_key} exclude each other (hint: remove one)",
+            )
+    if la != "pubkey" or certs:
+        mine = ()
+    if ra != "pubkey" or cacerts:
+        theirs = ()
+    return _PubkeyOptions(mine, theirs)
 
 
 def _connection(
@@ -773,7 +828,7 @@ def _connection(
     local_id = local.get("id", _identity, "")
     remote_id = remote.get("id", _identity, "")
     local_auth, remote_auth = _auth(local), _auth(remote)
-    local_creds, remote_trust = _credentials(local, remote, local_auth, remote_auth, store)
+    creds = _credentials(local, remote, local_auth, remote_auth, store)
     local.finish(_LOCAL_KEYS)
     remote.finish(_REMOTE_KEYS)
     if not local_id and local_addrs and not local_addrs[0].startswith("%"):
@@ -819,8 +874,9 @@ def _connection(
         fragment_size=t.get("fragment_size", _int_range(256, 65535), d.fragment_size),
         local_auth=local_auth,
         remote_auth=remote_auth,
-        local_credentials=local_creds,
-        remote_trust=remote_trust,
+        local_credentials=creds.local,
+        local_candidates=creds.candidates,
+        remote_trust=creds.remote,
         send_cert=_send_cert(t, d.send_cert),
         send_certreq=t.get("send_certreq", _bool, d.send_certreq),
         rsa_pss=t.get("rsa_pss", _bool, d.rsa_pss),

@@ -278,6 +278,9 @@ class ConnectionConfig:
     local_auth: AuthKind = "psk"  # how we authenticate ourselves
     remote_auth: AuthKind = "psk"  # how the peer must authenticate
     local_credentials: LocalCredentials | None = None  # local_auth = "pubkey"
+    # more certificates to choose from by the peer's CERTREQ (§3.7); local_credentials
+    # is the first choice and the one used when no requested CA issued any of them
+    local_candidates: tuple[LocalCredentials, ...] = ()
     remote_trust: RemoteTrust | None = None  # remote_auth = "pubkey"
     send_cert: SendCert = "ifasked"  # CERT payloads: on CERTREQ only, always, never
     send_certreq: bool = True  # CERTREQ naming our anchors (remote_auth = "pubkey")

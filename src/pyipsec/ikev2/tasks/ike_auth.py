@@ -32,6 +32,7 @@ from ...auth.certs import (
     parse_cert_payloads,
     parse_certreq,
     raw_public_key_payload,
+    select_chain,
 )
 from ...auth.errors import AuthError
 from ...auth.keys import load_public_key
@@ -43,7 +44,7 @@ from ...auth.signatures import (
     verify_auth,
 )
 from ...auth.trust import validate_chain
-from ...config.model import ConnectionConfig, RemoteTrust
+from ...config.model import ConnectionConfig, LocalCredentials, RemoteTrust
 from ...crypto.keys import psk_auth, signed_octets
 from ...recovery import ErrorKind, kind_for_exception
 from ..constants import (
@@ -124,6 +125,37 @@ def record_certreq(sa: IkeSa, msg: Message) -> None:
     sa.peer_certreq = hashes
 
 
+def choose_credentials(sa: IkeSa, conn: ConnectionConfig) -> LocalCredentials:
+    """Which of our certificates to authenticate with (§3.7: CERTREQ "used to choose
+    which certificate to send"): the first of ``local_credentials`` and
+    ``local_candidates`` whose chain leads to a CA the peer named in its CERTREQ, else
+    ``local_credentials``.  Raises ValueError when none is configured."""
+    first = conn.local_credentials
+    if first is None:
+        raise ValueError("no local credentials configured for public-key authentication")
+    if not conn.local_candidates or not sa.peer_certreq:
+        return first
+    all_creds = [first, *conn.local_candidates]
+    chains = [
+        LocalChain(c.certificate, c.intermediates, c.anchor)
+        for c in all_creds
+        if c.certificate is not None
+    ]
+    chosen = select_chain(chains, sa.peer_certreq)
+    if chosen is None:
+        sa.log.info(
+            "no certificate of ours is issued by a CA the peer requested: sending the first"
+        )
+        return first
+    creds = next(c for c in all_creds if c.certificate is chosen.certificate)
+    if creds is not first:
+        sa.log.info(
+            "certificate %s chosen by the peer's CERTREQ",
+            chosen.certificate.subject.rfc4514_string(),
+        )
+    return creds
+
+
 def _our_auth(
     sa: IkeSa,
     conn: ConnectionConfig,
@@ -137,9 +169,7 @@ def _our_auth(
     if conn.local_auth != "pubkey":
         auth = _auth_value(sa, conn.psk, message, nonce_peer, sk_p, ours)
         return [(PayloadType.AUTH, AuthPayload(AuthMethod.PSK, auth))]
-    creds = conn.local_credentials
-    if creds is None:
-        raise ValueError("no local credentials configured for public-key authentication")
+    creds = choose_credentials(sa, conn)
     out: PayloadList = []
     asked = sa.peer_certreq is not None
     if conn.send_cert == "always" or (conn.send_cert == "ifasked" and asked):
