@@ -1,5 +1,5 @@
 """The control verbs (README "Control protocol"): status, up, down, rekey, liveness,
-reload, stop -- and the waiters that ``up`` and ``liveness`` park until the core's
+reload, pools, stop -- and the waiters that ``up`` and ``liveness`` park until the core's
 events answer them."""
 
 from __future__ import annotations
@@ -141,11 +141,13 @@ class Commands:
             return await self.liveness(req)
         if cmd == "rekey":
             return self.rekey(req)
+        if cmd == "pools":
+            return self.pools(req)
         if cmd == "stop":
             self.d.loop.call_soon(self.d.request_stop)
             return {"stopping": True}
         raise ControlError(
-            f"unknown command {cmd!r} (status, up, down, rekey, liveness, reload, stop)"
+            f"unknown command {cmd!r} (status, up, down, rekey, liveness, reload, pools, stop)"
         )
 
     def _conn(self, name: object) -> ConnectionConfig:
@@ -308,11 +310,14 @@ class Commands:
                 "(hint: unload-conn it first, e.g. swanctl --unload-conn --name NAME)"
             )
         new = replace(new, connections=new.connections + extra)
+        pool_problems = d.core.load_pools(new.pools)  # before the connections using them
         restart = self.apply_config(new)
         log_cfg.info("configuration reloaded from %s", d.config_path)
         result: dict[str, Any] = {"connections": [c.name for c in new.connections]}
         if restart:
             result["restart_needed"] = restart
+        if pool_problems:
+            result["pool_problems"] = pool_problems
         return result
 
     def apply_config(self, new: DaemonConfig, *, start_changed: bool = False) -> list[str]:
@@ -342,6 +347,20 @@ class Commands:
             prune_routes(d.dp.tun, new.connections, d.dp.children.values())
         return restart
 
+    def pools(self, req: dict[str, Any]) -> dict[str, Any]:
+        """The virtual IP pools (RFC 7296 §2.19): range, size, online / offline / free
+        counts; ``leases: true`` adds every lease, ``name`` picks one pool."""
+        leases, name = req.get("leases", False), req.get("name")
+        if not isinstance(leases, bool):
+            raise ControlError("pools: 'leases' must be true or false")
+        if name is not None and not isinstance(name, str):
+            raise ControlError("pools: 'name' must be a string")
+        pools = self.d.core.pools_status(leases=leases, name=name)
+        if name is not None and not pools:
+            names = ", ".join(p.name for p in self.d.config.pools) or "none"
+            raise ControlError(f"unknown pool {name!r} (configured: {names})")
+        return {"pools": pools}
+
     # ------------------------------------------------------------ status
 
     def _ike_status(self, now: float, f: StatusFilter) -> list[dict[str, Any]]:
@@ -367,6 +386,13 @@ class Commands:
                     if isinstance(v, int | float):
                         ch[k.replace("_at", "_in")] = round(v - now, 1)
         return ike
+
+    def _pools_status(self) -> list[dict[str, Any]]:
+        try:
+            return self.d.core.pools_status()
+        except Exception as e:
+            log.exception("pool status of the IKE core failed")
+            return [{"error": str(e)}]
 
     def status(self, req: dict[str, Any] | None = None) -> dict[str, Any]:
         """The daemon's status; ``conn``/``peer`` filter the SAs, ``offset``/``limit``
@@ -403,6 +429,9 @@ class Commands:
             "drops": d.dp.drops.as_dict(),
             # every error the core counted, by recovery.ErrorKind (ESP auth/replay too)
             "errors": dict(d.core.error_status()),
+            # configuration payloads (RFC 7296 §2.19): pool usage, virtual IPs by IKE SA
+            "pools": self._pools_status(),
+            "vips": d.vips.status(),
         }
         if capped:
             for key in ("ike_sas", "child_sas"):

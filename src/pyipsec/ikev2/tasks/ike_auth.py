@@ -61,7 +61,7 @@ from ..message import Message
 from ..payloads import AuthPayload, CertPayload, IdPayload, NotifyPayload
 from ..state import IkeSaState
 from ..timers import TimerKind
-from . import child_create, ike_delete
+from . import child_create, config_payload, ike_delete
 from .base import PayloadList, Task
 from .common import (
     certreq_payloads,
@@ -334,6 +334,7 @@ class IkeAuth(Task):
                 payloads.append((PayloadType.IDr, parse_identity(conn.remote_id)))
         payloads.append(auth_payloads[-1])
         payloads += _window_notify(conn)
+        payloads += config_payload.request_payloads(sa)  # CP(CFG_REQUEST), before SAi2 (§2.19)
         if sa.pending_children:
             cfg = sa.pending_children.pop(0)
             self.child = child_create.new_request(sa, cfg, ike_auth=True)
@@ -346,6 +347,8 @@ class IkeAuth(Task):
         sa = self.sa
         _peer_window(sa, msg)
         established(sa, now)
+        if not config_payload.apply_reply(sa, msg, now):  # CP(CFG_REPLY) (§2.19)
+            return
         if self.child is not None:
             self._first_child(msg, now)
         for cfg in sa.pending_children:
@@ -524,7 +527,11 @@ def respond(sa: IkeSa, msg: Message, now: float) -> PayloadList:
     established(sa, now)
     if initial_contact:
         sa.owner.initial_contact(sa)
-    if msg.get(PayloadType.SA) is not None:
+    wants_child = msg.get(PayloadType.SA) is not None
+    # CP(CFG_REQUEST) -> leases and CP(CFG_REPLY) before the child (RFC 7296 §2.19)
+    cp_payloads, child_ok = config_payload.respond(sa, msg, now, child=wants_child)
+    out += cp_payloads
+    if wants_child and child_ok:
         out += _respond_first_child(sa, msg, now)
     return out
 
