@@ -51,9 +51,9 @@ from ..ikev2.payloads import IdPayload
 from ..ikev2.proposals import expand_proposals, parse_proposals, proposal_tokens
 from .credentials import CredentialStore, KeySecret
 from .model import (
+    EAP_AUTH_KINDS,
     AuthKind,
     ChildConfig,
-    EAP_AUTH_KINDS,
     ConnectionConfig,
     DaemonConfig,
     DpdAction,
