@@ -428,7 +428,7 @@ class EapRound(Task):
             sa.on_error(ErrorKind.AUTHENTICATION_FAILED, now, why)
             sa.fail(now, why, NotifyType.AUTHENTICATION_FAILED, send_delete=True)
             return
-        if client.eap_only:
+        if not sa.peer_auth:  # EAP-only: the MSK-based AUTH is all it proved
             sa.peer_auth = f"{sa.conn.remote_auth} (EAP-only)"
         complete_initiator(sa, client.child, msg, now)
 
