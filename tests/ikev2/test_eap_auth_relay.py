@@ -4,9 +4,8 @@ core's seam: the IKE_AUTH request is held while the backend thinks
 of it are ignored meanwhile, and accept / challenge / reject / unreachable answers,
 late answers and answers for unknown IKE SAs are handled.
 
-The relay session here is a small stand-in with the contract of
-:class:`pyipsec.eap.base.EapServerSession`: it relays every Response; the "backend"
-runs a real EAP-MD5 server session of the eap package."""
+The gateway runs the eap package's relay (:class:`pyipsec.eap.relay.RadiusRelayServer`);
+the "AAA server" here runs an EAP-MD5 server session of the eap package."""
 
 from __future__ import annotations
 
@@ -17,40 +16,17 @@ from typing import Any
 import pytest
 
 from pyipsec.constants import EapCode
-from pyipsec.eap.base import BackendReply, BackendVerdict, EapServerSession, EapStep, Outcome
+from pyipsec.eap.base import BackendReply, BackendVerdict, EapServerSession, Outcome
 from pyipsec.eap.factory import server_session
 from pyipsec.eap.settings import EapMethod, EapServerSettings
 from pyipsec.ikev2.constants import ExchangeType, NotifyType, PayloadType
 from pyipsec.ikev2.events import EapBackendRequest, IkeSaEstablished, IkeSaFailed
 from pyipsec.ikev2.state import IkeSaState
-from pyipsec.ikev2.tasks import eap_auth
 
 from .eap_pairs import USER, USERS, auth_responses, eap_pair, only_sa, states
 from .harness import Harness
 
 EST = [IkeSaState.ESTABLISHED]
-
-
-class Relay:
-    """Relays every EAP packet to the backend (PENDING) and turns its verdicts into
-    steps, like a RADIUS relay does."""
-
-    def __init__(self, identity: bytes) -> None:
-        self.identity = identity
-
-    def start(self) -> EapStep:
-        # RFC 3579 §2.1: the conversation starts at the backend (EAP-Start)
-        return EapStep(None, Outcome.PENDING, identity=self.identity, backend=b"")
-
-    def process(self, packet: bytes) -> EapStep:
-        return EapStep(None, Outcome.PENDING, backend=packet)
-
-    def backend_reply(self, reply: BackendReply) -> EapStep:
-        if reply.verdict is BackendVerdict.CHALLENGE:
-            return EapStep(reply.eap)
-        if reply.verdict is BackendVerdict.ACCEPT:
-            return EapStep(reply.eap, Outcome.SUCCESS, msk=reply.msk)
-        return EapStep(reply.eap or None, Outcome.FAILURE, reason=reply.reason or "rejected")
 
 
 @dataclass
@@ -64,7 +40,8 @@ class Backend:
     def answer(self, ev: EapBackendRequest) -> BackendReply:
         if self.verdict in (BackendVerdict.UNREACHABLE, BackendVerdict.REJECT):
             return BackendReply(self.verdict, reason="backend says no")
-        if not ev.eap:
+        if ev.ike_id not in self.sessions:  # the Identity Response: start the method
+            assert ev.eap[0] == EapCode.RESPONSE and ev.eap[4] == 1
             settings = EapServerSettings(method=EapMethod.MD5, users=USERS, ask_identity=False)
             s = self.sessions[ev.ike_id] = server_session(settings, os.urandom, ev.identity)
             step = s.start()
@@ -92,19 +69,6 @@ class Backend:
         return len(new)
 
 
-@pytest.fixture
-def relay(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``eap-radius`` connections get the stand-in relay session."""
-    real = eap_auth.server_session
-
-    def make(settings: EapServerSettings, rng: Any, identity: bytes = b"") -> Any:
-        if settings.method is EapMethod.RADIUS:
-            return Relay(identity)
-        return real(settings, rng, identity)
-
-    monkeypatch.setattr(eap_auth, "server_session", make)
-
-
 def _run(h: Harness, backend: Backend, seconds: float = 10.0) -> None:
     """Run the pair for ``seconds``, the backend answering every request at once."""
     end = h.now + seconds
@@ -119,20 +83,34 @@ def _harness(**b: Any) -> Harness:
     return Harness(*eap_pair("eap-md5", b_kw={"remote_auth": "eap-radius", **b}))
 
 
-def test_accept_after_a_challenge(relay: None) -> None:
+def test_accept_after_a_challenge() -> None:
     h, backend = _harness(), Backend()
     h.a.mgr.initiate("a2b", None, h.now)
     _run(h, backend)
     assert states(h.a) == EST and states(h.b) == EST
     evs = h.b.of(EapBackendRequest)
-    assert len(evs) == 2  # the start, then the MD5 Response
+    assert len(evs) == 2  # the Identity Response (built by the relay), the MD5 Response
     assert all(e.identity == USER.encode() and e.conn == "b2a" for e in evs)
-    assert evs[0].eap == b"" and evs[1].eap[0] == EapCode.RESPONSE
+    assert evs[1].eap[0] == EapCode.RESPONSE and evs[1].eap[4] == 4  # MD5-Challenge
     assert evs[0].remote == ("192.0.2.1", 500)
     assert only_sa(h.b).peer_auth == "eap-radius"
 
 
-def test_retransmissions_are_ignored_while_the_backend_thinks(relay: None) -> None:
+def test_identity_asked_by_the_relay() -> None:
+    """remote.eap_id = %any: the relay asks EAP-Identity itself; the backend gets the
+    EAP identity as User-Name."""
+    a_kw = {"local_eap_id": "dave", "eap_secret": b"dave's password"}
+    b_kw = {"remote_auth": "eap-radius", "remote_eap_id": "%any"}
+    h = Harness(*eap_pair("eap-md5", a_kw=a_kw, b_kw=b_kw))
+    backend = Backend()
+    h.a.mgr.initiate("a2b", None, h.now)
+    _run(h, backend)
+    assert states(h.a) == EST and states(h.b) == EST
+    assert [e.identity for e in h.b.of(EapBackendRequest)] == [b"dave", b"dave"]
+    assert only_sa(h.b).remote_id == "dave"
+
+
+def test_retransmissions_are_ignored_while_the_backend_thinks() -> None:
     h, backend = _harness(), Backend()
     h.a.mgr.initiate("a2b", None, h.now)
     h.run(3.5)  # the first IKE_AUTH request is retransmitted twice (1 s, 2 s)
@@ -154,7 +132,7 @@ def test_retransmissions_are_ignored_while_the_backend_thinks(relay: None) -> No
 
 
 @pytest.mark.parametrize("verdict", [BackendVerdict.REJECT, BackendVerdict.UNREACHABLE])
-def test_reject_and_unreachable(relay: None, verdict: BackendVerdict) -> None:
+def test_reject_and_unreachable(verdict: BackendVerdict) -> None:
     h, backend = _harness(), Backend(verdict=verdict)
     h.a.mgr.initiate("a2b", None, h.now)
     _run(h, backend)
@@ -165,7 +143,7 @@ def test_reject_and_unreachable(relay: None, verdict: BackendVerdict) -> None:
     assert fa.notify == NotifyType.AUTHENTICATION_FAILED
 
 
-def test_wrong_password_rejected_by_the_backend(relay: None) -> None:
+def test_wrong_password_rejected_by_the_backend() -> None:
     h = Harness(*eap_pair("eap-md5", a_kw={"eap_secret": b"nope"},
                           b_kw={"remote_auth": "eap-radius"}))
     backend = Backend()
@@ -178,7 +156,7 @@ def test_wrong_password_rejected_by_the_backend(relay: None) -> None:
     assert "EAP authentication failed" in h.a.of(IkeSaFailed)[0].reason
 
 
-def test_unknown_ike_sa_and_nothing_waiting(relay: None) -> None:
+def test_unknown_ike_sa_and_nothing_waiting() -> None:
     h, backend = _harness(), Backend()
     accept = BackendReply(BackendVerdict.ACCEPT, b"\x03\x01\x00\x04")
     h.b.mgr.eap_backend_reply(4711, accept, h.now)  # no such IKE SA: ignored
@@ -192,7 +170,7 @@ def test_unknown_ike_sa_and_nothing_waiting(relay: None) -> None:
     assert len(h.log) == sent and states(h.b) == EST
 
 
-def test_reply_twice_is_answered_once(relay: None) -> None:
+def test_reply_twice_is_answered_once() -> None:
     h, backend = _harness(), Backend()
     h.a.mgr.initiate("a2b", None, h.now)
     h.run(0.5)
@@ -204,7 +182,7 @@ def test_reply_twice_is_answered_once(relay: None) -> None:
     assert len(h.sent("b", ExchangeType.IKE_AUTH, response=True)) == 1
 
 
-def test_reply_after_the_half_open_timeout_is_ignored(relay: None) -> None:
+def test_reply_after_the_half_open_timeout_is_ignored() -> None:
     h, backend = _harness(), Backend()
     h.a.mgr.initiate("a2b", None, h.now)
     h.run(0.5)

@@ -118,11 +118,13 @@ def _to_round(h: Harness, rounds_done: int) -> None:
         h.deliver(p.direction, p.exchange, p.is_response, message_id=p.message_id)
 
 
-def _inject(h: Harness, mid: int, payloads: list[tuple[int, Any]]) -> Message | None:
-    """An IKE_AUTH request from the client's IKE SA (its keys) to the gateway; the
-    gateway's decrypted answer, None when it does not answer."""
+def _inject(
+    h: Harness, mid: int, payloads: list[tuple[int, Any]], exchange: int = ExchangeType.IKE_AUTH
+) -> Message | None:
+    """A request from the client's IKE SA (its keys) to the gateway; the gateway's
+    decrypted answer, None when it does not answer."""
     sa_a = only_sa(h.a)
-    data = sa_a.build(ExchangeType.IKE_AUTH, mid, payloads, response=False)
+    data = sa_a.build(exchange, mid, payloads, response=False)
     h.b.mgr.receive_datagram(data, (B_IP, 500), (A_IP, 500), h.now)
     out = h.b.mgr.datagrams_to_send(h.now)
     while (ev := h.b.mgr.next_event()) is not None:
@@ -183,6 +185,24 @@ def test_retransmission_after_refusal_gets_the_same_answer() -> None:
     assert first is not None and again is not None
     assert again.get(PayloadType.NOTIFY) is not None
     assert len(h.b.of(IkeSaFailed)) == 1
+
+
+def test_initiator_giving_up_in_an_informational() -> None:
+    """§2.21.2: the initiator reports its failure in an INFORMATIONAL exchange (charon
+    does when its method fails): the gateway frees the SA at once; other INFORMATIONAL
+    requests during EAP are answered and change nothing."""
+    h = _harness()
+    _to_round(h, 2)
+    other = [(PayloadType.NOTIFY, NotifyPayload(0, b"", NotifyType.INITIAL_CONTACT))]
+    answer = _inject(h, 3, other, ExchangeType.INFORMATIONAL)
+    assert answer is not None and answer.payloads == []
+    assert only_sa(h.b).state is IkeSaState.EAP
+    gave_up = [(PayloadType.NOTIFY, NotifyPayload(0, b"", NotifyType.AUTHENTICATION_FAILED))]
+    answer = _inject(h, 4, gave_up, ExchangeType.INFORMATIONAL)
+    assert answer is not None and answer.payloads == []
+    (fail,) = h.b.of(IkeSaFailed)
+    assert "gave up the EAP authentication" in fail.reason
+    assert only_sa(h.b).state is IkeSaState.FAILED
 
 
 # --- EAP where the connection does not do it ------------------------------------------------

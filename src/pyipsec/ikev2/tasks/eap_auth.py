@@ -53,7 +53,7 @@ from ...eap.base import (
 from ...eap.factory import peer_session, server_session
 from ...eap.settings import EapMethod, EapPeerSettings, EapServerSettings
 from ...recovery import ErrorKind
-from ..constants import AuthMethod, ExchangeType, NotifyType, PayloadType, name_of
+from ..constants import AuthMethod, ExchangeType, NotifyType, PayloadType, ProtocolId, name_of
 from ..events import EapBackendRequest
 from ..message import Message
 from ..payloads import AuthPayload, EapPayload, IdPayload, NotifyPayload
@@ -222,6 +222,20 @@ def respond(sa: IkeSa, msg: Message, now: float) -> PayloadList:
         return _refuse(sa, now, f"EAP did not finish in {MAX_ROUNDS} rounds")
     st.last_id = eap.identifier
     return _step(sa, st, _run(st.session.process, eap.data), msg, [], now)
+
+
+def respond_informational(sa: IkeSa, msg: Message, now: float) -> PayloadList:
+    """An INFORMATIONAL request during the EAP rounds (§2.21.2: an initiator may report
+    its own authentication failure in a separate INFORMATIONAL exchange; strongSwan
+    does when the method fails on its side): N(AUTHENTICATION_FAILED) or a Delete of
+    the IKE SA ends the conversation; anything else is answered and ignored."""
+    gave_up = msg.notify(NotifyType.AUTHENTICATION_FAILED) is not None or any(
+        d.protocol == ProtocolId.IKE for d in msg.get_all(PayloadType.DELETE)
+    )
+    if gave_up:
+        who = _who(sa.eap) if sa.eap is not None else "the initiator"
+        _fail(sa, now, f"{who} gave up the EAP authentication")
+    return []
 
 
 def backend_reply(sa: IkeSa, reply: BackendReply, now: float) -> None:
@@ -499,6 +513,7 @@ __all__ = [
     "backend_reply",
     "eap_identity",
     "respond",
+    "respond_informational",
     "start",
     "start_ike_auth",
 ]

@@ -59,12 +59,28 @@ def respond_ike_auth(sa: IkeSa, msg: Message, now: float) -> PayloadList:
     return ike_auth.respond(sa, msg, now)
 
 
+def respond_informational(sa: IkeSa, msg: Message, now: float) -> PayloadList:
+    """INFORMATIONAL request (§1.4); during the EAP rounds only an initiator giving up
+    matters (§2.21.2)."""
+    if sa.state is IkeSaState.EAP:
+        return eap_auth.respond_informational(sa, msg, now)
+    return informational.respond(sa, msg, now)
+
+
 RESPONDERS: dict[int, Responder] = {
     ExchangeType.IKE_AUTH: Responder(
         respond_ike_auth, frozenset({IkeSaState.INIT_DONE, IkeSaState.EAP})
     ),
     ExchangeType.CREATE_CHILD_SA: Responder(respond_create_child_sa, IKE_AUTHENTICATED),
-    ExchangeType.INFORMATIONAL: Responder(informational.respond, IKE_AUTHENTICATED),
+    ExchangeType.INFORMATIONAL: Responder(
+        respond_informational, IKE_AUTHENTICATED | {IkeSaState.EAP}
+    ),
 }
 
-__all__ = ["RESPONDERS", "Responder", "respond_create_child_sa", "respond_ike_auth"]
+__all__ = [
+    "RESPONDERS",
+    "Responder",
+    "respond_create_child_sa",
+    "respond_ike_auth",
+    "respond_informational",
+]
