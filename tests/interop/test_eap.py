@@ -56,6 +56,17 @@ def _pyipsec(side: str, state: Path, method: str, **kw: Any) -> str:
 
 
 def _strongswan(side: str, method: str, password: str = PASSWORD) -> str:
+    return swanctl_conf({
+        "connections": {"rw": _ss_conn(side, method)},
+        "secrets": {
+            "ike-gw": {"id-a": LEFT_ID, "id-b": RIGHT_ID, "secret": f'"{TEST_PSK}"'},
+            "eap-carol": {"id": USER, "secret": f'"{password}"'},
+        },
+    })  # fmt: skip
+
+
+def _ss_conn(side: str, method: str) -> dict[str, Any]:
+    """charon's connection: the road warrior (left) or the gateway (right)."""
     if side == "left":  # the road warrior
         local = {"auth": method, "id": LEFT_ID, "eap_id": USER}
         remote = {"auth": "psk", "id": RIGHT_ID}
@@ -66,19 +77,12 @@ def _strongswan(side: str, method: str, password: str = PASSWORD) -> str:
         remote = {"auth": method, "id": "%any", "eap_id": "%any"}
         addrs = {"local_addrs": RIGHT_OUTER}
         ts = {"local_ts": RIGHT_SUBNET, "remote_ts": LEFT_SUBNET}
-    conn = {
+    return {
         "version": 2, **addrs, "proposals": IKE, "rekey_time": "0s", "reauth_time": 0,
         "dpd_delay": "0s", "local": local, "remote": remote,
         "children": {"net": {"mode": "tunnel", **ts, "esp_proposals": ESP,
                              "rekey_time": "0s"}},
     }  # fmt: skip
-    return swanctl_conf({
-        "connections": {"rw": conn},
-        "secrets": {
-            "ike-gw": {"id-a": LEFT_ID, "id-b": RIGHT_ID, "secret": f'"{TEST_PSK}"'},
-            "eap-carol": {"id": USER, "secret": f'"{password}"'},
-        },
-    })  # fmt: skip
 
 
 def _up(d: PyipsecDaemon) -> bool:
@@ -142,3 +146,59 @@ def test_wrong_password_refused_by_pyipsec_gateway(
     # the gateway frees the half-open SA at once, not at the half-open timeout
     gw.wait_for(lambda d: not d.ike_sas(), timeout=5)
     assert "gave up the EAP authentication" in gw.tail(200)
+
+
+
+# -- EAP-TLS (RFC 5216): certificates inside EAP; the gateway signs IKE with the PSK -------
+
+
+@pytest.mark.parametrize("pyipsec_side", ["right", "left"],
+                         ids=["pyipsec-gateway", "pyipsec-client"])
+def test_eap_tls(
+    pyipsec_side: str, nat_topology: Topology, tmp_path: Path,
+    charon_factory: Callable[..., Charon], pyipsec_factory: Callable[..., PyipsecDaemon],
+) -> None:
+    from .test_certificates import _make_pki, write_swanctl_dirs
+
+    _need("eap-tls")
+    topo = nat_topology
+    left, right = _make_pki("ecdsa-p256")
+    py_creds, ss_creds = (right, left) if pyipsec_side == "right" else (left, right)
+    state, swan = tmp_path / "pyipsec", tmp_path / "swanctl"
+    write_swanctl_dirs(state, py_creds, py_creds.ca)
+    write_swanctl_dirs(swan, ss_creds, ss_creds.ca)
+    certs = '\ncerts = ["host.pem"]'
+    if pyipsec_side == "right":
+        toml = pyipsec_toml(side="right", state_dir=state, conn="rw", proposals=IKE,
+                            esp_proposals=ESP, ipv6_inner=False, local_addrs=[RIGHT_OUTER])
+        toml = toml.replace('[connections.rw.local]\nauth = "psk"',
+                            '[connections.rw.local]\nauth = "psk"' + certs)
+        toml = toml.replace('[connections.rw.remote]\nauth = "psk"',
+                            '[connections.rw.remote]\nauth = "eap-tls"')
+        conn = _ss_conn("left", "eap-tls")
+        conn["local"] = {"auth": "eap-tls", "id": LEFT_ID, "certs": "host.pem"}
+    else:
+        toml = pyipsec_toml(side="left", state_dir=state, conn="rw", proposals=IKE,
+                            esp_proposals=ESP, ipv6_inner=False, remote_addrs=[RIGHT_OUTER])
+        toml = toml.replace('[connections.rw.local]\nauth = "psk"',
+                            '[connections.rw.local]\nauth = "eap-tls"' + certs)
+        conn = _ss_conn("right", "eap-tls")
+        conn["local"] = {"auth": "psk", "id": RIGHT_ID, "certs": "host.pem"}
+        conn["remote"] = {"auth": "eap-tls", "id": "%any"}
+    conf = swanctl_conf({"connections": {"rw": conn}, "secrets": {
+        "ike-gw": {"id-a": LEFT_ID, "id-b": RIGHT_ID, "secret": f'"{TEST_PSK}"'}}})
+    py_ns = topo.right if pyipsec_side == "right" else topo.left
+    ss_ns = topo.left if pyipsec_side == "right" else topo.right
+    daemon = pyipsec_factory(py_ns, toml, state_dir=state)
+    charon = charon_factory(ss_ns, None, name="ss", state_dir=tmp_path / "charon")
+    charon.load_dir(conf, swan)
+    if pyipsec_side == "right":
+        charon.initiate("rw", "net")
+    else:
+        daemon.up("rw", "net")
+    assert charon.wait_for(lambda c: c.established("rw"), timeout=20) is not None
+    daemon.wait_for(_up, timeout=10)
+    assert topo.ping(topo.left, RIGHT_INNER, count=3, source=LEFT_INNER) == (3, 3)
+    if pyipsec_side == "right":
+        (ike,) = daemon.ike_sas()
+        assert ike["remote"]["id"] == LEFT_ID and "eap-tls" in ike.get("peer_auth", "")
