@@ -5,7 +5,10 @@ EAP-MSCHAPv2 (MSK), the gateway authenticating itself with the PSK.
 (a) a strongSwan road warrior (left, behind the NAT) authenticates with EAP to a
     pyipsec gateway, ``remote.eap_id = %any`` (EAP-Identity first); inner ping;
 (b) pyipsec as the EAP client of a strongSwan gateway; inner ping;
-(c) a wrong password is refused by the pyipsec gateway with EAP-Failure.
+(c) a wrong password is refused by the pyipsec gateway with EAP-Failure (charon's
+    INFORMATIONAL N(AUTHENTICATION_FAILED) frees the gateway's SA at once);
+(d) EAP-TLS (RFC 5216) both roles, with the gateway signing IKE with the PSK, and
+    EAP-only (RFC 5998: no AUTH of the gateway before EAP, only the MSK-based one).
 """
 
 from __future__ import annotations
@@ -152,10 +155,11 @@ def test_wrong_password_refused_by_pyipsec_gateway(
 # -- EAP-TLS (RFC 5216): certificates inside EAP; the gateway signs IKE with the PSK -------
 
 
+@pytest.mark.parametrize("eap_only", [False, True], ids=["gateway-psk", "eap-only"])
 @pytest.mark.parametrize("pyipsec_side", ["right", "left"],
                          ids=["pyipsec-gateway", "pyipsec-client"])
 def test_eap_tls(
-    pyipsec_side: str, nat_topology: Topology, tmp_path: Path,
+    pyipsec_side: str, eap_only: bool, nat_topology: Topology, tmp_path: Path,
     charon_factory: Callable[..., Charon], pyipsec_factory: Callable[..., PyipsecDaemon],
 ) -> None:
     from .test_certificates import _make_pki, write_swanctl_dirs
@@ -171,19 +175,26 @@ def test_eap_tls(
     if pyipsec_side == "right":
         toml = pyipsec_toml(side="right", state_dir=state, conn="rw", proposals=IKE,
                             esp_proposals=ESP, ipv6_inner=False, local_addrs=[RIGHT_OUTER])
+        own = "eap-tls" if eap_only else "psk"
         toml = toml.replace('[connections.rw.local]\nauth = "psk"',
-                            '[connections.rw.local]\nauth = "psk"' + certs)
+                            f'[connections.rw.local]\nauth = "{own}"' + certs)
         toml = toml.replace('[connections.rw.remote]\nauth = "psk"',
                             '[connections.rw.remote]\nauth = "eap-tls"')
         conn = _ss_conn("left", "eap-tls")
         conn["local"] = {"auth": "eap-tls", "id": LEFT_ID, "certs": "host.pem"}
+        if eap_only:
+            conn["remote"] = {"auth": "eap-tls", "id": RIGHT_ID}
     else:
         toml = pyipsec_toml(side="left", state_dir=state, conn="rw", proposals=IKE,
                             esp_proposals=ESP, ipv6_inner=False, remote_addrs=[RIGHT_OUTER])
         toml = toml.replace('[connections.rw.local]\nauth = "psk"',
                             '[connections.rw.local]\nauth = "eap-tls"' + certs)
+        if eap_only:
+            toml = toml.replace('[connections.rw.remote]\nauth = "psk"',
+                                '[connections.rw.remote]\nauth = "eap-tls"')
         conn = _ss_conn("right", "eap-tls")
-        conn["local"] = {"auth": "psk", "id": RIGHT_ID, "certs": "host.pem"}
+        own = "eap-tls" if eap_only else "psk"
+        conn["local"] = {"auth": own, "id": RIGHT_ID, "certs": "host.pem"}
         conn["remote"] = {"auth": "eap-tls", "id": "%any"}
     conf = swanctl_conf({"connections": {"rw": conn}, "secrets": {
         "ike-gw": {"id-a": LEFT_ID, "id-b": RIGHT_ID, "secret": f'"{TEST_PSK}"'}}})
@@ -199,6 +210,10 @@ def test_eap_tls(
     assert charon.wait_for(lambda c: c.established("rw"), timeout=20) is not None
     daemon.wait_for(_up, timeout=10)
     assert topo.ping(topo.left, RIGHT_INNER, count=3, source=LEFT_INNER) == (3, 3)
+    (ike,) = daemon.ike_sas()
     if pyipsec_side == "right":
-        (ike,) = daemon.ike_sas()
         assert ike["remote"]["id"] == LEFT_ID and "eap-tls" in ike.get("peer_auth", "")
+    elif eap_only:  # RFC 5998: no AUTH of charon's before EAP; the MSK-based one only
+        assert ike.get("peer_auth") == "eap-tls (EAP-only)"
+    log = charon.log()
+    assert ("pre-shared key" in log) != eap_only
