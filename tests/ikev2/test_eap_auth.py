@@ -10,7 +10,12 @@ import pytest
 
 from pyipsec.constants import EapCode
 from pyipsec.ikev2.constants import AuthMethod, ExchangeType, NotifyType, PayloadType
-from pyipsec.ikev2.events import ChildSaInstalled, IkeSaEstablished, IkeSaFailed
+from pyipsec.ikev2.events import (
+    ChildSaInstalled,
+    IkeSaEstablished,
+    IkeSaFailed,
+    VirtualIpsAssigned,
+)
 from pyipsec.ikev2.payloads import IdPayload
 from pyipsec.ikev2.state import IkeSaState
 from pyipsec.ikev2.tasks import eap_auth
@@ -18,6 +23,7 @@ from pyipsec.ikev2.tasks import eap_auth
 from .eap_pairs import (
     METHODS,
     USER,
+    USERS,
     WITH_MSK,
     auth_requests,
     auth_responses,
@@ -27,6 +33,7 @@ from .eap_pairs import (
     up,
 )
 from .harness import Harness
+from .test_sa_config_payload import POOL4, road_warrior
 
 EST = [IkeSaState.ESTABLISHED]
 
@@ -235,3 +242,28 @@ def test_eap_only_client_verifies_an_auth_sent_anyway() -> None:
     assert "responder authentication failed" in fa.reason
     good = up("eap-tls", a_kw={"remote_auth": "eap-tls"})
     assert states(good.a) == EST and only_sa(good.a).peer_auth == "psk"
+
+
+# --- configuration payloads with EAP ---------------------------------------------------
+
+
+def test_road_warrior_with_eap_gets_a_lease_for_its_eap_identity() -> None:
+    """CP(CFG_REQUEST) rides in the first IKE_AUTH request, CP(CFG_REPLY) in the last
+    response; the lease belongs to the authenticated (EAP) identity (§2.16, §2.19)."""
+    a_kw = {"local_auth": "eap-mschapv2", "local_id": USER, "local_eap_id": "dave",
+            "eap_secret": b"dave's password"}
+    b_kw = {"remote_auth": "eap-mschapv2", "remote_id": "%any", "remote_eap_id": "%any",
+            "eap_users": USERS}
+    a, b = road_warrior(vips=("0.0.0.0",), pools=("rw",), a_kw=a_kw, b_kw=b_kw)
+    h = Harness(a, b, b_kw={"pools": [POOL4]})
+    h.up(duration=10.0)
+    assert states(h.a) == EST and states(h.b) == EST
+    reqs, resps = auth_requests(h), auth_responses(h)
+    assert PayloadType.CP in payloads(h, reqs[0])
+    assert PayloadType.CP not in payloads(h, resps[0])
+    assert PayloadType.CP in payloads(h, resps[-1])
+    (va,) = h.a.of(VirtualIpsAssigned)
+    assert va.local == ("10.3.0.1",)
+    leases = {x["address"]: x["identity"] for p in h.b.mgr.pools_status(leases=True)
+              for x in p["leases"]}
+    assert leases == {"10.3.0.1": "dave"}
