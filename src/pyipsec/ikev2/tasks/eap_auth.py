@@ -51,6 +51,7 @@ from ...eap.base import (
     Outcome,
 )
 from ...eap.factory import peer_session, server_session
+from ...eap.packet import EapType
 from ...eap.settings import EapMethod, EapPeerSettings, EapServerSettings
 from ...recovery import ErrorKind
 from ..constants import AuthMethod, ExchangeType, NotifyType, PayloadType, ProtocolId, name_of
@@ -80,7 +81,7 @@ if TYPE_CHECKING:
 MAX_ROUNDS = 256
 #: EAP Types an EAP-only initiator accepts (RFC 5998 §4: mutual, key-generating,
 #: dictionary-attack resistant -- of ours, EAP-TLS), besides Identity and Notification
-EAP_ONLY_TYPES = frozenset({1, 2, 13})
+EAP_ONLY_TYPES = frozenset({EapType.IDENTITY, EapType.NOTIFICATION, EapType.TLS})
 _WILDCARDS = ("%any", "%any6", "*")
 _P = ParamSpec("_P")
 
@@ -131,7 +132,7 @@ class EapServer:
     idr: IdPayload
     eap_only: bool
     identity: bytes = b""
-    msk: bytes | None = None
+    msk: bytes | None = field(default=None, repr=False)
     rounds: int = 0
     last_id: int = 0  # the Identifier of the last EAP Response
     held: Message | None = None
