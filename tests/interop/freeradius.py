@@ -1,6 +1,7 @@
 """A FreeRADIUS 3 server for the EAP-RADIUS interop tests, alone in a network namespace.
 
-:class:`FreeRadius` creates a namespace of its own (``pyi<pid>rad<n>``, loopback up),
+:class:`FreeRadius` creates a namespace of its own (``pyi<pid>rad<n>``, loopback up; or
+runs in a given one, e.g. the pyipsec gateway's of a topology, which it leaves in place),
 copies Debian's configuration (``/etc/freeradius/3.0``) to a temporary directory and
 changes it there only:
 
@@ -119,12 +120,15 @@ class FreeRadius:
         *,
         port: int = 1812,
         default_eap_type: str = "md5",
+        netns: str | None = None,
     ) -> None:
         self.secret = secret
         self.users = dict(users)
         self.port = port
         self.default_eap_type = default_eap_type
-        self.netns = f"pyi{os.getpid()}rad{next(_counter)}"
+        # a namespace of the caller (e.g. the gateway's of a topology) is used, not owned
+        self.own_netns = netns is None
+        self.netns = netns or f"pyi{os.getpid()}rad{next(_counter)}"
         self.dir = Path(tempfile.mkdtemp(prefix="pyipsec-freeradius-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -181,9 +185,10 @@ class FreeRadius:
         _live.append(self)
         try:
             conf = self.write_config()
-            if netns_exists(self.netns):
-                raise RuntimeError(f"namespace {self.netns} exists already")
-            run(["ip", "netns", "add", self.netns])
+            if self.own_netns:
+                if netns_exists(self.netns):
+                    raise RuntimeError(f"namespace {self.netns} exists already")
+                run(["ip", "netns", "add", self.netns])
             run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
             with self.log_path.open("wb") as out:
                 self.proc = subprocess.Popen(
@@ -214,7 +219,7 @@ class FreeRadius:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=5)
             self.proc = None
-        if netns_exists(self.netns):
+        if self.own_netns and netns_exists(self.netns):
             run(["ip", "netns", "del", self.netns], check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
         if self in _live:
