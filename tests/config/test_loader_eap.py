@@ -94,7 +94,8 @@ def test_gateway_users_table(method: str) -> None:
 def test_gateway_eap_id_and_radius() -> None:
     c = _load(GATEWAY.format(method="eap-mschapv2", remote_extra='eap_id = "%any"') + USERS)
     assert c.remote_eap_id == "%any"
-    r = _load(GATEWAY.format(method="eap-radius", remote_extra='eap_id = "%any"'))
+    radius = '[eap_radius.servers.r]\naddress = "192.0.2.10"\n[secrets.radius-r]\nsecret = "s"\n'
+    r = _load(GATEWAY.format(method="eap-radius", remote_extra='eap_id = "%any"') + radius)
     assert r.remote_auth == "eap-radius" and r.eap_users == ()  # RADIUS knows the users
 
 

@@ -140,3 +140,27 @@ def test_radius_secret_from_the_secrets_file(tmp_path: Path) -> None:
     )
     cfg = load_config(main).eap_radius
     assert cfg.servers[0].secret == b"from-the-file"
+
+
+def test_an_eap_radius_gateway_needs_a_server() -> None:
+    gateway = """
+    [connections.rw]
+    [connections.rw.local]
+    id = "gw.example.net"
+    auth = "psk"
+    [connections.rw.remote]
+    auth = "eap-radius"
+    [secrets.ike-gw]
+    id = "gw.example.net"
+    secret = "gateway psk"
+    """
+    errs = errors(gateway)
+    assert any(
+        e.startswith("connections.rw.remote.auth:") and "needs a RADIUS server" in e
+        for e in errs
+    ), errs
+    with_server = textwrap.dedent(gateway) + (
+        '[eap_radius.servers.r]\naddress = "192.0.2.10"\n[secrets.radius-r]\nsecret = "s"\n'
+    )
+    (conn,) = load_config_text(with_server).connections
+    assert conn.remote_auth == "eap-radius"

@@ -1406,6 +1406,19 @@ def _eap_radius(ctx: _Ctx, t: _Table, secrets: dict[str, bytes]) -> EapRadiusCon
     return cfg
 
 
+def _check_radius_servers(ctx: _Ctx, cfg: DaemonConfig) -> None:
+    """A gateway with ``remote.auth = "eap-radius"`` needs a RADIUS server."""
+    if cfg.eap_radius.servers:
+        return
+    for c in cfg.connections:
+        if c.remote_auth == "eap-radius":
+            ctx.err(
+                f"connections.{c.name}.remote.auth",
+                "eap-radius needs a RADIUS server (hint: [eap_radius.servers.NAME] with "
+                'address = "..." and [secrets.radius-NAME] with its secret)',
+            )
+
+
 def _build(
     data: Mapping[str, Any],
     source: str,
@@ -1446,6 +1459,7 @@ def _build(
     _check_pool_refs(ctx, conns, pools)
     cfg = replace(_daemon(ctx, root.sub("daemon"), tuple(conns)), pools=pools)
     cfg = replace(cfg, eap_radius=_eap_radius(ctx, root.sub("eap_radius"), radius_secrets))
+    _check_radius_servers(ctx, cfg)
     root.finish(["daemon", "connections", "pools", "secrets", "secrets_file", "eap_radius"])
     if ctx.errors:
         raise ConfigError(ctx.errors, source)
