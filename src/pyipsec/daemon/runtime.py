@@ -30,10 +30,11 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, assert_never
+from typing import Any, Protocol, assert_never
 
 from .. import nat
 from ..config.model import ConnectionConfig, DaemonConfig, DpdAction, Mode, StartAction
+from ..eap.base import BackendReply, BackendVerdict
 from ..ikev2 import events as ev
 from ..ikev2.api import IkeCore
 from ..ikev2.constants import NAT_KEEPALIVE, NON_ESP_MARKER
@@ -114,6 +115,14 @@ def monotonic_to_wall(now: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(time.time() - time.monotonic() + now, dt.UTC)
 
 
+class EapBackend(Protocol):
+    """Where EAP packets of ``remote.auth = "eap-radius"`` connections go (the RADIUS
+    client, RFC 3579): it answers each request later with
+    ``daemon.core.eap_backend_reply(event.ike_id, reply, now)`` and never raises."""
+
+    def submit(self, event: ev.EapBackendRequest) -> None: ...
+
+
 class Daemon:
     """The daemon: call :meth:`start`, then ``await`` :meth:`serve` until stopped.
 
@@ -156,6 +165,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self.started = time.time()
         self.metrics: Metrics | None = None  # [daemon] metrics: the Prometheus endpoint
+        # the AAA backend for EAP-RADIUS (None: such EAP conversations are refused)
+        self.eap_backend: EapBackend | None = None
         # virtual IPs (RFC 7296 §2.19): ours on the TUN, the peers' leases; vip_hook runs
         self.vips = VirtualIpTable(lambda: self._dp.tun if self._dp else None, self._vip_hook)
         self.hooks: HookRunner | None = None
@@ -532,10 +543,28 @@ class Daemon:
                 self.cmds.liveness_answered(e.ike_id, e.rtt)
             case ev.NotifyReceived():
                 log_ike.debug("notify %d received on IKE SA #%d", e.type, e.ike_id)
+            case ev.EapBackendRequest():
+                self._eap_backend_request(e)
             case ev.VirtualIpsAssigned():
                 self.vips.assigned(e)
             case _:
                 assert_never(e)
+
+    def _eap_backend_request(self, e: ev.EapBackendRequest) -> None:
+        """EAP to relay to the AAA backend; without one the client is refused at once
+        (the core answers with EAP Failure)."""
+        if self.eap_backend is not None:
+            self.eap_backend.submit(e)
+            return
+        log_ike.warning(
+            "IKE SA %s #%d: EAP needs an AAA backend (eap-radius) and none is configured: "
+            "refusing %s",
+            e.conn,
+            e.ike_id,
+            nat.format_endpoint(e.remote),
+        )
+        reply = BackendReply(BackendVerdict.UNREACHABLE, reason="no AAA backend configured")
+        self.core.eap_backend_reply(e.ike_id, reply, self.now())
 
     def _ike_established(self, e: ev.IkeSaEstablished) -> None:
         log_ike.info(
