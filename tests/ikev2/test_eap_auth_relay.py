@@ -93,6 +93,7 @@ def test_accept_after_a_challenge() -> None:
     assert all(e.identity == USER.encode() and e.conn == "b2a" for e in evs)
     assert evs[1].eap[0] == EapCode.RESPONSE and evs[1].eap[4] == 4  # MD5-Challenge
     assert evs[0].remote == ("192.0.2.1", 500)
+    assert evs[0].local == only_sa(h.b).local  # the gateway's address: NAS-IP-Address
     assert only_sa(h.b).peer_auth == "eap-radius"
 
 

@@ -83,9 +83,9 @@ RECV_BUFFER = IDS_PER_SOCKET * MAX_PACKET
 class EapRelayRequest(Protocol):
     """What :meth:`RadiusBackend.submit` needs (the core's ``EapBackendRequest``):
     the IKE SA, its connection, the peer's EAP identity, the EAP Response to relay
-    and the client's address.  An optional ``local`` attribute (our address of the
-    IKE SA) becomes NAS-IP-Address and Called-Station-Id; without it the source
-    address of the RADIUS socket is used."""
+    and the client's address.  ``local`` (our address of the IKE SA) becomes
+    NAS-IP-Address and Called-Station-Id; when None the source address of the RADIUS
+    socket is used."""
 
     @property
     def ike_id(self) -> int: ...
@@ -101,6 +101,9 @@ class EapRelayRequest(Protocol):
 
     @property
     def remote(self) -> Address: ...
+
+    @property
+    def local(self) -> Address | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +237,7 @@ class RadiusBackend:
         """Relay one EAP Response of an IKE SA; ``reply`` is called later (never
         from inside this call)."""
         conv = self._convs.get(request.ike_id)
-        local: Address | None = getattr(request, "local", None)
+        local = request.local
         if conv is None:
             conv = _Conversation(
                 request.ike_id, request.conn, request.identity, request.remote, local

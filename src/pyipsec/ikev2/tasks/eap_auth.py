@@ -274,7 +274,9 @@ def _step(
     if step.outcome is Outcome.PENDING:
         st.held, st.prefix = msg, prefix
         sa.emit(
-            EapBackendRequest(sa.ike_id, st.conn.name, st.identity, step.backend, sa.remote)
+            EapBackendRequest(
+                sa.ike_id, st.conn.name, st.identity, step.backend, sa.remote, sa.local
+            )
         )
         raise AnswerLater
     if step.outcome is Outcome.FAILURE:
