@@ -149,10 +149,22 @@ def test_keys_accepted_only_with_pyipsecs_behaviour(kind: str, key: str, ok: str
     assert f"strongSwan's '{key} = maybe' is not supported by pyipsec" in msg
 
 
-def test_pools_name_the_missing_feature() -> None:
-    msg = errors(psk_conn(pools=["p4"], vips=["0.0.0.0"]))
-    assert "connections.gw.pools" in msg and "connections.gw.vips" in msg
-    assert "address pools (configuration payloads)" in msg
+def test_pools_and_virtual_ips() -> None:
+    """``pools`` (responder) and ``vips`` (initiator) as in the TOML loader: names and
+    addresses, ``dynamic`` selectors standing for the virtual IPs (RFC 7296 §2.19)."""
+    gw = translate(psk_conn(pools=["rw4", "rw6"], children={"net": {"local_ts": ["10.1.0.0/16"]}}))
+    assert gw.pools == ("rw4", "rw6") and gw.vips == ()
+    net = gw.children[0]
+    assert net.remote_ts == () and len(net.local_ts) == 1  # remote: the leased addresses
+    rw = translate(psk_conn(vips=["0.0.0.0", "::"], children={"net": {"remote_ts": ["0.0.0.0/0"]}}))
+    assert rw.vips == ("0.0.0.0", "::") and rw.pools == ()
+    assert rw.children[0].local_ts == ()
+    msg = errors(psk_conn(vips=["0.0.0.0", "0.0.0.0", "any"], pools=["a", "a"]))
+    assert "connections.gw.vips: 0.0.0.0 is listed twice" in msg
+    assert "connections.gw.vips: invalid virtual IP 'any'" in msg
+    assert "connections.gw.pools: a pool is listed twice" in msg
+    msg = errors(psk_conn(pools=["a"], children={"net": {"remote_ts": ["dynamic", "10.9.0.0/16"]}}))
+    assert "children.net.remote_ts: 'dynamic' stands for the virtual IP(s)" in msg
 
 
 @pytest.mark.parametrize(
@@ -305,3 +317,69 @@ def test_credential_commands_refuse_what_they_cannot_use() -> None:
         cr.load_key({"type": b"any", "data": b"junk"})
     with pytest.raises(ControlError, match="not found"):
         cr.unload_key({"id": b"00"})
+
+
+def _second_identity() -> tuple[Any, Any, Any]:
+    """Another CA with an intermediate, and a host certificate under it."""
+    root_key, mid_key, key = generate_key(), generate_key(), generate_key()
+    root = make_ca(root_key, "CN=Second Root", now=NOW)
+    mid = make_ca(mid_key, "CN=Second Intermediate", now=NOW, issuer_cert=root,
+                  issuer_key=root_key)  # fmt: skip
+    cert = issue_host(mid, mid_key, key.public_key(), cn="moon.example.net",
+                      sans=["moon.example.net"], now=NOW)  # fmt: skip
+    return root, mid, (cert, key)
+
+
+def test_several_local_certificates_are_candidates() -> None:
+    """``local.certs`` with several certificates: the TOML loader's candidate rule
+    (the first, then every later end-entity certificate; CA certificates in the list
+    are intermediates), each with its own key and chain (RFC 7296 §3.7)."""
+    pki = Pki()
+    root, mid, (cert2, key2) = _second_identity()
+    cr = ViciCredentials()
+    for ca in (pki.ca, root):
+        cr.load_cert({"type": b"X509", "flag": b"CA", "data": pki.pem(ca)})
+    cr.load_key({"data": pki.key_pem()})
+    key2_pem = key2.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption())  # fmt: skip
+    cr.load_key({"data": key2_pem})
+    local = {"auth": "pubkey", "certs": [pki.pem(pki.cert), pki.pem(mid), pki.pem(cert2)]}
+    c = translate(pubkey_conn(pki, local=local), cr)
+    assert c.local_credentials is not None and c.local_credentials.certificate == pki.cert
+    assert c.local_credentials.anchor == pki.ca and c.local_credentials.intermediates == ()
+    (second,) = c.local_candidates
+    assert second.certificate == cert2 and second.intermediates == (mid,)
+    assert second.anchor == root
+    assert second.private_key.public_key() == key2.public_key()
+    # the second candidate's key missing: an error naming that certificate
+    cr.unload_key({"id": key_id(key2).encode()})
+    msg = errors(pubkey_conn(pki, local=local), cr)
+    assert "local.certs[2]" in msg and "no private key matches the certificate" in msg
+
+
+def test_local_raw_public_key() -> None:
+    """``local.pubkeys``: authenticate with a raw public key (RFC 7670), its private
+    key from load-key; not together with ``certs``; ``local.key`` is pyipsec's TOML."""
+    pki = Pki()
+    spki = pki.key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    peer = psk_conn(remote={"auth": "pubkey", "pubkeys": [spki]})
+    conn = peer | {"local": {"auth": "pubkey", "pubkeys": [spki]}}
+    cr = creds_with_psk()
+    assert "no private key matches the public key" in errors(conn, cr)
+    cr.load_key({"data": pki.key_pem()})
+    c = translate(conn, cr)
+    assert c.local_credentials is not None and c.local_credentials.certificate is None
+    assert c.local_credentials.private_key.public_key() == pki.key.public_key()
+    both = peer | {"local": {"auth": "pubkey", "pubkeys": [spki], "certs": [pki.pem(pki.cert)]}}
+    assert "raw public keys and certs exclude each other" in errors(both, cr)
+    assert "local.pubkeys[0]: not a public key" in errors(
+        peer | {"local": {"auth": "pubkey", "pubkeys": [b"junk"]}}, cr
+    )
+    assert "local.pubkeys: only with auth" in errors(
+        peer | {"local": {"auth": "psk", "pubkeys": [spki]}}, cr
+    )
+    msg = errors(peer | {"local": {"auth": "pubkey", "pubkeys": [spki], "key": "k.pem"}}, cr)
+    assert "local.key: unknown key (hint: load private keys with load-key" in msg

@@ -26,21 +26,19 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-
-from ..auth.errors import AuthError
-from ..auth.keys import load_public_key
+from ..config.credentials import PUBKEY_DIR, X509_DIR, X509CA_DIR
 from ..config.loader import (
     _CONN_KEYS,
-    _MISSING,
     ConfigError,
     ConfigIssue,
     _addr_list,
     _auth,
     _bool,
     _child,
-    _choice,
     _concrete,
+    _conn_virtual_ips,
+    _Credentials,
+    _credentials,
     _Ctx,
     _dpd,
     _identity,
@@ -51,20 +49,16 @@ from ..config.loader import (
     _Table,
     parse_duration,
 )
-from ..config.model import AuthKind, ConnectionConfig, Lifetimes, LocalCredentials, RemoteTrust
-from .vici_creds import ViciCredentials, parse_cert_blobs
+from ..config.model import AuthKind, ConnectionConfig, Lifetimes
+from .vici_creds import ViciCredentials
 
 __all__ = ["ONLY", "UNSUPPORTED", "connection_from_vici"]
 
 log = logging.getLogger("pyipsec.cfg")
 
-_VIPS = "virtual IPs and address pools (configuration payloads) are not supported by pyipsec yet"
-
 #: strongSwan keys pyipsec has no meaning for, by section kind, with the reason
 UNSUPPORTED: dict[str, dict[str, str]] = {
     "conn": {
-        "pools": _VIPS,
-        "vips": _VIPS,
         "pull": "IKEv1 Mode Config is not supported (pyipsec speaks IKEv2 only)",
         "dscp": "DSCP-marked IKE packets are not supported",
         "childless": "childless IKE SAs (RFC 6023) are not supported",
@@ -139,9 +133,8 @@ _ACTIONS = {
 }
 _FRAGMENTATION = {"yes": True, "no": False}
 _TFC = {"0": False, "no": False, "mtu": True, "yes": True}
-_LOCAL_KEYS = ("id", "auth", "certs", "round")
+_LOCAL_KEYS = ("id", "auth", "certs", "pubkeys", "round")
 _REMOTE_KEYS = ("id", "auth", "cacerts", "pubkeys", "revocation", "round")
-_REVOCATION = ("relaxed", "strict", "ifuri")
 _BLOBS = ("certs", "cacerts", "pubkeys")
 
 
@@ -305,8 +298,7 @@ def _connection(
     la, ra = _auth(local), _auth(remote)
     if not local_id and local_addrs and not local_addrs[0].startswith("%"):
         local_id = local_addrs[0]  # swanctl: the IP address is the default identity
-    lc = _local_creds(local, la, creds, strict)
-    rt = _remote_trust(remote, ra, creds, strict)
+    cred = _credentials_of(local, remote, (la, ra), creds, strict)
     local.finish(_LOCAL_KEYS)
     remote.finish(_REMOTE_KEYS)
     psk = creds.psk_for(local_id, remote_id)
@@ -324,7 +316,11 @@ def _connection(
         lifetimes = Lifetimes(reauth_time, lifetimes.over_time, lifetimes.rand_time)
     children_tbl = t.sub("children")
     lca, rca = _concrete(local_addrs), _concrete(remote_addrs)
-    children = tuple(_child(ctx, children_tbl.sub(c), c, lca, rca) for c in list(children_tbl.data))
+    pools, vips = _conn_virtual_ips(t)  # configuration payloads (RFC 7296 §2.19)
+    virtual = (bool(vips), bool(pools))
+    children = tuple(
+        _child(ctx, children_tbl.sub(c), c, lca, rca, virtual) for c in list(children_tbl.data)
+    )
     conn = ConnectionConfig(
         name=name,
         local_addrs=local_addrs,
@@ -350,11 +346,14 @@ def _connection(
         fragment_size=t.get("fragment_size", _int_range(256, 65535), d.fragment_size),
         local_auth=la,
         remote_auth=ra,
-        local_credentials=lc,
-        remote_trust=rt,
+        local_credentials=cred.local,
+        local_candidates=cred.candidates,
+        remote_trust=cred.remote,
         send_cert=_send_cert(t, d.send_cert),
         send_certreq=t.get("send_certreq", _bool, d.send_certreq),
         rsa_pss=t.get("rsa_pss", _bool, d.rsa_pss),
+        pools=pools,
+        vips=vips,
     )
     t.finish(_CONN_KEYS)
     if not children:
@@ -383,60 +382,33 @@ def _problems(end: _Table, strict: bool) -> Callable[[str, str], None]:
     return lambda loc, msg: log.warning("%s: %s (authentications will fail)", loc, msg)
 
 
-def _local_creds(
-    end: _Table, auth: AuthKind, creds: ViciCredentials, strict: bool
-) -> LocalCredentials | None:
-    blobs = end.raw("certs")
-    if auth != "pubkey":
-        if blobs is not _MISSING:
-            end.ctx.err(end.at("certs"), 'only with auth = "pubkey"')
-        return None
-    report = _problems(end, strict)
-    named = parse_cert_blobs([] if blobs is _MISSING else blobs, end.at("certs"), end.ctx.err)
-    store = creds.store(report, named)
-    return store.local_credentials(end.loc, [n for n, _ in named], None)
+#: the keys of a side carrying credential data, and the swanctl directory they stand for
+_BLOB_KEYS = (("certs", X509_DIR), ("cacerts", X509CA_DIR), ("pubkeys", PUBKEY_DIR))
 
 
-def _remote_trust(
-    end: _Table, auth: AuthKind, creds: ViciCredentials, strict: bool
-) -> RemoteTrust | None:
-    cacerts, pubkeys = end.raw("cacerts"), end.raw("pubkeys")
-    strict_crl = end.get("revocation", _choice(_REVOCATION), "relaxed") == "strict"
-    if auth != "pubkey":
-        for k, v in (("cacerts", cacerts), ("pubkeys", pubkeys)):
-            if v is not _MISSING:
-                end.ctx.err(end.at(k), 'only with auth = "pubkey"')
-        return None
-    named = parse_cert_blobs(
-        [] if cacerts is _MISSING else cacerts, end.at("cacerts"), end.ctx.err
-    )
-    raw = _raw_keys(end, pubkeys)
-    if raw:
-        return RemoteTrust(
-            anchors=tuple(c for _, c in named),
-            crls=tuple(creds.crls),
-            strict_crl=strict_crl,
-            raw_keys=raw,
-        )
-    store = creds.store(_problems(end, strict), named)
-    return store.remote_trust(end.loc, [n for n, _ in named], strict_crl)
-
-
-def _raw_keys(end: _Table, blobs: object) -> tuple[bytes, ...]:
-    """``remote.pubkeys``: raw public keys (RFC 7670) as DER SubjectPublicKeyInfo."""
-    if blobs is _MISSING:
-        return ()
-    items = blobs if isinstance(blobs, list) else [blobs]
-    out = []
-    for i, b in enumerate(items):
-        try:
-            key = load_public_key(bytes(b))
-        except (AuthError, TypeError) as e:
-            end.ctx.err(f"{end.at('pubkeys')}[{i}]", f"not a public key ({e})")
-            continue
-        out.append(
-            key.public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
-    return tuple(out)
+def _credentials_of(
+    local: _Table, remote: _Table, auths: tuple[AuthKind, AuthKind],
+    creds: ViciCredentials, strict: bool,
+) -> _Credentials:  # fmt: skip
+    """The TOML loader's credential rules (:func:`pyipsec.config.loader._credentials`:
+    ``local.certs`` candidates chosen by the peer's CERTREQ, their chains and keys,
+    ``local.pubkeys``, ``remote.cacerts`` / ``remote.pubkeys``, ``revocation``) over
+    the certificates and keys the message carries and the VICI credential set."""
+    store = creds.store(_problems(local, strict))
+    for end, auth in ((local, auths[0]), (remote, auths[1])):
+        if "key" in end.data:  # pyipsec's TOML only: the key comes from load-key
+            end.raw("key")
+            end.ctx.err(end.at("key"), "unknown key (hint: load private keys with load-key: "
+                        "swanctl's private/ directory)")  # fmt: skip
+            del end.data["key"]
+        for key, subdir in _BLOB_KEYS:
+            if key not in end.data:
+                continue
+            blobs, at = end.data[key], end.at(key)
+            if auth != "pubkey":  # not read: the loader reports 'only with auth = "pubkey"'
+                end.data[key] = [f"({key} data)"]
+            elif subdir == PUBKEY_DIR:
+                end.data[key] = store.add_pubkeys(blobs, at, end.ctx.err)
+            else:
+                end.data[key] = store.add_certs(subdir, blobs, at, end.ctx.err)
+    return _credentials(local, remote, auths[0], auths[1], store)
