@@ -157,8 +157,6 @@ def test_credential_changes_reach_loaded_connections(tmp_path: Path) -> None:
         assert (await c.cmd("get-authorities")).message == {"authorities": []}
         p = await c.cmd("load-authority", b({"ca": {"cacert": "x"}}))
         assert b"not supported by pyipsec" in p.message["errmsg"]
-        p = await c.cmd("load-pool", b({"p4": {"addrs": "10.3.0.0/24"}}))
-        assert b"pools" in p.message["errmsg"]
         assert (await c.cmd("flush-certs")).message["success"] == b"yes"
         c.close()
 

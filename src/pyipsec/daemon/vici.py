@@ -15,7 +15,8 @@ the daemon's control verbs (:mod:`pyipsec.daemon.commands`) and the core's statu
 * ``rekey`` (``ike``, ``ike-id``, ``child``, ``child-id``);
 * ``load-conn``, ``unload-conn``, ``get-conns`` and the credential commands of
   ``swanctl --load-all`` (:mod:`pyipsec.daemon.vici_load`, translation in
-  :mod:`~pyipsec.daemon.vici_conns`, credentials in :mod:`~pyipsec.daemon.vici_creds`).
+  :mod:`~pyipsec.daemon.vici_conns`, credentials in :mod:`~pyipsec.daemon.vici_creds`);
+* ``load-pool``, ``unload-pool``, ``get-pools`` (:mod:`pyipsec.daemon.vici_pools`).
 
 Events: ``ike-updown``, ``child-updown``, ``ike-rekey``, ``child-rekey`` from the
 core's events, ``log`` (the daemon's log records at INFO and above), ``control-log``.
@@ -50,8 +51,17 @@ from ..ikev2.state import ChildSaState, IkeSaState
 from .commands import StatusFilter
 from .control import ControlError
 from .dataplane import sel_str
-from .vici_codec import MAX_SEGMENT, PacketType, ViciError, decode_packet, encode_packet, frame
+from .vici_codec import (
+    MAX_SEGMENT,
+    PacketType,
+    ViciError,
+    decode_packet,
+    encode_packet,
+    frame,
+    printable,
+)
 from .vici_load import CREDENTIAL_COMMANDS, ViciLoader
+from .vici_pools import ViciPools
 
 if TYPE_CHECKING:
     from .runtime import Daemon
@@ -212,6 +222,9 @@ def ike_sa_message(sa: dict[str, Any], now: float) -> dict[str, Any]:
         "nat-fake": _yes(nat.get("forced")),
         "nat-any": _yes(nat.get("local") or nat.get("remote") or nat.get("forced")),
     }
+    vips = sa.get("vips") or {}
+    msg["local-vips"] = list(vips.get("local") or []) or None  # RFC 7296 §2.19
+    msg["remote-vips"] = list(vips.get("remote") or []) or None
     msg.update(parse_suite(str(sa.get("suite") or "")))
     msg.pop("esn", None)
     if isinstance(est, int | float) and not isinstance(est, bool):
@@ -301,7 +314,7 @@ class _Client:
             self.event(
                 "control-log",
                 {"group": group, "level": level, "ikesa-name": ike or None,
-                 "ikesa-uniqueid": ike_id, "msg": msg},
+                 "ikesa-uniqueid": ike_id, "msg": printable(msg)},
             )  # fmt: skip
 
     def control_start(self, req: dict[str, Any], conns: Iterable[str] = ()) -> None:
@@ -376,7 +389,7 @@ class _LogForwarder(logging.Handler):
                 "group": _LOG_GROUPS.get(record.name, "DMN"),
                 "level": _record_level(record),
                 "thread": 0,
-                "msg": text,
+                "msg": printable(text),
             }
             if record.levelno >= logging.INFO:
                 for c in clients:
@@ -443,6 +456,7 @@ class ViciServer:
         }
         # configuration and credentials (swanctl --load-all): vici_load.py
         self.loader = ViciLoader(daemon)
+        self.pools = ViciPools(daemon)
         self.commands.update(
             {name: self._credential_handler(name) for name in CREDENTIAL_COMMANDS}
         )
@@ -560,6 +574,8 @@ class ViciServer:
             except Exception as e:
                 log.exception("vici command %s failed", name)
                 res = {"success": "no", "errmsg": f"{type(e).__name__}: {e}"}
+            if isinstance(res.get("errmsg"), str):
+                res["errmsg"] = printable(res["errmsg"])
             client.send(PacketType.CMD_RESPONSE, "", res)
         elif ptype in (PacketType.EVENT_REGISTER, PacketType.EVENT_UNREGISTER):
             if name not in EVENTS:
@@ -723,15 +739,13 @@ class ViciServer:
         return {"success": "no", "errmsg": f"authority '{_text(req, 'name')}' not found"}
 
     async def cmd_get_pools(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
-        return {}  # no pools (yet): nothing for swanctl --load-pools to unload
+        return self.pools.get_pools(req)
 
     async def cmd_load_pool(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
-        names = ", ".join(k for k in req) or "?"
-        return {"success": "no", "errmsg": f"pool {names}: virtual IP pools "
-                "(configuration payloads) are not supported by pyipsec yet"}  # fmt: skip
+        return self.pools.load_pool(req)
 
     async def cmd_unload_pool(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
-        return {"success": "no", "errmsg": f"pool '{_text(req, 'name')}' not found"}
+        return self.pools.unload_pool(req)
 
     async def cmd_list_conns(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
         only = _text(req, "ike")

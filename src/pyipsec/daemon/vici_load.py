@@ -113,6 +113,14 @@ class ViciLoader:
                 f"connection '{conn.name}' is defined in the configuration file "
                 f"{self.d.config_path or ''}; VICI does not replace it (hint: rename it)"
             )
+        known = {p.name for p in self.d.config.pools}
+        for name in conn.pools:
+            if name not in known:
+                return (
+                    f"connections.{conn.name}.pools: unknown pool {name!r} (hint: load it "
+                    "first: swanctl --load-pools; or define [pools.NAME] in the "
+                    "configuration file)"
+                )
         issues = unsupported_config(replace(self.d.config, connections=(conn,)))
         return "; ".join(str(i) for i in issues)
 
