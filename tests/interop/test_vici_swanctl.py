@@ -10,11 +10,15 @@ connection in its TOML; charon (right namespace) answers.  Then, unchanged:
 3. ``swanctl --list-sas`` shows it with the SPIs and addresses charon has;
 4. ``swanctl --terminate --ike``; ``--load-conns`` with the connection gone unloads it;
 5. the ``vici`` Python package does the same round (load-shared, load-conn, initiate
-   with its control-log, list-sas, terminate, unload-conn).
+   with its control-log, list-sas, terminate, unload-conn);
+6. a road-warrior gateway configured by ``swanctl --load-all`` alone (a ``pools``
+   section and a connection using it): a strongSwan client gets its address from the
+   pool loaded over VICI, ``swanctl --list-pools --leases`` and ``--list-sas`` show it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shutil
 import socket
@@ -26,6 +30,15 @@ import pytest
 
 from .pyipsec_daemon import PyipsecDaemon, toml_text
 from .strongswan import Charon, ConnSpec, render_swanctl
+from .test_road_warrior import (
+    FIRST,
+    POOL,
+    client_conf,
+    leases,
+    ping_from,
+    strongswan_gateway_conf,
+    wait_vips,
+)
 from .topology import LEFT_INNER, RIGHT_INNER, RIGHT_OUTER, Topology
 
 pytestmark = pytest.mark.interop
@@ -61,9 +74,10 @@ def _swanctl_dir(tmp: Path, specs: list[ConnSpec]) -> Path:
     return conf
 
 
-def _swanctl(topo: Topology, sock: Path, *args: str, check: bool = True) -> str:
-    proc = topo.exec(topo.left, ["swanctl", *args, "--uri", f"unix://{sock}"], check=False,
-                     timeout=60)
+def _swanctl(topo: Topology, sock: Path, *args: str, check: bool = True,
+             ns: str | None = None) -> str:
+    proc = topo.exec(ns or topo.left, ["swanctl", *args, "--uri", f"unix://{sock}"],
+                     check=False, timeout=60)
     out = proc.stdout + proc.stderr
     if check and proc.returncode != 0:
         raise AssertionError(f"swanctl {' '.join(args)} failed ({proc.returncode}):\n{out}")
@@ -187,3 +201,44 @@ def test_vici_package_round(nonat_topology: Topology, tmp_path: Path,
     finally:
         s.close()
     assert daemon.status()["connections"] == []
+
+
+@pytest.mark.skipif(SWANCTL is None, reason="swanctl not installed")
+def test_swanctl_configures_a_road_warrior_gateway(
+        nonat_topology: Topology, tmp_path: Path, charon_factory: Callable[..., Charon],
+        pyipsec_factory: Callable[..., PyipsecDaemon]) -> None:
+    topo = nonat_topology
+    state = tmp_path / "gw"
+    gw = pyipsec_factory(topo.right, toml_text({
+        "daemon": {"control_socket": str(state / "control.sock"),
+                   "vici_socket": str(state / "charon.vici")},
+        "daemon.tun": {"name": "pyi0", "addresses": [f"{RIGHT_INNER}/32"]},
+        "daemon.log": {"default": "debug"},
+    }), state_dir=state)
+    sock = state / "charon.vici"
+    conf = _swanctl_dir(tmp_path, [])
+    conf.write_text(strongswan_gateway_conf())  # the swanctl.conf charon would run with
+    out = _swanctl(topo, sock, "--load-all", "--file", str(conf), ns=topo.right)
+    assert "loaded pool 'rw'" in out and "successfully loaded 1 pools, 0 unloaded" in out, out
+    assert "successfully loaded 1 connections, 0 unloaded" in out, out
+
+    charon = charon_factory(topo.left, client_conf([("carol", "carol@example.net")],
+                                                   ipv6=False), name="carol")
+    charon.initiate("carol", "net")
+    assert wait_vips(charon, "carol", 1) == [FIRST]
+    assert "processing INTERNAL_IP4_DNS attribute" in charon.log()
+    out = _swanctl(topo, sock, "--list-pools", "--leases", ns=topo.right)
+    lines = [" ".join(line.split()) for line in out.splitlines()]
+    size = ipaddress.ip_network(POOL).num_addresses - 2
+    assert f"rw {FIRST} 1 / 0 / {size}" in lines, out
+    assert f"{FIRST} online 'carol@example.net'" in lines, out
+    out = _swanctl(topo, sock, "--list-sas", ns=topo.right)
+    assert re.search(rf"remote 'carol@example.net' @ [0-9.]+\[\d+\] \[{FIRST}\]", out), out
+    assert ping_from(topo, FIRST, RIGHT_INNER) == (3, 3)
+    # the client leaves: its lease goes offline; the pool can be unloaded again
+    charon.terminate(ike="carol")
+    gw.wait_for(lambda d: leases(d) == {FIRST: ("carol@example.net", "offline")}, timeout=10)
+    conf.write_text(conf.read_text().split("pools {")[0])
+    out = _swanctl(topo, sock, "--load-pools", "--file", str(conf), ns=topo.right)
+    assert "no pools found, 1 unloaded" in out, out
+    assert gw.request("pools")["pools"] == []
