@@ -16,8 +16,13 @@ strongSwan knows but pyipsec has no meaning for is refused with an error naming 
 TOML keys (``keepalive``, ``window_size``, ...) are accepted too.
 
 Credentials come from the VICI credential set (:mod:`pyipsec.daemon.vici_creds`):
-the PSK whose owners match the identities, the private key matching
-``local.certs``, the CA certificates loaded with ``load-cert``.
+the PSK whose owners match the identities; the certificates and raw public keys the
+message carries (``local.certs`` candidates, ``local.pubkeys``, ``remote.cacerts``,
+``remote.pubkeys``) go through the TOML loader's own credential rules
+(:func:`pyipsec.config.loader._credentials`) with the private keys and CA
+certificates loaded with ``load-key`` / ``load-cert``.  ``pools`` must name pools
+that exist when the connection is loaded (:mod:`pyipsec.daemon.vici_pools`, checked
+by :mod:`pyipsec.daemon.vici_load`).
 """
 
 from __future__ import annotations
