@@ -256,6 +256,26 @@ def test_file_reload_keeps_vici_pools(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
+def test_a_reply_too_large_for_vici_becomes_an_error(tmp_path: Path) -> None:
+    """The leases of a big pool exceed VICI's 512 KiB packet: the client gets an error
+    reply (never silence), and the pool without its leases."""
+
+    async def scenario(d: Daemon, core: PoolCore, sock: str) -> None:
+        c = await Client.connect(sock)
+        assert (await c.cmd("load-pool", b({"big": {"addrs": "10.16.0.0/16"}}))
+                ).message == {"success": b"yes"}  # fmt: skip
+        for i in range(10_000):
+            core.lease("big", f"user{i}@example.org")
+        p = await c.cmd("get-pools", {"leases": b"yes"})
+        assert p.message["success"] == b"no"
+        assert b"get-pools: the reply exceeds VICI's packet size" in p.message["errmsg"]
+        p = await c.cmd("get-pools")
+        assert p.message["big"]["online"] == b"10000"
+        c.close()
+
+    run(tmp_path, scenario)
+
+
 # --------------------------------------------------------------------------- swanctl
 
 SWANCTL_CONF = """

@@ -296,11 +296,32 @@ class _Client:
         except ViciError as e:
             log.error("vici: cannot encode %s %s: %s", ptype.name, name, e)
             return True
+        return self._write(data)
+
+    def _write(self, data: bytes) -> bool:
         self.writer.write(data)
         if self.writer.transport.get_write_buffer_size() > MAX_CLIENT_BUFFER:
             self.drop("does not read its messages (write buffer full)")
             return False
         return True
+
+    def respond(self, command: str, res: dict[str, Any]) -> None:
+        """The CMD_RESPONSE of ``command``; one too large for a VICI packet (e.g.
+        ``get-pools`` with the leases of a huge pool) becomes an error reply, so the
+        client is never left waiting."""
+        if self.closed:
+            return
+        if isinstance(res.get("errmsg"), str):
+            res["errmsg"] = printable(res["errmsg"])
+        try:
+            data = frame(encode_packet(PacketType.CMD_RESPONSE, "", res))
+        except ViciError as e:
+            log.warning("vici client %d: %s reply not sent: %s", self.n, command, e)
+            why = printable(f"{command}: the reply exceeds VICI's packet size ({e}) "
+                            "(hint: ask for less, e.g. one pool by name)")  # fmt: skip
+            data = frame(encode_packet(PacketType.CMD_RESPONSE, "", {"success": "no",
+                                                                    "errmsg": why}))
+        self._write(data)
 
     def event(self, name: str, msg: dict[str, Any]) -> bool:
         if name not in self.events:
@@ -574,9 +595,7 @@ class ViciServer:
             except Exception as e:
                 log.exception("vici command %s failed", name)
                 res = {"success": "no", "errmsg": f"{type(e).__name__}: {e}"}
-            if isinstance(res.get("errmsg"), str):
-                res["errmsg"] = printable(res["errmsg"])
-            client.send(PacketType.CMD_RESPONSE, "", res)
+            client.respond(name, res)
         elif ptype in (PacketType.EVENT_REGISTER, PacketType.EVENT_UNREGISTER):
             if name not in EVENTS:
                 client.send(PacketType.EVENT_UNKNOWN)
