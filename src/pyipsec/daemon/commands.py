@@ -32,6 +32,7 @@ log_cfg = logging.getLogger("pyipsec.cfg")
 
 # DaemonConfig fields a reload cannot apply to the running daemon (sockets, TUN, logging)
 _RESTART_KEYS = (
+    "eap_radius",
     "listen_addrs",
     "ike_port",
     "natt_port",

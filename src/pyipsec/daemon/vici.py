@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config.model import ConnectionConfig
 from ..ikev2 import events as ev
-from ..ikev2.state import ChildSaState, IkeSaState
+from ..ikev2.state import IKE_HALF_OPEN, ChildSaState, IkeSaState
 from .commands import StatusFilter
 from .control import ControlError
 from .dataplane import sel_str
@@ -88,6 +88,7 @@ EVENTS = frozenset(
 _IKE_STATES = {
     "init-sent": "CONNECTING",
     "init-done": "CONNECTING",
+    "eap": "CONNECTING",
     "auth-sent": "CONNECTING",
     "established": "ESTABLISHED",
     "rekeying": "REKEYING",
@@ -700,10 +701,7 @@ class ViciServer:
 
     async def cmd_stats(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
         views = self.d.core.ike_sas()
-        half = sum(
-            v.state in (IkeSaState.INIT_SENT, IkeSaState.INIT_DONE, IkeSaState.AUTH_SENT)
-            for v in views
-        )
+        half = sum(v.state in IKE_HALF_OPEN for v in views)
         up = max(0.0, time.time() - self.d.started)
         zero = {"critical": 0, "high": 0, "medium": 0, "low": 0}
         return {
