@@ -172,7 +172,7 @@ def test_pools_and_virtual_ips() -> None:
     [
         (psk_conn(version="1"), "connections.gw.version: only IKEv2"),
         (psk_conn(fragmentation="force"), "fragmentation = force is not supported"),
-        (psk_conn(local={"auth": "eap-md5"}), "unsupported auth method 'eap-md5'"),
+        (psk_conn(local={"auth": "eap-ttls"}), "unsupported auth method 'eap-ttls'"),
         (psk_conn(remote_addrs=["not-an-ip"]), "invalid address 'not-an-ip'"),
         (psk_conn(local_port="http"), "connections.gw.local_port: expected an integer"),
         (psk_conn(rekey_time="soon"), "invalid duration 'soon'"),
@@ -184,7 +184,6 @@ def test_pools_and_virtual_ips() -> None:
         (psk_conn(children={"net": {"local_ts": ["10.0.0.0/33"]}}), "children.net.local_ts"),
         (psk_conn(children={"net": {"tfc_padding": "1500"}}), "children.net.tfc_padding"),
         (psk_conn(children={"net": "x"}), "children.net: expected a table"),
-        (psk_conn(local={"auth": "psk", "certs": ["x"]}), "local.certs: only with auth"),
     ],
 )  # fmt: skip
 def test_bad_values_are_located(conn: dict[str, Any], expected: str) -> None:
@@ -226,7 +225,7 @@ def test_psk_by_owners() -> None:
         cr.unload_shared(b({"id": "both"}))
 
 
-@pytest.mark.parametrize("typ", ["EAP", "XAUTH", "NTLM", "PPK", "FOO", ""])
+@pytest.mark.parametrize("typ", ["XAUTH", "NTLM", "PPK", "FOO", ""])
 def test_shared_types_without_meaning_are_refused(typ: str) -> None:
     with pytest.raises(ControlError) as ei:
         ViciCredentials().load_shared(b({"id": "e", "type": typ, "data": "x"}))
@@ -278,6 +277,14 @@ def test_certificates_from_the_credential_set() -> None:
     conn = pubkey_conn(pki, remote={"id": "sun.example.net", "cacerts": [pki.pem(other)]})
     t = translate(conn, cr).remote_trust
     assert t is not None and t.anchors == (other,)
+
+
+def test_certificates_only_where_they_mean_something() -> None:
+    pki = Pki()
+    conn = psk_conn(local={"auth": "psk", "certs": [pki.pem(pki.cert)]})
+    assert "connections.gw.local.certs: only with auth" in errors(conn)
+    conn = psk_conn(remote={"auth": "psk", "cacerts": [pki.pem(pki.ca)]})
+    assert "connections.gw.remote.cacerts: only with auth" in errors(conn)
 
 
 def test_certificate_problems_are_errors_at_load() -> None:
@@ -383,3 +390,84 @@ def test_local_raw_public_key() -> None:
     )
     msg = errors(peer | {"local": {"auth": "pubkey", "pubkeys": [spki], "key": "k.pem"}}, cr)
     assert "local.key: unknown key (hint: load private keys with load-key" in msg
+
+
+def creds_with_eap() -> ViciCredentials:
+    c = creds_with_psk()
+    for user, pw in (("carol", "carol-pw"), ("dave", "dave-pw")):
+        c.load_shared(b({"id": f"eap-{user}", "type": "EAP", "data": pw, "owners": [user]}))
+    return c
+
+
+def test_eap_gateway_and_client() -> None:
+    """``auth = eap-*``, ``eap_id`` and EAP secrets (load-shared type EAP) by the TOML
+    loader's rules (RFC 7296 §2.16): a gateway's users, a client's own password."""
+    cr = creds_with_eap()
+    gw = translate(psk_conn(remote={"auth": "eap-mschapv2", "eap_id": "%any"}), cr)
+    assert (gw.local_auth, gw.remote_auth, gw.remote_eap_id) == ("psk", "eap-mschapv2", "%any")
+    assert gw.eap_users == ((b"carol", b"carol-pw"), (b"dave", b"dave-pw"))
+    assert gw.psk == b"s3cret"  # an EAP secret is never a PSK
+    client = translate(psk_conn(local={"auth": "eap-md5", "eap_id": "dave"},
+                                remote={"auth": "psk", "id": "moon.example.net"}), cr)
+    assert client.local_auth == "eap-md5" and client.local_eap_id == "dave"
+    assert client.eap_secret == b"dave-pw" and client.eap_users == ()
+    # EAP-only gateway auth as the server, method chosen per peer ("eap")
+    anyeap = translate(psk_conn(remote={"auth": "eap", "eap_id": "%any"}), cr)
+    assert anyeap.remote_auth == "eap" and len(anyeap.eap_users) == 2
+
+
+def test_eap_secrets_loaded_later_are_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """As a PSK: swanctl may load the connection before its secrets; it loads, its
+    authentications fail until they are there."""
+    c = translate(psk_conn(local={"auth": "eap-mschapv2", "eap_id": "erin"}), creds_with_eap())
+    assert c.eap_secret == b""
+    assert "connections.gw.local.auth: no EAP secret in [secrets] for 'erin'" in caplog.text
+    gw = translate(psk_conn(remote={"auth": "eap-md5"}), creds_with_psk())
+    assert gw.eap_users == () and "eap-md5 needs the users' secrets" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("conn", "expected"),
+    [
+        (psk_conn(local={"auth": "psk", "eap_id": "carol"}),
+         "connections.gw.local.eap_id: only with an EAP local.auth"),
+        (psk_conn(remote={"auth": "psk", "eap_id": "%any"}),
+         "connections.gw.remote.eap_id: only with an EAP remote.auth"),
+        (psk_conn(local={"auth": "eap-radius"}),
+         "connections.gw.local.auth: eap-radius is a server method"),
+        (psk_conn(local={"auth": "eap-md5", "eap_id": "%any"}),
+         "local.eap_id: must be our EAP identity, not a wildcard"),
+        (psk_conn(local={"auth": "eap-md5", "eap_id": ""}), "local.eap_id: empty EAP identity"),
+        (psk_conn(remote={"auth": "eap-tls"}), "remote.auth: \"eap-tls\" needs a trust anchor"),
+    ],
+)  # fmt: skip
+def test_eap_errors_are_located(conn: dict[str, Any], expected: str) -> None:
+    assert expected in errors(conn, creds_with_eap())
+
+
+def test_eap_tls_certificates() -> None:
+    """EAP-TLS (RFC 5216): the gateway's TLS certificate is ``local.certs`` (it may sign
+    IKE with a PSK), the clients' certificates are checked against the loaded CAs."""
+    pki = Pki()
+    cr = creds_with_eap()
+    cr.load_cert({"type": b"X509", "flag": b"CA", "data": pki.pem(pki.ca)})
+    cr.load_key({"data": pki.key_pem()})
+    tls_gw = psk_conn(local={"auth": "psk", "id": "moon.example.net"},
+                      remote={"auth": "eap-tls", "eap_id": "%any"})
+    assert "local.certs: missing: EAP-TLS needs our certificate" in errors(tls_gw, cr)
+    tls_gw["local"]["certs"] = [pki.pem(pki.cert)]
+    gw = translate(tls_gw, cr)
+    assert gw.remote_auth == "eap-tls" and gw.remote_trust is not None
+    assert gw.remote_trust.anchors == (pki.ca,)
+    assert gw.local_credentials is not None and gw.local_credentials.certificate == pki.cert
+    client = translate(psk_conn(local={"auth": "eap-tls", "certs": [pki.pem(pki.cert)]}), cr)
+    assert client.local_credentials is not None
+    assert client.local_credentials.certificate == pki.cert
+
+
+def test_eap_shared_secrets() -> None:
+    cr = ViciCredentials()
+    with pytest.raises(ControlError, match="an EAP secret names its user"):
+        cr.load_shared(b({"id": "eap-x", "type": "EAP", "data": "pw"}))
+    cr.load_shared(b({"id": "eap-x", "type": "EAP", "data": "pw", "owners": ["x"]}))
+    assert cr.get_shared() == ["eap-x"] and cr.psk_for("x", "x") is None

@@ -18,6 +18,7 @@ import pytest
 
 from pyipsec.config.loader import ConfigError
 from pyipsec.config.model import PoolConfig
+from pyipsec.daemon import vici_load
 from pyipsec.daemon.commands import load_daemon_config
 from pyipsec.daemon.control import ControlError
 from pyipsec.daemon.runtime import Daemon
@@ -27,7 +28,7 @@ from pyipsec.pools import Lease, PoolRegistry, acquire
 from .fakes import FakeManager
 from .test_runtime import FakeTun
 from .test_vici import Client
-from .test_vici_conns import b, psk_conn
+from .test_vici_conns import Pki, b, psk_conn
 
 SWANCTL = shutil.which("swanctl")
 
@@ -94,6 +95,11 @@ def run(tmp_path: Path, scenario: Scenario) -> None:
             await d.close()
 
     asyncio.run(go())
+
+
+@pytest.fixture(autouse=True)
+def _fast_settle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vici_load, "SETTLE", 0.05)
 
 
 def pool_names(d: Daemon) -> list[str]:
@@ -394,5 +400,71 @@ def test_vici_package_pools(tmp_path: Path) -> None:
         assert "pools.bad.server: strongSwan's 'server'" in res["refused"]
         assert res["after"] == {}
         assert pool_names(d) == ["file4"]
+
+    run(tmp_path, scenario)
+
+
+GATEWAY_CONF = """
+connections {
+    rw {
+        local_addrs = 192.0.2.1
+        pools = rw4
+        send_cert = always
+        local { auth = pubkey
+                certs = moon.pem
+                id = moon.example.net }
+        remote { auth = eap-mschapv2
+                 eap_id = %any }
+        children { net { local_ts = 10.1.0.0/16 } }
+    }
+}
+pools {
+    rw4 { addrs = 10.3.0.0/24
+          dns = 10.3.0.53 }
+}
+secrets {
+    eap-carol { id = carol
+                secret = "carol's password" }
+    eap-dave { id = dave
+               secret = 0x64617665 }
+}
+"""
+
+
+@pytest.mark.skipif(SWANCTL is None, reason="swanctl (strongswan-swanctl) not installed")
+def test_real_swanctl_road_warrior_gateway(tmp_path: Path) -> None:
+    """A road-warrior gateway's swanctl.conf as charon would run it: a certificate for
+    the gateway, EAP-MSCHAPv2 users, a pool; ``swanctl --load-all`` loads all of it."""
+    pki = Pki()
+    conf = swanctl_dir(tmp_path)
+    conf.write_text(GATEWAY_CONF)
+    top = conf.parent
+    (top / "x509ca" / "ca.pem").write_bytes(pki.pem(pki.ca))
+    (top / "x509" / "moon.pem").write_bytes(pki.pem(pki.cert))
+    key = top / "private" / "moon.key"
+    key.write_bytes(pki.key_pem())
+    key.chmod(0o600)
+
+    async def scenario(d: Daemon, core: PoolCore, sock: str) -> None:
+        rc, out = await swanctl(sock, "--load-all", "--file", str(conf))
+        assert rc == 0, out
+        assert "loaded eap secret 'eap-carol'" in out and "loaded pool 'rw4'" in out, out
+        assert "successfully loaded 1 connections, 0 unloaded" in out, out
+        rw = d.config.connections[1]
+        assert (rw.local_auth, rw.remote_auth, rw.remote_eap_id) == (
+            "pubkey", "eap-mschapv2", "%any")
+        assert rw.eap_users == ((b"carol", b"carol's password"), (b"dave", b"dave"))
+        assert rw.local_credentials is not None and rw.local_credentials.certificate == pki.cert
+        assert rw.pools == ("rw4",) and pool_names(d) == ["file4", "rw4"]
+        rc, out = await swanctl(sock, "--list-conns")
+        assert rc == 0 and "remote EAP_MSCHAPV2 authentication:" in out, out
+        assert "eap_id: %any" in out and "local public key authentication:" in out, out
+        # a user removed from the file: unloaded, the gateway's users follow
+        conf.write_text(GATEWAY_CONF.replace("eap-dave", "x-dave").replace(
+            "x-dave { id = dave\n               secret = 0x64617665 }", ""))
+        rc, out = await swanctl(sock, "--load-creds", "--file", str(conf))
+        assert rc == 0, out
+        await asyncio.sleep(0.2)  # the credential change settles
+        assert d.config.connections[1].eap_users == ((b"carol", b"carol's password"),)
 
     run(tmp_path, scenario)

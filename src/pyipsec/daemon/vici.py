@@ -45,7 +45,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config.model import ConnectionConfig
+from ..config.model import ConnectionConfig, is_eap
 from ..ikev2 import events as ev
 from ..ikev2.state import IKE_HALF_OPEN, ChildSaState, IkeSaState
 from .commands import StatusFilter
@@ -1029,7 +1029,20 @@ class ViciServer:
 
 def _auth_class(kind: str) -> str:
     """charon's ``auth_class_names`` of pyipsec's auth kinds (``list-conns``)."""
+    if is_eap(kind):
+        return "EAP"
     return {"psk": "pre-shared key", "pubkey": "public key"}.get(kind, kind)
+
+
+def _auth_round(kind: str, ident: str, eap_id: str) -> dict[str, Any]:
+    """One ``local-1`` / ``remote-1`` section of ``list-conn``: the class, for EAP the
+    method as charon's ``eap_type_names`` (swanctl prints it) and the ``eap_id``."""
+    out: dict[str, Any] = {"class": _auth_class(kind), "id": ident or "%any"}
+    if is_eap(kind) and kind != "eap":
+        out["eap-type"] = "EAP_" + kind[4:].upper()  # EAP_MD5, EAP_MSCHAPV2, EAP_TLS, ...
+    if eap_id:
+        out["eap_id"] = eap_id
+    return out
 
 
 def _conn_message(c: ConnectionConfig) -> dict[str, Any]:
@@ -1053,8 +1066,8 @@ def _conn_message(c: ConnectionConfig) -> dict[str, Any]:
         "rekey_time": 0 if c.reauth else int(lt.rekey_time),
         "unique": "UNIQUE_NO",
         "dpd_delay": int(c.dpd.interval) if c.dpd.enabled else 0,
-        "local-1": {"class": _auth_class(c.local_auth), "id": c.local_id or "%any"},
-        "remote-1": {"class": _auth_class(c.remote_auth), "id": c.remote_id or "%any"},
+        "local-1": _auth_round(c.local_auth, c.local_id, c.local_eap_id),
+        "remote-1": _auth_round(c.remote_auth, c.remote_id, c.remote_eap_id),
         "children": {
             ch.name: {
                 "mode": ch.mode.value.upper(),

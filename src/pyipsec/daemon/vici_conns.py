@@ -20,7 +20,10 @@ the PSK whose owners match the identities; the certificates and raw public keys 
 message carries (``local.certs`` candidates, ``local.pubkeys``, ``remote.cacerts``,
 ``remote.pubkeys``) go through the TOML loader's own credential rules
 (:func:`pyipsec.config.loader._credentials`) with the private keys and CA
-certificates loaded with ``load-key`` / ``load-cert``.  ``pools`` must name pools
+certificates loaded with ``load-key`` / ``load-cert``; EAP (``auth = eap-md5 |
+eap-mschapv2 | eap-tls | eap-radius | eap``, ``eap_id``) through the loader's
+:func:`~pyipsec.config.loader._eap` with the EAP secrets of ``load-shared``, a missing
+secret being a warning as for PSKs (RFC 7296 §2.16).  ``pools`` must name pools
 that exist when the connection is loaded (:mod:`pyipsec.daemon.vici_pools`, checked
 by :mod:`pyipsec.daemon.vici_load`).
 """
@@ -46,6 +49,8 @@ from ..config.loader import (
     _credentials,
     _Ctx,
     _dpd,
+    _Eap,
+    _eap,
     _identity,
     _int_range,
     _lifetimes,
@@ -54,7 +59,7 @@ from ..config.loader import (
     _Table,
     parse_duration,
 )
-from ..config.model import AuthKind, ConnectionConfig, Lifetimes, is_eap
+from ..config.model import AuthKind, ConnectionConfig, Lifetimes
 from .vici_creds import ViciCredentials
 
 __all__ = ["ONLY", "UNSUPPORTED", "connection_from_vici"]
@@ -77,7 +82,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "ocsp": "OCSP is not supported (use CRLs in x509crl/)",
     },
     "end": {
-        "eap_id": "EAP connections are configured in pyipsec's TOML file, not over VICI (yet)",
         "aaa_id": "the AAA server identity (aaa_id) is not supported",
         "xauth_id": "XAuth is IKEv1 only",
         "groups": "group membership checks are not supported",
@@ -138,8 +142,8 @@ _ACTIONS = {
 }
 _FRAGMENTATION = {"yes": True, "no": False}
 _TFC = {"0": False, "no": False, "mtu": True, "yes": True}
-_LOCAL_KEYS = ("id", "auth", "certs", "pubkeys", "round")
-_REMOTE_KEYS = ("id", "auth", "cacerts", "pubkeys", "revocation", "round")
+_LOCAL_KEYS = ("id", "auth", "certs", "pubkeys", "eap_id", "round")
+_REMOTE_KEYS = ("id", "auth", "cacerts", "pubkeys", "revocation", "eap_id", "round")
 _BLOBS = ("certs", "cacerts", "pubkeys")
 
 
@@ -300,21 +304,14 @@ def _connection(
     local, remote = _round(t, "local"), _round(t, "remote")
     local_id = local.get("id", _identity, "")
     remote_id = remote.get("id", _identity, "")
-    la, ra = _vici_auth(local), _vici_auth(remote)
+    la, ra = _auth(local), _auth(remote)
     if not local_id and local_addrs and not local_addrs[0].startswith("%"):
         local_id = local_addrs[0]  # swanctl: the IP address is the default identity
     cred = _credentials_of(local, remote, (la, ra), creds, strict)
+    eap = _eap_of(local, remote, (la, ra), local_id, creds, cred.local is not None)
     local.finish(_LOCAL_KEYS)
     remote.finish(_REMOTE_KEYS)
-    psk = creds.psk_for(local_id, remote_id)
-    if psk is None and "psk" in (la, ra):
-        log.warning(
-            "connection %s: no IKE shared secret for ids %r/%r (yet): load one with "
-            "load-shared (swanctl: secrets.ike-NAME), or authentications fail",
-            name,
-            local_id or "%any",
-            remote_id or "%any",
-        )
+    psk = _psk_of(name, creds, local_id, remote_id, (la, ra))
     reauth_time = t.get("reauth_time", parse_duration, 0.0)
     lifetimes = _lifetimes(t, d.lifetimes, child=False)
     if reauth_time and not lifetimes.rekey_time:
@@ -334,7 +331,7 @@ def _connection(
         remote_port=t.get("remote_port", _int_range(1, 65535), d.remote_port),
         local_id=local_id,
         remote_id=remote_id,
-        psk=psk or b"",
+        psk=psk,
         ike_proposals=_proposals(ctx, t, "proposals", "ike", d.ike_proposals),
         lifetimes=lifetimes,
         reauth=t.get("reauth", _bool, bool(reauth_time)),
@@ -359,6 +356,10 @@ def _connection(
         rsa_pss=t.get("rsa_pss", _bool, d.rsa_pss),
         pools=pools,
         vips=vips,
+        local_eap_id=eap.local_id,
+        remote_eap_id=eap.remote_id,
+        eap_secret=eap.secret,
+        eap_users=eap.users,
     )
     t.finish(_CONN_KEYS)
     if not children:
@@ -377,22 +378,51 @@ def _fragmentation(v: object) -> bool:
     )
 
 
-# --------------------------------------------------------------------------- credentials
+# --------------------------------------------------------------------------- secrets
 
 
-def _vici_auth(end: _Table) -> AuthKind:
-    """``auth`` of a VICI end: what the TOML loader accepts, except EAP (its secrets
-    would come with ``load-shared`` type EAP, which the VICI credential set does not
-    keep yet): EAP connections are configured in the TOML file."""
-    kind = _auth(end)
-    if is_eap(kind):
-        end.ctx.err(
-            end.at("auth"),
-            f"unsupported auth method {kind!r} over VICI (hint: configure EAP "
-            "connections in pyipsec's TOML file)",
+def _psk_of(
+    name: str, creds: ViciCredentials, local_id: str, remote_id: str,
+    auths: tuple[AuthKind, AuthKind],
+) -> bytes:  # fmt: skip
+    """The IKE secret of the identities; a missing one is a warning (swanctl may load
+    connections before their secrets: charon looks them up at authentication time)."""
+    psk = creds.psk_for(local_id, remote_id)
+    if psk is None and "psk" in auths:
+        log.warning(
+            "connection %s: no IKE shared secret for ids %r/%r (yet): load one with "
+            "load-shared (swanctl: secrets.ike-NAME), or authentications fail",
+            name,
+            local_id or "%any",
+            remote_id or "%any",
         )
-        return "psk"
-    return kind
+    return psk or b""
+
+
+def _eap_of(
+    local: _Table, remote: _Table, auths: tuple[AuthKind, AuthKind], local_id: str,
+    creds: ViciCredentials, certs: bool,
+) -> _Eap:  # fmt: skip
+    """``auth = eap-*``, ``local.eap_id`` / ``remote.eap_id`` and the EAP secrets
+    (``load-shared`` type EAP) by the TOML loader's rules (:func:`pyipsec.config.loader
+    ._eap`, RFC 7296 §2.16).  As for PSKs, a secret not loaded (yet) is a warning, not
+    an error: the loader's complaint about it (at ``auth``) is logged."""
+    scratch = _Ctx()
+    ends = (_Table(scratch, local.loc, local.data), _Table(scratch, remote.loc, remote.data))
+    eap = _eap(ends[0], ends[1], auths, local_id, creds.secrets(), certs)
+    local.used |= ends[0].used
+    remote.used |= ends[1].used
+    missing = {remote.at("auth")} | ({local.at("auth")} if auths[0] != "eap-radius" else set())
+    for issue in scratch.errors:
+        if issue.location in missing:
+            log.warning("%s (yet): load it with load-shared (swanctl: secrets.eap-NAME), "
+                        "or authentications fail", issue)  # fmt: skip
+        else:
+            local.ctx.err(issue.location, issue.message)
+    return eap
+
+
+# --------------------------------------------------------------------------- credentials
 
 
 def _problems(end: _Table, strict: bool) -> Callable[[str, str], None]:
@@ -415,7 +445,7 @@ def _credentials_of(
     ``local.pubkeys``, ``remote.cacerts`` / ``remote.pubkeys``, ``revocation``) over
     the certificates and keys the message carries and the VICI credential set."""
     store = creds.store(_problems(local, strict))
-    for end, auth in ((local, auths[0]), (remote, auths[1])):
+    for end in (local, remote):
         if "key" in end.data:  # pyipsec's TOML only: the key comes from load-key
             end.raw("key")
             end.ctx.err(end.at("key"), "unknown key (hint: load private keys with load-key: "
@@ -425,9 +455,7 @@ def _credentials_of(
             if key not in end.data:
                 continue
             blobs, at = end.data[key], end.at(key)
-            if auth != "pubkey":  # not read: the loader reports 'only with auth = "pubkey"'
-                end.data[key] = [f"({key} data)"]
-            elif subdir == PUBKEY_DIR:
+            if subdir == PUBKEY_DIR:
                 end.data[key] = store.add_pubkeys(blobs, at, end.ctx.err)
             else:
                 end.data[key] = store.add_certs(subdir, blobs, at, end.ctx.err)

@@ -11,13 +11,16 @@ set changes:
   whose owners best match its identities -- both identities, then the remote one,
   then the local one, then a secret without owners (the TOML loader's rule,
   :func:`pyipsec.config.loader._match_psk`);
+* EAP secrets (type ``EAP``, swanctl's ``secrets.eap*``, RFC 7296 §2.16): the
+  password of each owner (an EAP identity), as the TOML file's ``[secrets.eap-NAME]``:
+  a client's own, a gateway's users (:func:`pyipsec.config.loader._eap`);
 * certificates (``load-cert`` type ``X509``, flag ``NONE``/``CA``; ``X509_CRL``) and
   private keys (``load-key``): the CA certificates are the trust anchors
   (self-signed) and intermediates of every ``pubkey`` connection without
   ``remote.cacerts``; the key whose public key matches ``local.certs`` signs
   (:class:`pyipsec.config.credentials.CredentialStore` does the chain building).
 
-Secret types pyipsec has no use for (EAP, XAUTH, NTLM, PPK) are refused with an
+Secret types pyipsec has no use for (XAUTH, NTLM, PPK) are refused with an
 error naming the type, never stored silently.
 """
 
@@ -44,9 +47,10 @@ __all__ = ["SHARED_TYPES", "ViciCredentials", "key_id"]
 #: ``load-shared`` types strongSwan knows, and why pyipsec refuses the others
 SHARED_TYPES = {
     "IKE": "",
-    "EAP": "EAP authentication is not supported by pyipsec (yet)",
+    "EAP": "",
     "XAUTH": "XAuth is IKEv1 only; pyipsec speaks IKEv2",
-    "NTLM": "NTLM secrets (EAP-MSCHAPv2 via RADIUS) are not supported by pyipsec",
+    "NTLM": "NT hashes for EAP-MSCHAPv2 are not supported by pyipsec (hint: an EAP secret "
+    "with the password)",
     "PPK": "postquantum preshared keys (RFC 8784) are not supported by pyipsec",
 }
 
@@ -167,6 +171,11 @@ class ViciCredentials:
         if not isinstance(owners_v, list):
             raise ControlError("load-shared: 'owners' must be a list")
         owners = tuple(o.decode(errors="replace").strip() for o in owners_v)
+        if typ == "EAP" and not any(owners):
+            raise ControlError(
+                "load-shared: an EAP secret names its user (hint: swanctl.conf "
+                "secrets.eap-NAME { id = carol, secret = ... })"
+            )
         ident = text(req, "id")
         if not ident:  # charon: no id, no way to unload it by name
             self._anon += 1
@@ -252,12 +261,17 @@ class ViciCredentials:
 
     # ------------------------------------------------------------ lookups
 
+    def secrets(self) -> list[_Secret]:
+        """The IKE and EAP secrets as the TOML loader's ``[secrets]`` entries."""
+        return [
+            _Secret(s.id, s.owners, s.data, eap=s.type == "EAP")
+            for s in self.shared.values()
+            if s.type in ("IKE", "EAP")
+        ]
+
     def psk_for(self, local_id: str, remote_id: str) -> bytes | None:
         """The IKE secret whose owners best match the identities (None: none)."""
-        secrets = [
-            _Secret(s.id, s.owners, s.data) for s in self.shared.values() if s.type == "IKE"
-        ]
-        return _match_psk(secrets, local_id, remote_id)
+        return _match_psk(self.secrets(), local_id, remote_id)
 
     def store(self, report: Report) -> _MemoryStore:
         """A credential store for one connection (its message's certificates and keys
