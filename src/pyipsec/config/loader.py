@@ -49,7 +49,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from ..constants import ProtocolId
 from ..ikev2.payloads import IdPayload
@@ -924,29 +924,102 @@ def _match_eap(secrets: list[_Secret], identity: str) -> bytes | None:
     return None
 
 
-def _connection(
-    ctx: _Ctx, t: _Table, name: str, secrets: list[_Secret], store: CredentialStore
-) -> ConnectionConfig:
+class _ConnSource(Protocol):
+    """Where a connection's secrets and credentials come from, and the few keys read
+    differently, for :func:`_connection`: a TOML file's ``[secrets]`` and credential
+    directories (:class:`_FileSource`), or the VICI credential set of ``load-conn``
+    (:mod:`pyipsec.daemon.vici_conns`)."""
+
+    @property
+    def local_keys(self) -> tuple[str, ...]:
+        """The keys a ``local`` table may hold."""
+        ...
+
+    @property
+    def remote_keys(self) -> tuple[str, ...]:
+        """The keys a ``remote`` table may hold."""
+        ...
+
+    def side(self, t: _Table, side: str) -> _Table:
+        """The ``local`` / ``remote`` table of the connection ``t``."""
+        ...
+
+    def credentials(
+        self, local: _Table, remote: _Table, auths: tuple[AuthKind, AuthKind]
+    ) -> _Credentials:
+        """Our certificates / keys and the peer's trust anchors (RFC 7296 §2.15)."""
+        ...
+
+    def eap(
+        self, local: _Table, remote: _Table, auths: tuple[AuthKind, AuthKind],
+        local_id: str, certs: bool,
+    ) -> _Eap:  # fmt: skip
+        """EAP identities and secrets (RFC 7296 §2.16); ``certs``: we have a certificate."""
+        ...
+
+    def psk(
+        self, name: str, local: _Table, ids: tuple[str, str], auths: tuple[AuthKind, AuthKind]
+    ) -> bytes:
+        """The IKE shared secret of the identities ``ids`` (local, remote), or ``b""``."""
+        ...
+
+    def fragmentation(self, v: object) -> bool:
+        """The ``fragmentation`` value (RFC 7383)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _FileSource:
+    """A TOML file's connections: secrets from ``[secrets]``, credentials from the
+    swanctl directories next to the file (:class:`CredentialStore`)."""
+
+    secrets: list[_Secret]
+    store: CredentialStore
+    local_keys: ClassVar[tuple[str, ...]] = _LOCAL_KEYS
+    remote_keys: ClassVar[tuple[str, ...]] = _REMOTE_KEYS
+
+    def side(self, t: _Table, side: str) -> _Table:
+        return t.sub(side)
+
+    def credentials(
+        self, local: _Table, remote: _Table, auths: tuple[AuthKind, AuthKind]
+    ) -> _Credentials:
+        return _credentials(local, remote, auths[0], auths[1], self.store)
+
+    def eap(
+        self, local: _Table, remote: _Table, auths: tuple[AuthKind, AuthKind],
+        local_id: str, certs: bool,
+    ) -> _Eap:  # fmt: skip
+        return _eap(local, remote, auths, local_id, self.secrets, certs)
+
+    def psk(
+        self, name: str, local: _Table, ids: tuple[str, str], auths: tuple[AuthKind, AuthKind]
+    ) -> bytes:
+        return _psk(local, self.secrets, ids[0], ids[1], auths)
+
+    def fragmentation(self, v: object) -> bool:
+        return _bool(v)
+
+
+def _connection(ctx: _Ctx, t: _Table, name: str, source: _ConnSource) -> ConnectionConfig:
+    """One ``connections.NAME`` table as an IKE SA template (RFC 7296), its secrets and
+    credentials from ``source`` (a TOML file's, or those of VICI ``load-conn``)."""
     d = ConnectionConfig(name=name)
     local_addrs: tuple[str, ...] = t.get("local_addrs", _addr_list, ())
     remote_addrs: tuple[str, ...] = t.get("remote_addrs", _addr_list, ())
-    version = t.get("version", _int_range(0, 2), 2)
-    if version not in (0, 2):
+    if t.get("version", _int_range(0, 2), 2) not in (0, 2):
         ctx.err(t.at("version"), "only IKEv2 is supported (hint: version = 2)")
-    local = t.sub("local")
-    remote = t.sub("remote")
+    local, remote = source.side(t, "local"), source.side(t, "remote")
     local_id = local.get("id", _identity, "")
     remote_id = remote.get("id", _identity, "")
-    local_auth, remote_auth = _auth(local), _auth(remote)
-    creds = _credentials(local, remote, local_auth, remote_auth, store)
+    auths = (_auth(local), _auth(remote))
     if not local_id and local_addrs and not local_addrs[0].startswith("%"):
         local_id = local_addrs[0]  # swanctl: the IP address is the default identity
-    eap = _eap(
-        local, remote, (local_auth, remote_auth), local_id, secrets, creds.local is not None
-    )
-    local.finish(_LOCAL_KEYS)
-    remote.finish(_REMOTE_KEYS)
-    psk = _psk(ctx, local, secrets, local_id, remote_id, (local_auth, remote_auth))
+    creds = source.credentials(local, remote, auths)
+    eap = source.eap(local, remote, auths, local_id, creds.local is not None)
+    local.finish(source.local_keys)
+    remote.finish(source.remote_keys)
+    psk = source.psk(name, local, (local_id, remote_id), auths)
     reauth_time = t.get("reauth_time", parse_duration, 0.0)
     lifetimes = _lifetimes(t, d.lifetimes, child=False)
     reauth = t.get("reauth", _bool, bool(reauth_time))
@@ -974,7 +1047,6 @@ def _connection(
         lifetimes=lifetimes,
         reauth=reauth,
         dpd=dpd,
-        retransmit=d.retransmit,
         encap=t.get("encap", _bool, d.encap),
         nat_traversal=t.get("nat_traversal", _bool, d.nat_traversal),
         keepalive_interval=t.get("keepalive", parse_duration, d.keepalive_interval),
@@ -983,10 +1055,10 @@ def _connection(
         window_size=t.get("window_size", _int_range(1, 1024), d.window_size),
         keylog=t.get("keylog", _bool, d.keylog),
         keyingtries=t.get("keyingtries", _int_range(0, 1_000_000), d.keyingtries),
-        fragmentation=t.get("fragmentation", _bool, d.fragmentation),
+        fragmentation=t.get("fragmentation", source.fragmentation, d.fragmentation),
         fragment_size=t.get("fragment_size", _int_range(256, 65535), d.fragment_size),
-        local_auth=local_auth,
-        remote_auth=remote_auth,
+        local_auth=auths[0],
+        remote_auth=auths[1],
         local_credentials=creds.local,
         local_candidates=creds.candidates,
         remote_trust=creds.remote,
@@ -1006,7 +1078,6 @@ def _connection(
 
 
 def _psk(
-    ctx: _Ctx,
     local: _Table,
     secrets: list[_Secret],
     local_id: str,
@@ -1018,7 +1089,7 @@ def _psk(
     if "psk" not in auths:
         return psk or b""
     if psk is None:
-        ctx.err(
+        local.ctx.err(
             local.at("auth"),
             f"no PSK in [secrets] for ids {local_id or '%any'!r}/{remote_id or '%any'!r} "
             "(hint: add [secrets.NAME] with id = ... and secret = ...)",
@@ -1444,9 +1515,10 @@ def _build(
     store = CredentialStore(base_dir, ctx.err, key_secrets)
     pools = _pools(ctx, root.sub("pools"))
     conns_tbl = root.sub("connections")
+    sources = _FileSource(secrets, store)
     conns = []
     for name in list(conns_tbl.data):
-        conns.append(_connection(ctx, conns_tbl.sub(name), name, secrets, store))
+        conns.append(_connection(ctx, conns_tbl.sub(name), name, sources))
     child_names: dict[str, str] = {}
     for c in conns:
         for ch in c.children:

@@ -7,9 +7,11 @@ values as strings, the list keys (``local_addrs``, ``proposals``, ``local_ts``, 
 as lists, ``local``/``remote`` (or ``local-<round>``) and ``children.<name>``
 as sections, and ``certs``/``cacerts``/``pubkeys`` as the files' contents.
 
-The keys are read with the TOML loader's own parsers (:mod:`pyipsec.config.loader`:
-durations, byte counts, addresses, identities, proposals, selectors, lifetimes, DPD,
-children), so a swanctl.conf and a pyipsec TOML file mean the same.  Every key
+The connection is built by the TOML loader's own
+:func:`~pyipsec.config.loader._connection` (its parsers: durations, byte counts,
+addresses, identities, proposals, selectors, lifetimes, DPD, children), given a
+:class:`_ViciSource` for what differs (sides, secrets, credentials, ``fragmentation``),
+so a swanctl.conf and a pyipsec TOML file mean the same.  Every key
 strongSwan knows but pyipsec has no meaning for is refused with an error naming it
 (:data:`UNSUPPORTED`); a few are accepted only with the value pyipsec behaves as
 (:data:`ONLY`, e.g. ``mobike = no``); anything else is an unknown key.  pyipsec's own
@@ -32,34 +34,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from ..config.credentials import PUBKEY_DIR, X509_DIR, X509CA_DIR
 from ..config.loader import (
-    _CONN_KEYS,
     ConfigError,
     ConfigIssue,
-    _addr_list,
-    _auth,
-    _bool,
-    _child,
-    _concrete,
-    _conn_virtual_ips,
+    _connection,
     _Credentials,
     _credentials,
     _Ctx,
-    _dpd,
     _Eap,
     _eap,
-    _identity,
-    _int_range,
-    _lifetimes,
-    _proposals,
-    _send_cert,
     _Table,
-    parse_duration,
 )
-from ..config.model import AuthKind, ConnectionConfig, Lifetimes
+from ..config.model import AuthKind, ConnectionConfig
 from .vici_creds import ViciCredentials
 
 __all__ = ["ONLY", "UNSUPPORTED", "connection_from_vici"]
@@ -170,7 +160,9 @@ def connection_from_vici(
     data = _plain(ctx, loc, msg[name], "conn")
     if not name or len(name) > 64 or any(c in name for c in "./ \t\n"):
         ctx.err(loc, "invalid connection name (1-64 characters, no '.', '/' or blanks)")
-    conn = _connection(ctx, _Table(ctx, loc, data), name, creds, strict_creds)
+    conn = _connection(ctx, _Table(ctx, loc, data), name, _ViciSource(creds, strict_creds))
+    if not conn.children:
+        log.info("connection %s has no children (nothing to initiate)", name)
     if ctx.errors:
         raise ConfigError(ctx.errors, f"load-conn '{name}'")
     return conn
@@ -293,78 +285,39 @@ def _round(t: _Table, side: str) -> _Table:
     return t.sub(names[0] if names else side)
 
 
-def _connection(
-    ctx: _Ctx, t: _Table, name: str, creds: ViciCredentials, strict: bool
-) -> ConnectionConfig:
-    d = ConnectionConfig(name=name)
-    local_addrs: tuple[str, ...] = t.get("local_addrs", _addr_list, ())
-    remote_addrs: tuple[str, ...] = t.get("remote_addrs", _addr_list, ())
-    if t.get("version", _int_range(0, 2), 2) not in (0, 2):
-        ctx.err(t.at("version"), "only IKEv2 is supported (hint: version = 2)")
-    local, remote = _round(t, "local"), _round(t, "remote")
-    local_id = local.get("id", _identity, "")
-    remote_id = remote.get("id", _identity, "")
-    la, ra = _auth(local), _auth(remote)
-    if not local_id and local_addrs and not local_addrs[0].startswith("%"):
-        local_id = local_addrs[0]  # swanctl: the IP address is the default identity
-    cred = _credentials_of(local, remote, (la, ra), creds, strict)
-    eap = _eap_of(local, remote, (la, ra), local_id, creds, cred.local is not None)
-    local.finish(_LOCAL_KEYS)
-    remote.finish(_REMOTE_KEYS)
-    psk = _psk_of(name, creds, local_id, remote_id, (la, ra))
-    reauth_time = t.get("reauth_time", parse_duration, 0.0)
-    lifetimes = _lifetimes(t, d.lifetimes, child=False)
-    if reauth_time and not lifetimes.rekey_time:
-        lifetimes = Lifetimes(reauth_time, lifetimes.over_time, lifetimes.rand_time)
-    children_tbl = t.sub("children")
-    lca, rca = _concrete(local_addrs), _concrete(remote_addrs)
-    pools, vips = _conn_virtual_ips(t)  # configuration payloads (RFC 7296 §2.19)
-    virtual = (bool(vips), bool(pools))
-    children = tuple(
-        _child(ctx, children_tbl.sub(c), c, lca, rca, virtual) for c in list(children_tbl.data)
-    )
-    conn = ConnectionConfig(
-        name=name,
-        local_addrs=local_addrs,
-        remote_addrs=remote_addrs,
-        local_port=t.get("local_port", _int_range(0, 65535), d.local_port),
-        remote_port=t.get("remote_port", _int_range(1, 65535), d.remote_port),
-        local_id=local_id,
-        remote_id=remote_id,
-        psk=psk,
-        ike_proposals=_proposals(ctx, t, "proposals", "ike", d.ike_proposals),
-        lifetimes=lifetimes,
-        reauth=t.get("reauth", _bool, bool(reauth_time)),
-        dpd=_dpd(t, d.dpd),
-        encap=t.get("encap", _bool, d.encap),
-        nat_traversal=t.get("nat_traversal", _bool, d.nat_traversal),
-        keepalive_interval=t.get("keepalive", parse_duration, d.keepalive_interval),
-        children=children,
-        initial_contact=t.get("initial_contact", _bool, d.initial_contact),
-        window_size=t.get("window_size", _int_range(1, 1024), d.window_size),
-        keylog=t.get("keylog", _bool, d.keylog),
-        keyingtries=t.get("keyingtries", _int_range(0, 1_000_000), d.keyingtries),
-        fragmentation=t.get("fragmentation", _fragmentation, d.fragmentation),
-        fragment_size=t.get("fragment_size", _int_range(256, 65535), d.fragment_size),
-        local_auth=la,
-        remote_auth=ra,
-        local_credentials=cred.local,
-        local_candidates=cred.candidates,
-        remote_trust=cred.remote,
-        send_cert=_send_cert(t, d.send_cert),
-        send_certreq=t.get("send_certreq", _bool, d.send_certreq),
-        rsa_pss=t.get("rsa_pss", _bool, d.rsa_pss),
-        pools=pools,
-        vips=vips,
-        local_eap_id=eap.local_id,
-        remote_eap_id=eap.remote_id,
-        eap_secret=eap.secret,
-        eap_users=eap.users,
-    )
-    t.finish(_CONN_KEYS)
-    if not children:
-        log.info("connection %s has no children (nothing to initiate)", name)
-    return conn
+@dataclass(frozen=True, slots=True)
+class _ViciSource:
+    """A ``load-conn`` message's connection for the TOML loader's
+    :func:`~pyipsec.config.loader._connection`: one authentication round per side, the
+    secrets and credentials of the VICI credential set, strongSwan's ``fragmentation``
+    values.  ``strict``: credential problems are errors (else warnings)."""
+
+    creds: ViciCredentials
+    strict: bool
+    local_keys: ClassVar[tuple[str, ...]] = _LOCAL_KEYS
+    remote_keys: ClassVar[tuple[str, ...]] = _REMOTE_KEYS
+
+    def side(self, t: _Table, side: str) -> _Table:
+        return _round(t, side)
+
+    def credentials(
+        self, local: _Table, remote: _Table, auths: tuple[AuthKind, AuthKind]
+    ) -> _Credentials:
+        return _credentials_of(local, remote, auths, self.creds, self.strict)
+
+    def eap(
+        self, local: _Table, remote: _Table, auths: tuple[AuthKind, AuthKind],
+        local_id: str, certs: bool,
+    ) -> _Eap:  # fmt: skip
+        return _eap_of(local, remote, auths, local_id, self.creds, certs)
+
+    def psk(
+        self, name: str, local: _Table, ids: tuple[str, str], auths: tuple[AuthKind, AuthKind]
+    ) -> bytes:
+        return _psk_of(name, self.creds, ids[0], ids[1], auths)
+
+    def fragmentation(self, v: object) -> bool:
+        return _fragmentation(v)
 
 
 def _fragmentation(v: object) -> bool:
