@@ -85,6 +85,17 @@ def _check_tls(min_version: str, max_version: str, fragment_size: int) -> None:
         )
 
 
+def _tls_ready(credentials: LocalCredentials | None, trust: RemoteTrust | None) -> bool:
+    """Whether EAP-TLS (RFC 5216) can run: our certificate and anchors for the other
+    side's certificate."""
+    return (
+        credentials is not None
+        and credentials.certificate is not None
+        and trust is not None
+        and bool(trust.anchors)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class EapServerSettings:
     """The authenticator's side (``remote.auth = "eap-..."`` on a gateway).
@@ -127,12 +138,7 @@ class EapServerSettings:
     @property
     def tls_ready(self) -> bool:
         """Whether EAP-TLS can run: a server certificate and anchors for clients."""
-        return (
-            self.tls_credentials is not None
-            and self.tls_credentials.certificate is not None
-            and self.tls_trust is not None
-            and bool(self.tls_trust.anchors)
-        )
+        return _tls_ready(self.tls_credentials, self.tls_trust)
 
     def secret_of(self, identity: bytes) -> bytes | None:
         """The configured secret of ``identity`` (exact match), None when unknown."""
@@ -181,12 +187,7 @@ class EapPeerSettings:
     @property
     def tls_ready(self) -> bool:
         """Whether EAP-TLS can run: a client certificate and anchors for the server."""
-        return (
-            self.tls_credentials is not None
-            and self.tls_credentials.certificate is not None
-            and self.tls_trust is not None
-            and bool(self.tls_trust.anchors)
-        )
+        return _tls_ready(self.tls_credentials, self.tls_trust)
 
     def acceptable(self) -> tuple[EapMethod, ...]:
         """The methods we answer, in our order of preference (for a Nak)."""
