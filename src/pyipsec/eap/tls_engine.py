@@ -135,14 +135,10 @@ class TlsEngine:
         NewSessionTicket are consumed by OpenSSL)."""
         if incoming:
             self._conn.bio_write(incoming)
-        data = b""
-        while True:
-            try:
-                data += self._conn.recv(4096)
-            except SSL.WantReadError:
-                return data
-            except SSL.Error as e:
-                raise TlsFailure(_describe(e)) from None
+        try:
+            return _drain(self._conn.recv, 4096)
+        except SSL.Error as e:
+            raise TlsFailure(_describe(e)) from None
 
     def write_application(self, data: bytes) -> None:
         try:
@@ -152,12 +148,7 @@ class TlsEngine:
 
     def output(self) -> bytes:
         """Everything OpenSSL wants to send (records, alerts)."""
-        out = b""
-        while True:
-            try:
-                out += self._conn.bio_read(65536)
-            except SSL.WantReadError:
-                return out
+        return _drain(self._conn.bio_read, 65536)
 
     @property
     def version(self) -> str:
@@ -183,6 +174,16 @@ class TlsEngine:
         except SSL.Error as e:
             raise TlsFailure(f"no keying material: {_describe(e)}") from None
         return bytes(material[:MSK_LEN])
+
+
+def _drain(read: Callable[[int], bytes], size: int) -> bytes:
+    """All ``read`` gives (``size`` octets at a time) until OpenSSL wants more input."""
+    out = b""
+    while True:
+        try:
+            out += read(size)
+        except SSL.WantReadError:
+            return out
 
 
 def _error_text(e: Exception) -> str:
