@@ -27,9 +27,10 @@ error naming the type, never stored silently.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -43,6 +44,8 @@ from .control import ControlError
 from .vici_codec import text
 
 __all__ = ["SHARED_TYPES", "ViciCredentials", "key_id"]
+
+_T = TypeVar("_T")
 
 #: ``load-shared`` types strongSwan knows, and why pyipsec refuses the others
 SHARED_TYPES = {
@@ -130,12 +133,7 @@ class _MemoryStore(CredentialStore):
         SubjectPublicKeyInfo or PKCS#1; their labels, in order."""
         items = blobs if isinstance(blobs, list) else [blobs]
         labels = []
-        for i, b in enumerate(items):
-            try:
-                key = load_public_key(bytes(b))
-            except (AuthError, TypeError) as e:
-                report(f"{loc}[{i}]", f"not a public key ({e})")
-                continue
+        for key in _each_blob(items, loc, report, load_public_key, "a public key"):
             label = _public_key_id(key)
             self.named_keys[label] = key
             labels.append(label)
@@ -279,6 +277,20 @@ class ViciCredentials:
         return _MemoryStore(self, report)
 
 
+def _each_blob(
+    blobs: list[Any], loc: str, report: Report, load: Callable[[bytes], _T], what: str
+) -> Iterator[_T]:
+    """Each of a message's credential blobs as ``load`` reads it; one it cannot read is
+    reported at ``loc[index]`` and skipped."""
+    for i, b in enumerate(blobs):
+        try:
+            item = load(bytes(b))
+        except (AuthError, TypeError) as e:
+            report(f"{loc}[{i}]", f"not {what} ({e})")
+            continue
+        yield item
+
+
 def parse_cert_blobs(
     blobs: object, loc: str, report: Report
 ) -> list[tuple[str, x509.Certificate]]:
@@ -290,12 +302,7 @@ def parse_cert_blobs(
         report(loc, "expected a list of certificates")
         return []
     out: list[tuple[str, x509.Certificate]] = []
-    for i, b in enumerate(blobs):
-        try:
-            certs = load_certificates(bytes(b))
-        except (AuthError, TypeError) as e:
-            report(f"{loc}[{i}]", f"not a PEM/DER certificate ({e})")
-            continue
+    for certs in _each_blob(blobs, loc, report, load_certificates, "a PEM/DER certificate"):
         for c in certs:
             label = _label(c)
             if any(n == label for n, _ in out):  # e.g. a renewed CA: same subject
