@@ -40,8 +40,7 @@ from .common import (
     build_proposals,
     check_chosen,
     child_suite,
-    choose_proposal,
-    our_transforms,
+    choose_configured,
     proposal_groups,
     suite_string,
 )
@@ -257,11 +256,8 @@ def _select(
         raise TsUnacceptable("no child config matches the proposed traffic selectors")
     for cfg, n_tsi, n_tsr in cands:
         try:
-            chosen = choose_proposal(
-                our_transforms(cfg.esp_proposals, ProtocolId.ESP, strip_ke=ike_auth),
-                proposals,
-                ProtocolId.ESP,
-                ignore_dh=ike_auth,
+            chosen = choose_configured(
+                cfg.esp_proposals, ProtocolId.ESP, proposals, strip_ke=ike_auth, ignore_dh=ike_auth
             )
         except NoProposalChosen:
             continue

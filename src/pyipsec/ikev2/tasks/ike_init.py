@@ -42,10 +42,9 @@ from .common import (
     certreq_payloads,
     check_chosen,
     check_nat,
-    choose_proposal,
+    choose_configured,
     ike_suite,
     nat_notifies,
-    our_transforms,
     proposal_groups,
     suite_string,
 )
@@ -305,9 +304,7 @@ def _negotiate(
     chosen: Proposal | None = None
     for conn in conns:
         try:
-            chosen = choose_proposal(
-                our_transforms(conn.ike_proposals, ProtocolId.IKE), sa_p.proposals, ProtocolId.IKE
-            )
+            chosen = choose_configured(conn.ike_proposals, ProtocolId.IKE, sa_p.proposals)
         except NoProposalChosen:
             continue
         sa.conn = conn
