@@ -28,6 +28,7 @@ Conventions (§3.1, §3.2):
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import struct
 from collections.abc import Callable, Iterable, Sequence
@@ -484,6 +485,9 @@ class IdPayload:
 
     def to_string(self) -> str:
         """A string that :meth:`from_string` maps back to this identity. Never raises."""
+        return _id_string(self.id_type, bytes(self.data))
+
+    def _to_string(self) -> str:
         t, data = self.id_type, self.data
         prefix = _ID_PREFIX_OF.get(t, f"id{t}")
         if t == IdType.ID_NULL and not data:
@@ -520,6 +524,13 @@ class IdPayload:
 
     def __str__(self) -> str:
         return self.to_string()
+
+
+@functools.lru_cache(maxsize=4096)
+def _id_string(id_type: int, data: bytes) -> str:
+    """:meth:`IdPayload.to_string` (which parses candidates back): once per identity
+    (ours in every IKE_AUTH, a peer's in each of its exchanges)."""
+    return IdPayload(id_type, data)._to_string()
 
 
 # --------------------------------------------------------------------------- CERT, CERTREQ

@@ -82,6 +82,13 @@ NON_ESP_MARKER_LEN = 4
 
 T = TypeVar("T", bound=Task)
 
+#: the header flags we send (§3.1), by (original initiator, response), as plain ints
+_FLAGS = {
+    (i, r): int(HeaderFlag.INITIATOR) * i | int(HeaderFlag.RESPONSE) * r
+    for i in (False, True)
+    for r in (False, True)
+}
+
 
 class SaOwner(Protocol):
     """What an IkeSa needs from its manager (SPI allocation, adoption, policy lookup)."""
@@ -368,10 +375,7 @@ class IkeSa:
     # ------------------------------------------------------------------ sending
 
     def _flags(self, response: bool) -> int:
-        f = HeaderFlag.INITIATOR if self.initiator else HeaderFlag.NONE
-        if response:
-            f |= HeaderFlag.RESPONSE
-        return int(f)
+        return _FLAGS[self.initiator, response]
 
     def _message(
         self, exchange: int, message_id: int, payloads: PayloadList, response: bool
@@ -561,7 +565,7 @@ class IkeSa:
         elif not isinstance(hdr.encrypted, SkPayload):
             self._receive_unprotected(hdr, now)
             return
-        elif hdr.flags & HeaderFlag.RESPONSE:
+        elif hdr.is_response:
             self._receive_response(data, hdr, local, remote, now)
         else:
             self._receive_request(data, hdr, local, remote, now)
@@ -602,10 +606,11 @@ class IkeSa:
         if n is not None and self.established and self.conn.dpd.enabled:
             liveness.start(self, now)
 
-    def _decrypt(self, data: bytes, now: float) -> Message | None:
+    def _decrypt(self, data: bytes, hdr: Message, now: float) -> Message | None:
+        """Verify and decrypt ``data`` (``hdr``: its parse, done by the manager)."""
         assert self.prot_in is not None
         try:
-            return decrypt_message(data, self.prot_in)
+            return decrypt_message(data, self.prot_in, hdr)
         except IntegrityError as exc:
             # §3.14: dropped, never answered (the table's DROP_SILENTLY + COUNT)
             self.on_error(ErrorKind.INTEGRITY_CHECK_FAILED, now, str(exc))
@@ -709,7 +714,7 @@ class IkeSa:
             self.log.debug("unexpected response #%d dropped", hdr.message_id)
             return
         try:
-            msg = self._decrypt(data, now) if opener is None else opener()
+            msg = self._decrypt(data, hdr, now) if opener is None else opener()
         except ProtocolError as exc:
             self._malformed_response(hdr, exc, now)
             return
@@ -769,7 +774,7 @@ class IkeSa:
             self.on_error(ErrorKind.INVALID_MESSAGE_ID, now, f"request #{hdr.message_id}")
             return
         try:
-            msg = self._decrypt(data, now) if opener is None else opener()
+            msg = self._decrypt(data, hdr, now) if opener is None else opener()
         except ProtocolError as exc:
             self._malformed_request(hdr, exc, arrival is Arrival.NEW, now)
             return

@@ -31,7 +31,7 @@ from ..payloads import (
     TrafficSelector,
     TsPayload,
 )
-from ..selectors import Selector, from_specs, from_wire, is_subset, narrow
+from ..selectors import Selector, from_specs, from_wire, is_subset, narrow, same_set
 from ..state import ChildSaState, IkeSaState
 from . import ike_delete
 from .base import NONCE_SIZE, PayloadList, Task
@@ -234,7 +234,7 @@ def _candidates(
         n_tsi = narrow(tsi, remote_ts)
         n_tsr = narrow(tsr, local_ts)
         if n_tsi and n_tsr:
-            exact = set(n_tsi) == set(tsi) and set(n_tsr) == set(tsr)
+            exact = same_set(n_tsi, tsi) and same_set(n_tsr, tsr)
             cands.append((not exact, i, cfg, n_tsi, n_tsr))
     cands.sort(key=lambda c: (c[0], c[1]))
     return [(cfg, n_tsi, n_tsr) for _, _, cfg, n_tsi, n_tsr in cands]
@@ -349,7 +349,7 @@ def negotiate(
             out.append((PayloadType.KE, our_ke_payload))
     out.append((PayloadType.TSi, ts_payload(n_tsi)))
     out.append((PayloadType.TSr, ts_payload(n_tsr)))
-    if set(n_tsi) != set(tsi) or set(n_tsr) != set(tsr):
+    if not same_set(n_tsi, tsi) or not same_set(n_tsr, tsr):
         out.append((PayloadType.NOTIFY, NotifyPayload(0, b"", NotifyType.ADDITIONAL_TS_POSSIBLE)))
     return out, child
 
