@@ -101,6 +101,8 @@ def make_ike_manager(
         block_threshold=config.block_threshold,
         max_fragment_bytes_unauthenticated=config.max_fragment_bytes_unauthenticated,
         max_fragment_bytes=config.max_fragment_bytes,
+        ke_reuse_seconds=config.ke_reuse_seconds,
+        ke_reuse_count=config.ke_reuse_count,
         local_addresses=local,
         local_address_for=local_address_for,
         wall_clock=monotonic_to_wall,

@@ -162,6 +162,11 @@ _TRANSFORM_ID_ENUMS: dict[int, type[enum.IntEnum]] = {
 _TRANSFORM_ID_MAPS = {t: _enum_map(cls) for t, cls in _TRANSFORM_ID_ENUMS.items()}
 
 
+#: the encoding of each (type, id, key length, attributes, last) seen: our answers repeat
+#: the same few transforms in every handshake (bounded: peers can offer any values)
+_TRANSFORM_BYTES: dict[tuple[object, ...], bytes] = {}
+
+
 @dataclass(slots=True)
 class Transform:
     """RFC 7296 §3.3.2 Transform Substructure with its §3.3.5 attributes.
@@ -178,6 +183,16 @@ class Transform:
     attributes: tuple[tuple[int, bytes | int], ...] = ()
 
     def _serialise(self, last: bool) -> bytes:
+        key = (self.type, self.id, self.key_length, self.attributes, last)
+        data = _TRANSFORM_BYTES.get(key)
+        if data is None:
+            data = self._encode(last)
+            if len(_TRANSFORM_BYTES) >= 1024:
+                _TRANSFORM_BYTES.clear()
+            _TRANSFORM_BYTES[key] = data
+        return data
+
+    def _encode(self, last: bool) -> bytes:
         attrs: list[bytes] = []
         if self.key_length is not None:
             attrs.append(
@@ -1142,6 +1157,10 @@ _CLASS_OF: dict[int, type] = {
     t: cls for cls in (*_PLAIN_CLASSES, SkPayload, SkfPayload) for t in cls.payload_types
 }
 _ENCRYPTED = (PayloadType.SK, PayloadType.SKF)
+#: the payload types each class may be sent as (its ``payload_types``)
+_TYPES_OF: dict[type, tuple[int, ...]] = {
+    cls: cls.payload_types for cls in (*_PLAIN_CLASSES, SkPayload, SkfPayload)
+}
 
 
 def payload_class(ptype: int) -> type | None:
@@ -1239,26 +1258,28 @@ def serialise_payloads(payloads: Sequence[tuple[int, Payload]]) -> tuple[int, by
     if n == 0:
         return 0, b""
     parts: list[bytes] = []
+    pack = _GENERIC.pack
     for i, (ptype, payload) in enumerate(payloads):
         if not 0 < ptype <= 0xFF:
             raise ValueError(f"payload type {ptype} cannot be sent")
         flags = 0
-        if isinstance(payload, UnknownPayload):
+        cls = type(payload)
+        if cls is UnknownPayload:
+            assert isinstance(payload, UnknownPayload)
             if payload.type != ptype:
                 raise ValueError(f"UnknownPayload of type {payload.type} entered as {ptype}")
             if payload.critical:
                 flags = _CRITICAL
-        elif ptype not in payload.payload_types:
-            raise ValueError(f"{type(payload).__name__} cannot be sent as payload type {ptype}")
-        if isinstance(payload, SkPayload | SkfPayload):
+        elif ptype not in _TYPES_OF.get(cls, ()):
+            raise ValueError(f"{cls.__name__} cannot be sent as payload type {ptype}")
+        if cls is SkPayload or cls is SkfPayload:
+            assert isinstance(payload, SkPayload | SkfPayload)
             if i != n - 1:
                 raise ValueError("the SK/SKF payload must be the last payload")
-            nxt = payload.first_payload
+            nxt = _u8(payload.first_payload, "next payload")
         else:
-            nxt = payloads[i + 1][0] if i + 1 < n else 0
+            nxt = payloads[i + 1][0] if i + 1 < n else 0  # checked as the next entry's type
         body = payload.serialise_body()
-        parts.append(
-            _GENERIC.pack(_u8(nxt, "next payload"), flags, _u16(4 + len(body), "payload length"))
-        )
+        parts.append(pack(nxt, flags, _u16(4 + len(body), "payload length")))
         parts.append(body)
-    return _u8(payloads[0][0], "payload type"), b"".join(parts)
+    return payloads[0][0], b"".join(parts)

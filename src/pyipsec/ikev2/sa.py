@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from ..crypto.encr import SkProtector
+    from ..crypto.ke import KeyExchange
 
 log = logging.getLogger("pyipsec.ike")
 
@@ -96,6 +97,9 @@ class SaOwner(Protocol):
     def new_ike_spi(self) -> bytes: ...
 
     def new_child_spi(self) -> int: ...
+
+    def init_key_exchange(self, group: int) -> KeyExchange:
+        """The responder's key exchange value for an IKE_SA_INIT answer (§2.12)."""
 
     def adopt(self, sa: IkeSa) -> None: ...
 

@@ -317,7 +317,7 @@ def _negotiate(
             f"KE group {ke.group}, want {suite.dh_group}",
             data=suite.dh_group.to_bytes(2, "big"),
         )
-    our_ke = sa.ke_factory(suite.dh_group)
+    our_ke = sa.owner.init_key_exchange(suite.dh_group)  # fresh unless §2.12 reuse is on
     return chosen, our_ke, our_ke.shared_secret(ke.data), nonce.nonce
 
 
