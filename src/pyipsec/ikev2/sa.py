@@ -378,20 +378,11 @@ class IkeSa:
 
     # ------------------------------------------------------------------ sending
 
-    def _flags(self, response: bool) -> int:
-        return _FLAGS[self.initiator, response]
-
     def _message(
         self, exchange: int, message_id: int, payloads: PayloadList, response: bool
     ) -> Message:
-        return Message(
-            spi_i=self.spi_i,
-            spi_r=self.spi_r,
-            exchange=exchange,
-            flags=self._flags(response),
-            message_id=message_id,
-            payloads=list(payloads),
-        )
+        flags = _FLAGS[self.initiator, response]
+        return Message(self.spi_i, self.spi_r, exchange, flags, message_id, list(payloads))
 
     def build(self, exchange: int, message_id: int, payloads: PayloadList, response: bool) -> bytes:
         msg = self._message(exchange, message_id, payloads, response)
@@ -1064,7 +1055,9 @@ class IkeSa:
         return None
 
     def _delayed_deadline(self) -> float | None:
-        return min((t.not_before for t in self.delayed), default=None)
+        if not self.delayed:
+            return None
+        return min(t.not_before for t in self.delayed)
 
     def _child_deadline(self) -> float | None:
         if not self.established:

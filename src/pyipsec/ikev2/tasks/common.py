@@ -131,15 +131,31 @@ def check_chosen(offered: Sequence[Proposal], sa: SaPayload | None) -> Proposal:
     return chosen
 
 
+#: suite_from_proposal per (protocol, transform types/IDs/key lengths): every IKE SA of a
+#: gateway negotiates one of a few suites (immutable, shared); bounded
+_SUITES: dict[tuple[object, ...], IkeSuite | ChildSuite] = {}
+
+
+def _suite(p: Proposal) -> IkeSuite | ChildSuite:
+    key = (p.protocol, tuple((t.type, t.id, t.key_length) for t in p.transforms))
+    s = _SUITES.get(key)
+    if s is None:
+        s = suite_from_proposal(p)  # raises for a malformed choice (never cached)
+        if len(_SUITES) >= 1024:
+            _SUITES.clear()
+        _SUITES[key] = s
+    return s
+
+
 def ike_suite(p: Proposal) -> IkeSuite:
-    s = suite_from_proposal(p)
+    s = _suite(p)
     if not isinstance(s, IkeSuite):
         raise NoProposalChosen("not an IKE proposal")
     return s
 
 
 def child_suite(p: Proposal) -> ChildSuite:
-    s = suite_from_proposal(p)
+    s = _suite(p)
     if not isinstance(s, ChildSuite):
         raise NoProposalChosen("not an ESP proposal")
     return s

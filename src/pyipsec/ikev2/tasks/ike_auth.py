@@ -44,7 +44,7 @@ from ...auth.signatures import (
 )
 from ...auth.trust import validate_chain
 from ...config.model import ConnectionConfig, RemoteTrust
-from ...crypto.keys import psk_auth, signed_octets
+from ...crypto.keys import configured_psk_auth, signed_octets
 from ...recovery import ErrorKind, kind_for_exception
 from ..constants import (
     AuthMethod,
@@ -83,7 +83,8 @@ def _auth_value(
     """The PSK AUTH value (§2.15): prf(prf(Shared Secret, "Key Pad for IKEv2"), octets)."""
     assert sa.suite is not None
     prf = sa.suite.prf_id
-    return psk_auth(prf, psk, signed_octets(message, nonce_peer, prf, sk_p, id_body(idp)))
+    octets = signed_octets(message, nonce_peer, prf, sk_p, id_body(idp))
+    return configured_psk_auth(prf, psk, octets)
 
 
 def _window_notify(conn: ConnectionConfig) -> PayloadList:
