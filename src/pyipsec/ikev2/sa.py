@@ -218,8 +218,7 @@ class IkeSa:
         # the recovery table (recovery.DEFAULT_TABLE with this connection's dpd_action
         # rows): every error decision of the SA is read there, counted and rate-limited
         self.errors = ErrorHandler.for_connection(conn)
-        self.timers = Timers(self._touched)
-        self._watch_timers()
+        self.timers = Timers(self._touched, self, _WATCHED)
 
     def _touched(self) -> None:
         self.owner.touched(self)
@@ -243,17 +242,6 @@ class IkeSa:
         self.peer_auth = ""  # how the peer authenticated ("psk", "ECDSA-SHA256", ...)
         self.msg1 = b""  # IKE_SA_INIT request as sent (AUTH, §2.15)
         self.msg2 = b""  # IKE_SA_INIT response as sent
-
-    def _watch_timers(self) -> None:
-        t = self.timers
-        t.watch(TimerKind.FRAGMENTS, self.fragments.next_deadline)
-        t.watch(TimerKind.RETRANSMIT, self.req_win.next_deadline)
-        t.watch(TimerKind.LIVENESS_PROBE, self._probe_deadline)
-        t.watch(TimerKind.DELAYED, self._delayed_deadline)
-        t.watch(TimerKind.QUEUE, self._queue_deadline)
-        t.watch(TimerKind.CHILD_LIFETIMES, self._child_deadline)
-        t.watch(TimerKind.DPD, self.dpd_deadline)
-        t.watch(TimerKind.KEEPALIVE, self._keepalive_deadline)
 
     # ------------------------------------------------------------------ basics
 
@@ -1186,6 +1174,19 @@ class IkeSa:
         return f"<IkeSa {self.ike_id} {self.conn.name} {self.state.value} {self.our_spi.hex()}>"
 
 
+
+
+#: the deadlines an IKE SA's other state already keeps (read when asked, never copied)
+_WATCHED: dict[TimerKind, Callable[[IkeSa], float | None]] = {
+    TimerKind.FRAGMENTS: lambda sa: sa.fragments.next_deadline(),
+    TimerKind.RETRANSMIT: lambda sa: sa.req_win.next_deadline(),
+    TimerKind.LIVENESS_PROBE: IkeSa._probe_deadline,
+    TimerKind.DELAYED: IkeSa._delayed_deadline,
+    TimerKind.QUEUE: IkeSa._queue_deadline,
+    TimerKind.CHILD_LIFETIMES: IkeSa._child_deadline,
+    TimerKind.DPD: IkeSa.dpd_deadline,
+    TimerKind.KEEPALIVE: IkeSa._keepalive_deadline,
+}
 
 
 __all__ = [
