@@ -129,6 +129,13 @@ _M_PayloadType = _enum_map(PayloadType)
 _M_ProtocolId = _enum_map(ProtocolId)
 _M_TransformAttr = _enum_map(TransformAttr)
 _M_TransformType = _enum_map(TransformType)
+_M_TsType = _enum_map(TsType)
+
+
+# Addresses in traffic selectors repeat from peer to peer (a gateway's subnets, the
+# peers' inner networks): built once each (ipaddress objects are immutable).
+_v4 = functools.lru_cache(maxsize=4096)(ipaddress.IPv4Address)
+_v6 = functools.lru_cache(maxsize=4096)(ipaddress.IPv6Address)
 
 
 def _need(body: bytes, n: int, what: str) -> None:
@@ -920,16 +927,15 @@ class TsPayload:
         end = len(body)
         off = 4
         selectors: list[TrafficSelector] = []
-        v4, v6 = ipaddress.IPv4Address, ipaddress.IPv6Address
-        make: type[ipaddress.IPv4Address] | type[ipaddress.IPv6Address]
+        make: Callable[[bytes], IPAddress]
         for _ in range(count):
             if end - off < 8:
                 raise ParseError("truncated traffic selector")
             ts_type, proto, slen, sport, eport = _TS.unpack_from(body, off)
             if ts_type == TsType.TS_IPV4_ADDR_RANGE:
-                alen, make = 4, v4
+                alen, make = 4, _v4
             elif ts_type == TsType.TS_IPV6_ADDR_RANGE:
-                alen, make = 16, v6
+                alen, make = 16, _v6
             else:
                 raise ParseError(f"unsupported traffic selector type {ts_type}")
             if slen != 8 + 2 * alen:
@@ -939,7 +945,7 @@ class TsPayload:
             a = off + 8
             selectors.append(
                 TrafficSelector(
-                    TsType(ts_type),
+                    _M_TsType[ts_type],
                     _M_IpProto.get(proto, proto),
                     sport,
                     eport,
