@@ -37,6 +37,7 @@ GROUND_FLOOR = (
     "pyipsec.constants",
     "pyipsec.errors",
     "pyipsec.config.model",
+    "pyipsec.pools",
 )
 FORBIDDEN = ("pyipsec.ikev2", "pyipsec.daemon")
 

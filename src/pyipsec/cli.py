@@ -10,6 +10,7 @@
     pyipsec liveness NAME [--timeout S]
     pyipsec status [--json]
     pyipsec reload
+    pyipsec pools [--leases] [--name POOL] [--json]
     pyipsec stop
     pyipsec selfcheck
     pyipsec demo [--keep-going] [--no-install] [--auth psk|pubkey]
@@ -32,7 +33,7 @@ from .config.loader import ConfigError
 from .config.model import DaemonConfig
 from .daemon.control import ControlClient, ControlError
 
-__all__ = ["format_status", "main"]
+__all__ = ["format_pools", "format_status", "main"]
 
 DEFAULT_SOCKET = DaemonConfig().control_socket
 
@@ -236,6 +237,55 @@ def _peer_cert_line(sa: dict[str, Any]) -> str | None:
     return text
 
 
+def _vips_line(sa: dict[str, Any]) -> str | None:
+    """``  rw#4 virtual IP 203.0.113.193 (DNS 203.0.113.65)`` for our assigned addresses,
+    ``  gw#2 leased 203.0.113.194 to carol@example.net`` for a peer's (RFC 7296 §2.19)."""
+    v = sa.get("vips")
+    if not isinstance(v, dict) or not (v.get("local") or v.get("remote")):
+        return None
+    name = f"{_first(sa, 'conn', 'name', default='?')}#{_first(sa, 'ike_id', 'id', default='?')}"
+    if v.get("local"):
+        text = f"  {name} virtual IP {', '.join(v['local'])}"
+    else:
+        text = f"  {name} leased {', '.join(v['remote'])} to {_ident(sa, 'remote')}"
+    extra = [f"{k.upper()} {' '.join(v[k])}" for k in ("dns", "nbns") if v.get(k)]
+    if v.get("subnets"):
+        extra.append(f"subnets {' '.join(v['subnets'])}")
+    return text + (f" ({'; '.join(extra)})" if extra else "")
+
+
+POOL_HEADERS = ("POOL", "ADDRESSES", "SIZE", "ONLINE", "OFFLINE", "FREE")
+
+
+def _pool_row(p: dict[str, Any]) -> list[str]:
+    return [
+        str(p.get("name", "?")),
+        str(p.get("addrs") or f"{p.get('first')}-{p.get('last')}"),
+        str(p.get("size", "-")),
+        str(p.get("online", "-")),
+        str(p.get("offline", "-")),
+        str(p.get("free", "-")),
+    ]
+
+
+def format_pools(res: dict[str, Any]) -> str:
+    """``pyipsec pools``: one row per pool, and its leases when they were asked for."""
+    pools = res.get("pools") or []
+    lines = _sa_section("Pools", pools, POOL_HEADERS, _pool_row)
+    for p in pools:
+        leases = p.get("leases")
+        if leases is None:
+            continue
+        lines.append(f"leases of {p.get('name', '?')} ({len(leases)}):")
+        rows = [
+            [str(x.get("address")), str(x.get("status")), str(x.get("identity"))]
+            for x in leases
+        ]
+        if rows:
+            lines += ["  " + r for r in _table(("ADDRESS", "STATUS", "IDENTITY"), rows)]
+    return "\n".join(lines)
+
+
 def format_status(st: dict[str, Any]) -> str:
     """The human-readable ``pyipsec status`` output for a status result dict."""
     lines = _status_header(st)
@@ -243,6 +293,11 @@ def format_status(st: dict[str, Any]) -> str:
     ike_sas = st.get("ike_sas") or []
     lines += _sa_section("IKE SAs", ike_sas, IKE_SA_HEADERS, _ike_sa_row)
     lines += [line for sa in ike_sas if (line := _peer_cert_line(sa))]
+    lines += [line for sa in ike_sas if (line := _vips_line(sa))]
+    pools = [p for p in st.get("pools") or [] if "name" in p]
+    if pools:
+        lines.append("")
+        lines += _sa_section("Pools", pools, POOL_HEADERS, _pool_row)
     lines.append("")
     lines += _sa_section("Child SAs", st.get("child_sas") or [], CHILD_SA_HEADERS, _child_sa_row)
     lines += _status_footer(st)
@@ -432,11 +487,22 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pools(args: argparse.Namespace) -> int:
+    filters = {"leases": True} if args.leases else {}
+    if args.name is not None:
+        filters["name"] = args.name
+    res = _client(args).call("pools", **filters)
+    print(json.dumps(res, indent=2, sort_keys=True) if args.json else format_pools(res))
+    return 0
+
+
 def _cmd_reload(args: argparse.Namespace) -> int:
     res = _client(args).call("reload")
     print("reloaded: " + ", ".join(res.get("connections", [])))
     if res.get("restart_needed"):
         print("not applied until the daemon restarts: " + ", ".join(res["restart_needed"]))
+    for problem in res.get("pool_problems") or []:
+        print(f"pool not changed: {problem}")
     return 0
 
 
@@ -528,6 +594,11 @@ def _add_daemon_control_parsers(sub: _Subparsers, common: argparse.ArgumentParse
     sub.add_parser("reload", parents=[common], help="re-read the configuration").set_defaults(
         func=_cmd_reload
     )
+    pl = sub.add_parser("pools", parents=[common], help="show virtual IP pools and leases")
+    pl.add_argument("--leases", action="store_true", help="list every lease")
+    pl.add_argument("--name", help="only this pool")
+    pl.add_argument("--json", action="store_true", help="machine-readable output")
+    pl.set_defaults(func=_cmd_pools)
     sub.add_parser("stop", parents=[common], help="stop the daemon").set_defaults(func=_cmd_stop)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pyipsec.config.model import ConnectionConfig, Mode
+from pyipsec.config.model import ConnectionConfig, Mode, PoolConfig
 from pyipsec.ikev2 import events as ev
 from pyipsec.ikev2.api import ChildSaView, IkeCore, IkeSaView
 from pyipsec.ikev2.selectors import Selector
@@ -31,6 +31,7 @@ class FakeManager:
         self.ike_views: list[IkeSaView] = []
         self.child_views: list[ChildSaView] = []
         self.sas: list[dict[str, Any]] = []  # what status() returns
+        self.pool_views: list[dict[str, Any]] = []  # what pools_status() returns
         self.status_fails = False
         self.errors: dict[str, int] = {}
         self.fail_receive = False
@@ -92,6 +93,16 @@ class FakeManager:
 
     def shutdown(self, now: float) -> None:
         self.calls.append(("shutdown", now))
+
+    # -- virtual IP pools
+    def load_pools(self, pools: Sequence[PoolConfig]) -> list[str]:
+        self.calls.append(("load_pools", [p.name for p in pools]))
+        return []
+
+    def pools_status(
+        self, *, leases: bool = False, name: str | None = None
+    ) -> list[dict[str, Any]]:
+        return list(self.pool_views)
 
     # -- reports from the data plane
     def esp_activity(

@@ -239,6 +239,7 @@ def test_status_without_limit_is_capped() -> None:
     d = SimpleNamespace(
         core=core, now=lambda: 0.0, started=0.0, udp=[], config=SimpleNamespace(connections=[]),
         dp=SimpleNamespace(tun=None, children={}, drops=SimpleNamespace(as_dict=dict)),
+        vips=SimpleNamespace(status=list),
     )  # fmt: skip
     cmds = Commands(d)  # type: ignore[arg-type]
     st = cmds.status({})

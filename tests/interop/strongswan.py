@@ -55,7 +55,11 @@ BASE_PLUGINS = [
     "constraints", "curve25519", "aes", "gcm", "sha1", "sha2", "hmac", "kdf",
     "kernel-libipsec", "kernel-netlink", "socket-default", "vici", "updown",
 ]
-OPTIONAL_PLUGINS = ("chapoly",)
+# EAP methods and the attr plugin (configuration payload attributes such as DNS) for the
+# remote-access tests; md5 is EAP-MD5's hasher
+OPTIONAL_PLUGINS = (
+    "chapoly", "md5", "eap-identity", "eap-md5", "eap-mschapv2", "eap-tls", "eap-radius", "attr",
+)
 
 _live: list[Charon] = []
 

@@ -233,12 +233,14 @@ def _launch(topo: Topology, tmp_path: Path, pyipsec_side: str,
             ss_chain: tuple[x509.Certificate, ...] = (),
             py_crl: x509.CertificateRevocationList | None = None,
             ss_crl: x509.CertificateRevocationList | None = None,
-            py_psk: bool = False) -> tuple[Charon, PyipsecDaemon]:
+            py_psk: bool = False,
+            extra_conn: dict[str, Any] | None = None) -> tuple[Charon, PyipsecDaemon]:
     """Like :func:`_start` with explicit credentials: each side trusts only the root of
     the other's certificate (``ca``); ``py_chain`` are intermediates pyipsec sends
     (``local.certs`` after the host certificate, from x509/); ``ss_chain`` go into charon's
     x509ca/ (charon sends them with its certificate); a CRL goes into x509crl/;
-    ``py_psk``: pyipsec authenticates with the PSK, charon still with its certificate."""
+    ``py_psk``: pyipsec authenticates with the PSK, charon still with its certificate;
+    ``extra_conn``: more keys for pyipsec's connection table."""
     state, ss_dir = tmp_path / "pyipsec", tmp_path / "swanctl"
     write_swanctl_dirs(state, py, ss.ca)
     for i, c in enumerate(py_chain):
@@ -249,7 +251,7 @@ def _launch(topo: Topology, tmp_path: Path, pyipsec_side: str,
         _write(state / "x509crl" / "ca.crl", py_crl.public_bytes(serialization.Encoding.PEM))
     if ss_crl is not None:
         _write(ss_dir / "x509crl" / "ca.crl", ss_crl.public_bytes(serialization.Encoding.PEM))
-    extra = {"send_cert": "always"}
+    extra = {"send_cert": "always", **(extra_conn or {})}
     ss_side = "right" if pyipsec_side == "left" else "left"
     addrs: dict[str, Any] = ({"remote_addrs": [RIGHT_OUTER]} if pyipsec_side == "left"
                              else {"local_addrs": [RIGHT_OUTER]})

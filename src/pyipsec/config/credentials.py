@@ -8,13 +8,16 @@ objects (:class:`~pyipsec.config.model.LocalCredentials`,
 The directory layout is swanctl's (swanctl.conf(5), "swanctl directory"), relative
 to the directory of the configuration file::
 
-    x509/      our end-entity certificates      (connections.N.local.certs)
+    x509/      our end-entity certificates      (connections.N.local.certs: candidates,
+               chosen per peer by its CERTREQ, RFC 7296 §3.7)
     x509ca/    CA certificates: self-signed ones are the trust anchors of every
                connection with remote.auth = "pubkey" unless remote.cacerts names
                others; the rest are intermediates (for our chain and the peer's)
     x509crl/   CRLs (RFC 5280 §5), used for every connection that verifies a peer
+    pubkey/    raw public keys (RFC 7670; local.pubkeys / remote.pubkeys)
     private/   private keys (PKCS#8, PKCS#1, SEC1; PEM or DER); the one whose public
-               key matches the certificate is used, unless local.key names one
+               key matches the certificate (or local raw key) is used, unless
+               local.key names one
 
 An encrypted key gets its passphrase from ``[secrets.private-NAME]`` with
 ``file = "left.key"`` (relative to ``private/``) and ``secret = "..."``, as in
@@ -40,12 +43,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from ..auth.errors import AuthError, KeyLoadError
-from ..auth.keys import load_certificates, load_crl, load_private_key
-from ..auth.signatures import PrivateKey
+from ..auth.keys import load_certificates, load_crl, load_private_key, load_public_key
+from ..auth.signatures import PrivateKey, PublicKey
 from .model import LocalCredentials, RemoteTrust
 
 __all__ = [
     "PRIVATE_DIR",
+    "PUBKEY_DIR",
     "X509CA_DIR",
     "X509CRL_DIR",
     "X509_DIR",
@@ -61,6 +65,7 @@ X509_DIR = "x509"
 X509CA_DIR = "x509ca"
 X509CRL_DIR = "x509crl"
 PRIVATE_DIR = "private"
+PUBKEY_DIR = "pubkey"
 
 #: ``report(location, message)``: one configuration error
 Report = Callable[[str, str], None]
@@ -116,6 +121,15 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 def _self_signed(cert: x509.Certificate) -> bool:
     return _issued_by(cert, cert)
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    """basicConstraints cA (RFC 5280 §4.2.1.9): a CA certificate, not an end entity."""
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+    return bc.value.ca
 
 
 def _subject(cert: x509.Certificate) -> str:
@@ -294,29 +308,25 @@ class CredentialStore:
         self._cert_cache[display] = cert
         return cert
 
-    def _chain(
-        self, ee: x509.Certificate
-    ) -> tuple[tuple[x509.Certificate, ...], x509.Certificate | None]:
-        """Intermediates (issuer first) and root from ``x509ca/`` above ``ee``."""
-        inter: list[x509.Certificate] = []
-        cur = ee
-        for _ in range(_MAX_CHAIN):
-            if _self_signed(cur):
-                return tuple(inter), (cur if cur is not ee else None)
-            issuer = next((c for _, c in self.ca_certs() if _issued_by(cur, c)), None)
-            if issuer is None:
-                return tuple(inter), None
-            if _self_signed(issuer):
-                return tuple(inter), issuer
-            inter.append(issuer)
-            cur = issuer
-        return tuple(inter), None
-
     def local_credentials(
         self, loc: str, certs: Sequence[str], key: str | None
     ) -> LocalCredentials | None:
-        """``local.certs`` (first the end entity, then intermediates to send) and the
-        matching private key (``local.key``, else searched in ``private/``)."""
+        """The first of :meth:`local_candidates` (None after an error)."""
+        found = self.local_candidates(loc, certs, key)
+        return found[0] if found else None
+
+    def local_candidates(
+        self, loc: str, certs: Sequence[str], key: str | None
+    ) -> list[LocalCredentials] | None:
+        """``local.certs``: our certificate candidates, each with its matching private
+        key (``local.key``, else searched in ``private/``) and its chain.
+
+        As swanctl: the certificate sent is chosen by the peer's CERTREQ (RFC 7296
+        §3.7), the first one when no CA the peer names issued any.  ``certs[0]`` is
+        always a candidate; a later CA certificate (basicConstraints cA) is an
+        intermediate to send with the candidates it issued, a later end-entity
+        certificate another candidate.  None after a (reported) error.
+        """
         if not certs:
             self.report(
                 f"{loc}.certs",
@@ -325,44 +335,129 @@ class CredentialStore:
             )
             return None
         loaded = [self.certificate(f"{loc}.certs[{i}]", n) for i, n in enumerate(certs)]
-        ee = loaded[0]
-        if ee is None or any(c is None for c in loaded):
+        if any(c is None for c in loaded):
             return None
-        ee_spki = _spki(ee.public_key())
-        priv: PrivateKey | None = None
-        if key is not None:
-            path, display = self._path(".", key)
-            display = key
-            if not path.exists() and not os.path.isabs(key):
-                path, display = self._path(PRIVATE_DIR, key)
-            priv = self._load_key(f"{loc}.key", path, display, scanning=False)
+        all_certs = [c for c in loaded if c is not None]
+        ees = [(0, all_certs[0])] + [
+            (i, c) for i, c in enumerate(all_certs) if i > 0 and not _is_ca(c)
+        ]
+        listed = [c for i, c in enumerate(all_certs) if i > 0 and _is_ca(c)]
+        explicit = self._explicit_key(loc, key) if key is not None else None
+        if key is not None and explicit is None:
+            return None
+        if explicit is not None and not any(
+            _spki(explicit.public_key()) == _spki(c.public_key()) for _, c in ees
+        ):
+            self.report(f"{loc}.key", f"{key}: does not match the certificate {certs[0]!r}")
+            return None
+        out: list[LocalCredentials] = []
+        used: set[bytes] = set()
+        for i, ee in ees:
+            priv = self._key_for(_spki(ee.public_key()), explicit)
             if priv is None:
+                self._no_key(f"{loc}.certs[{i}]", self._path(X509_DIR, certs[i])[1])
                 return None
-            if _spki(priv.public_key()) != ee_spki:
-                self.report(f"{loc}.key", f"{display}: does not match the certificate {certs[0]!r}")
-                return None
-        else:
-            priv = next(
-                (k.key for k in self.private_keys() if _spki(k.key.public_key()) == ee_spki), None
-            )
-            if priv is None:
-                hint = "; ".join(self._key_failures)
-                self.report(
-                    f"{loc}.certs[0]",
-                    f"{self._path(X509_DIR, certs[0])[1]}: no private key matches the "
-                    f"certificate (hint: put it into {PRIVATE_DIR}/ or set local.key"
-                    + (f"; unusable: {hint}" if hint else "")
-                    + ")",
+            inter, anchor = self._chain_via(ee, listed)
+            used.update(_der(c) for c in inter)
+            out.append(LocalCredentials(priv, ee, inter, anchor))
+        for i, c in enumerate(all_certs):
+            if i > 0 and _is_ca(c) and _der(c) not in used:
+                log.warning(
+                    "%s.certs[%d]: CA certificate %r issued none of the certificates in"
+                    " local.certs: not sent",
+                    loc,
+                    i,
+                    _subject(c),
                 )
-                return None
-        sent = tuple(c for c in loaded[1:] if c is not None)
-        found, anchor = self._chain(sent[-1] if sent else ee)
-        return LocalCredentials(
-            private_key=priv,
-            certificate=ee,
-            intermediates=sent or found,
-            anchor=anchor,
+        return out
+
+    def _explicit_key(self, loc: str, key: str) -> PrivateKey | None:
+        """``local.key``: relative to the configuration file, else to ``private/``."""
+        path, display = self._path(".", key)
+        display = key
+        if not path.exists() and not os.path.isabs(key):
+            path, display = self._path(PRIVATE_DIR, key)
+        return self._load_key(f"{loc}.key", path, display, scanning=False)
+
+    def _key_for(self, spki: bytes, explicit: PrivateKey | None) -> PrivateKey | None:
+        """The private key for a public key (DER SPKI): ``explicit`` or from ``private/``."""
+        if explicit is not None and _spki(explicit.public_key()) == spki:
+            return explicit
+        return next((k.key for k in self.private_keys() if _spki(k.key.public_key()) == spki), None)
+
+    def _no_key(self, loc: str, display: str, what: str = "certificate") -> None:
+        hint = "; ".join(self._key_failures)
+        self.report(
+            loc,
+            f"{display}: no private key matches the {what} (hint: put it into"
+            f" {PRIVATE_DIR}/ or set local.key" + (f"; unusable: {hint}" if hint else "") + ")",
         )
+
+    def _chain_via(
+        self, ee: x509.Certificate, listed: Sequence[x509.Certificate]
+    ) -> tuple[tuple[x509.Certificate, ...], x509.Certificate | None]:
+        """Intermediates (issuer first) and root above ``ee``: the CA certificates of
+        ``local.certs`` first, then ``x509ca/``."""
+        pool = [*listed, *(c for _, c in self.ca_certs())]
+        inter: list[x509.Certificate] = []
+        cur = ee
+        for _ in range(_MAX_CHAIN):
+            if _self_signed(cur):
+                return tuple(inter), (cur if cur is not ee else None)
+            issuer = next((c for c in pool if _issued_by(cur, c)), None)
+            if issuer is None:
+                return tuple(inter), None
+            if _self_signed(issuer):
+                return tuple(inter), issuer
+            inter.append(issuer)
+            cur = issuer
+        return tuple(inter), None
+
+    # ------------------------------------------------------------------ raw public keys
+
+    def public_key(self, loc: str, name: str) -> PublicKey | None:
+        """One raw public key file (RFC 7670): PEM/DER SubjectPublicKeyInfo or PKCS#1,
+        relative to ``pubkey/`` (or absolute)."""
+        path, display = self._path(PUBKEY_DIR, name)
+        try:
+            return load_public_key(read_credential_file(path))
+        except CredentialFileError as e:
+            self.report(loc, f"cannot read {display}: {e}")
+        except AuthError as e:
+            self.report(loc, f"{display}: not a public key ({e})")
+        return None
+
+    def local_raw_key(
+        self, loc: str, pubkeys: Sequence[str], key: str | None
+    ) -> LocalCredentials | None:
+        """``local.pubkeys``: authenticate with a raw public key (RFC 7670), no
+        certificate; the private key matching it (``local.key`` or ``private/``).  As
+        swanctl, only the first key of the list is used."""
+        pub = self.public_key(f"{loc}.pubkeys[0]", pubkeys[0])
+        if pub is None:
+            return None
+        if len(pubkeys) > 1:
+            log.warning("%s.pubkeys: only the first raw public key is used (as swanctl)", loc)
+        explicit = self._explicit_key(loc, key) if key is not None else None
+        if key is not None and explicit is None:
+            return None
+        if explicit is not None and _spki(explicit.public_key()) != _spki(pub):
+            self.report(f"{loc}.key", f"{key}: does not match the public key {pubkeys[0]!r}")
+            return None
+        priv = self._key_for(_spki(pub), explicit)
+        if priv is None:
+            self._no_key(f"{loc}.pubkeys[0]", self._path(PUBKEY_DIR, pubkeys[0])[1], "public key")
+            return None
+        return LocalCredentials(priv)
+
+    def remote_raw_keys(self, loc: str, pubkeys: Sequence[str]) -> RemoteTrust | None:
+        """``remote.pubkeys``: the peer must sign with one of these raw public keys
+        (RFC 7670; pinned, no CA).  None after a (reported) error."""
+        keys = [self.public_key(f"{loc}.pubkeys[{i}]", n) for i, n in enumerate(pubkeys)]
+        if any(k is None for k in keys):
+            return None
+        spkis = tuple(dict.fromkeys(_spki(k) for k in keys if k is not None))
+        return RemoteTrust(raw_keys=spkis)
 
     def remote_trust(
         self, loc: str, cacerts: Sequence[str], strict_crl: bool

@@ -6,9 +6,10 @@ The file has three kinds of tables::
     [daemon.tun]                  # name, mtu, addresses
     [daemon.log]                  # per-subsystem levels (default, ike, ...), format
     [connections.NAME]            # an IKE SA template
-    [connections.NAME.local]      # id, auth = "psk" | "pubkey", certs, key
-    [connections.NAME.remote]     # id, auth = "psk" | "pubkey", cacerts, revocation
+    [connections.NAME.local]      # id, auth = "psk" | "pubkey", certs, pubkeys, key
+    [connections.NAME.remote]     # id, auth = "psk" | "pubkey", cacerts, pubkeys, revocation
     [connections.NAME.children.CHILD]
+    [pools.NAME]                  # virtual IP pool: addrs, dns, nbns, split_include
     [secrets.NAME]                # id / ids, secret
     [secrets.private-NAME]        # file (in private/), secret: a key's passphrase
     secrets_file = "path"         # top-level: another TOML file holding [secrets.*] tables
@@ -24,7 +25,7 @@ Durations accept plain numbers (seconds) or strings with a unit suffix: ``"30s"`
 
 Certificates, CA certificates, CRLs and private keys are files in swanctl's
 directories next to the configuration file (``x509/``, ``x509ca/``, ``x509crl/``,
-``private/``), read by :mod:`pyipsec.config.credentials`.
+``pubkey/``, ``private/``), read by :mod:`pyipsec.config.credentials`.
 """
 
 from __future__ import annotations
@@ -40,13 +41,14 @@ import re
 import stat
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..constants import ProtocolId
 from ..ikev2.payloads import IdPayload
 from ..ikev2.proposals import expand_proposals, parse_proposals, proposal_tokens
+from ..pools import pool_range, pools_overlap
 from .credentials import CredentialStore, KeySecret
 from .model import (
     AuthKind,
@@ -59,6 +61,7 @@ from .model import (
     Lifetimes,
     LocalCredentials,
     Mode,
+    PoolConfig,
     RemoteTrust,
     RetransmitConfig,
     SendCert,
@@ -606,8 +609,12 @@ def _proposals(
     return tuple(expand_proposals(props, _protocol(kind)))
 
 
-def _selectors(t: _Table, key: str, dynamic: IPAddress | None) -> tuple[TrafficSelectorSpec, ...]:
+def _selectors(
+    t: _Table, key: str, dynamic: IPAddress | None, *, virtual: bool = False
+) -> tuple[TrafficSelectorSpec, ...]:
     items: tuple[str, ...] = t.get(key, _str_list, ("dynamic",))
+    if virtual and "dynamic" in items:
+        return _virtual_selectors(t, key, items)
     out = []
     for item in items:
         try:
@@ -641,13 +648,18 @@ _CHILD_KEYS = (
 
 
 def _child(
-    ctx: _Ctx, t: _Table, name: str, local: IPAddress | None, remote: IPAddress | None
+    ctx: _Ctx,
+    t: _Table,
+    name: str,
+    local: IPAddress | None,
+    remote: IPAddress | None,
+    virtual: tuple[bool, bool] = (False, False),
 ) -> ChildConfig:
     d = ChildConfig(name=name, local_ts=(), remote_ts=())
     child = ChildConfig(
         name=name,
-        local_ts=_selectors(t, "local_ts", local),
-        remote_ts=_selectors(t, "remote_ts", remote),
+        local_ts=_selectors(t, "local_ts", local, virtual=virtual[0]),
+        remote_ts=_selectors(t, "remote_ts", remote, virtual=virtual[1]),
         esp_proposals=_proposals(ctx, t, "esp_proposals", "esp", d.esp_proposals),
         mode=t.get("mode", _enum(Mode), d.mode),
         lifetimes=_lifetimes(t, d.lifetimes, child=True),
@@ -693,9 +705,11 @@ _CONN_KEYS = (
     "send_cert",
     "send_certreq",
     "rsa_pss",
+    "pools",
+    "vips",
 )
-_LOCAL_KEYS = ("id", "auth", "certs", "key")
-_REMOTE_KEYS = ("id", "auth", "cacerts", "revocation")
+_LOCAL_KEYS = ("id", "auth", "certs", "key", "pubkeys")
+_REMOTE_KEYS = ("id", "auth", "cacerts", "revocation", "pubkeys")
 _AUTH_KINDS = ("psk", "pubkey")
 _SEND_CERT = ("ifasked", "always", "never")
 _REVOCATION = ("relaxed", "strict", "ifuri")
@@ -724,25 +738,80 @@ def _auth(end: _Table) -> AuthKind:
     return "psk"
 
 
+class _Credentials(NamedTuple):
+    """What :func:`_credentials` read for one connection."""
+
+    local: LocalCredentials | None
+    candidates: tuple[LocalCredentials, ...]
+    remote: RemoteTrust | None
+
+
 def _credentials(
     local: _Table, remote: _Table, la: AuthKind, ra: AuthKind, store: CredentialStore
-) -> tuple[LocalCredentials | None, RemoteTrust | None]:
+) -> _Credentials:
     """The file-based credentials of one connection (swanctl ``local.certs``,
-    ``local.key``, ``remote.cacerts``, ``remote.revocation``)."""
+    ``local.pubkeys``, ``local.key``, ``remote.cacerts``, ``remote.pubkeys``,
+    ``remote.revocation``)."""
     certs: tuple[str, ...] = local.get("certs", _str_list, ())
     key = local.get("key", _str, None)
     cacerts: tuple[str, ...] = remote.get("cacerts", _str_list, ())
     revocation = remote.get("revocation", _choice(_REVOCATION), "relaxed")
-    lc = rt = None
-    if la == "pubkey":
-        lc = store.local_credentials(local.loc, certs, key)
+    pubkeys = _pubkey_options(local, remote, la, ra, certs, cacerts)
+    found: list[LocalCredentials] | None = None
+    rt = None
+    if la == "pubkey" and pubkeys.local:
+        raw = store.local_raw_key(local.loc, pubkeys.local, key)
+        found = [raw] if raw is not None else None
+    elif la == "pubkey":
+        found = store.local_candidates(local.loc, certs, key)
     elif certs or key is not None:
         local.ctx.err(local.at("certs" if certs else "key"), 'only with auth = "pubkey"')
-    if ra == "pubkey":
+    if ra == "pubkey" and pubkeys.remote:
+        rt = store.remote_raw_keys(remote.loc, pubkeys.remote)
+    elif ra == "pubkey":
         rt = store.remote_trust(remote.loc, cacerts, revocation == "strict")
     elif cacerts:
         remote.ctx.err(remote.at("cacerts"), 'only with auth = "pubkey"')
-    return lc, rt
+    if not found:
+        return _Credentials(None, (), rt)
+    return _Credentials(found[0], tuple(found[1:]), rt)
+
+
+class _PubkeyOptions(NamedTuple):
+    local: tuple[str, ...]
+    remote: tuple[str, ...]
+
+
+def _pubkey_options(
+    local: _Table,
+    remote: _Table,
+    la: AuthKind,
+    ra: AuthKind,
+    certs: tuple[str, ...],
+    cacerts: tuple[str, ...],
+) -> _PubkeyOptions:
+    """swanctl ``local.pubkeys`` / ``remote.pubkeys``: raw public keys (RFC 7670) in
+    ``pubkey/``, instead of certificates (not together with ``certs`` / ``cacerts``)."""
+    mine: tuple[str, ...] = local.get("pubkeys", _str_list, ())
+    theirs: tuple[str, ...] = remote.get("pubkeys", _str_list, ())
+    for end, names, auth, other, other_key in (
+        (local, mine, la, certs, "certs"),
+        (remote, theirs, ra, cacerts, "cacerts"),
+    ):
+        if not names:
+            continue
+        if auth != "pubkey":
+            end.ctx.err(end.at("pubkeys"), 'only with auth = "pubkey"')
+        elif other:
+            end.ctx.err(
+                end.at("pubkeys"),
+                f"raw public keys and {other_key} exclude each other (hint: remove one)",
+            )
+    if la != "pubkey" or certs:
+        mine = ()
+    if ra != "pubkey" or cacerts:
+        theirs = ()
+    return _PubkeyOptions(mine, theirs)
 
 
 def _connection(
@@ -759,7 +828,7 @@ def _connection(
     local_id = local.get("id", _identity, "")
     remote_id = remote.get("id", _identity, "")
     local_auth, remote_auth = _auth(local), _auth(remote)
-    local_creds, remote_trust = _credentials(local, remote, local_auth, remote_auth, store)
+    creds = _credentials(local, remote, local_auth, remote_auth, store)
     local.finish(_LOCAL_KEYS)
     remote.finish(_REMOTE_KEYS)
     if not local_id and local_addrs and not local_addrs[0].startswith("%"):
@@ -773,8 +842,11 @@ def _connection(
     dpd = _dpd(t, d.dpd)
     children_tbl = t.sub("children")
     lc, rc = _concrete(local_addrs), _concrete(remote_addrs)
+    pools, vips = _conn_virtual_ips(t)  # configuration payloads (RFC 7296 §2.19)
+    virtual = (bool(vips), bool(pools))
     children = tuple(
-        _child(ctx, children_tbl.sub(cname), cname, lc, rc) for cname in list(children_tbl.data)
+        _child(ctx, children_tbl.sub(cname), cname, lc, rc, virtual)
+        for cname in list(children_tbl.data)
     )
     conn = ConnectionConfig(
         name=name,
@@ -802,11 +874,14 @@ def _connection(
         fragment_size=t.get("fragment_size", _int_range(256, 65535), d.fragment_size),
         local_auth=local_auth,
         remote_auth=remote_auth,
-        local_credentials=local_creds,
-        remote_trust=remote_trust,
+        local_credentials=creds.local,
+        local_candidates=creds.candidates,
+        remote_trust=creds.remote,
         send_cert=_send_cert(t, d.send_cert),
         send_certreq=t.get("send_certreq", _bool, d.send_certreq),
         rsa_pss=t.get("rsa_pss", _bool, d.rsa_pss),
+        pools=pools,
+        vips=vips,
     )
     t.raw("mobike")  # accepted for swanctl compatibility, not implemented
     t.finish(_CONN_KEYS)
@@ -854,6 +929,132 @@ def _send_cert(t: _Table, default: SendCert) -> SendCert:
     return "always" if v == "always" else "never" if v == "never" else "ifasked"
 
 
+# --------------------------------------------------------------------------- virtual IPs
+# Configuration payloads (RFC 7296 §2.19, §3.15): [pools.NAME] tables, a connection's
+# ``pools`` (responder) and ``vips`` (initiator), the daemon's ``vip_hook``.
+
+_POOL_KEYS = ("addrs", "dns", "nbns", "split_include")
+
+
+def _ip_list(v: object) -> tuple[IPAddress, ...]:
+    out = []
+    for a in _str_list(v):
+        try:
+            out.append(ipaddress.ip_address(a))
+        except ValueError:
+            raise ValueError(f"invalid address {a!r} (hint: e.g. '203.0.113.53')") from None
+    return tuple(out)
+
+
+def _net_list(v: object) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    out = []
+    for a in _str_list(v):
+        try:
+            out.append(ipaddress.ip_network(a, strict=False))
+        except ValueError:
+            raise ValueError(f"invalid network {a!r} (hint: e.g. '203.0.113.64/26')") from None
+    return tuple(out)
+
+
+def _pool(t: _Table, name: str) -> PoolConfig | None:
+    """One ``[pools.NAME]`` table (swanctl.conf ``pools.<name>``)."""
+    addrs = t.get("addrs", _str, None)
+    dns = t.get("dns", _ip_list, ())
+    nbns = t.get("nbns", _ip_list, ())
+    split = t.get("split_include", _net_list, ())
+    t.finish(_POOL_KEYS)
+    if any(a.version == 6 for a in nbns):
+        t.ctx.err(t.at("nbns"), "NetBIOS name servers are IPv4 only (RFC 7296 §3.15.1)")
+    if addrs is None:
+        if "addrs" not in t.data:
+            t.ctx.err(t.at("addrs"), "missing (hint: addrs = \"203.0.113.128/26\")")
+        return None
+    try:
+        first, last = pool_range(addrs)
+    except ValueError as e:
+        t.ctx.err(t.at("addrs"), str(e))
+        return None
+    return PoolConfig(name, addrs.strip(), first, last, dns, nbns, split)
+
+
+def _pools(ctx: _Ctx, tbl: _Table) -> tuple[PoolConfig, ...]:
+    """Every ``[pools.NAME]``; overlapping ranges are an error (one address, one pool)."""
+    pools = []
+    for name in list(tbl.data):
+        p = _pool(tbl.sub(name), name)
+        if p is not None:
+            pools.append(p)
+    ranges = [(p.name, p.first, p.last) for p in pools]
+    for later, earlier in pools_overlap(ranges):
+        ctx.err(tbl.at(f"{later}.addrs"), f"overlaps pools.{earlier}.addrs")
+    return tuple(pools)
+
+
+def _vip(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(
+            f"invalid virtual IP {text!r} (hint: '0.0.0.0' or '::' to ask for any address, "
+            "or the address wanted)"
+        ) from None
+
+
+def _conn_virtual_ips(t: _Table) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A connection's ``pools`` (names, checked by :func:`_check_pool_refs`) and
+    ``vips`` (addresses to ask for with CP(CFG_REQUEST), RFC 7296 §2.19)."""
+    pools: tuple[str, ...] = t.get("pools", _str_list, ())
+    vips: list[str] = []
+    for item in t.get("vips", _str_list, ()):
+        try:
+            v = _vip(item)
+        except ValueError as e:
+            t.ctx.err(t.at("vips"), str(e))
+            continue
+        if v in vips:
+            t.ctx.err(t.at("vips"), f"{v} is listed twice")
+        vips.append(v)
+    if len(set(pools)) != len(pools):
+        t.ctx.err(t.at("pools"), "a pool is listed twice")
+    return pools, tuple(vips)
+
+
+def _virtual_selectors(
+    t: _Table, key: str, items: tuple[str, ...]
+) -> tuple[TrafficSelectorSpec, ...]:
+    """``dynamic`` on a side with virtual IPs means those addresses, known only at run
+    time (the core's empty selector list: RFC 7296 §2.9 narrowing to the virtual IPs)."""
+    if items != ("dynamic",):
+        t.ctx.err(
+            t.at(key),
+            "'dynamic' stands for the virtual IP(s) here and cannot be combined with other "
+            "selectors (hint: leave it out, or list the subnets only)",
+        )
+    return ()
+
+
+def _check_pool_refs(
+    ctx: _Ctx, conns: Iterable[ConnectionConfig], pools: Iterable[PoolConfig]
+) -> None:
+    names = [p.name for p in pools]
+    for c in conns:
+        for name in c.pools:
+            if name not in names:
+                close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+                hint = f" (hint: did you mean {close[0]!r}?)" if close else (
+                    f" (hint: define it in [pools.{name}])"
+                )
+                ctx.err(f"connections.{c.name}.pools", f"unknown pool {name!r}{hint}")
+
+
+def _vip_hook(v: object) -> str:
+    """``[daemon] vip_hook``: an absolute path of an executable ("" = off)."""
+    s = _str(v).strip()
+    if s and not os.path.isabs(s):
+        raise ValueError(f"{s!r} must be an absolute path (hint: '/etc/pyipsec/vip-hook')")
+    return s
+
+
 _DAEMON_KEYS = (
     "listen",
     "listen_addrs",
@@ -877,6 +1078,7 @@ _DAEMON_KEYS = (
     "retransmit_timeout",
     "retransmit_base",
     "metrics",
+    "vip_hook",
 )
 
 
@@ -946,6 +1148,7 @@ def _daemon(ctx: _Ctx, t: _Table, conns: tuple[ConnectionConfig, ...]) -> Daemon
         ke_reuse_seconds=t.get("ke_reuse_seconds", _ke_reuse_seconds, d.ke_reuse_seconds),
         ke_reuse_count=t.get("ke_reuse_count", _int_range(1, 1 << 20), d.ke_reuse_count),
         metrics=t.get("metrics", _metrics, d.metrics),
+        vip_hook=t.get("vip_hook", _vip_hook, d.vip_hook),
     )
     if cfg.ike_port and cfg.ike_port == cfg.natt_port:
         ctx.err(t.at("natt_port"), "must differ from ike_port")
@@ -1007,6 +1210,7 @@ def _build(
                 ctx, _Table(ctx, f"{sf}:secrets", extra.get("secrets", {})), key_secrets
             )
     store = CredentialStore(base_dir, ctx.err, key_secrets)
+    pools = _pools(ctx, root.sub("pools"))
     conns_tbl = root.sub("connections")
     conns = []
     for name in list(conns_tbl.data):
@@ -1020,8 +1224,9 @@ def _build(
                     f"child name already used in connections.{child_names[ch.name]}",
                 )
             child_names[ch.name] = c.name
-    cfg = _daemon(ctx, root.sub("daemon"), tuple(conns))
-    root.finish(["daemon", "connections", "secrets", "secrets_file"])
+    _check_pool_refs(ctx, conns, pools)
+    cfg = replace(_daemon(ctx, root.sub("daemon"), tuple(conns)), pools=pools)
+    root.finish(["daemon", "connections", "pools", "secrets", "secrets_file"])
     if ctx.errors:
         raise ConfigError(ctx.errors, source)
     return cfg

@@ -203,6 +203,26 @@ class RemoteTrust:
 
 
 @dataclass(frozen=True, slots=True)
+class PoolConfig:
+    """A virtual IP pool (swanctl ``pools.<name>``, RFC 7296 §2.19): the addresses a
+    gateway leases to road warriors that ask with CP(CFG_REQUEST), and the attributes
+    sent along in CP(CFG_REPLY) (§3.15.1).
+
+    ``addrs`` is the text as configured; ``first``/``last`` the addresses actually
+    served (:func:`pyipsec.pools.pool_range`).  ``split_include`` networks are sent as
+    INTERNAL_IP4_SUBNET / INTERNAL_IP6_SUBNET (§3.15.2).
+    """
+
+    name: str
+    addrs: str
+    first: IPAddress
+    last: IPAddress
+    dns: tuple[IPAddress, ...] = ()
+    nbns: tuple[IPAddress, ...] = ()
+    split_include: tuple[IPNetwork, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ChildConfig:
     """A Child SA template (swanctl ``children.<name>``)."""
 
@@ -258,10 +278,18 @@ class ConnectionConfig:
     local_auth: AuthKind = "psk"  # how we authenticate ourselves
     remote_auth: AuthKind = "psk"  # how the peer must authenticate
     local_credentials: LocalCredentials | None = None  # local_auth = "pubkey"
+    # more certificates to choose from by the peer's CERTREQ (§3.7); local_credentials
+    # is the first choice and the one used when no requested CA issued any of them
+    local_candidates: tuple[LocalCredentials, ...] = ()
     remote_trust: RemoteTrust | None = None  # remote_auth = "pubkey"
     send_cert: SendCert = "ifasked"  # CERT payloads: on CERTREQ only, always, never
     send_certreq: bool = True  # CERTREQ naming our anchors (remote_auth = "pubkey")
     rsa_pss: bool = False  # sign with RSASSA-PSS instead of PKCS#1 v1.5 (RFC 7427)
+    # configuration payloads (RFC 7296 §2.19): as responder, lease addresses from these
+    # pools (DaemonConfig.pools / IkeManager(pools=...)) to peers that ask; as
+    # initiator, ask for these virtual IPs ("0.0.0.0" / "::" = any, else that address)
+    pools: tuple[str, ...] = ()
+    vips: tuple[str, ...] = ()
 
     def child(self, name: str) -> ChildConfig:
         for c in self.children:
@@ -302,3 +330,7 @@ class DaemonConfig:
     ke_reuse_count: int = 128
     # Prometheus endpoint "host:port" ("[::1]:9712" for IPv6); "" = off
     metrics: str = ""
+    # virtual IP pools ([pools.NAME]) the connections' ``pools`` name
+    pools: tuple[PoolConfig, ...] = ()
+    # run on virtual IPs assigned to us / removed again (env: README "vip_hook"); "" = off
+    vip_hook: str = ""

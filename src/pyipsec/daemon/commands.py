@@ -1,5 +1,5 @@
 """The control verbs (README "Control protocol"): status, up, down, rekey, liveness,
-reload, stop -- and the waiters that ``up`` and ``liveness`` park until the core's
+reload, pools, stop -- and the waiters that ``up`` and ``liveness`` park until the core's
 events answer them."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,6 +125,8 @@ class Commands:
         self.d = daemon
         self.waiters: list[_Waiter] = []
         self.liveness_waiters: list[_LivenessWaiter] = []
+        # connections the configuration file does not hold (VICI load-conn): kept by reload
+        self.extra_connections: Callable[[], tuple[ConnectionConfig, ...]] = tuple
 
     async def handle_request(self, req: dict[str, Any]) -> Any:
         cmd = req["cmd"]
@@ -139,11 +142,13 @@ class Commands:
             return await self.liveness(req)
         if cmd == "rekey":
             return self.rekey(req)
+        if cmd == "pools":
+            return self.pools(req)
         if cmd == "stop":
             self.d.loop.call_soon(self.d.request_stop)
             return {"stopping": True}
         raise ControlError(
-            f"unknown command {cmd!r} (status, up, down, rekey, liveness, reload, stop)"
+            f"unknown command {cmd!r} (status, up, down, rekey, liveness, reload, pools, stop)"
         )
 
     def _conn(self, name: object) -> ConnectionConfig:
@@ -289,7 +294,8 @@ class Commands:
         return {"conn": conn.name, "terminated": res}
 
     def reload(self) -> dict[str, Any]:
-        """Re-read the config file: all or nothing (a bad file changes nothing)."""
+        """Re-read the config file: all or nothing (a bad file changes nothing).
+        Connections loaded over VICI (``load-conn``) stay."""
         d = self.d
         if d.config_path is None:
             raise ControlError("the daemon was not started from a file")
@@ -297,10 +303,34 @@ class Commands:
             new = load_daemon_config(d.config_path)
         except ConfigError as e:
             raise ControlError(str(e)) from None
+        extra = self.extra_connections()
+        clash = sorted({c.name for c in new.connections} & {c.name for c in extra})
+        if clash:
+            raise ControlError(
+                f"{d.config_path}: connection {', '.join(clash)} is also loaded over VICI "
+                "(hint: unload-conn it first, e.g. swanctl --unload-conn --name NAME)"
+            )
+        new = replace(new, connections=new.connections + extra)
+        pool_problems = d.core.load_pools(new.pools)  # before the connections using them
+        restart = self.apply_config(new)
+        log_cfg.info("configuration reloaded from %s", d.config_path)
+        result: dict[str, Any] = {"connections": [c.name for c in new.connections]}
+        if restart:
+            result["restart_needed"] = restart
+        if pool_problems:
+            result["pool_problems"] = pool_problems
+        return result
+
+    def apply_config(self, new: DaemonConfig, *, start_changed: bool = False) -> list[str]:
+        """Make ``new`` the running configuration: the core's connections (removed or
+        changed ones lose their SAs), trap policies, routes, start actions of new
+        connections (``start_changed``: of changed ones too).  Returns the changed
+        [daemon] keys that need a restart."""
+        d = self.d
+        old = {c.name: c for c in d.config.connections}
         d.core.reload(new.connections, d.now())
         # routes may have changed with the configuration: look source addresses up afresh
         d.source_addresses.forget()
-        old_names = {c.name for c in d.config.connections}
         restart = [k for k in _RESTART_KEYS if getattr(new, k) != getattr(d.config, k)]
         if restart:
             log_cfg.warning(
@@ -309,15 +339,28 @@ class Commands:
             )
         d.config = new
         d.apply_policies(new.connections)
-        d.run_start_actions(c for c in new.connections if c.name not in old_names)
+        d.run_start_actions(
+            c for c in new.connections
+            if c.name not in old or (start_changed and old[c.name] != c)
+        )  # fmt: skip
         d.pump()
         if d.dp.tun is not None:
             prune_routes(d.dp.tun, new.connections, d.dp.children.values())
-        log_cfg.info("configuration reloaded from %s", d.config_path)
-        result: dict[str, Any] = {"connections": [c.name for c in new.connections]}
-        if restart:
-            result["restart_needed"] = restart
-        return result
+        return restart
+
+    def pools(self, req: dict[str, Any]) -> dict[str, Any]:
+        """The virtual IP pools (RFC 7296 §2.19): range, size, online / offline / free
+        counts; ``leases: true`` adds every lease, ``name`` picks one pool."""
+        leases, name = req.get("leases", False), req.get("name")
+        if not isinstance(leases, bool):
+            raise ControlError("pools: 'leases' must be true or false")
+        if name is not None and not isinstance(name, str):
+            raise ControlError("pools: 'name' must be a string")
+        pools = self.d.core.pools_status(leases=leases, name=name)
+        if name is not None and not pools:
+            names = ", ".join(p.name for p in self.d.config.pools) or "none"
+            raise ControlError(f"unknown pool {name!r} (configured: {names})")
+        return {"pools": pools}
 
     # ------------------------------------------------------------ status
 
@@ -344,6 +387,13 @@ class Commands:
                     if isinstance(v, int | float):
                         ch[k.replace("_at", "_in")] = round(v - now, 1)
         return ike
+
+    def _pools_status(self) -> list[dict[str, Any]]:
+        try:
+            return self.d.core.pools_status()
+        except Exception as e:
+            log.exception("pool status of the IKE core failed")
+            return [{"error": str(e)}]
 
     def status(self, req: dict[str, Any] | None = None) -> dict[str, Any]:
         """The daemon's status; ``conn``/``peer`` filter the SAs, ``offset``/``limit``
@@ -380,6 +430,9 @@ class Commands:
             "drops": d.dp.drops.as_dict(),
             # every error the core counted, by recovery.ErrorKind (ESP auth/replay too)
             "errors": dict(d.core.error_status()),
+            # configuration payloads (RFC 7296 §2.19): pool usage, virtual IPs by IKE SA
+            "pools": self._pools_status(),
+            "vips": d.vips.status(),
         }
         if capped:
             for key in ("ike_sas", "child_sas"):

@@ -10,6 +10,7 @@ in order; a connection may carry any number of requests)::
     -> {"cmd": "rekey", "name": "gcm", "child": "net"}   # or "ike": true; neither = all children
     -> {"cmd": "liveness", "name": "gcm", "timeout": 30}
     -> {"cmd": "reload"}
+    -> {"cmd": "pools", "leases": true}                 # virtual IP pools; "name" optional
     -> {"cmd": "stop"}
     <- {"ok": false, "error": "unknown connection 'x'"}
 

@@ -61,6 +61,7 @@ from .sockets import UdpSocket
 from .spd import SelectorLike
 from .tun import TunDevice
 from .vici import ViciServer
+from .vips import HookRunner, VirtualIpTable
 
 __all__ = [
     "TRAP_RETRY",
@@ -106,6 +107,7 @@ def make_ike_manager(
         local_addresses=local,
         local_address_for=local_address_for,
         wall_clock=monotonic_to_wall,
+        pools=config.pools,
     )
 
 
@@ -156,6 +158,9 @@ class Daemon:
         self._stop = asyncio.Event()
         self.started = time.time()
         self.metrics: Metrics | None = None  # [daemon] metrics: the Prometheus endpoint
+        # virtual IPs (RFC 7296 §2.19): ours on the TUN, the peers' leases; vip_hook runs
+        self.vips = VirtualIpTable(lambda: self._dp.tun if self._dp else None, self._vip_hook)
+        self.hooks: HookRunner | None = None
 
     @property
     def core(self) -> IkeCore:
@@ -272,6 +277,9 @@ class Daemon:
                 loop.remove_reader(us.fd)
             us.close()
         self.udp.clear()
+        self.vips.close()  # our virtual IPs off the TUN, vip_hook "down"
+        if self.hooks is not None:
+            await self.hooks.close()
         dp = self._dp
         if dp is not None:
             dp.close()
@@ -296,12 +304,14 @@ class Daemon:
                         self._route(s, c.remote_addrs)
         self.dp.set_traps(traps)
 
-    def _route(self, sel: SelectorLike, peers: Iterable[str]) -> None:
+    def _route(self, sel: SelectorLike, peers: Iterable[str], sources: Iterable[str] = ()) -> None:
         dp = self.dp
         if dp.tun is None:
             return
-        # the configured peers plus those we have SAs with (a "%any" responder's peers)
-        route_selector(dp.tun, sel, peers, self.config.tun_addresses, known=dp.peers)
+        # the configured peers plus those we have SAs with (a "%any" responder's peers);
+        # ``sources``: our virtual IPs for this child, preferred as the source (§2.19)
+        addrs = (*sources, *self.config.tun_addresses)
+        route_selector(dp.tun, sel, peers, addrs, known=dp.peers)
 
     def _trap_dead_children(self, conn_name: str, children: Sequence[str]) -> None:
         """dpd_action = trap (the child's own or inherited): a trap policy for each of
@@ -494,12 +504,15 @@ class Daemon:
             case ev.IkeSaRekeyed():
                 log_ike.info("IKE SA #%d rekeyed to #%d", e.old_id, e.new_id)
                 self.dp.ike_rekeyed(e.old_id, e.new_id)
+                self.vips.rekeyed(e.old_id, e.new_id)
                 self._keylog_ike(e.keys)
             case ev.IkeSaDeleted():
                 log_ike.info("IKE SA %s #%d deleted: %s", e.conn, e.ike_id, e.reason)
+                self.vips.gone(e.ike_id)
                 self.cmds.liveness_failed(e.ike_id, "is gone")
             case ev.IkeSaFailed():
                 log_ike.warning("IKE SA %s #%d failed: %s", e.conn, e.ike_id, e.reason)
+                self.vips.gone(e.ike_id)
                 self.dp.hold_traps(e.conn, None, self.now())
                 self.cmds.resolve_waiters(e.conn, None, False, f"IKE SA failed: {e.reason}")
                 self.cmds.liveness_failed(e.ike_id, "is gone")
@@ -521,6 +534,8 @@ class Daemon:
                 self.cmds.liveness_answered(e.ike_id, e.rtt)
             case ev.NotifyReceived():
                 log_ike.debug("notify %d received on IKE SA #%d", e.type, e.ike_id)
+            case ev.VirtualIpsAssigned():
+                self.vips.assigned(e)
             case _:
                 assert_never(e)
 
@@ -567,8 +582,9 @@ class Daemon:
             if state is None:
                 raise ValueError("the ESP data plane refused it (see the log)")
             try:
+                sources = self.vips.sources(info.ike_id)  # our virtual IPs (§2.19)
                 for s in state.remote_ts:
-                    self._route(s, [state.remote[0]])
+                    self._route(s, [state.remote[0]], sources)
             except Exception:
                 self.dp.uninstall(info.spi_in, "cannot route its selectors")
                 raise
@@ -608,6 +624,15 @@ class Daemon:
                 local, remote, i.spi_out, i.encr_id, i.encr_key_out, i.integ_id, i.integ_key_out
             )
         )
+
+    def _vip_hook(self, env: dict[str, str]) -> None:
+        """Run ``[daemon] vip_hook`` (if set) for a virtual IP change (README)."""
+        path = self.config.vip_hook
+        if not path or self._loop is None:
+            return
+        if self.hooks is None or self.hooks.path != path:
+            self.hooks = HookRunner(path, self._loop)
+        self.hooks.submit(env)
 
     # ------------------------------------------------------------------ control
 

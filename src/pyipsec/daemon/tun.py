@@ -126,6 +126,43 @@ class TunDevice:
         log.info("TUN %s up (mtu %d, addresses %s)", self.name, self.mtu, ", ".join(addresses))
         return self
 
+    def add_address(self, address: str) -> bool:
+        """Put one host address on the device (a virtual IP, RFC 7296 §2.19: /32 or
+        /128, no on-link route); False when it failed."""
+        ip = ipaddress.ip_address(address)
+        kw: dict[str, Any] = {"flags": 0x02} if ip.version == 6 else {}  # IFA_F_NODAD
+        try:
+            self._ipr_call(
+                "addr", "add", index=self.index, address=str(ip),
+                prefixlen=ip.max_prefixlen, **kw,
+            )  # fmt: skip
+        except Exception as e:
+            if getattr(e, "code", None) != 17:  # EEXIST: it is there already
+                log.warning("address %s on %s failed: %s", ip, self.name, e)
+                return False
+        log.info("address %s on %s", ip, self.name)
+        return True
+
+    def remove_address(self, address: str) -> None:
+        """Take a virtual IP off the device.  The routes using it as their source go
+        with it; the kernel also flushes every route of the device when its last
+        address of that family goes, so the other routes of the family are put back
+        (a route of the same network with another source included)."""
+        ip = ipaddress.ip_address(address)
+        for key in [k for k in self._routes if k[1] == str(ip)]:
+            self.remove_route(*key)
+        try:
+            self._ipr_call(
+                "addr", "del", index=self.index, address=str(ip), prefixlen=ip.max_prefixlen
+            )
+        except Exception as e:
+            log.debug("removing address %s from %s: %s", ip, self.name, e)
+        log.info("address %s removed from %s", ip, self.name)
+        family = [k for k in self._routes if ipaddress.ip_network(k[0]).version == ip.version]
+        for key in sorted(family, key=lambda k: (k[0], k[1] or "")):
+            self._drop(key)
+            self.add_route(*key)
+
     def add_route(self, network: str, prefsrc: str | None = None) -> bool:
         """Route ``network`` through the device (idempotent); False when it failed."""
         if (network, prefsrc) in self._routes:
@@ -145,6 +182,12 @@ class TunDevice:
         self._index(key[0], 1)
         log.debug("route %s dev %s%s", key[0], self.name, f" src {prefsrc}" if prefsrc else "")
         return True
+
+    def _drop(self, key: tuple[str, str | None]) -> None:
+        """Forget a route of ours (bookkeeping only: the caller talks to the kernel)."""
+        if key in self._routes:
+            self._routes.discard(key)
+            self._index(key[0], -1)
 
     def _index(self, network: str, delta: int) -> None:
         net = ipaddress.ip_network(network)
@@ -176,8 +219,7 @@ class TunDevice:
         key = (str(ipaddress.ip_network(network, strict=False)), prefsrc)
         if key not in self._routes:
             return
-        self._routes.discard(key)
-        self._index(key[0], -1)
+        self._drop(key)
         try:
             self._ipr_call("route", "del", dst=key[0], oif=self.index)
         except Exception as e:

@@ -5,12 +5,17 @@ tools").
 A subset of charon's commands (``src/libcharon/plugins/vici/README.md``), mapped onto
 the daemon's control verbs (:mod:`pyipsec.daemon.commands`) and the core's status:
 
-* ``version``, ``stats``, ``get-conns``, ``get-algorithms``, ``reload-settings``;
+* ``version``, ``stats``, ``get-algorithms``, ``reload-settings``;
 * ``list-sas`` (streams ``list-sa`` events), ``list-conns`` (streams ``list-conn``);
 * ``initiate`` (``child``/``ike``, ``timeout`` in ms: 0 waits, -1 returns at once;
-  ``control-log`` lines streamed to a client registered for them);
-* ``terminate`` (``ike``, ``ike-id``, ``child``, ``child-id``: started, not waited for);
-* ``rekey`` (``ike``, ``ike-id``, ``child``, ``child-id``).
+  the daemon's log records about that connection's IKE SAs streamed as ``control-log``
+  to a client registered for them, until the command completes);
+* ``terminate`` (``ike``, ``ike-id``, ``child``, ``child-id``; waits until the SAs
+  are gone unless ``timeout`` is -1, with their log records as ``control-log``);
+* ``rekey`` (``ike``, ``ike-id``, ``child``, ``child-id``);
+* ``load-conn``, ``unload-conn``, ``get-conns`` and the credential commands of
+  ``swanctl --load-all`` (:mod:`pyipsec.daemon.vici_load`, translation in
+  :mod:`~pyipsec.daemon.vici_conns`, credentials in :mod:`~pyipsec.daemon.vici_creds`).
 
 Events: ``ike-updown``, ``child-updown``, ``ike-rekey``, ``child-rekey`` from the
 core's events, ``log`` (the daemon's log records at INFO and above), ``control-log``.
@@ -29,6 +34,7 @@ import errno
 import logging
 import os
 import platform
+import re
 import socket
 import stat
 import struct
@@ -45,6 +51,7 @@ from .commands import StatusFilter
 from .control import ControlError
 from .dataplane import sel_str
 from .vici_codec import MAX_SEGMENT, PacketType, ViciError, decode_packet, encode_packet, frame
+from .vici_load import CREDENTIAL_COMMANDS, ViciLoader
 
 if TYPE_CHECKING:
     from .runtime import Daemon
@@ -260,6 +267,10 @@ class _Client:
         self.n = n
         self.events: set[str] = set()
         self.control_level: int | None = None  # an initiate/terminate is active
+        # ... and what it is about: the core's log records of these connections and
+        # IKE SAs become this client's control-log events until the command completes
+        self.control_conns: set[str] = set()
+        self.control_ids: set[int] = set()
         self.closed = False
 
     def send(self, ptype: PacketType, name: str = "", msg: dict[str, Any] | None = None) -> bool:
@@ -283,12 +294,41 @@ class _Client:
             return False
         return self.send(PacketType.EVENT, name, msg)
 
-    def control_log(self, msg: str, level: int = 1, group: str = "CFG", ike: str = "") -> None:
+    def control_log(
+        self, msg: str, level: int = 1, group: str = "CFG", ike: str = "", ike_id: int | None = None
+    ) -> None:
         if self.control_level is not None and level <= self.control_level:
             self.event(
                 "control-log",
-                {"group": group, "level": level, "ikesa-name": ike or None, "msg": msg},
-            )
+                {"group": group, "level": level, "ikesa-name": ike or None,
+                 "ikesa-uniqueid": ike_id, "msg": msg},
+            )  # fmt: skip
+
+    def control_start(self, req: dict[str, Any], conns: Iterable[str] = ()) -> None:
+        """An initiate/terminate begins: its control-log level and scope."""
+        self.control_level = _int(req, "loglevel") if "loglevel" in req else 1
+        self.control_conns = set(conns)
+        self.control_ids = set()
+
+    def control_end(self) -> None:
+        self.control_level = None
+        self.control_conns.clear()
+        self.control_ids.clear()
+
+    def control_record(self, record: logging.LogRecord, msg: str) -> None:
+        """A log record of the daemon: a control-log event when it is about an IKE SA
+        (or connection) of the active command."""
+        if self.control_level is None:
+            return
+        conn, ike_id = record_sa(msg)
+        if conn is not None and conn in self.control_conns:
+            if ike_id is not None:
+                self.control_ids.add(ike_id)  # an IKE SA of the command's connection
+        elif ike_id is None or ike_id not in self.control_ids:
+            return
+        self.control_log(
+            msg, _record_level(record), _LOG_GROUPS.get(record.name, "DMN"), conn or "", ike_id
+        )
 
     async def drain(self) -> bool:
         """Wait (this client's task only) until its output is read; False: dropped."""
@@ -312,10 +352,12 @@ class _Client:
 
 
 class _LogForwarder(logging.Handler):
-    """The daemon's log records as ``log`` events (INFO and above)."""
+    """The daemon's log records as ``log`` events (INFO and above), and those about
+    the IKE SAs of an active ``initiate``/``terminate`` as that client's
+    ``control-log`` events (every level the loggers let through)."""
 
     def __init__(self, server: ViciServer) -> None:
-        super().__init__(logging.INFO)
+        super().__init__(logging.DEBUG)
         self.server = server
         self.thread = threading.get_ident()
         self.busy = False
@@ -326,16 +368,21 @@ class _LogForwarder(logging.Handler):
         self.busy = True
         try:
             clients = [c for c in self.server.clients if "log" in c.events]
-            if not clients:
+            control = [c for c in self.server.clients if c.control_level is not None]
+            if not clients and not control:
                 return
+            text = record.getMessage()
             msg = {
                 "group": _LOG_GROUPS.get(record.name, "DMN"),
-                "level": 0 if record.levelno >= logging.WARNING else 1,
+                "level": _record_level(record),
                 "thread": 0,
-                "msg": record.getMessage(),
+                "msg": text,
             }
-            for c in clients:
-                c.event("log", msg)
+            if record.levelno >= logging.INFO:
+                for c in clients:
+                    c.event("log", msg)
+            for c in control:
+                c.control_record(record, text)
         except Exception:
             self.handleError(record)
         finally:
@@ -343,6 +390,29 @@ class _LogForwarder(logging.Handler):
 
 
 Handler = Callable[[_Client, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+#: how the core and the runtime name an IKE SA or a connection in their log lines
+_SA_PREFIX = re.compile(r"IKE SA (\d+) \(([^)]*)\): ")  # ikev2.sa.SaLog
+_SA_INLINE = re.compile(r"(?:IKE SA|peer of) (\S+) #(\d+)\b")  # runtime
+_CONN_LINE = re.compile(r"(?:initiating|child|restart of) ([^\s/(]+)")  # runtime, manager
+
+
+def record_sa(msg: str) -> tuple[str | None, int | None]:
+    """(connection, IKE SA id) a log line is about, as far as it says."""
+    if (m := _SA_PREFIX.match(msg)) is not None:
+        return m.group(2), int(m.group(1))
+    if (m := _SA_INLINE.search(msg)) is not None:
+        return m.group(1), int(m.group(2))
+    if (m := _CONN_LINE.match(msg)) is not None:
+        return m.group(1), None
+    return None, None
+
+
+def _record_level(record: logging.LogRecord) -> int:
+    """charon's levels: 0 basic (warnings, errors), 1 audit, 2 control flow."""
+    if record.levelno >= logging.WARNING:
+        return 0
+    return 1 if record.levelno >= logging.INFO else 2
 
 
 class ViciServer:
@@ -357,6 +427,8 @@ class ViciServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._n = 0
         self._log: _LogForwarder | None = None
+        # what the running terminate commands wait for: ("ike", id) / ("child", spi_in)
+        self._gone: dict[tuple[str, int], list[asyncio.Future[None]]] = {}
         self.commands: dict[str, Handler] = {
             "version": self.cmd_version,
             "stats": self.cmd_stats,
@@ -369,6 +441,23 @@ class ViciServer:
             "rekey": self.cmd_rekey,
             "reload-settings": self.cmd_reload_settings,
         }
+        # configuration and credentials (swanctl --load-all): vici_load.py
+        self.loader = ViciLoader(daemon)
+        self.commands.update(
+            {name: self._credential_handler(name) for name in CREDENTIAL_COMMANDS}
+        )
+        self.commands.update({
+            "load-conn": self.cmd_load_conn,
+            "unload-conn": self.cmd_unload_conn,
+            "get-keys": self.cmd_get_keys,
+            "get-shared": self.cmd_get_shared,
+            "get-authorities": self.cmd_get_authorities,
+            "load-authority": self.cmd_load_authority,
+            "unload-authority": self.cmd_unload_authority,
+            "get-pools": self.cmd_get_pools,
+            "load-pool": self.cmd_load_pool,
+            "unload-pool": self.cmd_unload_pool,
+        })  # fmt: skip
 
     # ------------------------------------------------------------ lifecycle
 
@@ -401,6 +490,7 @@ class ViciServer:
         log.info("vici socket %s", p)
 
     async def close(self) -> None:
+        self.loader.close()
         if self._log is not None:
             logging.getLogger("pyipsec").removeHandler(self._log)
             self._log = None
@@ -598,7 +688,50 @@ class ViciServer:
         return _algorithms()
 
     async def cmd_get_conns(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
-        return {"conns": [c.name for c in self.d.config.connections]}
+        # charon: the connections of its VICI backend only (swanctl --load-conns unloads
+        # the listed ones it does not find in swanctl.conf); the file's stay out of it
+        return self.loader.get_conns()
+
+    async def cmd_load_conn(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        return self.loader.load_conn(req)
+
+    async def cmd_unload_conn(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        return self.loader.unload_conn(req)
+
+    def _credential_handler(self, name: str) -> Handler:
+        async def handler(client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+            return self.loader.credential_command(name, req)
+
+        return handler
+
+    async def cmd_get_keys(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        return self.loader.get_keys()
+
+    async def cmd_get_shared(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        return self.loader.get_shared()
+
+    async def cmd_get_authorities(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        return {"authorities": []}
+
+    async def cmd_load_authority(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        names = ", ".join(k for k in req) or "?"
+        return {"success": "no", "errmsg": f"authority {names}: authorities sections "
+                "(CRL/OCSP URIs per CA) are not supported by pyipsec (hint: put the CA "
+                "certificate into x509ca/ and CRLs into x509crl/)"}  # fmt: skip
+
+    async def cmd_unload_authority(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        return {"success": "no", "errmsg": f"authority '{_text(req, 'name')}' not found"}
+
+    async def cmd_get_pools(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        return {}  # no pools (yet): nothing for swanctl --load-pools to unload
+
+    async def cmd_load_pool(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        names = ", ".join(k for k in req) or "?"
+        return {"success": "no", "errmsg": f"pool {names}: virtual IP pools "
+                "(configuration payloads) are not supported by pyipsec yet"}  # fmt: skip
+
+    async def cmd_unload_pool(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        return {"success": "no", "errmsg": f"pool '{_text(req, 'name')}' not found"}
 
     async def cmd_list_conns(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
         only = _text(req, "ike")
@@ -636,6 +769,7 @@ class ViciServer:
         return {}
 
     async def cmd_initiate(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        self.loader.flush()  # credentials loaded a moment ago apply to this initiate
         child, ike = _text(req, "child"), _text(req, "ike")
         timeout_ms = _int(req, "timeout") or 0
         if child is None and ike is None:
@@ -643,7 +777,7 @@ class ViciServer:
         conn = self._conn(ike) if ike is not None else self._conn_of_child(str(child))
         if child is not None and not any(ch.name == child for ch in conn.children):
             raise ControlError(f"CHILD_SA config '{child}' not found")
-        client.control_level = _int(req, "loglevel") if "loglevel" in req else 1
+        client.control_start(req, (conn.name,))
         what = f"CHILD_SA '{child}'" if child else f"IKE_SA '{conn.name}'"
         try:
             client.control_log(f"initiating {what} of '{conn.name}'", ike=conn.name, group="IKE")
@@ -656,54 +790,102 @@ class ViciServer:
             except ControlError as e:
                 client.control_log(f"initiating {what} failed: {e}", 0, "IKE", conn.name)
                 return {"success": "no", "errmsg": str(e)}
-            for line in res.get("events", []):
-                client.control_log(str(line), ike=conn.name, group="CHD")
             client.control_log(
                 f"{what} established in {res.get('elapsed_ms')} ms", ike=conn.name, group="IKE"
             )
             return {"success": "yes"}
         finally:
-            client.control_level = None
+            client.control_end()
 
     async def cmd_terminate(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
-        core, now = self.d.core, self.d.now()
+        """Delete the selected IKE SAs (``ike``, ``ike-id``) or Child SAs (``child``,
+        ``child-id``) and, unless ``timeout`` is -1, wait until they are gone (at most
+        ``timeout`` ms; 0 = charon's "indefinitely"), streaming their log lines."""
         ike, child = _text(req, "ike"), _text(req, "child")
         ike_id, child_id = _int(req, "ike-id"), _int(req, "child-id")
-        client.control_level = _int(req, "loglevel") if "loglevel" in req else 1
+        timeout_ms = _int(req, "timeout") or 0
+        if ike is None and ike_id is None and child is None and child_id is None:
+            raise ControlError("missing terminate selector")
+        client.control_start(req)
         try:
-            n = 0
             if ike is not None or ike_id is not None:
-                views = [
-                    v for v in core.ike_sas(ike)
-                    if ike_id is None or v.ike_id == ike_id
-                ]  # fmt: skip
-                for v in views:
-                    client.control_log(f"deleting IKE_SA {v.conn}[{v.ike_id}]", ike=v.conn)
-                    core.terminate(v.ike_id, now)
-                    n += 1
-            elif child is not None or child_id is not None:
-                spi = self.ids.by_id.get(child_id) if child_id is not None else None
-                for ch in core.child_sas():
-                    if (child is not None and ch.child != child) or (
-                        child_id is not None and ch.spi_in != spi
-                    ):
-                        continue
-                    if ch.state is ChildSaState.DELETED:
-                        continue
-                    client.control_log(
-                        f"deleting CHILD_SA {ch.child} {{{ch.spi_in:08x}}}", ike=ch.conn
-                    )
-                    core.delete_child(ch.ike_id, ch.spi_in, now)
-                    n += 1
+                gone = self._terminate_ikes(client, ike, ike_id)
             else:
-                raise ControlError("missing terminate selector")
+                gone = self._terminate_children(client, child, child_id)
             self.d.pump()
+            n = len(gone)
+            if n and timeout_ms >= 0:
+                timeout = timeout_ms / 1000 if timeout_ms > 0 else INITIATE_MAX_WAIT
+                done, _ = await asyncio.wait(gone, timeout=timeout)
+                if len(done) < n:
+                    return {"success": "no", "matches": n, "terminated": len(done),
+                            "errmsg": "terminate timed out"}  # fmt: skip
         finally:
-            client.control_level = None
+            client.control_end()
+            self._forget_gone()
         if not n:
             return {"success": "no", "matches": 0, "terminated": 0,
                     "errmsg": "no matching SAs to terminate found"}  # fmt: skip
         return {"success": "yes", "matches": n, "terminated": n}
+
+    def _terminate_ikes(
+        self, client: _Client, ike: str | None, ike_id: int | None
+    ) -> list[asyncio.Future[None]]:
+        core, now = self.d.core, self.d.now()
+        gone = []
+        for v in core.ike_sas(ike):
+            if ike_id is not None and v.ike_id != ike_id:
+                continue
+            client.control_conns.add(v.conn)
+            client.control_ids.add(v.ike_id)
+            gone.append(self._gone_future(("ike", v.ike_id)))
+            client.control_log(
+                f"deleting IKE_SA {v.conn}[{v.ike_id}]", ike=v.conn, ike_id=v.ike_id
+            )
+            core.terminate(v.ike_id, now)
+        return gone
+
+    def _terminate_children(
+        self, client: _Client, child: str | None, child_id: int | None
+    ) -> list[asyncio.Future[None]]:
+        core, now = self.d.core, self.d.now()
+        spi = self.ids.by_id.get(child_id) if child_id is not None else None
+        gone = []
+        for ch in core.child_sas():
+            if (child is not None and ch.child != child) or (
+                child_id is not None and ch.spi_in != spi
+            ):
+                continue
+            if ch.state is ChildSaState.DELETED:
+                continue
+            client.control_ids.add(ch.ike_id)
+            gone.append(self._gone_future(("child", ch.spi_in)))
+            client.control_log(
+                f"deleting CHILD_SA {ch.child} {{{ch.spi_in:08x}}}", ike=ch.conn, ike_id=ch.ike_id
+            )
+            core.delete_child(ch.ike_id, ch.spi_in, now)
+        return gone
+
+    def _gone_future(self, key: tuple[str, int]) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = self.d.loop.create_future()
+        self._gone.setdefault(key, []).append(fut)
+        return fut
+
+    def _forget_gone(self) -> None:
+        for key in [k for k, fs in self._gone.items() if all(f.done() for f in fs)]:
+            del self._gone[key]
+
+    def _resolve_gone(self, e: ev.Event) -> None:
+        """An SA a ``terminate`` waits for is gone."""
+        if isinstance(e, ev.IkeSaDeleted | ev.IkeSaFailed):
+            key = ("ike", e.ike_id)
+        elif isinstance(e, ev.ChildSaDeleted):
+            key = ("child", e.spi_in)
+        else:
+            return
+        for fut in self._gone.pop(key, []):
+            if not fut.done():
+                fut.set_result(None)
 
     async def cmd_rekey(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
         core, now = self.d.core, self.d.now()
@@ -741,6 +923,8 @@ class ViciServer:
         if not self.clients:
             return
         try:
+            if self._gone:
+                self._resolve_gone(e)
             self._on_event(e)
         except Exception:
             log.exception("vici: forwarding %s failed", type(e).__name__)
@@ -812,6 +996,11 @@ class ViciServer:
 # ---------------------------------------------------------------- small helpers
 
 
+def _auth_class(kind: str) -> str:
+    """charon's ``auth_class_names`` of pyipsec's auth kinds (``list-conns``)."""
+    return {"psk": "pre-shared key", "pubkey": "public key"}.get(kind, kind)
+
+
 def _conn_message(c: ConnectionConfig) -> dict[str, Any]:
     def ts(sels: Iterable[Any]) -> list[str]:
         out = []
@@ -833,8 +1022,8 @@ def _conn_message(c: ConnectionConfig) -> dict[str, Any]:
         "rekey_time": 0 if c.reauth else int(lt.rekey_time),
         "unique": "UNIQUE_NO",
         "dpd_delay": int(c.dpd.interval) if c.dpd.enabled else 0,
-        "local-1": {"class": "pre-shared key", "id": c.local_id or "%any"},
-        "remote-1": {"class": "pre-shared key", "id": c.remote_id or "%any"},
+        "local-1": {"class": _auth_class(c.local_auth), "id": c.local_id or "%any"},
+        "remote-1": {"class": _auth_class(c.remote_auth), "id": c.remote_id or "%any"},
         "children": {
             ch.name: {
                 "mode": ch.mode.value.upper(),

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..config.model import ConnectionConfig
+from ..config.model import ConnectionConfig, PoolConfig
 from .events import Address, Event
 from .state import ChildSaState, IkeSaState
 
@@ -85,6 +85,13 @@ class IkeCore(Protocol):
     def liveness(self, ike_id: int, now: float) -> None: ...
 
     def reload(self, connections: Sequence[ConnectionConfig], now: float) -> None: ...
+
+    # -- virtual IP pools (RFC 7296 §2.19)
+    def load_pools(self, pools: Sequence[PoolConfig]) -> list[str]: ...
+
+    def pools_status(
+        self, *, leases: bool = False, name: str | None = None
+    ) -> list[dict[str, Any]]: ...
 
     def shutdown(self, now: float) -> None: ...
 

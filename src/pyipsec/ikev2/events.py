@@ -204,6 +204,26 @@ class LivenessAnswered:
 
 
 @dataclass(frozen=True, slots=True)
+class VirtualIpsAssigned:
+    """Configuration payloads (RFC 7296 §2.19) of IKE SA ``ike_id``: ``local`` are the
+    addresses the peer assigned to us (we asked with ``vips``; put them on the TUN and
+    use them as the source of tunnel traffic), ``remote`` the ones we leased to the peer
+    (``pools``; its Child SAs' remote selectors).  ``dns`` / ``nbns`` / ``subnets``: the
+    attributes of the CFG_REPLY.  They stay with the IKE SA through rekeys
+    (:class:`IkeSaRekeyed`) and are gone with it (:class:`IkeSaDeleted` /
+    :class:`IkeSaFailed`)."""
+
+    ike_id: int
+    conn: str
+    local: tuple[str, ...] = ()
+    remote: tuple[str, ...] = ()
+    dns: tuple[str, ...] = ()
+    nbns: tuple[str, ...] = ()
+    subnets: tuple[str, ...] = ()
+    remote_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class NotifyReceived:
     ike_id: int
     type: int
@@ -224,6 +244,7 @@ Event = (
     | PeerAddressChanged
     | LivenessAnswered
     | NotifyReceived
+    | VirtualIpsAssigned
 )
 
 

@@ -30,9 +30,10 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from ..config.model import ChildConfig, ConnectionConfig, DpdAction
+from ..config.model import ChildConfig, ConnectionConfig, DpdAction, PoolConfig
 from ..crypto.ke import KeyExchange, new_key_exchange
 from ..nat import format_endpoint, packed_ip
+from ..pools import PoolRegistry
 from ..recovery import (
     ErrorHandler,
     ErrorKind,
@@ -112,15 +113,18 @@ class IkeManager:
         max_fragment_bytes_unauthenticated: int = MAX_FRAGMENT_BYTES_UNAUTHENTICATED,
         max_fragment_bytes: int = MAX_FRAGMENT_BYTES,
         wall_clock: Callable[[float], dt.datetime] | None = None,
+        pools: Sequence[PoolConfig] = (),
         ke_reuse_seconds: float = 0.0,
         ke_reuse_count: int = 128,
     ) -> None:
         """``wall_clock`` maps ``now`` to calendar time for certificate validity (the
         core never reads a clock; without it certificates cannot be validated).
+        ``pools``: the virtual IP pools the connections' ``pools`` name (§2.19).
         ``ke_reuse_seconds`` > 0: the responder reuses its IKE_SA_INIT key exchange
         value that long, for at most ``ke_reuse_count`` IKE SAs (RFC 7296 §2.12, see
         :mod:`~pyipsec.ikev2.ke_reuse`: it weakens forward secrecy; off by default)."""
         self.conns: dict[str, ConnectionConfig] = {c.name: c for c in connections}
+        self.pools = PoolRegistry(pools)  # read by the IKE SAs (tasks.config_payload)
         self.wall_clock = wall_clock
         self.rng = rng
         self.ke_factory: KeFactory = ke_factory or _default_ke_factory
@@ -244,7 +248,11 @@ class IkeManager:
     def reauthenticate(self, sa: IkeSa, now: float) -> bool:
         """§2.8.3 reauthentication, make-before-break: a new IKE SA (without
         INITIAL_CONTACT) with the same children; the old one is deleted once they
-        are up.  False when impossible (no concrete peer address): rekey instead."""
+        are up.  False when impossible (no concrete peer address): rekey instead.
+        Also when we leased the peer a virtual IP (§2.19): the peer asks for addresses,
+        and a new IKE SA initiated by the gateway could not carry them over."""
+        if sa.vips.leases:
+            return False
         names = list(dict.fromkeys(c.config.name for c in sa.children.values()))
         conn = self.conns.get(sa.conn.name, sa.conn)
         remote_ip = sa.remote[0]
@@ -707,6 +715,21 @@ class IkeManager:
                 ike_delete.start(sa, now, reason="configuration changed")
             else:
                 sa.finish(now, "configuration changed")
+
+    def load_pools(self, pools: Sequence[PoolConfig]) -> list[str]:
+        """Replace the virtual IP pools (§2.19); the problems, one line each (a pool
+        whose range changed while addresses are online keeps its old range)."""
+        problems = self.pools.load(pools)
+        for p in problems:
+            log.warning("%s", p)
+        return problems
+
+    def pools_status(
+        self, *, leases: bool = False, name: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Each pool: range, size, online/offline/free counts, and with ``leases`` every
+        lease (address, identity, online or offline)."""
+        return self.pools.status(leases=leases, name=name)
 
     def shutdown(self, now: float) -> None:
         self.ke_reuse.forget()

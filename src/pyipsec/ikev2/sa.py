@@ -60,7 +60,7 @@ from .message import Message, decrypt_message, encrypt_fragments, encrypt_messag
 from .payloads import DeletePayload, NotifyPayload, SkfPayload, SkPayload
 from .selectors import Selector
 from .state import IKE_AUTHENTICATED, IKE_FINAL, IKE_HALF_OPEN, ChildSaState, IkeSaState, check_ike
-from .tasks import child_rekey, liveness
+from .tasks import child_rekey, config_payload, liveness
 from .tasks.base import KeFactory, PayloadList, Rng, Task, rand_fraction
 from .tasks.child_delete import ChildDelete
 from .tasks.ike_init import IkeInit, answer_retransmission
@@ -214,6 +214,8 @@ class IkeSa:
         self.reauth_of: IkeSa | None = None  # the IKE SA this one reauthenticates
         self.replaced_by: IkeSa | None = None  # the IKE SA that took over our children
         self.dead_children: list[str] = []
+        # configuration payloads (RFC 7296 §2.19): our assigned / the peer's leased IPs
+        self.vips = config_payload.VirtualIps()
         self.rekey_failures = 0  # refused IKE SA rekeys in a row (recovery table backoff)
         # the recovery table (recovery.DEFAULT_TABLE with this connection's dpd_action
         # rows): every error decision of the SA is read there, counted and rate-limited
@@ -494,6 +496,7 @@ class IkeSa:
         for spi, c in list(self.children.items()):
             new.children[spi] = c
         self.children.clear()
+        config_payload.transfer(self, new)  # virtual IPs and leases stay (§2.19)
         self.replaced_by = new
         for task in [*self.queue, *self.delayed]:
             task.migrate(new)
@@ -941,6 +944,7 @@ class IkeSa:
         ``children_reason`` is None: then forgotten silently), work dropped, the final
         ``state`` set, ``event`` emitted, and kept ``linger`` seconds to answer
         retransmitted requests (§2.1)."""
+        config_payload.release(self)  # leases back to their pools (§2.19)
         if children_reason is None:
             self.children.clear()
         else:

@@ -37,6 +37,7 @@ def ike_sa_status(sa: IkeSa, now: float | None = None) -> dict[str, Any]:
         "errors": sa.errors.status(),
         "peer_auth": sa.peer_auth,
         "peer_cert": _cert_status(sa),
+        "vips": sa.vips.status(),  # configuration payloads (RFC 7296 §2.19)
         "children": [child_sa_status(c, sa.encap) for c in sa.children.values()],
     }
 

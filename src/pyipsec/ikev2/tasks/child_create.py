@@ -33,7 +33,7 @@ from ..payloads import (
 )
 from ..selectors import Selector, from_specs, from_wire, is_subset, narrow, same_set
 from ..state import ChildSaState, IkeSaState
-from . import ike_delete
+from . import config_payload, ike_delete
 from .base import NONCE_SIZE, PayloadList, Task
 from .child_delete import DeleteSpis
 from .common import (
@@ -98,8 +98,10 @@ def ts_payload(selectors: Sequence[Selector]) -> TsPayload:
 
 
 def config_ts(sa: IkeSa, cfg: ChildConfig) -> tuple[tuple[Selector, ...], tuple[Selector, ...]]:
-    """(local, remote) selectors of a child config; empty = ``dynamic`` (outer address)."""
-    return from_specs(cfg.local_ts, sa.local[0]), from_specs(cfg.remote_ts, sa.remote[0])
+    """(local, remote) selectors of a child config; empty = ``dynamic`` (outer address,
+    or the virtual IPs of that side, §2.19)."""
+    local, remote = from_specs(cfg.local_ts, sa.local[0]), from_specs(cfg.remote_ts, sa.remote[0])
+    return config_payload.dynamic_selectors(sa, cfg, local, remote)
 
 
 def new_request(
@@ -382,6 +384,7 @@ def complete(sa: IkeSa, req: ChildRequest, msg: Message, now: float, *, ike_auth
             raise NoProposalChosen("PFS key exchange does not match")
         shared = req.ke.shared_secret(ke.data)
     tsi, tsr = _response_selectors(req, msg)
+    tsi = config_payload.narrow_local(sa, req.cfg, tsi)  # to our virtual IPs (§2.19)
     transport = msg.notify(NotifyType.USE_TRANSPORT_MODE) is not None
     if req.transport and not transport:
         sa.log.warning("peer refused transport mode, using tunnel mode")

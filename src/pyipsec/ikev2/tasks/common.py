@@ -177,10 +177,13 @@ def certreq_payloads(conn: ConnectionConfig) -> list[tuple[int, CertReqPayload]]
     trust = conn.remote_trust
     if conn.remote_auth != "pubkey" or not conn.send_certreq or trust is None:
         return []
-    if not trust.anchors:
-        return []
-    data = build_certreq(trust.anchors)
-    return [(PayloadType.CERTREQ, CertReqPayload(CertEncoding.X509_SIGNATURE, data))]
+    out: list[tuple[int, CertReqPayload]] = []
+    if trust.anchors:
+        data = build_certreq(trust.anchors)
+        out.append((PayloadType.CERTREQ, CertReqPayload(CertEncoding.X509_SIGNATURE, data)))
+    if trust.raw_keys:  # RFC 7670 §3: ask for a raw public key, no authority data
+        out.append((PayloadType.CERTREQ, CertReqPayload(CertEncoding.RAW_PUBLIC_KEY, b"")))
+    return out
 
 
 def suite_string(p: Proposal) -> str:

@@ -32,6 +32,7 @@ from ...auth.certs import (
     parse_cert_payloads,
     parse_certreq,
     raw_public_key_payload,
+    select_chain,
 )
 from ...auth.errors import AuthError
 from ...auth.keys import load_public_key
@@ -43,7 +44,7 @@ from ...auth.signatures import (
     verify_auth,
 )
 from ...auth.trust import validate_chain
-from ...config.model import ConnectionConfig, RemoteTrust
+from ...config.model import ConnectionConfig, LocalCredentials, RemoteTrust
 from ...crypto.keys import configured_psk_auth, signed_octets
 from ...recovery import ErrorKind, kind_for_exception
 from ..constants import (
@@ -60,7 +61,7 @@ from ..message import Message
 from ..payloads import AuthPayload, CertPayload, IdPayload, NotifyPayload
 from ..state import IkeSaState
 from ..timers import TimerKind
-from . import child_create, ike_delete
+from . import child_create, config_payload, ike_delete
 from .base import PayloadList, Task
 from .common import (
     certreq_payloads,
@@ -125,6 +126,37 @@ def record_certreq(sa: IkeSa, msg: Message) -> None:
     sa.peer_certreq = hashes
 
 
+def choose_credentials(sa: IkeSa, conn: ConnectionConfig) -> LocalCredentials:
+    """Which of our certificates to authenticate with (§3.7: CERTREQ "used to choose
+    which certificate to send"): the first of ``local_credentials`` and
+    ``local_candidates`` whose chain leads to a CA the peer named in its CERTREQ, else
+    ``local_credentials``.  Raises ValueError when none is configured."""
+    first = conn.local_credentials
+    if first is None:
+        raise ValueError("no local credentials configured for public-key authentication")
+    if not conn.local_candidates or not sa.peer_certreq:
+        return first
+    all_creds = [first, *conn.local_candidates]
+    chains = [
+        LocalChain(c.certificate, c.intermediates, c.anchor)
+        for c in all_creds
+        if c.certificate is not None
+    ]
+    chosen = select_chain(chains, sa.peer_certreq)
+    if chosen is None:
+        sa.log.info(
+            "no certificate of ours is issued by a CA the peer requested: sending the first"
+        )
+        return first
+    creds = next(c for c in all_creds if c.certificate is chosen.certificate)
+    if creds is not first:
+        sa.log.info(
+            "certificate %s chosen by the peer's CERTREQ",
+            chosen.certificate.subject.rfc4514_string(),
+        )
+    return creds
+
+
 def _our_auth(
     sa: IkeSa,
     conn: ConnectionConfig,
@@ -138,9 +170,7 @@ def _our_auth(
     if conn.local_auth != "pubkey":
         auth = _auth_value(sa, conn.psk, message, nonce_peer, sk_p, ours)
         return [(PayloadType.AUTH, AuthPayload(AuthMethod.PSK, auth))]
-    creds = conn.local_credentials
-    if creds is None:
-        raise ValueError("no local credentials configured for public-key authentication")
+    creds = choose_credentials(sa, conn)
     out: PayloadList = []
     asked = sa.peer_certreq is not None
     if conn.send_cert == "always" or (conn.send_cert == "ifasked" and asked):
@@ -305,6 +335,7 @@ class IkeAuth(Task):
                 payloads.append((PayloadType.IDr, parse_identity(conn.remote_id)))
         payloads.append(auth_payloads[-1])
         payloads += _window_notify(conn)
+        payloads += config_payload.request_payloads(sa)  # CP(CFG_REQUEST), before SAi2 (§2.19)
         if sa.pending_children:
             cfg = sa.pending_children.pop(0)
             self.child = child_create.new_request(sa, cfg, ike_auth=True)
@@ -317,6 +348,8 @@ class IkeAuth(Task):
         sa = self.sa
         _peer_window(sa, msg)
         established(sa, now)
+        if not config_payload.apply_reply(sa, msg, now):  # CP(CFG_REPLY) (§2.19)
+            return
         if self.child is not None:
             self._first_child(msg, now)
         for cfg in sa.pending_children:
@@ -495,7 +528,11 @@ def respond(sa: IkeSa, msg: Message, now: float) -> PayloadList:
     established(sa, now)
     if initial_contact:
         sa.owner.initial_contact(sa)
-    if msg.get(PayloadType.SA) is not None:
+    wants_child = msg.get(PayloadType.SA) is not None
+    # CP(CFG_REQUEST) -> leases and CP(CFG_REPLY) before the child (RFC 7296 §2.19)
+    cp_payloads, child_ok = config_payload.respond(sa, msg, now, child=wants_child)
+    out += cp_payloads
+    if wants_child and child_ok:
         out += _respond_first_child(sa, msg, now)
     return out
 

@@ -1,0 +1,442 @@
+"""``load-conn``: strongSwan's VICI connection message -> pyipsec's
+:class:`~pyipsec.config.model.ConnectionConfig`.
+
+``swanctl --load-conns`` sends each ``connections.<name>`` section of swanctl.conf
+nearly verbatim (strongSwan's ``src/libcharon/plugins/vici/README.md``, swanctl.conf(5)):
+values as strings, the list keys (``local_addrs``, ``proposals``, ``local_ts``, ...)
+as lists, ``local``/``remote`` (or ``local-<round>``) and ``children.<name>``
+as sections, and ``certs``/``cacerts``/``pubkeys`` as the files' contents.
+
+The keys are read with the TOML loader's own parsers (:mod:`pyipsec.config.loader`:
+durations, byte counts, addresses, identities, proposals, selectors, lifetimes, DPD,
+children), so a swanctl.conf and a pyipsec TOML file mean the same.  Every key
+strongSwan knows but pyipsec has no meaning for is refused with an error naming it
+(:data:`UNSUPPORTED`); a few are accepted only with the value pyipsec behaves as
+(:data:`ONLY`, e.g. ``mobike = no``); anything else is an unknown key.  pyipsec's own
+TOML keys (``keepalive``, ``window_size``, ...) are accepted too.
+
+Credentials come from the VICI credential set (:mod:`pyipsec.daemon.vici_creds`):
+the PSK whose owners match the identities, the private key matching
+``local.certs``, the CA certificates loaded with ``load-cert``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from ..auth.errors import AuthError
+from ..auth.keys import load_public_key
+from ..config.loader import (
+    _CONN_KEYS,
+    _MISSING,
+    ConfigError,
+    ConfigIssue,
+    _addr_list,
+    _auth,
+    _bool,
+    _child,
+    _choice,
+    _concrete,
+    _Ctx,
+    _dpd,
+    _identity,
+    _int_range,
+    _lifetimes,
+    _proposals,
+    _send_cert,
+    _Table,
+    parse_duration,
+)
+from ..config.model import AuthKind, ConnectionConfig, Lifetimes, LocalCredentials, RemoteTrust
+from .vici_creds import ViciCredentials, parse_cert_blobs
+
+__all__ = ["ONLY", "UNSUPPORTED", "connection_from_vici"]
+
+log = logging.getLogger("pyipsec.cfg")
+
+_VIPS = "virtual IPs and address pools (configuration payloads) are not supported by pyipsec yet"
+
+#: strongSwan keys pyipsec has no meaning for, by section kind, with the reason
+UNSUPPORTED: dict[str, dict[str, str]] = {
+    "conn": {
+        "pools": _VIPS,
+        "vips": _VIPS,
+        "pull": "IKEv1 Mode Config is not supported (pyipsec speaks IKEv2 only)",
+        "dscp": "DSCP-marked IKE packets are not supported",
+        "childless": "childless IKE SAs (RFC 6023) are not supported",
+        "ppk_id": "postquantum preshared keys (RFC 8784) are not supported",
+        "ppk_required": "postquantum preshared keys (RFC 8784) are not supported",
+        "if_id_in": "XFRM interface IDs have no meaning for the userspace data plane",
+        "if_id_out": "XFRM interface IDs have no meaning for the userspace data plane",
+        "mediation": "IKEv2 mediation (NAT hole punching) is not supported",
+        "mediated_by": "IKEv2 mediation (NAT hole punching) is not supported",
+        "mediation_peer": "IKEv2 mediation (NAT hole punching) is not supported",
+        "ocsp": "OCSP is not supported (use CRLs in x509crl/)",
+    },
+    "end": {
+        "eap_id": "EAP authentication is not supported by pyipsec (yet)",
+        "aaa_id": "EAP/RADIUS authentication is not supported by pyipsec (yet)",
+        "xauth_id": "XAuth is IKEv1 only",
+        "groups": "group membership checks are not supported",
+        "cert_policy": "certificate policy checks are not supported",
+        "ca_id": "CA identities (ca_id) are not supported (use cacerts)",
+    },
+    "child": {
+        "ah_proposals": "AH is not supported (ESP only)",
+        "updown": "updown scripts are not supported",
+        "reqid": "fixed reqids have no meaning for the userspace data plane",
+        "priority": "policy priorities are not supported",
+        "interface": "policies bound to an interface are not supported",
+        "mark_in": "XFRM marks have no meaning for the userspace data plane",
+        "mark_in_sa": "XFRM marks have no meaning for the userspace data plane",
+        "mark_out": "XFRM marks have no meaning for the userspace data plane",
+        "set_mark_in": "XFRM marks have no meaning for the userspace data plane",
+        "set_mark_out": "XFRM marks have no meaning for the userspace data plane",
+        "if_id_in": "XFRM interface IDs have no meaning for the userspace data plane",
+        "if_id_out": "XFRM interface IDs have no meaning for the userspace data plane",
+        "label": "security labels (RFC 9478) are not supported",
+        "label_mode": "security labels (RFC 9478) are not supported",
+        "inactivity": "closing idle Child SAs (inactivity) is not supported",
+        "per_cpu_sas": "per-CPU SAs are not supported",
+        "copy_df": "the DF bit handling of the data plane is not configurable",
+        "copy_ecn": "the ECN handling of the data plane is not configurable",
+        "copy_dscp": "the DSCP handling of the data plane is not configurable",
+    },
+}
+
+#: strongSwan keys accepted only with the value pyipsec behaves as
+ONLY: dict[str, dict[str, tuple[str, ...]]] = {
+    "conn": {
+        "mobike": ("no",),  # no MOBIKE (RFC 4555) in pyipsec
+        "aggressive": ("no",),  # IKEv1 only
+        "unique": ("no",),  # INITIAL_CONTACT replaces, nothing else enforced
+    },
+    "end": {"round": ("0", "1")},  # one authentication round
+    "child": {
+        "ipcomp": ("no",),
+        "hostaccess": ("no",),
+        "policies": ("yes",),
+        "policies_fwd_out": ("no",),
+        "hw_offload": ("no",),
+        "sha256_96": ("no",),
+        "rand_bytes": ("0",),
+        "rand_packets": ("0",),
+    },
+}
+
+#: keys whose strings become integers for the loader's range checks
+_INTEGERS = {"local_port", "remote_port", "version", "keyingtries", "window_size",
+             "fragment_size", "replay_window"}  # fmt: skip
+#: strongSwan's aliases of action values
+_ACTIONS = {
+    "dpd_action": {"none": "clear", "hold": "trap"},
+    "close_action": {"clear": "none", "hold": "trap", "restart": "start"},
+    "start_action": {"route": "trap"},
+}
+_FRAGMENTATION = {"yes": True, "no": False}
+_TFC = {"0": False, "no": False, "mtu": True, "yes": True}
+_LOCAL_KEYS = ("id", "auth", "certs", "round")
+_REMOTE_KEYS = ("id", "auth", "cacerts", "pubkeys", "revocation", "round")
+_REVOCATION = ("relaxed", "strict", "ifuri")
+_BLOBS = ("certs", "cacerts", "pubkeys")
+
+
+def connection_from_vici(
+    msg: Mapping[str, Any], creds: ViciCredentials, *, strict_creds: bool = True
+) -> ConnectionConfig:
+    """The one ``<name> = {...}`` section of a ``load-conn`` request as a connection.
+
+    Raises :class:`~pyipsec.config.loader.ConfigError` listing every problem, located
+    as in swanctl.conf (``connections.gw.children.net.updown``).  ``strict_creds``:
+    a ``pubkey`` side without a usable certificate/key/anchor is an error (at
+    ``load-conn``); otherwise (credentials changed later) it is logged and the side
+    is left without credentials, so its authentications fail with that reason.
+    """
+    sections = [k for k, v in msg.items() if isinstance(v, dict)]
+    others = [k for k, v in msg.items() if not isinstance(v, dict)]
+    if len(sections) != 1 or others:
+        raise ConfigError(
+            [ConfigIssue("", "load-conn needs exactly one section <connection name> = {...}")]
+        )
+    name = sections[0]
+    ctx = _Ctx()
+    loc = f"connections.{name}"
+    data = _plain(ctx, loc, msg[name], "conn")
+    if not name or len(name) > 64 or any(c in name for c in "./ \t\n"):
+        ctx.err(loc, "invalid connection name (1-64 characters, no '.', '/' or blanks)")
+    conn = _connection(ctx, _Table(ctx, loc, data), name, creds, strict_creds)
+    if ctx.errors:
+        raise ConfigError(ctx.errors, f"load-conn '{name}'")
+    return conn
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _plain(ctx: _Ctx, loc: str, sec: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """A VICI section as the loader expects a TOML table: text values, integers for
+    the numeric keys, refused keys reported (and dropped)."""
+    out: dict[str, Any] = {}
+    for key, v in sec.items():
+        at = f"{loc}.{key}"
+        if isinstance(v, dict):
+            sub = _sub_kind(kind, key)
+            if sub == "children":
+                out[key] = {n: _plain(ctx, f"{at}.{n}", c, "child") if isinstance(c, dict)
+                            else c for n, c in v.items()}  # fmt: skip
+            else:
+                out[key] = _plain(ctx, at, v, sub) if sub else v
+            continue
+        if key in _BLOBS:
+            out[key] = v  # certificate / key data, read by the credential functions
+            continue
+        try:
+            val = _text(v)
+        except UnicodeDecodeError:
+            ctx.err(at, "not UTF-8 text")
+            continue
+        if _refused(ctx, at, kind, key, val):
+            continue
+        out[key] = _convert(key, val)
+    _strongswan_defaults(out, kind)
+    return out
+
+
+#: swanctl.conf(5) defaults that differ from pyipsec's TOML defaults
+_DEFAULTS: dict[str, dict[str, object]] = {
+    "conn": {"proposals": ["default"], "dpd_delay": "0", "keyingtries": 1},
+    "end": {"auth": "pubkey"},
+    "child": {"esp_proposals": ["default"]},
+}
+
+
+def _strongswan_defaults(out: dict[str, Any], kind: str) -> None:
+    """What swanctl.conf means by a key left out, where pyipsec's TOML differs
+    (strongSwan's default proposals, no DPD, one keying try, ``auth = pubkey``)."""
+    for key, value in _DEFAULTS.get(kind, {}).items():
+        out.setdefault(key, value)
+    if kind == "conn":
+        for side in ("local", "remote"):
+            if not any(k == side or k.startswith(f"{side}-") for k in out):
+                out[side] = dict(_DEFAULTS["end"])
+
+
+def _sub_kind(kind: str, key: str) -> str:
+    if kind == "conn" and key == "children":
+        return "children"
+    if kind == "conn" and (key.split("-")[0] in ("local", "remote")):
+        return "end"
+    return ""
+
+
+def _text(v: object) -> str | list[str]:
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, list):
+        return [x.decode() if isinstance(x, bytes) else str(x) for x in v]
+    return str(v)
+
+
+def _refused(ctx: _Ctx, at: str, kind: str, key: str, val: str | list[str]) -> bool:
+    why = UNSUPPORTED.get(kind, {}).get(key)
+    if why is not None:
+        ctx.err(at, f"strongSwan's '{key}' is not supported by pyipsec: {why}")
+        return True
+    only = ONLY.get(kind, {}).get(key)
+    if only is not None:
+        if not isinstance(val, str) or val.strip().lower() not in only:
+            ctx.err(
+                at,
+                f"strongSwan's '{key} = {val}' is not supported by pyipsec "
+                f"(hint: only {' or '.join(repr(o) for o in only)}, pyipsec's behaviour)",
+            )
+        return True
+    return False
+
+
+def _convert(key: str, val: str | list[str]) -> object:
+    if not isinstance(val, str):
+        return val
+    s = val.strip()
+    if key in _INTEGERS and s.lstrip("-").isdigit():
+        return int(s)
+    if key in _ACTIONS:
+        return _ACTIONS[key].get(s.lower(), s)
+    if key == "fragmentation" and s.lower() in _FRAGMENTATION:
+        return _FRAGMENTATION[s.lower()]
+    if key == "tfc_padding" and s.lower() in _TFC:
+        return _TFC[s.lower()]
+    return s
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _round(t: _Table, side: str) -> _Table:
+    """``local`` / ``remote``, or the one ``local-<suffix>`` section: pyipsec does one
+    authentication round per side."""
+    names = [k for k in t.data if k == side or k.startswith(f"{side}-")]
+    if len(names) > 1:
+        t.ctx.err(
+            t.at(names[1]),
+            f"multiple authentication rounds ({', '.join(names)}) are not supported "
+            "by pyipsec (RFC 4739)",
+        )
+        for n in names[1:]:
+            t.raw(n)
+    return t.sub(names[0] if names else side)
+
+
+def _connection(
+    ctx: _Ctx, t: _Table, name: str, creds: ViciCredentials, strict: bool
+) -> ConnectionConfig:
+    d = ConnectionConfig(name=name)
+    local_addrs: tuple[str, ...] = t.get("local_addrs", _addr_list, ())
+    remote_addrs: tuple[str, ...] = t.get("remote_addrs", _addr_list, ())
+    if t.get("version", _int_range(0, 2), 2) not in (0, 2):
+        ctx.err(t.at("version"), "only IKEv2 is supported (hint: version = 2)")
+    local, remote = _round(t, "local"), _round(t, "remote")
+    local_id = local.get("id", _identity, "")
+    remote_id = remote.get("id", _identity, "")
+    la, ra = _auth(local), _auth(remote)
+    if not local_id and local_addrs and not local_addrs[0].startswith("%"):
+        local_id = local_addrs[0]  # swanctl: the IP address is the default identity
+    lc = _local_creds(local, la, creds, strict)
+    rt = _remote_trust(remote, ra, creds, strict)
+    local.finish(_LOCAL_KEYS)
+    remote.finish(_REMOTE_KEYS)
+    psk = creds.psk_for(local_id, remote_id)
+    if psk is None and "psk" in (la, ra):
+        log.warning(
+            "connection %s: no IKE shared secret for ids %r/%r (yet): load one with "
+            "load-shared (swanctl: secrets.ike-NAME), or authentications fail",
+            name,
+            local_id or "%any",
+            remote_id or "%any",
+        )
+    reauth_time = t.get("reauth_time", parse_duration, 0.0)
+    lifetimes = _lifetimes(t, d.lifetimes, child=False)
+    if reauth_time and not lifetimes.rekey_time:
+        lifetimes = Lifetimes(reauth_time, lifetimes.over_time, lifetimes.rand_time)
+    children_tbl = t.sub("children")
+    lca, rca = _concrete(local_addrs), _concrete(remote_addrs)
+    children = tuple(_child(ctx, children_tbl.sub(c), c, lca, rca) for c in list(children_tbl.data))
+    conn = ConnectionConfig(
+        name=name,
+        local_addrs=local_addrs,
+        remote_addrs=remote_addrs,
+        local_port=t.get("local_port", _int_range(0, 65535), d.local_port),
+        remote_port=t.get("remote_port", _int_range(1, 65535), d.remote_port),
+        local_id=local_id,
+        remote_id=remote_id,
+        psk=psk or b"",
+        ike_proposals=_proposals(ctx, t, "proposals", "ike", d.ike_proposals),
+        lifetimes=lifetimes,
+        reauth=t.get("reauth", _bool, bool(reauth_time)),
+        dpd=_dpd(t, d.dpd),
+        encap=t.get("encap", _bool, d.encap),
+        nat_traversal=t.get("nat_traversal", _bool, d.nat_traversal),
+        keepalive_interval=t.get("keepalive", parse_duration, d.keepalive_interval),
+        children=children,
+        initial_contact=t.get("initial_contact", _bool, d.initial_contact),
+        window_size=t.get("window_size", _int_range(1, 1024), d.window_size),
+        keylog=t.get("keylog", _bool, d.keylog),
+        keyingtries=t.get("keyingtries", _int_range(0, 1_000_000), d.keyingtries),
+        fragmentation=t.get("fragmentation", _fragmentation, d.fragmentation),
+        fragment_size=t.get("fragment_size", _int_range(256, 65535), d.fragment_size),
+        local_auth=la,
+        remote_auth=ra,
+        local_credentials=lc,
+        remote_trust=rt,
+        send_cert=_send_cert(t, d.send_cert),
+        send_certreq=t.get("send_certreq", _bool, d.send_certreq),
+        rsa_pss=t.get("rsa_pss", _bool, d.rsa_pss),
+    )
+    t.finish(_CONN_KEYS)
+    if not children:
+        log.info("connection %s has no children (nothing to initiate)", name)
+    return conn
+
+
+def _fragmentation(v: object) -> bool:
+    """swanctl ``fragmentation``: yes/no (RFC 7383); ``accept``/``force`` are not
+    pyipsec behaviours."""
+    if isinstance(v, bool):
+        return v
+    raise ValueError(
+        f"fragmentation = {v} is not supported by pyipsec (hint: yes or no: announce "
+        "RFC 7383 and fragment when the peer does too, or not at all)"
+    )
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+def _problems(end: _Table, strict: bool) -> Callable[[str, str], None]:
+    """Where credential problems go: errors at load-conn, warnings later."""
+    if strict:
+        return end.ctx.err
+    return lambda loc, msg: log.warning("%s: %s (authentications will fail)", loc, msg)
+
+
+def _local_creds(
+    end: _Table, auth: AuthKind, creds: ViciCredentials, strict: bool
+) -> LocalCredentials | None:
+    blobs = end.raw("certs")
+    if auth != "pubkey":
+        if blobs is not _MISSING:
+            end.ctx.err(end.at("certs"), 'only with auth = "pubkey"')
+        return None
+    report = _problems(end, strict)
+    named = parse_cert_blobs([] if blobs is _MISSING else blobs, end.at("certs"), end.ctx.err)
+    store = creds.store(report, named)
+    return store.local_credentials(end.loc, [n for n, _ in named], None)
+
+
+def _remote_trust(
+    end: _Table, auth: AuthKind, creds: ViciCredentials, strict: bool
+) -> RemoteTrust | None:
+    cacerts, pubkeys = end.raw("cacerts"), end.raw("pubkeys")
+    strict_crl = end.get("revocation", _choice(_REVOCATION), "relaxed") == "strict"
+    if auth != "pubkey":
+        for k, v in (("cacerts", cacerts), ("pubkeys", pubkeys)):
+            if v is not _MISSING:
+                end.ctx.err(end.at(k), 'only with auth = "pubkey"')
+        return None
+    named = parse_cert_blobs(
+        [] if cacerts is _MISSING else cacerts, end.at("cacerts"), end.ctx.err
+    )
+    raw = _raw_keys(end, pubkeys)
+    if raw:
+        return RemoteTrust(
+            anchors=tuple(c for _, c in named),
+            crls=tuple(creds.crls),
+            strict_crl=strict_crl,
+            raw_keys=raw,
+        )
+    store = creds.store(_problems(end, strict), named)
+    return store.remote_trust(end.loc, [n for n, _ in named], strict_crl)
+
+
+def _raw_keys(end: _Table, blobs: object) -> tuple[bytes, ...]:
+    """``remote.pubkeys``: raw public keys (RFC 7670) as DER SubjectPublicKeyInfo."""
+    if blobs is _MISSING:
+        return ()
+    items = blobs if isinstance(blobs, list) else [blobs]
+    out = []
+    for i, b in enumerate(items):
+        try:
+            key = load_public_key(bytes(b))
+        except (AuthError, TypeError) as e:
+            end.ctx.err(f"{end.at('pubkeys')}[{i}]", f"not a public key ({e})")
+            continue
+        out.append(
+            key.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+    return tuple(out)

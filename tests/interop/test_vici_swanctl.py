@@ -1,0 +1,189 @@
+"""strongSwan's own tools driving pyipsec over VICI, against a live tunnel to charon.
+
+A pyipsec daemon (left namespace) starts with ``daemon.vici_socket`` set and no
+connection in its TOML; charon (right namespace) answers.  Then, unchanged:
+
+1. Debian's ``swanctl --load-all`` reads a real swanctl.conf + ``swanctl/`` directory
+   (PSK) and loads the secret and the connection through ``load-shared``/``load-conn``;
+2. ``swanctl --initiate --child`` brings the tunnel up, printing pyipsec's own log
+   lines of that IKE SA as ``control-log``; traffic passes;
+3. ``swanctl --list-sas`` shows it with the SPIs and addresses charon has;
+4. ``swanctl --terminate --ike``; ``--load-conns`` with the connection gone unloads it;
+5. the ``vici`` Python package does the same round (load-shared, load-conn, initiate
+   with its control-log, list-sas, terminate, unload-conn).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .pyipsec_daemon import PyipsecDaemon, toml_text
+from .strongswan import Charon, ConnSpec, render_swanctl
+from .topology import LEFT_INNER, RIGHT_INNER, RIGHT_OUTER, Topology
+
+pytestmark = pytest.mark.interop
+
+SWANCTL = shutil.which("swanctl")
+CONN = "vc"
+
+
+def _daemon_toml(state: Path) -> str:
+    """A daemon with the VICI socket and no connections (they come over VICI)."""
+    return toml_text({
+        "daemon": {"control_socket": str(state / "control.sock"),
+                   "vici_socket": str(state / "charon.vici"),
+                   "retransmit_tries": 3, "retransmit_timeout": 1.0, "retransmit_base": 1.5},
+        "daemon.tun": {"name": "pyi0", "addresses": [f"{LEFT_INNER}/32"]},
+        "daemon.log": {"default": "debug"},
+    })
+
+
+def _spec(name: str = CONN) -> ConnSpec:
+    # mobike = no: pyipsec has no MOBIKE, and load-conn says so for "yes"
+    return ConnSpec(name=name, side="left", remote_addrs=RIGHT_OUTER, mobike=False,
+                    ipv6_inner=False)
+
+
+def _swanctl_dir(tmp: Path, specs: list[ConnSpec]) -> Path:
+    top = tmp / "swanctl"
+    for sub in ("x509", "x509ca", "x509ocsp", "x509aa", "x509ac", "x509crl", "pubkey",
+                "private", "rsa", "ecdsa", "bliss", "pkcs8", "pkcs12"):
+        (top / sub).mkdir(parents=True, exist_ok=True)
+    conf = top / "swanctl.conf"
+    conf.write_text(render_swanctl(specs) if specs else "connections {\n}\n")
+    return conf
+
+
+def _swanctl(topo: Topology, sock: Path, *args: str, check: bool = True) -> str:
+    proc = topo.exec(topo.left, ["swanctl", *args, "--uri", f"unix://{sock}"], check=False,
+                     timeout=60)
+    out = proc.stdout + proc.stderr
+    if check and proc.returncode != 0:
+        raise AssertionError(f"swanctl {' '.join(args)} failed ({proc.returncode}):\n{out}")
+    return out
+
+
+def _charon_child_spis(charon: Charon) -> set[tuple[str, str]]:
+    """(spi-in, spi-out) of charon's Child SAs."""
+    out = set()
+    for sa in charon.list_sas().values():
+        for child in (sa.get("child-sas") or {}).values():
+            out.add((child["spi-in"], child["spi-out"]))
+    return out
+
+
+def _start(topo: Topology, tmp_path: Path, charon_factory: Callable[..., Charon],
+           pyipsec_factory: Callable[..., PyipsecDaemon]) -> tuple[Charon, PyipsecDaemon]:
+    charon = charon_factory(topo.right, ConnSpec(
+        name="ss", side="right", local_addrs=RIGHT_OUTER, ipv6_inner=False).render(),
+        name="right")
+    state = tmp_path / "pyipsec"
+    daemon = pyipsec_factory(topo.left, _daemon_toml(state), state_dir=state)
+    assert daemon.status()["connections"] == []
+    return charon, daemon
+
+
+@pytest.mark.skipif(SWANCTL is None, reason="swanctl not installed")
+def test_swanctl_load_all_initiate_list_terminate(
+        nonat_topology: Topology, tmp_path: Path, charon_factory: Callable[..., Charon],
+        pyipsec_factory: Callable[..., PyipsecDaemon]) -> None:
+    topo = nonat_topology
+    charon, daemon = _start(topo, tmp_path, charon_factory, pyipsec_factory)
+    sock = daemon.state_dir / "charon.vici"
+    conf = _swanctl_dir(tmp_path, [_spec()])
+
+    out = _swanctl(topo, sock, "--load-all", "--noprompt", "--file", str(conf))
+    assert "loaded ike secret 'ike-0'" in out, out
+    assert "successfully loaded 1 connections, 0 unloaded" in out, out
+    assert [c["name"] for c in daemon.status()["connections"]] == [CONN]
+
+    # 2. initiate: the core's log lines of this IKE SA come back as control-log
+    out = _swanctl(topo, sock, "--initiate", "--child", "net", "--timeout", "20")
+    print(out)  # the control-log lines (pytest -s)
+    assert "initiate completed successfully" in out, out
+    assert re.search(rf"\[IKE\] IKE SA \d+ \({CONN}\): established with", out), out
+    assert re.search(rf"IKE SA {CONN} #\d+ established", out), out
+    charon.wait_for(lambda c: c.established("ss"), timeout=10)
+    assert topo.ping(topo.left, RIGHT_INNER, count=3, source=LEFT_INNER)[1] >= 2
+
+    # 3. list-sas: what charon sees, mirrored
+    out = _swanctl(topo, sock, "--list-sas")
+    assert re.search(rf"{CONN}: #\d+, ESTABLISHED, IKEv2", out), out
+    # charon (kernel-libipsec) always fakes NAT-D: both sides float to 4500 and encapsulate
+    assert re.search(rf"remote 'right.example.net' @ {RIGHT_OUTER}\[4500\]", out), out
+    m = re.search(r"net: #\d+, reqid \d+, INSTALLED, TUNNEL-in-UDP, ESP:AES_GCM_16-256", out)
+    assert m, out
+    spi = re.search(r"in\s+([0-9a-f]{8}),.*\n\s+out\s+([0-9a-f]{8})", out)
+    assert spi, out
+    assert (spi.group(2), spi.group(1)) in _charon_child_spis(charon), out
+    assert re.search(r"in\s+[0-9a-f]{8},\s+[1-9]\d* bytes", out), out  # the ping's bytes
+
+    # 4. terminate, then unload through swanctl.conf losing the connection
+    out = _swanctl(topo, sock, "--terminate", "--ike", CONN, "--timeout", "20")
+    assert "terminate completed successfully" in out, out
+    assert re.search(rf"deleting IKE_SA {CONN}\[\d+\]", out), out
+    charon.wait_for(lambda c: not c.ike_sas("ss"), timeout=10)
+    assert daemon.status()["ike_sas"] == []
+    conf = _swanctl_dir(tmp_path, [])
+    out = _swanctl(topo, sock, "--load-conns", "--file", str(conf))
+    assert "no connections found, 1 unloaded" in out, out
+    assert daemon.status()["connections"] == []
+
+
+def _vici_message(spec: ConnSpec) -> dict[str, Any]:
+    """A swanctl.conf connection as the ``vici`` package sends it (strings, lists)."""
+    def conv(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items() if x is not None}
+        if isinstance(v, list):
+            return [str(x) for x in v]
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        return str(v)
+    return {spec.name: conv(spec.connection())}
+
+
+def test_vici_package_round(nonat_topology: Topology, tmp_path: Path,
+                            charon_factory: Callable[..., Charon],
+                            pyipsec_factory: Callable[..., PyipsecDaemon]) -> None:
+    vici = pytest.importorskip("vici")
+    topo = nonat_topology
+    charon, daemon = _start(topo, tmp_path, charon_factory, pyipsec_factory)
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(daemon.state_dir / "charon.vici"))
+    sess = vici.Session(s)
+    try:
+        from .strongswan import LEFT_ID, RIGHT_ID, TEST_PSK
+        sess.load_shared({"id": "k", "type": "IKE", "data": TEST_PSK,
+                          "owners": [LEFT_ID, RIGHT_ID]})
+        assert sess.get_shared()["keys"] == [b"k"]
+        sess.load_conn(_vici_message(_spec()))
+        assert sess.get_conns()["conns"] == [CONN.encode()]
+        logs = [m for m in sess.initiate({"child": "net", "timeout": 20000, "loglevel": 2})]
+        lines = [m["msg"].decode() for m in logs]
+        assert any("established with" in ln for ln in lines), lines
+        sas = list(sess.list_sas({"ike": CONN}))
+        assert len(sas) == 1
+        ike = sas[0][CONN]
+        assert ike["state"] == b"ESTABLISHED" and ike["remote-host"] == RIGHT_OUTER.encode()
+        child = next(iter(ike["child-sas"].values()))
+        assert (child["spi-out"].decode(), child["spi-in"].decode()) in \
+            _charon_child_spis(charon)
+        assert topo.ping(topo.left, RIGHT_INNER, count=2, source=LEFT_INNER)[1] >= 1
+        res = list(sess.terminate({"ike": CONN, "timeout": 20000}))
+        assert any("deleting IKE_SA" in m["msg"].decode() for m in res), res
+        charon.wait_for(lambda c: not c.ike_sas("ss"), timeout=10)
+        sess.unload_conn({"name": CONN})
+        assert sess.get_conns()["conns"] == []
+        with pytest.raises(vici.exception.CommandException, match="mobike"):
+            sess.load_conn(_vici_message(ConnSpec(name="m", side="left", mobike=True)))
+    finally:
+        s.close()
+    assert daemon.status()["connections"] == []
