@@ -11,7 +11,7 @@ three-namespace topology in ``nonat`` mode (``tests/interop/topology.py``: left
 ``--inflight`` handshakes at a time (and ``--rate`` per second if given), first against
 
 * ``pyipsec``: a pyipsec daemon (``python3 -m pyipsec daemon``) in the right namespace,
-* ``pyipsec-reuse`` (only with ``--ke-reuse SECONDS``): the same with
+* ``pyipsec-reuse`` (only with ``--ke-reuse SECONDS``, after ``pyipsec``): the same with
   ``ke_reuse_seconds = SECONDS`` (the responder reuses its IKE_SA_INIT key exchange
   value, RFC 7296 §2.12; off by default, reported on a line of its own),
 
@@ -84,8 +84,9 @@ from tests.interop.topology import (
     Topology,
 )
 
-RESPONDERS = ("pyipsec", "pyipsec-reuse", "strongswan")
-LABELS = {"pyipsec": "pyipsec", "pyipsec-reuse": "pyipsec+reuse", "strongswan": "strongSwan"}
+RESPONDERS = ("pyipsec", "strongswan")
+REUSE = "pyipsec-reuse"  # with --ke-reuse: run after "pyipsec"
+LABELS = {"pyipsec": "pyipsec", REUSE: "pyipsec+reuse", "strongswan": "strongSwan"}
 CONN = "load"
 CHILD = "net"
 LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
@@ -235,8 +236,10 @@ class Bench:
     def run_block(self, responder: str) -> dict[str, Any]:
         if responder == "strongswan":
             pid, count = self.start_strongswan()
+        elif responder == REUSE:
+            pid, count = self.start_pyipsec(ke_reuse=self.args.ke_reuse)
         else:
-            pid, count = self.start_pyipsec(self.args.ke_reuse if "reuse" in responder else 0)
+            pid, count = self.start_pyipsec()
         time.sleep(0.5)  # let the responder settle
         cpu0, rss0 = cpu_seconds(pid), rss_kib(pid)
         gen = self.generator()
@@ -269,10 +272,11 @@ class Bench:
         return res
 
     def run(self) -> None:
-        for responder in RESPONDERS:
-            if responder not in self.args.only:
-                continue
-            if responder == "pyipsec-reuse" and self.args.ke_reuse <= 0:
+        order = list(RESPONDERS)
+        if self.args.ke_reuse > 0 and "pyipsec" in self.args.only:
+            order.insert(order.index("pyipsec") + 1, REUSE)
+        for responder in order:
+            if responder not in self.args.only and responder != REUSE:
                 continue
             try:
                 res = self.run_block(responder)
@@ -339,7 +343,7 @@ class Bench:
 
     def _reuse_rows(self, py: dict[str, Any] | None, ss: dict[str, Any] | None) -> list[str]:
         """The pyipsec responder with ke_reuse_seconds (RFC 7296 §2.12), if it ran."""
-        ru = self.results.get("pyipsec-reuse")
+        ru = self.results.get(REUSE)
         if ru is None:
             return []
         cpu = ru["cpu_per_tunnel_ms"]
