@@ -85,7 +85,9 @@ class KeReuse:
 
     def next_deadline(self) -> float | None:
         """When the oldest kept value must be forgotten (None: none kept)."""
-        return min((h.born + self.max_age for h in self._held.values()), default=None)
+        if not self._held:
+            return None  # asked by every next_timer(): the usual answer at once
+        return min(h.born + self.max_age for h in self._held.values())
 
     def forget(self) -> None:
         """Drop every kept value (shutdown, configuration change)."""

@@ -425,9 +425,10 @@ class IkeManager:
         for due, *_ in self._restart:
             if best is None or due < best:
                 best = due
-        forget = self.ke_reuse.next_deadline()  # a reused KE value is dropped on time
-        if forget is not None and (best is None or forget < best):
-            best = forget
+        if self.ke_reuse.enabled:  # a reused KE value is dropped on time
+            forget = self.ke_reuse.next_deadline()
+            if forget is not None and (best is None or forget < best):
+                best = forget
         return best
 
     def handle_timer(self, now: float) -> None:
@@ -451,7 +452,8 @@ class IkeManager:
         self._collect()
         self._prune_reservations(now)
         self._do_restarts(now)
-        self.ke_reuse.expire(now)
+        if self.ke_reuse.enabled:
+            self.ke_reuse.expire(now)
 
     def next_event(self) -> Event | None:
         self._collect()
