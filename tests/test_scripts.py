@@ -29,7 +29,9 @@ def _fake_tools(tmp_path: Path, installed: set[str]) -> tuple[dict[str, str], Pa
         (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> "{log}"\n')
     for f in bin_dir.iterdir():
         f.chmod(0o755)
-    env = dict(os.environ, PATH=f"{bin_dir}:/usr/bin:/bin")
+    env = dict(
+        os.environ, PATH=f"{bin_dir}:/usr/bin:/bin", PYI_POLICY_RC_D=str(tmp_path / "policy-rc.d")
+    )
     return env, log
 
 
@@ -56,6 +58,27 @@ def test_install_test_packages_touches_no_service(tmp_path: Path) -> None:
     calls = log.read_text().splitlines()
     assert not [c for c in calls if c.startswith("systemctl")]
     assert "systemctl" not in INSTALL.read_text()
+
+
+def test_install_test_packages_starts_no_service_while_installing(tmp_path: Path) -> None:
+    """No policy-rc.d on the machine: one refusing every start is there during the
+    install (freeradius ships a service) and gone afterwards."""
+    env, log = _fake_tools(tmp_path, installed=set())
+    policy = Path(env["PYI_POLICY_RC_D"])
+    (tmp_path / "bin" / "apt-get").write_text(
+        f'#!/bin/sh\n"{policy}"; echo "apt-get $* policy=$?" >> "{log}"\n'
+    )
+    subprocess.run(["bash", str(INSTALL)], env=env, check=True, timeout=30)
+    calls = log.read_text().splitlines()
+    assert len(calls) == 2 and all(c.endswith("policy=101") for c in calls)
+    assert not policy.exists()
+    # a policy-rc.d of the machine's own is left as it is
+    policy.write_text("#!/bin/sh\nexit 0\n")
+    policy.chmod(0o755)
+    log.unlink()
+    subprocess.run(["bash", str(INSTALL)], env=env, check=True, timeout=30)
+    assert all(c.endswith("policy=0") for c in log.read_text().splitlines())
+    assert policy.read_text() == "#!/bin/sh\nexit 0\n"
 
 
 def test_install_test_packages_nothing_missing_does_nothing(tmp_path: Path) -> None:

@@ -245,8 +245,10 @@ def test_psk_with_certs_and_mixed_auth(pki: Pki) -> None:
     c = load_config(pki.conf(mixed + psk)).connections[0]
     assert (c.local_auth, c.remote_auth, c.psk) == ("pubkey", "psk", b"0123456789abcdef")
     assert c.remote_trust is None and c.local_credentials is not None
-    bad = CONN.replace('auth = "pubkey"\ncerts', 'auth = "eap"\ncerts')
-    assert "unsupported auth method 'eap' (hint: 'psk' or 'pubkey')" in _errors(pki.conf(bad))
+    bad = CONN.replace('auth = "pubkey"\ncerts', 'auth = "xauth"\ncerts')
+    assert "unsupported auth method 'xauth' (hint: one of 'psk', 'pubkey'" in _errors(
+        pki.conf(bad)
+    )
 
 
 def test_certificate_example_loads(tmp_path: Path) -> None:

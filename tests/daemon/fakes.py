@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pyipsec.config.model import ConnectionConfig, Mode, PoolConfig
+from pyipsec.eap.base import BackendReply
 from pyipsec.ikev2 import events as ev
 from pyipsec.ikev2.api import ChildSaView, IkeCore, IkeSaView
 from pyipsec.ikev2.selectors import Selector
@@ -142,6 +143,9 @@ class FakeManager:
     def unknown_esp_spi(self, spi: int, remote: Address, now: float) -> bool:
         self.calls.append(("unknown_spi", (spi, remote)))
         return self.unknown_spi_answers
+
+    def eap_backend_reply(self, ike_id: int, reply: BackendReply, now: float) -> None:
+        self.calls.append(("eap_backend_reply", (ike_id, reply)))
 
     # -- queries
     def ike_sas(self, conn: str | None = None) -> list[IkeSaView]:

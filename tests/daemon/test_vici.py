@@ -167,6 +167,10 @@ def test_mapping() -> None:
     m = ike_sa_message(SA | {"rekey_in": 10.4}, 100.0)
     assert m["state"] == "ESTABLISHED" and m["established"] == 100 and m["rekey-time"] == 10
     assert m["initiator"] == "yes" and m["nat-remote"] == "yes" and m["nat-local"] is None
+    assert m["local-vips"] is None and m["remote-vips"] is None  # left out, as charon does
+    vips = {"local": [], "remote": ["10.3.0.1", "2001:db8:3::1"], "dns": [], "nbns": []}
+    m = ike_sa_message(SA | {"vips": vips}, 100.0)
+    assert m["remote-vips"] == ["10.3.0.1", "2001:db8:3::1"] and m["local-vips"] is None
 
 
 def test_raw_protocol(tmp_path: Path) -> None:

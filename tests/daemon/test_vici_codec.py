@@ -17,6 +17,7 @@ from pyipsec.daemon.vici_codec import (
     encode_message,
     encode_packet,
     frame,
+    printable,
     text,
 )
 
@@ -120,3 +121,10 @@ def test_fuzz_never_crashes(data: bytes) -> None:
     """Any octets: a packet or ViciError, nothing else."""
     with contextlib.suppress(ViciError):
         decode_packet(data)
+
+
+def test_printable() -> None:
+    """libvici hands clients an empty string for a value that is not printable ASCII."""
+    assert printable("RFC 7296 §3.15.1") == "RFC 7296 Section 3.15.1"
+    assert printable("caf\u00e9\tx") == "caf??x"
+    assert printable("plain: ok") == "plain: ok"

@@ -149,10 +149,22 @@ def test_keys_accepted_only_with_pyipsecs_behaviour(kind: str, key: str, ok: str
     assert f"strongSwan's '{key} = maybe' is not supported by pyipsec" in msg
 
 
-def test_pools_name_the_missing_feature() -> None:
-    msg = errors(psk_conn(pools=["p4"], vips=["0.0.0.0"]))
-    assert "connections.gw.pools" in msg and "connections.gw.vips" in msg
-    assert "address pools (configuration payloads)" in msg
+def test_pools_and_virtual_ips() -> None:
+    """``pools`` (responder) and ``vips`` (initiator) as in the TOML loader: names and
+    addresses, ``dynamic`` selectors standing for the virtual IPs (RFC 7296 §2.19)."""
+    gw = translate(psk_conn(pools=["rw4", "rw6"], children={"net": {"local_ts": ["10.1.0.0/16"]}}))
+    assert gw.pools == ("rw4", "rw6") and gw.vips == ()
+    net = gw.children[0]
+    assert net.remote_ts == () and len(net.local_ts) == 1  # remote: the leased addresses
+    rw = translate(psk_conn(vips=["0.0.0.0", "::"], children={"net": {"remote_ts": ["0.0.0.0/0"]}}))
+    assert rw.vips == ("0.0.0.0", "::") and rw.pools == ()
+    assert rw.children[0].local_ts == ()
+    msg = errors(psk_conn(vips=["0.0.0.0", "0.0.0.0", "any"], pools=["a", "a"]))
+    assert "connections.gw.vips: 0.0.0.0 is listed twice" in msg
+    assert "connections.gw.vips: invalid virtual IP 'any'" in msg
+    assert "connections.gw.pools: a pool is listed twice" in msg
+    msg = errors(psk_conn(pools=["a"], children={"net": {"remote_ts": ["dynamic", "10.9.0.0/16"]}}))
+    assert "children.net.remote_ts: 'dynamic' stands for the virtual IP(s)" in msg
 
 
 @pytest.mark.parametrize(
@@ -160,7 +172,7 @@ def test_pools_name_the_missing_feature() -> None:
     [
         (psk_conn(version="1"), "connections.gw.version: only IKEv2"),
         (psk_conn(fragmentation="force"), "fragmentation = force is not supported"),
-        (psk_conn(local={"auth": "eap-md5"}), "unsupported auth method 'eap-md5'"),
+        (psk_conn(local={"auth": "eap-ttls"}), "unsupported auth method 'eap-ttls'"),
         (psk_conn(remote_addrs=["not-an-ip"]), "invalid address 'not-an-ip'"),
         (psk_conn(local_port="http"), "connections.gw.local_port: expected an integer"),
         (psk_conn(rekey_time="soon"), "invalid duration 'soon'"),
@@ -172,7 +184,6 @@ def test_pools_name_the_missing_feature() -> None:
         (psk_conn(children={"net": {"local_ts": ["10.0.0.0/33"]}}), "children.net.local_ts"),
         (psk_conn(children={"net": {"tfc_padding": "1500"}}), "children.net.tfc_padding"),
         (psk_conn(children={"net": "x"}), "children.net: expected a table"),
-        (psk_conn(local={"auth": "psk", "certs": ["x"]}), "local.certs: only with auth"),
     ],
 )  # fmt: skip
 def test_bad_values_are_located(conn: dict[str, Any], expected: str) -> None:
@@ -214,7 +225,7 @@ def test_psk_by_owners() -> None:
         cr.unload_shared(b({"id": "both"}))
 
 
-@pytest.mark.parametrize("typ", ["EAP", "XAUTH", "NTLM", "PPK", "FOO", ""])
+@pytest.mark.parametrize("typ", ["XAUTH", "NTLM", "PPK", "FOO", ""])
 def test_shared_types_without_meaning_are_refused(typ: str) -> None:
     with pytest.raises(ControlError) as ei:
         ViciCredentials().load_shared(b({"id": "e", "type": typ, "data": "x"}))
@@ -268,6 +279,14 @@ def test_certificates_from_the_credential_set() -> None:
     assert t is not None and t.anchors == (other,)
 
 
+def test_certificates_only_where_they_mean_something() -> None:
+    pki = Pki()
+    conn = psk_conn(local={"auth": "psk", "certs": [pki.pem(pki.cert)]})
+    assert "connections.gw.local.certs: only with auth" in errors(conn)
+    conn = psk_conn(remote={"auth": "psk", "cacerts": [pki.pem(pki.ca)]})
+    assert "connections.gw.remote.cacerts: only with auth" in errors(conn)
+
+
 def test_certificate_problems_are_errors_at_load() -> None:
     pki = Pki()
     cr = ViciCredentials()
@@ -305,3 +324,150 @@ def test_credential_commands_refuse_what_they_cannot_use() -> None:
         cr.load_key({"type": b"any", "data": b"junk"})
     with pytest.raises(ControlError, match="not found"):
         cr.unload_key({"id": b"00"})
+
+
+def _second_identity() -> tuple[Any, Any, Any]:
+    """Another CA with an intermediate, and a host certificate under it."""
+    root_key, mid_key, key = generate_key(), generate_key(), generate_key()
+    root = make_ca(root_key, "CN=Second Root", now=NOW)
+    mid = make_ca(mid_key, "CN=Second Intermediate", now=NOW, issuer_cert=root,
+                  issuer_key=root_key)  # fmt: skip
+    cert = issue_host(mid, mid_key, key.public_key(), cn="moon.example.net",
+                      sans=["moon.example.net"], now=NOW)  # fmt: skip
+    return root, mid, (cert, key)
+
+
+def test_several_local_certificates_are_candidates() -> None:
+    """``local.certs`` with several certificates: the TOML loader's candidate rule
+    (the first, then every later end-entity certificate; CA certificates in the list
+    are intermediates), each with its own key and chain (RFC 7296 §3.7)."""
+    pki = Pki()
+    root, mid, (cert2, key2) = _second_identity()
+    cr = ViciCredentials()
+    for ca in (pki.ca, root):
+        cr.load_cert({"type": b"X509", "flag": b"CA", "data": pki.pem(ca)})
+    cr.load_key({"data": pki.key_pem()})
+    key2_pem = key2.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption())  # fmt: skip
+    cr.load_key({"data": key2_pem})
+    local = {"auth": "pubkey", "certs": [pki.pem(pki.cert), pki.pem(mid), pki.pem(cert2)]}
+    c = translate(pubkey_conn(pki, local=local), cr)
+    assert c.local_credentials is not None and c.local_credentials.certificate == pki.cert
+    assert c.local_credentials.anchor == pki.ca and c.local_credentials.intermediates == ()
+    (second,) = c.local_candidates
+    assert second.certificate == cert2 and second.intermediates == (mid,)
+    assert second.anchor == root
+    assert second.private_key.public_key() == key2.public_key()
+    # the second candidate's key missing: an error naming that certificate
+    cr.unload_key({"id": key_id(key2).encode()})
+    msg = errors(pubkey_conn(pki, local=local), cr)
+    assert "local.certs[2]" in msg and "no private key matches the certificate" in msg
+
+
+def test_local_raw_public_key() -> None:
+    """``local.pubkeys``: authenticate with a raw public key (RFC 7670), its private
+    key from load-key; not together with ``certs``; ``local.key`` is pyipsec's TOML."""
+    pki = Pki()
+    spki = pki.key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    peer = psk_conn(remote={"auth": "pubkey", "pubkeys": [spki]})
+    conn = peer | {"local": {"auth": "pubkey", "pubkeys": [spki]}}
+    cr = creds_with_psk()
+    assert "no private key matches the public key" in errors(conn, cr)
+    cr.load_key({"data": pki.key_pem()})
+    c = translate(conn, cr)
+    assert c.local_credentials is not None and c.local_credentials.certificate is None
+    assert c.local_credentials.private_key.public_key() == pki.key.public_key()
+    both = peer | {"local": {"auth": "pubkey", "pubkeys": [spki], "certs": [pki.pem(pki.cert)]}}
+    assert "raw public keys and certs exclude each other" in errors(both, cr)
+    assert "local.pubkeys[0]: not a public key" in errors(
+        peer | {"local": {"auth": "pubkey", "pubkeys": [b"junk"]}}, cr
+    )
+    assert "local.pubkeys: only with auth" in errors(
+        peer | {"local": {"auth": "psk", "pubkeys": [spki]}}, cr
+    )
+    msg = errors(peer | {"local": {"auth": "pubkey", "pubkeys": [spki], "key": "k.pem"}}, cr)
+    assert "local.key: unknown key (hint: load private keys with load-key" in msg
+
+
+def creds_with_eap() -> ViciCredentials:
+    c = creds_with_psk()
+    for user, pw in (("carol", "carol-pw"), ("dave", "dave-pw")):
+        c.load_shared(b({"id": f"eap-{user}", "type": "EAP", "data": pw, "owners": [user]}))
+    return c
+
+
+def test_eap_gateway_and_client() -> None:
+    """``auth = eap-*``, ``eap_id`` and EAP secrets (load-shared type EAP) by the TOML
+    loader's rules (RFC 7296 §2.16): a gateway's users, a client's own password."""
+    cr = creds_with_eap()
+    gw = translate(psk_conn(remote={"auth": "eap-mschapv2", "eap_id": "%any"}), cr)
+    assert (gw.local_auth, gw.remote_auth, gw.remote_eap_id) == ("psk", "eap-mschapv2", "%any")
+    assert gw.eap_users == ((b"carol", b"carol-pw"), (b"dave", b"dave-pw"))
+    assert gw.psk == b"s3cret"  # an EAP secret is never a PSK
+    client = translate(psk_conn(local={"auth": "eap-md5", "eap_id": "dave"},
+                                remote={"auth": "psk", "id": "moon.example.net"}), cr)
+    assert client.local_auth == "eap-md5" and client.local_eap_id == "dave"
+    assert client.eap_secret == b"dave-pw" and client.eap_users == ()
+    # EAP-only gateway auth as the server, method chosen per peer ("eap")
+    anyeap = translate(psk_conn(remote={"auth": "eap", "eap_id": "%any"}), cr)
+    assert anyeap.remote_auth == "eap" and len(anyeap.eap_users) == 2
+
+
+def test_eap_secrets_loaded_later_are_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """As a PSK: swanctl may load the connection before its secrets; it loads, its
+    authentications fail until they are there."""
+    c = translate(psk_conn(local={"auth": "eap-mschapv2", "eap_id": "erin"}), creds_with_eap())
+    assert c.eap_secret == b""
+    assert "connections.gw.local.auth: no EAP secret in [secrets] for 'erin'" in caplog.text
+    gw = translate(psk_conn(remote={"auth": "eap-md5"}), creds_with_psk())
+    assert gw.eap_users == () and "eap-md5 needs the users' secrets" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("conn", "expected"),
+    [
+        (psk_conn(local={"auth": "psk", "eap_id": "carol"}),
+         "connections.gw.local.eap_id: only with an EAP local.auth"),
+        (psk_conn(remote={"auth": "psk", "eap_id": "%any"}),
+         "connections.gw.remote.eap_id: only with an EAP remote.auth"),
+        (psk_conn(local={"auth": "eap-radius"}),
+         "connections.gw.local.auth: eap-radius is a server method"),
+        (psk_conn(local={"auth": "eap-md5", "eap_id": "%any"}),
+         "local.eap_id: must be our EAP identity, not a wildcard"),
+        (psk_conn(local={"auth": "eap-md5", "eap_id": ""}), "local.eap_id: empty EAP identity"),
+        (psk_conn(remote={"auth": "eap-tls"}), "remote.auth: \"eap-tls\" needs a trust anchor"),
+    ],
+)  # fmt: skip
+def test_eap_errors_are_located(conn: dict[str, Any], expected: str) -> None:
+    assert expected in errors(conn, creds_with_eap())
+
+
+def test_eap_tls_certificates() -> None:
+    """EAP-TLS (RFC 5216): the gateway's TLS certificate is ``local.certs`` (it may sign
+    IKE with a PSK), the clients' certificates are checked against the loaded CAs."""
+    pki = Pki()
+    cr = creds_with_eap()
+    cr.load_cert({"type": b"X509", "flag": b"CA", "data": pki.pem(pki.ca)})
+    cr.load_key({"data": pki.key_pem()})
+    tls_gw = psk_conn(local={"auth": "psk", "id": "moon.example.net"},
+                      remote={"auth": "eap-tls", "eap_id": "%any"})
+    assert "local.certs: missing: EAP-TLS needs our certificate" in errors(tls_gw, cr)
+    tls_gw["local"]["certs"] = [pki.pem(pki.cert)]
+    gw = translate(tls_gw, cr)
+    assert gw.remote_auth == "eap-tls" and gw.remote_trust is not None
+    assert gw.remote_trust.anchors == (pki.ca,)
+    assert gw.local_credentials is not None and gw.local_credentials.certificate == pki.cert
+    client = translate(psk_conn(local={"auth": "eap-tls", "certs": [pki.pem(pki.cert)]}), cr)
+    assert client.local_credentials is not None
+    assert client.local_credentials.certificate == pki.cert
+
+
+def test_eap_shared_secrets() -> None:
+    cr = ViciCredentials()
+    with pytest.raises(ControlError, match="an EAP secret names its user"):
+        cr.load_shared(b({"id": "eap-x", "type": "EAP", "data": "pw"}))
+    cr.load_shared(b({"id": "eap-x", "type": "EAP", "data": "pw", "owners": ["x"]}))
+    assert cr.get_shared() == ["eap-x"] and cr.psk_for("x", "x") is None

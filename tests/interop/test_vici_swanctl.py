@@ -10,11 +10,17 @@ connection in its TOML; charon (right namespace) answers.  Then, unchanged:
 3. ``swanctl --list-sas`` shows it with the SPIs and addresses charon has;
 4. ``swanctl --terminate --ike``; ``--load-conns`` with the connection gone unloads it;
 5. the ``vici`` Python package does the same round (load-shared, load-conn, initiate
-   with its control-log, list-sas, terminate, unload-conn).
+   with its control-log, list-sas, terminate, unload-conn);
+6. a road-warrior gateway configured by ``swanctl --load-all`` alone (a ``pools``
+   section and a connection using it): a strongSwan client gets its address from the
+   pool loaded over VICI, ``swanctl --list-pools --leases`` and ``--list-sas`` show it;
+7. the same with the gateway's certificate and EAP-MSCHAPv2 users from swanctl.conf
+   (``secrets.eap-*``, ``remote.auth = eap-mschapv2``): a strongSwan EAP client.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shutil
 import socket
@@ -25,8 +31,21 @@ from typing import Any
 import pytest
 
 from .pyipsec_daemon import PyipsecDaemon, toml_text
-from .strongswan import Charon, ConnSpec, render_swanctl
-from .topology import LEFT_INNER, RIGHT_INNER, RIGHT_OUTER, Topology
+from .strongswan import RIGHT_ID, Charon, ConnSpec, render_swanctl, swanctl_conf
+from .test_eap_road_warrior import EAP_USER, PASSWORD, Pki, _swanctl_files
+from .test_eap_road_warrior import client_conf as eap_client_conf
+from .test_road_warrior import (
+    DNS,
+    FIRST,
+    IKE,
+    POOL,
+    client_conf,
+    leases,
+    ping_from,
+    strongswan_gateway_conf,
+    wait_vips,
+)
+from .topology import LEFT_INNER, RIGHT_INNER, RIGHT_OUTER, RIGHT_SUBNET, Topology
 
 pytestmark = pytest.mark.interop
 
@@ -61,9 +80,10 @@ def _swanctl_dir(tmp: Path, specs: list[ConnSpec]) -> Path:
     return conf
 
 
-def _swanctl(topo: Topology, sock: Path, *args: str, check: bool = True) -> str:
-    proc = topo.exec(topo.left, ["swanctl", *args, "--uri", f"unix://{sock}"], check=False,
-                     timeout=60)
+def _swanctl(topo: Topology, sock: Path, *args: str, check: bool = True,
+             ns: str | None = None) -> str:
+    proc = topo.exec(ns or topo.left, ["swanctl", *args, "--uri", f"unix://{sock}"],
+                     check=False, timeout=60)
     out = proc.stdout + proc.stderr
     if check and proc.returncode != 0:
         raise AssertionError(f"swanctl {' '.join(args)} failed ({proc.returncode}):\n{out}")
@@ -187,3 +207,100 @@ def test_vici_package_round(nonat_topology: Topology, tmp_path: Path,
     finally:
         s.close()
     assert daemon.status()["connections"] == []
+
+
+def _vici_gateway(topo: Topology, tmp_path: Path,
+                  pyipsec_factory: Callable[..., PyipsecDaemon]) -> tuple[PyipsecDaemon, Path]:
+    """pyipsec on the right with the VICI socket, no connections, no pools."""
+    state = tmp_path / "gw"
+    gw = pyipsec_factory(topo.right, toml_text({
+        "daemon": {"control_socket": str(state / "control.sock"),
+                   "vici_socket": str(state / "charon.vici")},
+        "daemon.tun": {"name": "pyi0", "addresses": [f"{RIGHT_INNER}/32"]},
+        "daemon.log": {"default": "debug"},
+    }), state_dir=state)
+    return gw, state / "charon.vici"
+
+
+@pytest.mark.skipif(SWANCTL is None, reason="swanctl not installed")
+def test_swanctl_configures_a_road_warrior_gateway(
+        nonat_topology: Topology, tmp_path: Path, charon_factory: Callable[..., Charon],
+        pyipsec_factory: Callable[..., PyipsecDaemon]) -> None:
+    topo = nonat_topology
+    gw, sock = _vici_gateway(topo, tmp_path, pyipsec_factory)
+    conf = _swanctl_dir(tmp_path, [])
+    conf.write_text(strongswan_gateway_conf())  # the swanctl.conf charon would run with
+    out = _swanctl(topo, sock, "--load-all", "--file", str(conf), ns=topo.right)
+    assert "loaded pool 'rw'" in out and "successfully loaded 1 pools, 0 unloaded" in out, out
+    assert "successfully loaded 1 connections, 0 unloaded" in out, out
+
+    charon = charon_factory(topo.left, client_conf([("carol", "carol@example.net")],
+                                                   ipv6=False), name="carol")
+    charon.initiate("carol", "net")
+    assert wait_vips(charon, "carol", 1) == [FIRST]
+    assert "processing INTERNAL_IP4_DNS attribute" in charon.log()
+    out = _swanctl(topo, sock, "--list-pools", "--leases", ns=topo.right)
+    lines = [" ".join(line.split()) for line in out.splitlines()]
+    size = ipaddress.ip_network(POOL).num_addresses - 2
+    assert f"rw {FIRST} 1 / 0 / {size}" in lines, out
+    assert f"{FIRST} online 'carol@example.net'" in lines, out
+    out = _swanctl(topo, sock, "--list-sas", ns=topo.right)
+    assert re.search(rf"remote 'carol@example.net' @ [0-9.]+\[\d+\] \[{FIRST}\]", out), out
+    assert ping_from(topo, FIRST, RIGHT_INNER) == (3, 3)
+    # the client leaves: its lease goes offline; the pool can be unloaded again
+    charon.terminate(ike="carol")
+    gw.wait_for(lambda d: leases(d) == {FIRST: ("carol@example.net", "offline")}, timeout=10)
+    conf.write_text(conf.read_text().split("pools {")[0])
+    out = _swanctl(topo, sock, "--load-pools", "--file", str(conf), ns=topo.right)
+    assert "no pools found, 1 unloaded" in out, out
+    assert gw.request("pools")["pools"] == []
+
+
+def _eap_gateway_conf() -> str:
+    """A strongSwan road-warrior gateway: its certificate, EAP-MSCHAPv2 users, a pool."""
+    return swanctl_conf({
+        "connections": {"gw": {
+            "version": 2, "local_addrs": RIGHT_OUTER, "proposals": IKE, "pools": "rw",
+            "send_cert": "always", "rekey_time": "0s", "reauth_time": 0, "dpd_delay": "0s",
+            "local": {"auth": "pubkey", "id": RIGHT_ID, "certs": "host.pem"},
+            "remote": {"auth": "eap-mschapv2", "eap_id": "%any"},
+            "children": {"net": {"mode": "tunnel", "local_ts": RIGHT_SUBNET,
+                                 "esp_proposals": "aes256gcm16", "rekey_time": "0s"}},
+        }},
+        "pools": {"rw": {"addrs": POOL, "dns": DNS}},
+        "secrets": {"eap-carol": {"id": EAP_USER, "secret": f'"{PASSWORD}"'}},
+    })  # fmt: skip
+
+
+@pytest.mark.skipif(SWANCTL is None, reason="swanctl not installed")
+def test_swanctl_configures_an_eap_road_warrior_gateway(
+        nonat_topology: Topology, tmp_path: Path, charon_factory: Callable[..., Charon],
+        pyipsec_factory: Callable[..., PyipsecDaemon]) -> None:
+    topo = nonat_topology
+    gw, sock = _vici_gateway(topo, tmp_path, pyipsec_factory)
+    pki = Pki()
+    conf = _swanctl_dir(tmp_path / "gwconf", [])
+    _swanctl_files(conf.parent, pki.gateway, pki.ca)
+    conf.write_text(_eap_gateway_conf())
+    out = _swanctl(topo, sock, "--load-all", "--file", str(conf), ns=topo.right)
+    assert "loaded eap secret 'eap-carol'" in out and "loaded pool 'rw'" in out, out
+    assert "loaded certificate from" in out, out
+    assert "successfully loaded 1 connections, 0 unloaded" in out, out
+    out = _swanctl(topo, sock, "--list-conns", ns=topo.right)
+    assert "remote EAP_MSCHAPV2 authentication:" in out, out
+
+    client_dir = tmp_path / "carol"
+    _swanctl_files(client_dir, None, pki.ca)
+    charon = charon_factory(topo.left, None, name="carol", state_dir=tmp_path / "charon")
+    charon.load_dir(eap_client_conf("eap-mschapv2"), client_dir)
+    charon.initiate("carol", "net")
+    assert wait_vips(charon, "carol", 1) == [FIRST]
+    log = charon.log()
+    assert "EAP method EAP_MSCHAPV2 succeeded, MSK established" in log, log[-3000:]
+    assert "processing INTERNAL_IP4_DNS attribute" in log
+    out = _swanctl(topo, sock, "--list-pools", "--leases", ns=topo.right)
+    lines = [" ".join(line.split()) for line in out.splitlines()]
+    assert f"{FIRST} online '{EAP_USER}'" in lines, out  # leased to the EAP identity
+    assert ping_from(topo, FIRST, RIGHT_INNER) == (3, 3)
+    charon.terminate(ike="carol")
+    gw.wait_for(lambda d: not d.ike_sas(), timeout=10)

@@ -460,10 +460,11 @@ class CredentialStore:
         return RemoteTrust(raw_keys=spkis)
 
     def remote_trust(
-        self, loc: str, cacerts: Sequence[str], strict_crl: bool
+        self, loc: str, cacerts: Sequence[str], strict_crl: bool, why: str = '"pubkey"'
     ) -> RemoteTrust | None:
         """Anchors (``remote.cacerts``, else the self-signed ``x509ca/`` certificates),
-        the other ``x509ca/`` certificates as intermediates, every CRL."""
+        the other ``x509ca/`` certificates as intermediates, every CRL.  ``why``: what
+        needs them (for the error message)."""
         cas = self.ca_certs()
         if cacerts:
             anchors = [
@@ -478,7 +479,7 @@ class CredentialStore:
             if not anchor_t:
                 self.report(
                     f"{loc}.auth",
-                    f'"pubkey" needs a trust anchor (hint: put the CA certificate into '
+                    f"{why} needs a trust anchor (hint: put the CA certificate into "
                     f"{X509CA_DIR}/ or set remote.cacerts)",
                 )
                 return None

@@ -6,12 +6,18 @@ The file has three kinds of tables::
     [daemon.tun]                  # name, mtu, addresses
     [daemon.log]                  # per-subsystem levels (default, ike, ...), format
     [connections.NAME]            # an IKE SA template
-    [connections.NAME.local]      # id, auth = "psk" | "pubkey", certs, pubkeys, key
-    [connections.NAME.remote]     # id, auth = "psk" | "pubkey", cacerts, pubkeys, revocation
+    [connections.NAME.local]      # id, auth = "psk" | "pubkey" | "eap-...", certs, pubkeys,
+                                  # key, eap_id
+    [connections.NAME.remote]     # id, auth = "psk" | "pubkey" | "eap-...", cacerts, pubkeys,
+                                  # revocation, eap_id
     [connections.NAME.children.CHILD]
     [pools.NAME]                  # virtual IP pool: addrs, dns, nbns, split_include
-    [secrets.NAME]                # id / ids, secret
+    [secrets.NAME]                # id / ids, secret (a PSK)
+    [secrets.eap-NAME]            # id / ids, secret: an EAP user's password
     [secrets.private-NAME]        # file (in private/), secret: a key's passphrase
+    [secrets.radius-NAME]         # secret: the shared secret of RADIUS server NAME
+    [eap_radius]                  # the RADIUS client of remote.auth = "eap-radius"
+    [eap_radius.servers.NAME]     # address, auth_port, preference
     secrets_file = "path"         # top-level: another TOML file holding [secrets.*] tables
 
 Validation never stops at the first problem: every error is collected with its
@@ -51,22 +57,26 @@ from ..ikev2.proposals import expand_proposals, parse_proposals, proposal_tokens
 from ..pools import pool_range, pools_overlap
 from .credentials import CredentialStore, KeySecret
 from .model import (
+    EAP_AUTH_KINDS,
     AuthKind,
     ChildConfig,
     ConnectionConfig,
     DaemonConfig,
     DpdAction,
     DpdConfig,
+    EapRadiusConfig,
     IPAddress,
     Lifetimes,
     LocalCredentials,
     Mode,
     PoolConfig,
+    RadiusServerConfig,
     RemoteTrust,
     RetransmitConfig,
     SendCert,
     StartAction,
     TrafficSelectorSpec,
+    is_eap,
 )
 
 __all__ = [
@@ -466,6 +476,12 @@ class _Secret:
     name: str
     ids: tuple[str, ...]
     secret: bytes = field(repr=False)
+    eap: bool = False  # [secrets.eap-NAME]: an EAP user's password, never a PSK
+
+
+def _is_eap_secret(name: str) -> bool:
+    """swanctl's ``secrets.eap<suffix>`` sections (``eap-carol``, ``eap_carol``)."""
+    return name == "eap" or name.startswith(("eap-", "eap_", "eap."))
 
 
 #: swanctl's ``secrets.<type><suffix>`` sections for private key files
@@ -507,8 +523,12 @@ def _load_secrets(ctx: _Ctx, tbl: _Table, keys: list[KeySecret]) -> list[_Secret
         if secret is None and "secret" not in t.data:
             ctx.err(t.at("secret"), "missing (every [secrets.NAME] needs a secret)")
         t.finish(["id", "ids", "secret"])
+        ids = tuple(i for i in ids if i)
+        eap = _is_eap_secret(name)
+        if eap and not ids:
+            ctx.err(t.at("id"), 'missing: an EAP secret names its user (hint: id = "carol")')
         if secret is not None:
-            out.append(_Secret(name, tuple(i for i in ids if i), secret))
+            out.append(_Secret(name, ids, secret, eap))
     return out
 
 
@@ -536,6 +556,8 @@ def _match_psk(secrets: list[_Secret], local_id: str, remote_id: str) -> bytes |
     """Best secret for a connection: both ids > remote id > local id > a secret without ids."""
     best: tuple[int, bytes] | None = None
     for s in secrets:
+        if s.eap:
+            continue
         ids = set(s.ids)
         if not ids:
             score = 1
@@ -708,9 +730,9 @@ _CONN_KEYS = (
     "pools",
     "vips",
 )
-_LOCAL_KEYS = ("id", "auth", "certs", "key", "pubkeys")
-_REMOTE_KEYS = ("id", "auth", "cacerts", "revocation", "pubkeys")
-_AUTH_KINDS = ("psk", "pubkey")
+_LOCAL_KEYS = ("id", "auth", "certs", "key", "pubkeys", "eap_id")
+_REMOTE_KEYS = ("id", "auth", "cacerts", "revocation", "pubkeys", "eap_id")
+_AUTH_KINDS: tuple[AuthKind, ...] = ("psk", "pubkey", *EAP_AUTH_KINDS)
 _SEND_CERT = ("ifasked", "always", "never")
 _REVOCATION = ("relaxed", "strict", "ifuri")
 
@@ -728,13 +750,16 @@ def _choice(choices: tuple[str, ...]) -> Callable[[object], str]:
 
 
 def _auth(end: _Table) -> AuthKind:
-    """``local.auth`` / ``remote.auth``: ``"psk"`` or ``"pubkey"`` (swanctl.conf(5);
-    RFC 7296 §2.15 shared key or signature, RFC 7427 signature algorithms)."""
-    v = end.get("auth", _str, "psk")
-    if v == "pubkey":
-        return "pubkey"
-    if v != "psk":
-        end.ctx.err(end.at("auth"), f"unsupported auth method {v!r} (hint: 'psk' or 'pubkey')")
+    """``local.auth`` / ``remote.auth``: ``"psk"``, ``"pubkey"`` (swanctl.conf(5);
+    RFC 7296 §2.15 shared key or signature, RFC 7427 signature algorithms) or an EAP
+    method (§2.16): ``"eap-md5"``, ``"eap-mschapv2"``, ``"eap-tls"``, ``"eap-radius"``,
+    ``"eap"`` (any)."""
+    v = end.get("auth", _str, "psk").lower()
+    for kind in _AUTH_KINDS:
+        if v == kind:
+            return kind
+    choices = ", ".join(repr(k) for k in _AUTH_KINDS)
+    end.ctx.err(end.at("auth"), f"unsupported auth method {v!r} (hint: one of {choices})")
     return "psk"
 
 
@@ -751,12 +776,15 @@ def _credentials(
 ) -> _Credentials:
     """The file-based credentials of one connection (swanctl ``local.certs``,
     ``local.pubkeys``, ``local.key``, ``remote.cacerts``, ``remote.pubkeys``,
-    ``remote.revocation``)."""
+    ``remote.revocation``): for public-key authentication, and for EAP-TLS (RFC 5216:
+    our TLS certificate as client or server, the anchors the peer's TLS certificate
+    is validated with)."""
     certs: tuple[str, ...] = local.get("certs", _str_list, ())
     key = local.get("key", _str, None)
     cacerts: tuple[str, ...] = remote.get("cacerts", _str_list, ())
     revocation = remote.get("revocation", _choice(_REVOCATION), "relaxed")
     pubkeys = _pubkey_options(local, remote, la, ra, certs, cacerts)
+    tls = "eap-tls" in (la, ra) or (la == "eap" and bool(certs))
     found: list[LocalCredentials] | None = None
     rt = None
     if la == "pubkey" and pubkeys.local:
@@ -764,12 +792,21 @@ def _credentials(
         found = [raw] if raw is not None else None
     elif la == "pubkey":
         found = store.local_candidates(local.loc, certs, key)
+    elif tls and not certs:
+        local.ctx.err(
+            local.at("certs"),
+            'missing: EAP-TLS needs our certificate (hint: certs = ["gw.pem"] in x509/)',
+        )
+    elif tls:
+        found = store.local_candidates(local.loc, certs, key)
     elif certs or key is not None:
         local.ctx.err(local.at("certs" if certs else "key"), 'only with auth = "pubkey"')
     if ra == "pubkey" and pubkeys.remote:
         rt = store.remote_raw_keys(remote.loc, pubkeys.remote)
     elif ra == "pubkey":
         rt = store.remote_trust(remote.loc, cacerts, revocation == "strict")
+    elif tls:
+        rt = store.remote_trust(remote.loc, cacerts, revocation == "strict", '"eap-tls"')
     elif cacerts:
         remote.ctx.err(remote.at("cacerts"), 'only with auth = "pubkey"')
     if not found:
@@ -814,6 +851,79 @@ def _pubkey_options(
     return _PubkeyOptions(mine, theirs)
 
 
+@dataclass(frozen=True, slots=True)
+class _Eap:
+    """The EAP part of a connection (RFC 7296 §2.16)."""
+
+    local_id: str = ""
+    remote_id: str = ""
+    secret: bytes = field(default=b"", repr=False)
+    users: tuple[tuple[bytes, bytes], ...] = field(default=(), repr=False)
+
+
+def _eap_id(v: object) -> str:
+    """``local.eap_id`` / ``remote.eap_id``: an EAP identity (RFC 3748 §5.1), any text."""
+    text = _str(v).strip()
+    if not text:
+        raise ValueError("empty EAP identity (hint: leave it out to use the IKE identity)")
+    return text
+
+
+def _eap(
+    local: _Table, remote: _Table, auths: tuple[AuthKind, AuthKind], ike_id: str,
+    secrets: list[_Secret], certs: bool,
+) -> _Eap:
+    """``local.eap_id``, ``remote.eap_id`` and the EAP secrets: ours as a client (matched
+    by our EAP identity, else our IKE identity), every user's as a server."""
+    la, ra = auths
+    local_eap_id = local.get("eap_id", _eap_id, "")
+    remote_eap_id = remote.get("eap_id", _eap_id, "")
+    if local_eap_id and not is_eap(la):
+        local.ctx.err(local.at("eap_id"), 'only with an EAP local.auth (e.g. "eap-mschapv2")')
+    if local_eap_id in _ANY_IDS[1:]:
+        local.ctx.err(local.at("eap_id"), "must be our EAP identity, not a wildcard")
+    if remote_eap_id and not is_eap(ra):
+        remote.ctx.err(remote.at("eap_id"), 'only with an EAP remote.auth (e.g. "eap-mschapv2")')
+    if la == "eap-radius":
+        local.ctx.err(
+            local.at("auth"),
+            "eap-radius is a server method (hint: remote.auth on the gateway; a client "
+            'uses e.g. local.auth = "eap-mschapv2")',
+        )
+    eap = [s for s in secrets if s.eap]
+    secret = b""
+    if la in ("eap", "eap-md5", "eap-mschapv2"):
+        who = local_eap_id or ike_id
+        found = _match_eap(eap, who)
+        if found is not None:
+            secret = found
+        elif la != "eap" or not certs:
+            shown = who or "(no identity)"
+            local.ctx.err(
+                local.at("auth"),
+                f"no EAP secret in [secrets] for {shown!r} (hint: add [secrets.eap-NAME] "
+                f"with id = {who or 'carol'!r} and secret = ..., or set local.eap_id)",
+            )
+    users: tuple[tuple[bytes, bytes], ...] = ()
+    if ra in ("eap", "eap-md5", "eap-mschapv2"):
+        users = tuple((i.encode(), s.secret) for s in eap for i in s.ids)
+        if not users and ra != "eap":
+            remote.ctx.err(
+                remote.at("auth"),
+                f"{ra} needs the users' secrets (hint: add [secrets.eap-NAME] with "
+                'id = "carol" and secret = ...)',
+            )
+    return _Eap(local_eap_id, remote_eap_id, secret, users)
+
+
+def _match_eap(secrets: list[_Secret], identity: str) -> bytes | None:
+    """The EAP secret of ``identity`` (the first [secrets.eap-*] naming it)."""
+    for s in secrets:
+        if identity and identity in s.ids:
+            return s.secret
+    return None
+
+
 def _connection(
     ctx: _Ctx, t: _Table, name: str, secrets: list[_Secret], store: CredentialStore
 ) -> ConnectionConfig:
@@ -829,10 +939,13 @@ def _connection(
     remote_id = remote.get("id", _identity, "")
     local_auth, remote_auth = _auth(local), _auth(remote)
     creds = _credentials(local, remote, local_auth, remote_auth, store)
-    local.finish(_LOCAL_KEYS)
-    remote.finish(_REMOTE_KEYS)
     if not local_id and local_addrs and not local_addrs[0].startswith("%"):
         local_id = local_addrs[0]  # swanctl: the IP address is the default identity
+    eap = _eap(
+        local, remote, (local_auth, remote_auth), local_id, secrets, creds.local is not None
+    )
+    local.finish(_LOCAL_KEYS)
+    remote.finish(_REMOTE_KEYS)
     psk = _psk(ctx, local, secrets, local_id, remote_id, (local_auth, remote_auth))
     reauth_time = t.get("reauth_time", parse_duration, 0.0)
     lifetimes = _lifetimes(t, d.lifetimes, child=False)
@@ -880,6 +993,10 @@ def _connection(
         send_cert=_send_cert(t, d.send_cert),
         send_certreq=t.get("send_certreq", _bool, d.send_certreq),
         rsa_pss=t.get("rsa_pss", _bool, d.rsa_pss),
+        local_eap_id=eap.local_id,
+        remote_eap_id=eap.remote_id,
+        eap_secret=eap.secret,
+        eap_users=eap.users,
         pools=pools,
         vips=vips,
     )
@@ -1188,6 +1305,133 @@ def _replace_retransmit(c: ConnectionConfig, r: RetransmitConfig) -> ConnectionC
     return replace(c, retransmit=r)
 
 
+# --------------------------------------------------------------------------- [eap_radius]
+
+_EAP_RADIUS_KEYS = (
+    "servers",
+    "timeout",
+    "retries",
+    "backoff",
+    "nas_identifier",
+    "station_id_with_port",
+    "framed_mtu",
+    "sockets",
+)
+_RADIUS_SERVER_KEYS = ("address", "auth_port", "port", "preference")
+_RADIUS_SECRET_PREFIX = "radius-"
+
+
+def _radius_secrets(ctx: _Ctx, secrets: list[_Secret]) -> tuple[list[_Secret], dict[str, bytes]]:
+    """Split the RADIUS shared secrets (``[secrets.radius-NAME]``, RFC 2865 §3) from
+    the PSKs: (PSKs, {server name: secret})."""
+    psks: list[_Secret] = []
+    radius: dict[str, bytes] = {}
+    for s in secrets:
+        if not s.name.startswith(_RADIUS_SECRET_PREFIX):
+            psks.append(s)
+            continue
+        if s.ids:
+            ctx.err(f"secrets.{s.name}", "a RADIUS shared secret has no id (hint: secret only)")
+        radius[s.name.removeprefix(_RADIUS_SECRET_PREFIX)] = s.secret
+    return psks, radius
+
+
+def _ip_address(v: object) -> str:
+    text = _str(v).strip()
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(f"invalid IP address {text!r} (hint: e.g. '192.0.2.10')") from None
+
+
+def _framed_mtu(v: object) -> int:
+    n: int = _int_range(0, 65535)(v)
+    if 0 < n < 64:
+        raise ValueError(f"must be 0 (not sent) or between 64 and 65535, got {n}")
+    return n
+
+
+def _nas_identifier(v: object) -> str:
+    text = _str(v)
+    if not 0 < len(text.encode()) <= 253:
+        raise ValueError("must be 1 to 253 octets (RFC 2865 §5.32)")
+    return text
+
+
+def _radius_server(t: _Table, name: str, secrets: dict[str, bytes]) -> RadiusServerConfig:
+    """``[eap_radius.servers.NAME]``: address, auth_port (or port), preference; the
+    secret comes from ``[secrets.radius-NAME]``."""
+    address = t.get("address", _ip_address, "")
+    if "address" not in t.data:
+        t.ctx.err(t.at("address"), "missing (the RADIUS server's IP address)")
+    if "secret" in t.data:
+        t.raw("secret")
+        t.ctx.err(
+            t.at("secret"),
+            f"secrets go into the secrets: [secrets.{_RADIUS_SECRET_PREFIX}{name}] "
+            'secret = "..." (hint: in a mode-0600 secrets_file)',
+        )
+    secret = secrets.get(name)
+    if secret is None:
+        t.ctx.err(
+            t.loc,
+            f"no shared secret (hint: add [secrets.{_RADIUS_SECRET_PREFIX}{name}] "
+            'with secret = "..." to the secrets)',
+        )
+    server = RadiusServerConfig(
+        name=name,
+        address=address,
+        secret=secret or b"",
+        auth_port=t.get("auth_port", _int_range(1, 65535), 1812, "port"),
+        preference=t.get("preference", _int_range(-1000, 1000), 0),
+    )
+    t.finish(_RADIUS_SERVER_KEYS)
+    return server
+
+
+def _eap_radius(ctx: _Ctx, t: _Table, secrets: dict[str, bytes]) -> EapRadiusConfig:
+    """``[eap_radius]``: the RADIUS client (RFC 3579), like strongSwan's eap-radius."""
+    d = EapRadiusConfig()
+    timeout = t.get("timeout", parse_duration, d.timeout)
+    if timeout <= 0:
+        ctx.err(t.at("timeout"), "must be > 0 (hint: '3s')")
+        timeout = d.timeout
+    servers_tbl = t.sub("servers")
+    servers = tuple(
+        _radius_server(servers_tbl.sub(name), name, secrets) for name in list(servers_tbl.data)
+    )
+    for name in secrets.keys() - {s.name for s in servers}:
+        ctx.err(
+            f"secrets.{_RADIUS_SECRET_PREFIX}{name}",
+            f"no [eap_radius.servers.{name}] uses this RADIUS secret",
+        )
+    cfg = EapRadiusConfig(
+        servers=servers,
+        timeout=timeout,
+        retries=t.get("retries", _int_range(0, 20), d.retries),
+        backoff=t.get("backoff", _retransmit_base, d.backoff),
+        nas_identifier=t.get("nas_identifier", _nas_identifier, d.nas_identifier),
+        station_id_with_port=t.get("station_id_with_port", _bool, d.station_id_with_port),
+        framed_mtu=t.get("framed_mtu", _framed_mtu, d.framed_mtu),
+        sockets=t.get("sockets", _int_range(1, 64), d.sockets),
+    )
+    t.finish(_EAP_RADIUS_KEYS)
+    return cfg
+
+
+def _check_radius_servers(ctx: _Ctx, cfg: DaemonConfig) -> None:
+    """A gateway with ``remote.auth = "eap-radius"`` needs a RADIUS server."""
+    if cfg.eap_radius.servers:
+        return
+    for c in cfg.connections:
+        if c.remote_auth == "eap-radius":
+            ctx.err(
+                f"connections.{c.name}.remote.auth",
+                "eap-radius needs a RADIUS server (hint: [eap_radius.servers.NAME] with "
+                'address = "..." and [secrets.radius-NAME] with its secret)',
+            )
+
+
 def _build(
     data: Mapping[str, Any],
     source: str,
@@ -1209,6 +1453,7 @@ def _build(
             secrets += _load_secrets(
                 ctx, _Table(ctx, f"{sf}:secrets", extra.get("secrets", {})), key_secrets
             )
+    secrets, radius_secrets = _radius_secrets(ctx, secrets)
     store = CredentialStore(base_dir, ctx.err, key_secrets)
     pools = _pools(ctx, root.sub("pools"))
     conns_tbl = root.sub("connections")
@@ -1226,7 +1471,9 @@ def _build(
             child_names[ch.name] = c.name
     _check_pool_refs(ctx, conns, pools)
     cfg = replace(_daemon(ctx, root.sub("daemon"), tuple(conns)), pools=pools)
-    root.finish(["daemon", "connections", "pools", "secrets", "secrets_file"])
+    cfg = replace(cfg, eap_radius=_eap_radius(ctx, root.sub("eap_radius"), radius_secrets))
+    _check_radius_servers(ctx, cfg)
+    root.finish(["daemon", "connections", "pools", "secrets", "secrets_file", "eap_radius"])
     if ctx.errors:
         raise ConfigError(ctx.errors, source)
     return cfg

@@ -110,7 +110,15 @@ class RetransmitConfig:
     jitter: float = 0.0  # fraction 0..1 subtracted at random
 
 
-AuthKind = Literal["psk", "pubkey"]
+AuthKind = Literal["psk", "pubkey", "eap", "eap-md5", "eap-mschapv2", "eap-tls", "eap-radius"]
+#: The EAP kinds of ``local_auth`` / ``remote_auth`` (swanctl names; "eap" = any method)
+EAP_AUTH_KINDS: tuple[AuthKind, ...] = ("eap", "eap-md5", "eap-mschapv2", "eap-tls", "eap-radius")
+
+
+def is_eap(kind: str) -> bool:
+    """Whether an auth kind is EAP (RFC 7296 §2.16): the initiator authenticates with an
+    EAP conversation in extra IKE_AUTH rounds instead of an AUTH payload."""
+    return kind == "eap" or kind.startswith("eap-")
 SendCert = Literal["ifasked", "always", "never"]
 
 
@@ -285,6 +293,16 @@ class ConnectionConfig:
     send_cert: SendCert = "ifasked"  # CERT payloads: on CERTREQ only, always, never
     send_certreq: bool = True  # CERTREQ naming our anchors (remote_auth = "pubkey")
     rsa_pss: bool = False  # sign with RSASSA-PSS instead of PKCS#1 v1.5 (RFC 7427)
+    # EAP (RFC 7296 §2.16).  local_auth "eap-*": we are the EAP peer when we initiate
+    # (as responder: EAP-only, RFC 5998); remote_auth "eap-*": we are the EAP server
+    # ("eap-radius": relayed to a RADIUS server by the daemon) when we respond (as
+    # initiator: the responder authenticates through EAP only, RFC 5998).  EAP-TLS uses
+    # local_credentials and remote_trust.
+    local_eap_id: str = ""  # the EAP identity we send; "" = our IKE identity
+    remote_eap_id: str = ""  # "%any": ask (EAP-Identity); "" = the peer's IKE identity
+    eap_secret: bytes = field(default=b"", repr=False)  # our EAP password (client)
+    # the users we authenticate (server): (EAP identity, password) from [secrets.eap-*]
+    eap_users: tuple[tuple[bytes, bytes], ...] = field(default=(), repr=False)
     # configuration payloads (RFC 7296 §2.19): as responder, lease addresses from these
     # pools (DaemonConfig.pools / IkeManager(pools=...)) to peers that ask; as
     # initiator, ask for these virtual IPs ("0.0.0.0" / "::" = any, else that address)
@@ -296,6 +314,43 @@ class ConnectionConfig:
             if c.name == name:
                 return c
         raise KeyError(name)
+
+
+@dataclass(frozen=True, slots=True)
+class RadiusServerConfig:
+    """One RADIUS server of the EAP-RADIUS relay (``[eap_radius.servers.NAME]``).
+
+    ``secret`` (RFC 2865 §3, from ``[secrets.radius-NAME]``) is never in repr() or
+    logs.  Servers with a higher ``preference`` are asked first (strongSwan's
+    eap-radius ``preference``), in configuration order among equals.
+    """
+
+    name: str
+    address: str  # an IP address
+    secret: bytes = field(default=b"", repr=False)
+    auth_port: int = 1812
+    preference: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EapRadiusConfig:
+    """The daemon's RADIUS client for ``remote.auth = "eap-radius"`` (``[eap_radius]``,
+    RFC 3579), shaped like strongSwan's eap-radius plugin.
+
+    A request is sent ``1 + retries`` times to one server, waiting ``timeout`` seconds,
+    then ``timeout * backoff``, ``timeout * backoff**2``, ... (RFC 5080 §2.2.1), before
+    the next server is tried.  ``sockets``: UDP sockets per server, each with its own
+    256 RADIUS identifiers (outstanding requests).  ``framed_mtu`` 0: no Framed-MTU.
+    """
+
+    servers: tuple[RadiusServerConfig, ...] = ()
+    timeout: float = 3.0
+    retries: int = 3
+    backoff: float = 1.0
+    nas_identifier: str = "pyipsec"
+    station_id_with_port: bool = True
+    framed_mtu: int = 1200
+    sockets: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,3 +389,5 @@ class DaemonConfig:
     pools: tuple[PoolConfig, ...] = ()
     # run on virtual IPs assigned to us / removed again (env: README "vip_hook"); "" = off
     vip_hook: str = ""
+    # the RADIUS client of remote.auth = "eap-radius" ([eap_radius], RFC 3579)
+    eap_radius: EapRadiusConfig = EapRadiusConfig()

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config.loader import ConfigError, ConfigIssue, load_config
-from ..config.model import ConnectionConfig, DaemonConfig, Mode
+from ..config.model import ConnectionConfig, DaemonConfig, Mode, PoolConfig
 from ..ikev2.state import ChildSaState, IkeSaState
+from ..pools import pools_overlap
 from .control import ControlError
 from .routes import prune_routes
 
@@ -31,6 +32,7 @@ log_cfg = logging.getLogger("pyipsec.cfg")
 
 # DaemonConfig fields a reload cannot apply to the running daemon (sockets, TUN, logging)
 _RESTART_KEYS = (
+    "eap_radius",
     "listen_addrs",
     "ike_port",
     "natt_port",
@@ -127,6 +129,8 @@ class Commands:
         self.liveness_waiters: list[_LivenessWaiter] = []
         # connections the configuration file does not hold (VICI load-conn): kept by reload
         self.extra_connections: Callable[[], tuple[ConnectionConfig, ...]] = tuple
+        # pools the configuration file does not hold (VICI load-pool): kept by reload
+        self.extra_pools: Callable[[], tuple[PoolConfig, ...]] = tuple
 
     async def handle_request(self, req: dict[str, Any]) -> Any:
         cmd = req["cmd"]
@@ -295,7 +299,7 @@ class Commands:
 
     def reload(self) -> dict[str, Any]:
         """Re-read the config file: all or nothing (a bad file changes nothing).
-        Connections loaded over VICI (``load-conn``) stay."""
+        Connections and pools loaded over VICI (``load-conn``, ``load-pool``) stay."""
         d = self.d
         if d.config_path is None:
             raise ControlError("the daemon was not started from a file")
@@ -310,7 +314,11 @@ class Commands:
                 f"{d.config_path}: connection {', '.join(clash)} is also loaded over VICI "
                 "(hint: unload-conn it first, e.g. swanctl --unload-conn --name NAME)"
             )
-        new = replace(new, connections=new.connections + extra)
+        extra_pools = self.extra_pools()
+        problem = _vici_pool_clash(new.pools, extra_pools)
+        if problem:
+            raise ControlError(f"{d.config_path}: {problem}")
+        new = replace(new, connections=new.connections + extra, pools=new.pools + extra_pools)
         pool_problems = d.core.load_pools(new.pools)  # before the connections using them
         restart = self.apply_config(new)
         log_cfg.info("configuration reloaded from %s", d.config_path)
@@ -454,6 +462,24 @@ def load_daemon_config(path: str | Path) -> DaemonConfig:
     if issues:
         raise ConfigError(issues, str(path))
     return cfg
+
+
+def _vici_pool_clash(file_pools: tuple[PoolConfig, ...], vici: tuple[PoolConfig, ...]) -> str:
+    """Why the file's pools cannot join those loaded over VICI ("" = they can): one
+    name, one pool; one address, one pool."""
+    same = sorted({p.name for p in file_pools} & {p.name for p in vici})
+    if same:
+        return (
+            f"pool {', '.join(same)} is also loaded over VICI (hint: unload-pool it first, "
+            "e.g. swanctl --load-pools with a swanctl.conf without it)"
+        )
+    ranges = [(p.name, p.first, p.last) for p in (*file_pools, *vici)]
+    vici_names = {p.name for p in vici}
+    clashes = []
+    for a, b in pools_overlap(ranges):
+        mine, theirs = (b, a) if a in vici_names else (a, b)
+        clashes.append(f"pools.{mine}.addrs overlaps pool {theirs} loaded over VICI")
+    return "; ".join(clashes)
 
 
 def unsupported_config(config: DaemonConfig) -> list[ConfigIssue]:

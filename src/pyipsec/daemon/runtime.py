@@ -30,10 +30,11 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, assert_never
+from typing import Any, Protocol, assert_never
 
 from .. import nat
 from ..config.model import ConnectionConfig, DaemonConfig, DpdAction, Mode, StartAction
+from ..eap.base import BackendReply, BackendVerdict
 from ..ikev2 import events as ev
 from ..ikev2.api import IkeCore
 from ..ikev2.constants import NAT_KEEPALIVE, NON_ESP_MARKER
@@ -53,6 +54,7 @@ from .dataplane import (
     selectors_summary,
     socket_for,
 )
+from .eap_radius import RadiusBackend
 from .keylog import KeyLog, esp_sa_line, ikev2_line
 from .metrics import Metrics
 from .route import SourceAddressCache
@@ -116,6 +118,23 @@ def monotonic_to_wall(now: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(time.time() - time.monotonic() + now, dt.UTC)
 
 
+class EapBackend(Protocol):
+    """Where EAP packets of ``remote.auth = "eap-radius"`` connections go (the RADIUS
+    client, RFC 3579: :class:`~pyipsec.daemon.eap_radius.RadiusBackend`): it answers
+    each request later with ``daemon.core.eap_backend_reply(event.ike_id, reply, now)``
+    and never raises."""
+
+    def submit(self, event: ev.EapBackendRequest) -> None: ...
+
+    def forget(self, ike_id: int) -> None:
+        """The IKE SA is gone: drop its conversation and what is in flight (no reply)."""
+        ...
+
+    def close(self) -> None:
+        """Release sockets and timers (the daemon stops)."""
+        ...
+
+
 class Daemon:
     """The daemon: call :meth:`start`, then ``await`` :meth:`serve` until stopped.
 
@@ -158,6 +177,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self.started = time.time()
         self.metrics: Metrics | None = None  # [daemon] metrics: the Prometheus endpoint
+        # the AAA backend for EAP-RADIUS (None: such EAP conversations are refused)
+        self.eap_backend: EapBackend | None = None
         # virtual IPs (RFC 7296 §2.19): ours on the TUN, the peers' leases; vip_hook runs
         self.vips = VirtualIpTable(lambda: self._dp.tun if self._dp else None, self._vip_hook)
         self.hooks: HookRunner | None = None
@@ -190,6 +211,9 @@ class Daemon:
         dp = self._dp = DataPlane(
             loop, self.udp, self._on_report, on_ike=self._on_ike, clock=lambda: self.now()
         )
+        if self.eap_backend is None and self.config.eap_radius.servers:
+            # [eap_radius]: the RADIUS client (sockets are opened on first use)
+            self.eap_backend = RadiusBackend(self.config.eap_radius, self._eap_backend_reply)
         try:
             self._open_sockets()
             if self.tun_factory is not None:
@@ -278,6 +302,9 @@ class Daemon:
             us.close()
         self.udp.clear()
         self.vips.close()  # our virtual IPs off the TUN, vip_hook "down"
+        if self.eap_backend is not None:
+            self.eap_backend.close()
+            self.eap_backend = None
         if self.hooks is not None:
             await self.hooks.close()
         dp = self._dp
@@ -509,10 +536,12 @@ class Daemon:
             case ev.IkeSaDeleted():
                 log_ike.info("IKE SA %s #%d deleted: %s", e.conn, e.ike_id, e.reason)
                 self.vips.gone(e.ike_id)
+                self._forget_eap(e.ike_id)
                 self.cmds.liveness_failed(e.ike_id, "is gone")
             case ev.IkeSaFailed():
                 log_ike.warning("IKE SA %s #%d failed: %s", e.conn, e.ike_id, e.reason)
                 self.vips.gone(e.ike_id)
+                self._forget_eap(e.ike_id)
                 self.dp.hold_traps(e.conn, None, self.now())
                 self.cmds.resolve_waiters(e.conn, None, False, f"IKE SA failed: {e.reason}")
                 self.cmds.liveness_failed(e.ike_id, "is gone")
@@ -534,10 +563,41 @@ class Daemon:
                 self.cmds.liveness_answered(e.ike_id, e.rtt)
             case ev.NotifyReceived():
                 log_ike.debug("notify %d received on IKE SA #%d", e.type, e.ike_id)
+            case ev.EapBackendRequest():
+                self._eap_backend_request(e)
             case ev.VirtualIpsAssigned():
                 self.vips.assigned(e)
             case _:
                 assert_never(e)
+
+    def _eap_backend_request(self, e: ev.EapBackendRequest) -> None:
+        """EAP to relay to the AAA backend; without one the client is refused at once
+        (the core answers with EAP Failure)."""
+        if self.eap_backend is not None:
+            self.eap_backend.submit(e)
+            return
+        log_ike.warning(
+            "IKE SA %s #%d: EAP needs an AAA backend (eap-radius) and none is configured: "
+            "refusing %s",
+            e.conn,
+            e.ike_id,
+            nat.format_endpoint(e.remote),
+        )
+        reply = BackendReply(BackendVerdict.UNREACHABLE, reason="no AAA backend configured")
+        self.core.eap_backend_reply(e.ike_id, reply, self.now())
+
+    def _eap_backend_reply(self, ike_id: int, reply: BackendReply) -> None:
+        """The RADIUS client's verdict for IKE SA ``ike_id``: to the core, then send
+        what it answers (the held IKE_AUTH response)."""
+        if self._core is None:
+            return
+        self.core.eap_backend_reply(ike_id, reply, self.now())
+        self.pump()
+
+    def _forget_eap(self, ike_id: int) -> None:
+        """An IKE SA ended: its EAP-RADIUS conversation (State, requests) goes too."""
+        if self.eap_backend is not None:
+            self.eap_backend.forget(ike_id)
 
     def _ike_established(self, e: ev.IkeSaEstablished) -> None:
         log_ike.info(

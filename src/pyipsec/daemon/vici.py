@@ -15,7 +15,8 @@ the daemon's control verbs (:mod:`pyipsec.daemon.commands`) and the core's statu
 * ``rekey`` (``ike``, ``ike-id``, ``child``, ``child-id``);
 * ``load-conn``, ``unload-conn``, ``get-conns`` and the credential commands of
   ``swanctl --load-all`` (:mod:`pyipsec.daemon.vici_load`, translation in
-  :mod:`~pyipsec.daemon.vici_conns`, credentials in :mod:`~pyipsec.daemon.vici_creds`).
+  :mod:`~pyipsec.daemon.vici_conns`, credentials in :mod:`~pyipsec.daemon.vici_creds`);
+* ``load-pool``, ``unload-pool``, ``get-pools`` (:mod:`pyipsec.daemon.vici_pools`).
 
 Events: ``ike-updown``, ``child-updown``, ``ike-rekey``, ``child-rekey`` from the
 core's events, ``log`` (the daemon's log records at INFO and above), ``control-log``.
@@ -44,14 +45,23 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config.model import ConnectionConfig
+from ..config.model import ConnectionConfig, is_eap
 from ..ikev2 import events as ev
-from ..ikev2.state import ChildSaState, IkeSaState
+from ..ikev2.state import IKE_HALF_OPEN, ChildSaState, IkeSaState
 from .commands import StatusFilter
 from .control import ControlError
 from .dataplane import sel_str
-from .vici_codec import MAX_SEGMENT, PacketType, ViciError, decode_packet, encode_packet, frame
+from .vici_codec import (
+    MAX_SEGMENT,
+    PacketType,
+    ViciError,
+    decode_packet,
+    encode_packet,
+    frame,
+    printable,
+)
 from .vici_load import CREDENTIAL_COMMANDS, ViciLoader
+from .vici_pools import ViciPools
 
 if TYPE_CHECKING:
     from .runtime import Daemon
@@ -78,6 +88,7 @@ EVENTS = frozenset(
 _IKE_STATES = {
     "init-sent": "CONNECTING",
     "init-done": "CONNECTING",
+    "eap": "CONNECTING",
     "auth-sent": "CONNECTING",
     "established": "ESTABLISHED",
     "rekeying": "REKEYING",
@@ -212,6 +223,9 @@ def ike_sa_message(sa: dict[str, Any], now: float) -> dict[str, Any]:
         "nat-fake": _yes(nat.get("forced")),
         "nat-any": _yes(nat.get("local") or nat.get("remote") or nat.get("forced")),
     }
+    vips = sa.get("vips") or {}
+    msg["local-vips"] = list(vips.get("local") or []) or None  # RFC 7296 §2.19
+    msg["remote-vips"] = list(vips.get("remote") or []) or None
     msg.update(parse_suite(str(sa.get("suite") or "")))
     msg.pop("esn", None)
     if isinstance(est, int | float) and not isinstance(est, bool):
@@ -283,11 +297,32 @@ class _Client:
         except ViciError as e:
             log.error("vici: cannot encode %s %s: %s", ptype.name, name, e)
             return True
+        return self._write(data)
+
+    def _write(self, data: bytes) -> bool:
         self.writer.write(data)
         if self.writer.transport.get_write_buffer_size() > MAX_CLIENT_BUFFER:
             self.drop("does not read its messages (write buffer full)")
             return False
         return True
+
+    def respond(self, command: str, res: dict[str, Any]) -> None:
+        """The CMD_RESPONSE of ``command``; one too large for a VICI packet (e.g.
+        ``get-pools`` with the leases of a huge pool) becomes an error reply, so the
+        client is never left waiting."""
+        if self.closed:
+            return
+        if isinstance(res.get("errmsg"), str):
+            res["errmsg"] = printable(res["errmsg"])
+        try:
+            data = frame(encode_packet(PacketType.CMD_RESPONSE, "", res))
+        except ViciError as e:
+            log.warning("vici client %d: %s reply not sent: %s", self.n, command, e)
+            why = printable(f"{command}: the reply exceeds VICI's packet size ({e}) "
+                            "(hint: ask for less, e.g. one pool by name)")  # fmt: skip
+            data = frame(encode_packet(PacketType.CMD_RESPONSE, "", {"success": "no",
+                                                                    "errmsg": why}))
+        self._write(data)
 
     def event(self, name: str, msg: dict[str, Any]) -> bool:
         if name not in self.events:
@@ -301,7 +336,7 @@ class _Client:
             self.event(
                 "control-log",
                 {"group": group, "level": level, "ikesa-name": ike or None,
-                 "ikesa-uniqueid": ike_id, "msg": msg},
+                 "ikesa-uniqueid": ike_id, "msg": printable(msg)},
             )  # fmt: skip
 
     def control_start(self, req: dict[str, Any], conns: Iterable[str] = ()) -> None:
@@ -376,7 +411,7 @@ class _LogForwarder(logging.Handler):
                 "group": _LOG_GROUPS.get(record.name, "DMN"),
                 "level": _record_level(record),
                 "thread": 0,
-                "msg": text,
+                "msg": printable(text),
             }
             if record.levelno >= logging.INFO:
                 for c in clients:
@@ -443,6 +478,7 @@ class ViciServer:
         }
         # configuration and credentials (swanctl --load-all): vici_load.py
         self.loader = ViciLoader(daemon)
+        self.pools = ViciPools(daemon)
         self.commands.update(
             {name: self._credential_handler(name) for name in CREDENTIAL_COMMANDS}
         )
@@ -560,7 +596,7 @@ class ViciServer:
             except Exception as e:
                 log.exception("vici command %s failed", name)
                 res = {"success": "no", "errmsg": f"{type(e).__name__}: {e}"}
-            client.send(PacketType.CMD_RESPONSE, "", res)
+            client.respond(name, res)
         elif ptype in (PacketType.EVENT_REGISTER, PacketType.EVENT_UNREGISTER):
             if name not in EVENTS:
                 client.send(PacketType.EVENT_UNKNOWN)
@@ -665,10 +701,7 @@ class ViciServer:
 
     async def cmd_stats(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
         views = self.d.core.ike_sas()
-        half = sum(
-            v.state in (IkeSaState.INIT_SENT, IkeSaState.INIT_DONE, IkeSaState.AUTH_SENT)
-            for v in views
-        )
+        half = sum(v.state in IKE_HALF_OPEN for v in views)
         up = max(0.0, time.time() - self.d.started)
         zero = {"critical": 0, "high": 0, "medium": 0, "low": 0}
         return {
@@ -723,15 +756,13 @@ class ViciServer:
         return {"success": "no", "errmsg": f"authority '{_text(req, 'name')}' not found"}
 
     async def cmd_get_pools(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
-        return {}  # no pools (yet): nothing for swanctl --load-pools to unload
+        return self.pools.get_pools(req)
 
     async def cmd_load_pool(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
-        names = ", ".join(k for k in req) or "?"
-        return {"success": "no", "errmsg": f"pool {names}: virtual IP pools "
-                "(configuration payloads) are not supported by pyipsec yet"}  # fmt: skip
+        return self.pools.load_pool(req)
 
     async def cmd_unload_pool(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
-        return {"success": "no", "errmsg": f"pool '{_text(req, 'name')}' not found"}
+        return self.pools.unload_pool(req)
 
     async def cmd_list_conns(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
         only = _text(req, "ike")
@@ -998,7 +1029,20 @@ class ViciServer:
 
 def _auth_class(kind: str) -> str:
     """charon's ``auth_class_names`` of pyipsec's auth kinds (``list-conns``)."""
+    if is_eap(kind):
+        return "EAP"
     return {"psk": "pre-shared key", "pubkey": "public key"}.get(kind, kind)
+
+
+def _auth_round(kind: str, ident: str, eap_id: str) -> dict[str, Any]:
+    """One ``local-1`` / ``remote-1`` section of ``list-conn``: the class, for EAP the
+    method as charon's ``eap_type_names`` (swanctl prints it) and the ``eap_id``."""
+    out: dict[str, Any] = {"class": _auth_class(kind), "id": ident or "%any"}
+    if is_eap(kind) and kind != "eap":
+        out["eap-type"] = "EAP_" + kind[4:].upper()  # EAP_MD5, EAP_MSCHAPV2, EAP_TLS, ...
+    if eap_id:
+        out["eap_id"] = eap_id
+    return out
 
 
 def _conn_message(c: ConnectionConfig) -> dict[str, Any]:
@@ -1022,8 +1066,8 @@ def _conn_message(c: ConnectionConfig) -> dict[str, Any]:
         "rekey_time": 0 if c.reauth else int(lt.rekey_time),
         "unique": "UNIQUE_NO",
         "dpd_delay": int(c.dpd.interval) if c.dpd.enabled else 0,
-        "local-1": {"class": _auth_class(c.local_auth), "id": c.local_id or "%any"},
-        "remote-1": {"class": _auth_class(c.remote_auth), "id": c.remote_id or "%any"},
+        "local-1": _auth_round(c.local_auth, c.local_id, c.local_eap_id),
+        "remote-1": _auth_round(c.remote_auth, c.remote_id, c.remote_eap_id),
         "children": {
             ch.name: {
                 "mode": ch.mode.value.upper(),

@@ -33,6 +33,7 @@ __all__ = [
     "encode_message",
     "encode_packet",
     "frame",
+    "printable",
     "text",
 ]
 
@@ -253,3 +254,13 @@ def text(msg: Mapping[str, Any], key: str, default: str | None = None) -> str | 
     if isinstance(v, bytes):
         return v.decode(errors="replace")
     return default
+
+
+def printable(s: str) -> str:
+    """``s`` as printable ASCII: libvici hands a client an empty string for a value
+    with any other octet (``chunk_printable``), so swanctl would print an empty
+    ``errmsg`` or log line.  ``§`` becomes ``Section``, other characters ``?``."""
+    s = s.replace("§", "Section ")
+    if s.isascii() and s.isprintable():
+        return s
+    return "".join(c if c.isascii() and c.isprintable() else "?" for c in s)

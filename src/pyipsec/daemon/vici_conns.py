@@ -16,8 +16,16 @@ strongSwan knows but pyipsec has no meaning for is refused with an error naming 
 TOML keys (``keepalive``, ``window_size``, ...) are accepted too.
 
 Credentials come from the VICI credential set (:mod:`pyipsec.daemon.vici_creds`):
-the PSK whose owners match the identities, the private key matching
-``local.certs``, the CA certificates loaded with ``load-cert``.
+the PSK whose owners match the identities; the certificates and raw public keys the
+message carries (``local.certs`` candidates, ``local.pubkeys``, ``remote.cacerts``,
+``remote.pubkeys``) go through the TOML loader's own credential rules
+(:func:`pyipsec.config.loader._credentials`) with the private keys and CA
+certificates loaded with ``load-key`` / ``load-cert``; EAP (``auth = eap-md5 |
+eap-mschapv2 | eap-tls | eap-radius | eap``, ``eap_id``) through the loader's
+:func:`~pyipsec.config.loader._eap` with the EAP secrets of ``load-shared``, a missing
+secret being a warning as for PSKs (RFC 7296 §2.16).  ``pools`` must name pools
+that exist when the connection is loaded (:mod:`pyipsec.daemon.vici_pools`, checked
+by :mod:`pyipsec.daemon.vici_load`).
 """
 
 from __future__ import annotations
@@ -26,23 +34,23 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-
-from ..auth.errors import AuthError
-from ..auth.keys import load_public_key
+from ..config.credentials import PUBKEY_DIR, X509_DIR, X509CA_DIR
 from ..config.loader import (
     _CONN_KEYS,
-    _MISSING,
     ConfigError,
     ConfigIssue,
     _addr_list,
     _auth,
     _bool,
     _child,
-    _choice,
     _concrete,
+    _conn_virtual_ips,
+    _Credentials,
+    _credentials,
     _Ctx,
     _dpd,
+    _Eap,
+    _eap,
     _identity,
     _int_range,
     _lifetimes,
@@ -51,20 +59,16 @@ from ..config.loader import (
     _Table,
     parse_duration,
 )
-from ..config.model import AuthKind, ConnectionConfig, Lifetimes, LocalCredentials, RemoteTrust
-from .vici_creds import ViciCredentials, parse_cert_blobs
+from ..config.model import AuthKind, ConnectionConfig, Lifetimes
+from .vici_creds import ViciCredentials
 
 __all__ = ["ONLY", "UNSUPPORTED", "connection_from_vici"]
 
 log = logging.getLogger("pyipsec.cfg")
 
-_VIPS = "virtual IPs and address pools (configuration payloads) are not supported by pyipsec yet"
-
 #: strongSwan keys pyipsec has no meaning for, by section kind, with the reason
 UNSUPPORTED: dict[str, dict[str, str]] = {
     "conn": {
-        "pools": _VIPS,
-        "vips": _VIPS,
         "pull": "IKEv1 Mode Config is not supported (pyipsec speaks IKEv2 only)",
         "dscp": "DSCP-marked IKE packets are not supported",
         "childless": "childless IKE SAs (RFC 6023) are not supported",
@@ -78,8 +82,7 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "ocsp": "OCSP is not supported (use CRLs in x509crl/)",
     },
     "end": {
-        "eap_id": "EAP authentication is not supported by pyipsec (yet)",
-        "aaa_id": "EAP/RADIUS authentication is not supported by pyipsec (yet)",
+        "aaa_id": "the AAA server identity (aaa_id) is not supported",
         "xauth_id": "XAuth is IKEv1 only",
         "groups": "group membership checks are not supported",
         "cert_policy": "certificate policy checks are not supported",
@@ -139,9 +142,8 @@ _ACTIONS = {
 }
 _FRAGMENTATION = {"yes": True, "no": False}
 _TFC = {"0": False, "no": False, "mtu": True, "yes": True}
-_LOCAL_KEYS = ("id", "auth", "certs", "round")
-_REMOTE_KEYS = ("id", "auth", "cacerts", "pubkeys", "revocation", "round")
-_REVOCATION = ("relaxed", "strict", "ifuri")
+_LOCAL_KEYS = ("id", "auth", "certs", "pubkeys", "eap_id", "round")
+_REMOTE_KEYS = ("id", "auth", "cacerts", "pubkeys", "revocation", "eap_id", "round")
 _BLOBS = ("certs", "cacerts", "pubkeys")
 
 
@@ -305,26 +307,22 @@ def _connection(
     la, ra = _auth(local), _auth(remote)
     if not local_id and local_addrs and not local_addrs[0].startswith("%"):
         local_id = local_addrs[0]  # swanctl: the IP address is the default identity
-    lc = _local_creds(local, la, creds, strict)
-    rt = _remote_trust(remote, ra, creds, strict)
+    cred = _credentials_of(local, remote, (la, ra), creds, strict)
+    eap = _eap_of(local, remote, (la, ra), local_id, creds, cred.local is not None)
     local.finish(_LOCAL_KEYS)
     remote.finish(_REMOTE_KEYS)
-    psk = creds.psk_for(local_id, remote_id)
-    if psk is None and "psk" in (la, ra):
-        log.warning(
-            "connection %s: no IKE shared secret for ids %r/%r (yet): load one with "
-            "load-shared (swanctl: secrets.ike-NAME), or authentications fail",
-            name,
-            local_id or "%any",
-            remote_id or "%any",
-        )
+    psk = _psk_of(name, creds, local_id, remote_id, (la, ra))
     reauth_time = t.get("reauth_time", parse_duration, 0.0)
     lifetimes = _lifetimes(t, d.lifetimes, child=False)
     if reauth_time and not lifetimes.rekey_time:
         lifetimes = Lifetimes(reauth_time, lifetimes.over_time, lifetimes.rand_time)
     children_tbl = t.sub("children")
     lca, rca = _concrete(local_addrs), _concrete(remote_addrs)
-    children = tuple(_child(ctx, children_tbl.sub(c), c, lca, rca) for c in list(children_tbl.data))
+    pools, vips = _conn_virtual_ips(t)  # configuration payloads (RFC 7296 §2.19)
+    virtual = (bool(vips), bool(pools))
+    children = tuple(
+        _child(ctx, children_tbl.sub(c), c, lca, rca, virtual) for c in list(children_tbl.data)
+    )
     conn = ConnectionConfig(
         name=name,
         local_addrs=local_addrs,
@@ -333,7 +331,7 @@ def _connection(
         remote_port=t.get("remote_port", _int_range(1, 65535), d.remote_port),
         local_id=local_id,
         remote_id=remote_id,
-        psk=psk or b"",
+        psk=psk,
         ike_proposals=_proposals(ctx, t, "proposals", "ike", d.ike_proposals),
         lifetimes=lifetimes,
         reauth=t.get("reauth", _bool, bool(reauth_time)),
@@ -350,11 +348,18 @@ def _connection(
         fragment_size=t.get("fragment_size", _int_range(256, 65535), d.fragment_size),
         local_auth=la,
         remote_auth=ra,
-        local_credentials=lc,
-        remote_trust=rt,
+        local_credentials=cred.local,
+        local_candidates=cred.candidates,
+        remote_trust=cred.remote,
         send_cert=_send_cert(t, d.send_cert),
         send_certreq=t.get("send_certreq", _bool, d.send_certreq),
         rsa_pss=t.get("rsa_pss", _bool, d.rsa_pss),
+        pools=pools,
+        vips=vips,
+        local_eap_id=eap.local_id,
+        remote_eap_id=eap.remote_id,
+        eap_secret=eap.secret,
+        eap_users=eap.users,
     )
     t.finish(_CONN_KEYS)
     if not children:
@@ -373,6 +378,50 @@ def _fragmentation(v: object) -> bool:
     )
 
 
+# --------------------------------------------------------------------------- secrets
+
+
+def _psk_of(
+    name: str, creds: ViciCredentials, local_id: str, remote_id: str,
+    auths: tuple[AuthKind, AuthKind],
+) -> bytes:  # fmt: skip
+    """The IKE secret of the identities; a missing one is a warning (swanctl may load
+    connections before their secrets: charon looks them up at authentication time)."""
+    psk = creds.psk_for(local_id, remote_id)
+    if psk is None and "psk" in auths:
+        log.warning(
+            "connection %s: no IKE shared secret for ids %r/%r (yet): load one with "
+            "load-shared (swanctl: secrets.ike-NAME), or authentications fail",
+            name,
+            local_id or "%any",
+            remote_id or "%any",
+        )
+    return psk or b""
+
+
+def _eap_of(
+    local: _Table, remote: _Table, auths: tuple[AuthKind, AuthKind], local_id: str,
+    creds: ViciCredentials, certs: bool,
+) -> _Eap:  # fmt: skip
+    """``auth = eap-*``, ``local.eap_id`` / ``remote.eap_id`` and the EAP secrets
+    (``load-shared`` type EAP) by the TOML loader's rules (:func:`pyipsec.config.loader
+    ._eap`, RFC 7296 §2.16).  As for PSKs, a secret not loaded (yet) is a warning, not
+    an error: the loader's complaint about it (at ``auth``) is logged."""
+    scratch = _Ctx()
+    ends = (_Table(scratch, local.loc, local.data), _Table(scratch, remote.loc, remote.data))
+    eap = _eap(ends[0], ends[1], auths, local_id, creds.secrets(), certs)
+    local.used |= ends[0].used
+    remote.used |= ends[1].used
+    missing = {remote.at("auth")} | ({local.at("auth")} if auths[0] != "eap-radius" else set())
+    for issue in scratch.errors:
+        if issue.location in missing:
+            log.warning("%s (yet): load it with load-shared (swanctl: secrets.eap-NAME), "
+                        "or authentications fail", issue)  # fmt: skip
+        else:
+            local.ctx.err(issue.location, issue.message)
+    return eap
+
+
 # --------------------------------------------------------------------------- credentials
 
 
@@ -383,60 +432,31 @@ def _problems(end: _Table, strict: bool) -> Callable[[str, str], None]:
     return lambda loc, msg: log.warning("%s: %s (authentications will fail)", loc, msg)
 
 
-def _local_creds(
-    end: _Table, auth: AuthKind, creds: ViciCredentials, strict: bool
-) -> LocalCredentials | None:
-    blobs = end.raw("certs")
-    if auth != "pubkey":
-        if blobs is not _MISSING:
-            end.ctx.err(end.at("certs"), 'only with auth = "pubkey"')
-        return None
-    report = _problems(end, strict)
-    named = parse_cert_blobs([] if blobs is _MISSING else blobs, end.at("certs"), end.ctx.err)
-    store = creds.store(report, named)
-    return store.local_credentials(end.loc, [n for n, _ in named], None)
+#: the keys of a side carrying credential data, and the swanctl directory they stand for
+_BLOB_KEYS = (("certs", X509_DIR), ("cacerts", X509CA_DIR), ("pubkeys", PUBKEY_DIR))
 
 
-def _remote_trust(
-    end: _Table, auth: AuthKind, creds: ViciCredentials, strict: bool
-) -> RemoteTrust | None:
-    cacerts, pubkeys = end.raw("cacerts"), end.raw("pubkeys")
-    strict_crl = end.get("revocation", _choice(_REVOCATION), "relaxed") == "strict"
-    if auth != "pubkey":
-        for k, v in (("cacerts", cacerts), ("pubkeys", pubkeys)):
-            if v is not _MISSING:
-                end.ctx.err(end.at(k), 'only with auth = "pubkey"')
-        return None
-    named = parse_cert_blobs(
-        [] if cacerts is _MISSING else cacerts, end.at("cacerts"), end.ctx.err
-    )
-    raw = _raw_keys(end, pubkeys)
-    if raw:
-        return RemoteTrust(
-            anchors=tuple(c for _, c in named),
-            crls=tuple(creds.crls),
-            strict_crl=strict_crl,
-            raw_keys=raw,
-        )
-    store = creds.store(_problems(end, strict), named)
-    return store.remote_trust(end.loc, [n for n, _ in named], strict_crl)
-
-
-def _raw_keys(end: _Table, blobs: object) -> tuple[bytes, ...]:
-    """``remote.pubkeys``: raw public keys (RFC 7670) as DER SubjectPublicKeyInfo."""
-    if blobs is _MISSING:
-        return ()
-    items = blobs if isinstance(blobs, list) else [blobs]
-    out = []
-    for i, b in enumerate(items):
-        try:
-            key = load_public_key(bytes(b))
-        except (AuthError, TypeError) as e:
-            end.ctx.err(f"{end.at('pubkeys')}[{i}]", f"not a public key ({e})")
-            continue
-        out.append(
-            key.public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
-    return tuple(out)
+def _credentials_of(
+    local: _Table, remote: _Table, auths: tuple[AuthKind, AuthKind],
+    creds: ViciCredentials, strict: bool,
+) -> _Credentials:  # fmt: skip
+    """The TOML loader's credential rules (:func:`pyipsec.config.loader._credentials`:
+    ``local.certs`` candidates chosen by the peer's CERTREQ, their chains and keys,
+    ``local.pubkeys``, ``remote.cacerts`` / ``remote.pubkeys``, ``revocation``) over
+    the certificates and keys the message carries and the VICI credential set."""
+    store = creds.store(_problems(local, strict))
+    for end in (local, remote):
+        if "key" in end.data:  # pyipsec's TOML only: the key comes from load-key
+            end.raw("key")
+            end.ctx.err(end.at("key"), "unknown key (hint: load private keys with load-key: "
+                        "swanctl's private/ directory)")  # fmt: skip
+            del end.data["key"]
+        for key, subdir in _BLOB_KEYS:
+            if key not in end.data:
+                continue
+            blobs, at = end.data[key], end.at(key)
+            if subdir == PUBKEY_DIR:
+                end.data[key] = store.add_pubkeys(blobs, at, end.ctx.err)
+            else:
+                end.data[key] = store.add_certs(subdir, blobs, at, end.ctx.err)
+    return _credentials(local, remote, auths[0], auths[1], store)

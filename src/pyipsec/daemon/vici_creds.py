@@ -11,20 +11,22 @@ set changes:
   whose owners best match its identities -- both identities, then the remote one,
   then the local one, then a secret without owners (the TOML loader's rule,
   :func:`pyipsec.config.loader._match_psk`);
+* EAP secrets (type ``EAP``, swanctl's ``secrets.eap*``, RFC 7296 §2.16): the
+  password of each owner (an EAP identity), as the TOML file's ``[secrets.eap-NAME]``:
+  a client's own, a gateway's users (:func:`pyipsec.config.loader._eap`);
 * certificates (``load-cert`` type ``X509``, flag ``NONE``/``CA``; ``X509_CRL``) and
   private keys (``load-key``): the CA certificates are the trust anchors
   (self-signed) and intermediates of every ``pubkey`` connection without
   ``remote.cacerts``; the key whose public key matches ``local.certs`` signs
   (:class:`pyipsec.config.credentials.CredentialStore` does the chain building).
 
-Secret types pyipsec has no use for (EAP, XAUTH, NTLM, PPK) are refused with an
+Secret types pyipsec has no use for (XAUTH, NTLM, PPK) are refused with an
 error naming the type, never stored silently.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,9 +35,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ..auth.errors import AuthError
-from ..auth.keys import load_certificates, load_crl, load_private_key
-from ..auth.signatures import PrivateKey
-from ..config.credentials import CredentialStore, Report, _Key
+from ..auth.keys import load_certificates, load_crl, load_private_key, load_public_key
+from ..auth.signatures import PrivateKey, PublicKey
+from ..config.credentials import X509_DIR, CredentialStore, Report, _Key
 from ..config.loader import _match_psk, _Secret
 from .control import ControlError
 from .vici_codec import text
@@ -45,9 +47,10 @@ __all__ = ["SHARED_TYPES", "ViciCredentials", "key_id"]
 #: ``load-shared`` types strongSwan knows, and why pyipsec refuses the others
 SHARED_TYPES = {
     "IKE": "",
-    "EAP": "EAP authentication is not supported by pyipsec (yet)",
+    "EAP": "",
     "XAUTH": "XAuth is IKEv1 only; pyipsec speaks IKEv2",
-    "NTLM": "NTLM secrets (EAP-MSCHAPv2 via RADIUS) are not supported by pyipsec",
+    "NTLM": "NT hashes for EAP-MSCHAPv2 are not supported by pyipsec (hint: an EAP secret "
+    "with the password)",
     "PPK": "postquantum preshared keys (RFC 8784) are not supported by pyipsec",
 }
 
@@ -58,7 +61,10 @@ KEY_TYPES = ("any", "rsa", "ecdsa", "ed25519", "ed448", "private", "pkcs8")
 def key_id(key: PrivateKey) -> str:
     """charon's key identifier: hex SHA-1 over the public key's BIT STRING (RFC 5280
     §4.2.1.2, method 1), the ``id`` of ``load-key``, ``get-keys``, ``unload-key``."""
-    pub = key.public_key()
+    return _public_key_id(key.public_key())
+
+
+def _public_key_id(pub: PublicKey) -> str:
     try:
         return x509.SubjectKeyIdentifier.from_public_key(pub).digest.hex()
     except (TypeError, ValueError):  # pragma: no cover - every supported key has one
@@ -89,17 +95,51 @@ def _label(cert: x509.Certificate) -> str:
 
 class _MemoryStore(CredentialStore):
     """:class:`CredentialStore` over the VICI set instead of swanctl's directories:
-    chain building, key matching and trust anchors are the TOML loader's."""
+    chain building, key matching, candidates and trust anchors are the TOML loader's.
+
+    The certificates and raw public keys a ``load-conn`` message carries (its
+    ``local.certs``, ``remote.cacerts``, ``local.pubkeys``, ``remote.pubkeys``) are
+    registered under labels (:meth:`add_certs`, :meth:`add_pubkeys`); the loader's
+    functions then name them as they name files."""
 
     def __init__(self, creds: ViciCredentials, report: Report) -> None:
         super().__init__(Path("/nonexistent-vici"), report)
-        self.named: dict[str, x509.Certificate] = {}
+        self.named: dict[tuple[str, str], x509.Certificate] = {}
+        self.named_keys: dict[str, PublicKey] = {}
         self._cas = [(f"x509ca/{_label(c)}", c) for c in creds.ca_certs]
         self._crls = list(creds.crls)
         self._keys = [_Key(f"private/{kid}", k) for kid, k in creds.keys.items()]
 
-    def certificate(self, loc: str, name: str, subdir: str = "x509") -> x509.Certificate | None:
-        return self.named.get(name)
+    def certificate(self, loc: str, name: str, subdir: str = X509_DIR) -> x509.Certificate | None:
+        return self.named.get((subdir, name))
+
+    def public_key(self, loc: str, name: str) -> PublicKey | None:
+        return self.named_keys.get(name)
+
+    def add_certs(self, subdir: str, blobs: object, loc: str, report: Report) -> list[str]:
+        """Certificate data of a message (``subdir``: ``x509`` for ``local.certs``,
+        ``x509ca`` for ``remote.cacerts``); their labels, in order."""
+        labels = []
+        for label, cert in parse_cert_blobs(blobs, loc, report):
+            self.named[(subdir, label)] = cert
+            labels.append(label)
+        return labels
+
+    def add_pubkeys(self, blobs: object, loc: str, report: Report) -> list[str]:
+        """``local.pubkeys`` / ``remote.pubkeys``: raw public keys (RFC 7670) as PEM/DER
+        SubjectPublicKeyInfo or PKCS#1; their labels, in order."""
+        items = blobs if isinstance(blobs, list) else [blobs]
+        labels = []
+        for i, b in enumerate(items):
+            try:
+                key = load_public_key(bytes(b))
+            except (AuthError, TypeError) as e:
+                report(f"{loc}[{i}]", f"not a public key ({e})")
+                continue
+            label = _public_key_id(key)
+            self.named_keys[label] = key
+            labels.append(label)
+        return labels
 
 
 class ViciCredentials:
@@ -131,6 +171,11 @@ class ViciCredentials:
         if not isinstance(owners_v, list):
             raise ControlError("load-shared: 'owners' must be a list")
         owners = tuple(o.decode(errors="replace").strip() for o in owners_v)
+        if typ == "EAP" and not any(owners):
+            raise ControlError(
+                "load-shared: an EAP secret names its user (hint: swanctl.conf "
+                "secrets.eap-NAME { id = carol, secret = ... })"
+            )
         ident = text(req, "id")
         if not ident:  # charon: no id, no way to unload it by name
             self._anon += 1
@@ -216,19 +261,22 @@ class ViciCredentials:
 
     # ------------------------------------------------------------ lookups
 
+    def secrets(self) -> list[_Secret]:
+        """The IKE and EAP secrets as the TOML loader's ``[secrets]`` entries."""
+        return [
+            _Secret(s.id, s.owners, s.data, eap=s.type == "EAP")
+            for s in self.shared.values()
+            if s.type in ("IKE", "EAP")
+        ]
+
     def psk_for(self, local_id: str, remote_id: str) -> bytes | None:
         """The IKE secret whose owners best match the identities (None: none)."""
-        secrets = [
-            _Secret(s.id, s.owners, s.data) for s in self.shared.values() if s.type == "IKE"
-        ]
-        return _match_psk(secrets, local_id, remote_id)
+        return _match_psk(self.secrets(), local_id, remote_id)
 
-    def store(self, report: Report, named: Sequence[tuple[str, x509.Certificate]]) -> _MemoryStore:
-        """A credential store for one connection: ``named`` are the certificates its
-        message carries (``local.certs``, ``remote.cacerts``) under their labels."""
-        st = _MemoryStore(self, report)
-        st.named.update(named)
-        return st
+    def store(self, report: Report) -> _MemoryStore:
+        """A credential store for one connection (its message's certificates and keys
+        are added with :meth:`_MemoryStore.add_certs` / :meth:`~_MemoryStore.add_pubkeys`)."""
+        return _MemoryStore(self, report)
 
 
 def parse_cert_blobs(

@@ -73,6 +73,10 @@ def _context(
     ctx.set_min_proto_version(_VERSIONS[min_version])
     ctx.set_max_proto_version(_VERSIONS[max_version])
     ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION)
+    if not server:
+        # servers without RFC 5746 renegotiation_info (strongSwan 5.9's own TLS stack):
+        # harmless here, renegotiation is refused altogether (OP_NO_RENEGOTIATION)
+        ctx.set_options(SSL.OP_LEGACY_SERVER_CONNECT)
     ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     if credentials is not None and credentials.certificate is not None:
         ctx.use_certificate(credentials.certificate)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..config.model import ConnectionConfig, PoolConfig
+from ..eap.base import BackendReply
 from .events import Address, Event
 from .state import ChildSaState, IkeSaState
 
@@ -124,6 +125,9 @@ class IkeCore(Protocol):
     ) -> None: ...
 
     def unknown_esp_spi(self, spi: int, remote: Address, now: float) -> bool: ...
+
+    # -- the AAA backend of EAP-RADIUS (events.EapBackendRequest)
+    def eap_backend_reply(self, ike_id: int, reply: BackendReply, now: float) -> None: ...
 
     # -- queries
     def ike_sas(self, conn: str | None = None) -> list[IkeSaView]: ...

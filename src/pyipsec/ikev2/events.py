@@ -231,6 +231,23 @@ class NotifyReceived:
     error: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class EapBackendRequest:
+    """A responder's EAP conversation relays to the AAA backend (``remote.auth =
+    "eap-radius"``, RFC 3579): send ``eap`` (a whole EAP packet from the peer, or the
+    conversation's start) for the peer's EAP ``identity`` (empty while unknown) and
+    answer with :meth:`IkeCore.eap_backend_reply`.  The IKE request waits unanswered
+    meanwhile; the half-open timeout still applies.  ``local`` is our address of the IKE
+    SA (the gateway's NAS-IP-Address / Called-Station-Id, RFC 3580 §3.20/§3.21)."""
+
+    ike_id: int
+    conn: str
+    identity: bytes
+    eap: bytes = field(repr=False)
+    remote: Address
+    local: Address | None = None
+
+
 Event = (
     IkeSaEstablished
     | IkeSaRekeyed
@@ -244,6 +261,7 @@ Event = (
     | PeerAddressChanged
     | LivenessAnswered
     | NotifyReceived
+    | EapBackendRequest
     | VirtualIpsAssigned
 )
 

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from ..config.model import ChildConfig, ConnectionConfig, DpdAction, PoolConfig
 from ..crypto.ke import KeyExchange, new_key_exchange
+from ..eap.base import BackendReply
 from ..nat import format_endpoint, packed_ip
 from ..pools import PoolRegistry
 from ..recovery import (
@@ -71,7 +72,15 @@ from .message import Message
 from .payloads import NotifyPayload
 from .sa import IkeSa
 from .state import IKE_FINAL, ChildSaState, IkeSaState
-from .tasks import child_create, child_rekey, ike_delete, ike_init, ike_rekey, liveness
+from .tasks import (
+    child_create,
+    child_rekey,
+    eap_auth,
+    ike_delete,
+    ike_init,
+    ike_rekey,
+    liveness,
+)
 from .tasks.base import KeFactory, Rng
 from .tasks.child_delete import ChildDelete
 from .tasks.informational import InformationalNotify
@@ -507,6 +516,23 @@ class IkeManager:
             n += 1
         self._collect()
         return n
+
+    def eap_backend_reply(self, ike_id: int, reply: BackendReply, now: float) -> None:
+        """The AAA backend's answer to an :class:`EapBackendRequest` of IKE SA
+        ``ike_id`` (EAP-RADIUS, RFC 3579): the held IKE_AUTH request is answered.  An
+        unknown or ended IKE SA, or one that waits for nothing, ignores it."""
+        self._clock = now
+        sa = self.by_id.get(ike_id)
+        if sa is None or sa.closed:
+            log.debug("EAP backend reply for IKE SA %d ignored: no such IKE SA", ike_id)
+            return
+        self._dirty[sa] = None
+        try:
+            eap_auth.backend_reply(sa, reply, now)
+        except Exception:  # a bug: this SA's state cannot be trusted any more
+            sa.log.exception("error handling the EAP backend reply")
+            self._internal_error(sa, now)
+        self._collect()
 
     def liveness(self, ike_id: int, now: float) -> None:
         """Send an empty INFORMATIONAL request now (§2.4); LivenessAnswered follows."""
@@ -1033,7 +1059,7 @@ class IkeManager:
                 self._on_event(sa, ev)
         if sa.keepalive_due:
             self._keepalive_due[sa] = None
-        if sa.state is not IkeSaState.INIT_DONE:
+        if not sa.half_open:
             self._leave_half_open(sa)
         if sa.closed:
             linger = sa.linger_until

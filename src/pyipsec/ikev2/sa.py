@@ -61,7 +61,7 @@ from .payloads import DeletePayload, NotifyPayload, SkfPayload, SkPayload
 from .selectors import Selector
 from .state import IKE_AUTHENTICATED, IKE_FINAL, IKE_HALF_OPEN, ChildSaState, IkeSaState, check_ike
 from .tasks import child_rekey, config_payload, liveness
-from .tasks.base import KeFactory, PayloadList, Rng, Task, rand_fraction
+from .tasks.base import AnswerLater, KeFactory, PayloadList, Rng, Task, rand_fraction
 from .tasks.child_delete import ChildDelete
 from .tasks.ike_init import IkeInit, answer_retransmission
 from .tasks.responders import RESPONDERS
@@ -73,6 +73,7 @@ if TYPE_CHECKING:
 
     from ..crypto.encr import SkProtector
     from ..crypto.ke import KeyExchange
+    from .tasks.eap_auth import EapServer
 
 log = logging.getLogger("pyipsec.ike")
 
@@ -202,6 +203,9 @@ class IkeSa:
         self.delayed: list[Task] = []  # tasks waiting for their not_before time
         self.children: dict[int, ChildSa] = {}
         self.pending_children: list[ChildConfig] = []  # to create once established
+        # responder: the EAP conversation authenticating the initiator (§2.16), owned
+        # by tasks/eap_auth.py; None outside the EAP state
+        self.eap: EapServer | None = None
         self.outbox: list[tuple[bytes, Address, Address]] = []
         self.events: list[Event] = []
         # liveness (§2.4) and NAT (§2.23, RFC 3948)
@@ -769,7 +773,7 @@ class IkeSa:
         if arrival is Arrival.RETRANSMIT:
             self._resend_response(hdr.message_id, local, remote)
             return
-        if self.state is IkeSaState.INIT_DONE:
+        if self.state in (IkeSaState.INIT_DONE, IkeSaState.EAP):
             # IKE_AUTH may arrive on the floated port (§2.23)
             self.local, self.remote = local, remote
         self.heard(local, remote, now, space="ike-request", sequence=hdr.message_id)
@@ -792,6 +796,8 @@ class IkeSa:
             return
         try:
             payloads = entry.respond(self, msg, now)
+        except AnswerLater:
+            return  # answered later with answer() (the request stays unprocessed)
         except ProtocolError as exc:
             self.log.info("%s request failed: %s", name_of(ExchangeType, hdr.exchange), exc)
             if exc.notify == NotifyType.INVALID_SYNTAX:
@@ -816,6 +822,12 @@ class IkeSa:
             f"request #{hdr.message_id}: {exc}",
         )
         d = h.decision
+        if new and self.state is IkeSaState.EAP:
+            # the EAP rounds authenticate the initiator: a broken one fails it (§2.21.2)
+            notify = NotifyType.AUTHENTICATION_FAILED
+            self._answer(hdr, [(PayloadType.NOTIFY, NotifyPayload(0, b"", notify))])
+            self.fail(now, f"malformed IKE_AUTH request during EAP: {exc}", notify)
+            return
         if not new or not authenticated or not h.answer or d.notify is None:
             return
         self._answer(hdr, [(PayloadType.NOTIFY, NotifyPayload(0, b"", int(d.notify), exc.data))])
@@ -825,6 +837,11 @@ class IkeSa:
         if fatal and self.state in IKE_AUTHENTICATED:
             # §2.21.3: INVALID_SYNTAX is fatal in both peers, whatever the state
             self.finish(now, f"{d.notify.name} sent")
+
+    def answer(self, hdr: Message, payloads: PayloadList) -> None:
+        """Answer the request ``hdr`` (its exchange and Message ID) that a responder
+        held back with :class:`AnswerLater`: cached and sent like any response."""
+        self._answer(hdr, payloads)
 
     def _answer(self, hdr: Message, payloads: PayloadList) -> None:
         packets = self.build_packets(hdr.exchange, hdr.message_id, payloads, response=True)
@@ -956,6 +973,7 @@ class IkeSa:
         self.delayed = []
         self.req_win.pending.clear()
         self.fragments.clear()
+        self.eap = None
         self.timers.clear(*TimerKind)
         self.timers.set(TimerKind.LINGER, now + linger)
         if event is not None:

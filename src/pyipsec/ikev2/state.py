@@ -14,6 +14,7 @@ class IkeSaState(enum.Enum):
 
     INIT_SENT = "init-sent"  # initiator: IKE_SA_INIT request out
     INIT_DONE = "init-done"  # responder: IKE_SA_INIT answered, waiting for IKE_AUTH
+    EAP = "eap"  # responder: IKE_AUTH rounds of EAP with the initiator (§2.16)
     AUTH_SENT = "auth-sent"  # initiator: IKE_AUTH request out
     ESTABLISHED = "established"
     REKEYING = "rekeying"  # we initiated an IKE SA rekey (§1.3.2)
@@ -28,8 +29,9 @@ IKE_TRANSITIONS: dict[IkeSaState, frozenset[IkeSaState]] = {
         {IkeSaState.INIT_SENT, IkeSaState.AUTH_SENT, IkeSaState.FAILED, IkeSaState.DELETED}
     ),
     IkeSaState.INIT_DONE: frozenset(
-        {IkeSaState.ESTABLISHED, IkeSaState.FAILED, IkeSaState.DELETED}
+        {IkeSaState.EAP, IkeSaState.ESTABLISHED, IkeSaState.FAILED, IkeSaState.DELETED}
     ),
+    IkeSaState.EAP: frozenset({IkeSaState.ESTABLISHED, IkeSaState.FAILED, IkeSaState.DELETED}),
     IkeSaState.AUTH_SENT: frozenset(
         {IkeSaState.ESTABLISHED, IkeSaState.FAILED, IkeSaState.DELETING, IkeSaState.DELETED}
     ),
@@ -62,7 +64,9 @@ IKE_AUTHENTICATED = frozenset(
     {IkeSaState.ESTABLISHED, IkeSaState.REKEYING, IkeSaState.REKEYED, IkeSaState.DELETING}
 )
 IKE_FINAL = frozenset({IkeSaState.DELETED, IkeSaState.FAILED})
-IKE_HALF_OPEN = frozenset({IkeSaState.INIT_SENT, IkeSaState.INIT_DONE, IkeSaState.AUTH_SENT})
+IKE_HALF_OPEN = frozenset(
+    {IkeSaState.INIT_SENT, IkeSaState.INIT_DONE, IkeSaState.EAP, IkeSaState.AUTH_SENT}
+)
 
 
 class ChildSaState(enum.Enum):

@@ -36,6 +36,12 @@ def rand_fraction(rng: Rng) -> float:
     return int.from_bytes(rng(4), "big") / 2**32
 
 
+class AnswerLater(Exception):
+    """Raised by a responder function that holds its request unanswered for now (an
+    EAP round waiting for the AAA backend, RFC 3579): the request stays unprocessed in
+    the responder window, and the answer is sent later with ``IkeSa.answer``."""
+
+
 class Task:
     """One exchange we initiate on ``sa``."""
 
@@ -69,4 +75,4 @@ class Task:
         return f"<{type(self).__name__} {self.label}>"
 
 
-__all__ = ["NONCE_SIZE", "KeFactory", "PayloadList", "Rng", "Task", "rand_fraction"]
+__all__ = ["NONCE_SIZE", "AnswerLater", "KeFactory", "PayloadList", "Rng", "Task", "rand_fraction"]

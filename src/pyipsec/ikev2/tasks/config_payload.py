@@ -297,8 +297,8 @@ def apply_reply(sa: IkeSa, msg: Message, now: float) -> bool:
 
 
 def lease_identity(sa: IkeSa) -> str:
-    """Whom a lease belongs to: the peer's authenticated identity (IDi).  With EAP this
-    becomes the EAP identity, as in strongSwan."""
+    """Whom a lease belongs to: the peer's authenticated identity -- its IDi, or with
+    EAP the EAP identity (``eap_auth`` sets ``remote_id`` to it), as in strongSwan."""
     return sa.remote_id
 
 

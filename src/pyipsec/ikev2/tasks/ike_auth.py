@@ -6,6 +6,12 @@ Initiator (:class:`IkeAuth`): ``HDR, SK {IDi, [CERT+], [N(INITIAL_CONTACT)], [CE
 ``HDR, SK {IDr, [CERT+], AUTH, [N...], SAr2, TSi, TSr}`` or ``HDR, SK
 {N(AUTHENTICATION_FAILED)}``.  Errors of the child do not fail the IKE SA (§2.21.2).
 
+With EAP (§2.16, :mod:`.eap_auth`) the initiator's first message has no AUTH, the
+rounds of EAP follow, and the Child SA is built from the first message when the last
+one arrives: the pieces here are split so that both flows share them --
+:func:`responder_auth` (IDr, CERT, AUTH), :func:`complete_responder` and
+:func:`complete_initiator` (the IKE SA established, the first child).
+
 Each direction is PSK or public key on its own (``local_auth`` / ``remote_auth``,
 §2.15).  Public keys: AUTH methods 1, 9-11 and 14 (RFC 7427; the scheme honours the
 peer's SIGNATURE_HASH_ALGORITHMS), X.509 chains validated against ``remote_trust``
@@ -44,8 +50,8 @@ from ...auth.signatures import (
     verify_auth,
 )
 from ...auth.trust import validate_chain
-from ...config.model import ConnectionConfig, LocalCredentials, RemoteTrust
-from ...crypto.keys import configured_psk_auth, signed_octets
+from ...config.model import ConnectionConfig, LocalCredentials, RemoteTrust, is_eap
+from ...crypto.keys import configured_psk_auth, psk_auth, signed_octets
 from ...recovery import ErrorKind, kind_for_exception
 from ..constants import (
     AuthMethod,
@@ -79,13 +85,22 @@ _ANY = ("", "%any", "%any6", "*")
 
 
 def _auth_value(
-    sa: IkeSa, psk: bytes, message: bytes, nonce_peer: bytes, sk_p: bytes, idp: IdPayload
+    sa: IkeSa,
+    psk: bytes,
+    message: bytes,
+    nonce_peer: bytes,
+    sk_p: bytes,
+    idp: IdPayload,
+    *,
+    configured: bool = True,
 ) -> bytes:
-    """The PSK AUTH value (§2.15): prf(prf(Shared Secret, "Key Pad for IKEv2"), octets)."""
+    """The PSK AUTH value (§2.15): prf(prf(Shared Secret, "Key Pad for IKEv2"), octets).
+    ``configured``: ``psk`` is a key of the configuration, whose padded form may be kept
+    (:func:`~pyipsec.crypto.keys.configured_psk_auth`); never for a per-session key."""
     assert sa.suite is not None
     prf = sa.suite.prf_id
     octets = signed_octets(message, nonce_peer, prf, sk_p, id_body(idp))
-    return configured_psk_auth(prf, psk, octets)
+    return (configured_psk_auth if configured else psk_auth)(prf, psk, octets)
 
 
 def _window_notify(conn: ConnectionConfig) -> PayloadList:
@@ -290,34 +305,36 @@ def _ids_ok(conn: ConnectionConfig, ident: IdPayload) -> bool:
 
 
 class IkeAuth(Task):
-    """The initiator's IKE_AUTH, right after IKE_SA_INIT, with the first child."""
+    """The initiator's IKE_AUTH, right after IKE_SA_INIT, with the first child.  With
+    ``local_auth`` EAP the request carries no AUTH (§2.16) and the subclass
+    :class:`~pyipsec.ikev2.tasks.eap_auth.EapIkeAuth` goes on with the EAP rounds."""
 
     exchange: ClassVar[ExchangeType] = ExchangeType.IKE_AUTH
 
     def __init__(self, sa: IkeSa) -> None:
         super().__init__(sa, "IKE_AUTH")
         self.child: child_create.ChildRequest | None = None
+        self.idi: IdPayload | None = None  # as sent (the EAP rounds' AUTH signs it)
 
     @classmethod
     def start(cls, sa: IkeSa, now: float) -> None:
-        conn = sa.conn
-        if conn.local_auth == "pubkey" and conn.local_credentials is None:
-            sa.fail(now, "no local credentials configured for public-key authentication")
-            return
-        if conn.remote_auth == "pubkey" and conn.remote_trust is None:
-            sa.fail(now, "no remote trust configured for public-key authentication")
-            return
-        if "psk" in (conn.local_auth, conn.remote_auth) and not conn.psk:
-            sa.fail(now, "no PSK configured")
+        why = config_problem(sa.conn)
+        if why:
+            sa.fail(now, why)
             return
         sa.enqueue(cls(sa), now, front=True)
 
     def build_request(self, now: float) -> PayloadList | None:
         sa, conn = self.sa, self.sa.conn
         assert sa.keys is not None
-        idi = id_from_config(conn.local_id, sa.local[0])
+        idi = self.idi = id_from_config(conn.local_id, sa.local[0])
         try:
-            auth_payloads = _our_auth(sa, conn, sa.msg1, sa.nr, sa.keys.sk_pi, idi)
+            # EAP: no AUTH in the first message (§2.16), it comes after EAP Success
+            auth_payloads = (
+                []
+                if is_eap(conn.local_auth)
+                else _our_auth(sa, conn, sa.msg1, sa.nr, sa.keys.sk_pi, idi)
+            )
         except (AuthError, ValueError) as exc:
             sa.on_error(ErrorKind.AUTHENTICATION_FAILED, now, f"cannot authenticate: {exc}")
             sa.fail(now, f"cannot authenticate ourselves: {exc}")
@@ -333,7 +350,12 @@ class IkeAuth(Task):
         if conn.remote_id.strip() not in _ANY and not pattern:
             with contextlib.suppress(ValueError):
                 payloads.append((PayloadType.IDr, parse_identity(conn.remote_id)))
-        payloads.append(auth_payloads[-1])
+        payloads += auth_payloads[-1:]
+        if is_eap(conn.remote_auth):
+            # RFC 5998 §3: the responder may leave out its AUTH, EAP authenticates it
+            payloads.append(
+                (PayloadType.NOTIFY, NotifyPayload(0, b"", NotifyType.EAP_ONLY_AUTHENTICATION))
+            )
         payloads += _window_notify(conn)
         payloads += config_payload.request_payloads(sa)  # CP(CFG_REQUEST), before SAi2 (§2.19)
         if sa.pending_children:
@@ -343,29 +365,17 @@ class IkeAuth(Task):
         return payloads
 
     def process_response(self, msg: Message, now: float) -> None:
-        if not self._authenticated(msg, now):
+        if not self.authenticated(msg, now):
             return
-        sa = self.sa
-        _peer_window(sa, msg)
-        established(sa, now)
-        if not config_payload.apply_reply(sa, msg, now):  # CP(CFG_REPLY) (§2.19)
-            return
-        if self.child is not None:
-            self._first_child(msg, now)
-        for cfg in sa.pending_children:
-            child_create.start(sa, cfg, now)
-        sa.pending_children = []
-        if sa.reauth_of is not None:
-            # §2.8.3 make-before-break: once our children exist here, close the old IKE SA
-            sa.enqueue(CloseReauthenticated(sa, sa.reauth_of), now)
+        complete_initiator(self.sa, self.child, msg, now)
 
-    def _authenticated(self, msg: Message, now: float) -> bool:
-        """Verify the responder's identity and AUTH (§2.15); fail the SA otherwise."""
+    def authenticated(self, msg: Message, now: float, *, auth_required: bool = True) -> bool:
+        """Verify the responder's identity and AUTH (§2.15); fail the SA otherwise.
+        ``auth_required`` False: EAP-only (RFC 5998), the AUTH may be missing."""
         sa, conn = self.sa, self.sa.conn
-        assert sa.keys is not None
         idr = msg.get(PayloadType.IDr)
         auth = msg.get(PayloadType.AUTH)
-        if idr is None or auth is None:
+        if idr is None or (auth is None and auth_required):
             errs = msg.error_notifies()
             notify = int(errs[0].type) if errs else None
             what = name_of(NotifyType, notify) if notify is not None else "no IDr/AUTH"
@@ -382,50 +392,96 @@ class IkeAuth(Task):
                 send_delete=True,
             )
             return False
-        if conn.remote_auth == "pubkey":
-            why = _verify_peer(sa, conn, msg, idr, auth, sa.msg2, sa.ni, sa.keys.sk_pr, now)
-            if why is not None:
-                sa.on_error(ErrorKind.AUTHENTICATION_FAILED, now, f"responder: {why}")
-                sa.fail(
-                    now,
-                    f"responder authentication failed: {why}",
-                    NotifyType.AUTHENTICATION_FAILED,
-                    send_delete=True,
-                )
-                return False
-        else:
-            want = _auth_value(sa, conn.psk, sa.msg2, sa.ni, sa.keys.sk_pr, idr)
-            if auth.method != AuthMethod.PSK or not hmac.compare_digest(want, auth.data):
-                sa.on_error(ErrorKind.AUTHENTICATION_FAILED, now, "responder AUTH does not verify")
-                sa.fail(
-                    now,
-                    "responder AUTH payload does not verify",
-                    NotifyType.AUTHENTICATION_FAILED,
-                    send_delete=True,
-                )
-                return False
-            sa.peer_auth = "psk"
+        why = None if auth is None else _verify_responder(sa, conn, msg, idr, auth, now)
+        if why is not None:
+            sa.on_error(ErrorKind.AUTHENTICATION_FAILED, now, f"responder: {why}")
+            sa.fail(
+                now,
+                f"responder authentication failed: {why}",
+                NotifyType.AUTHENTICATION_FAILED,
+                send_delete=True,
+            )
+            return False
         sa.remote_id = identity_str(idr)
         return True
 
-    def _first_child(self, msg: Message, now: float) -> None:
-        sa, req = self.sa, self.child
-        assert req is not None
-        child_errors = [n for n in msg.error_notifies() if n.type in child_create.CHILD_ERRORS]
-        if child_errors:
-            err = child_errors[0]
-            reason = f"peer refused: {err.type!s}"
-            sa.emit(ChildSaFailed(sa.ike_id, sa.conn.name, req.cfg.name, reason, int(err.type)))
-        elif msg.get(PayloadType.SA) is None:
-            reason = "no Child SA in IKE_AUTH response"
-            sa.emit(ChildSaFailed(sa.ike_id, sa.conn.name, req.cfg.name, reason))
-        else:
-            try:
-                child_create.complete(sa, req, msg, now, ike_auth=True)
-            except ProtocolError as exc:
-                child_create.child_failed(sa, req, str(exc), exc.notify)
-                # §2.21.3: the peer built the child we refuse: tell it to drop it
-                child_create.refuse_bad_response(sa, req, msg, now)
+
+def config_problem(conn: ConnectionConfig) -> str:
+    """Why ``conn`` cannot authenticate as initiator ("" when it can)."""
+    if conn.local_auth == "pubkey" and conn.local_credentials is None:
+        return "no local credentials configured for public-key authentication"
+    if conn.remote_auth == "pubkey" and conn.remote_trust is None:
+        return "no remote trust configured for public-key authentication"
+    if "psk" in (conn.local_auth, conn.remote_auth) and not conn.psk:
+        return "no PSK configured"
+    if conn.local_auth == "eap-radius":
+        return "eap-radius is a server method: it cannot authenticate us"
+    if is_eap(conn.remote_auth) and not is_eap(conn.local_auth):
+        return "the responder authenticates with EAP only when we do (RFC 5998)"
+    if conn.local_auth in ("eap-md5", "eap-mschapv2") and not conn.eap_secret:
+        return f"no EAP secret configured for {conn.local_auth}"
+    if conn.local_auth == "eap-tls" and conn.local_credentials is None:
+        return "no certificate configured for eap-tls"
+    return ""
+
+
+def _verify_responder(
+    sa: IkeSa, conn: ConnectionConfig, msg: Message, idr: IdPayload, auth: AuthPayload, now: float
+) -> str | None:
+    """Check the responder's AUTH of its first IKE_AUTH response (§2.15): a signature
+    for ``remote_auth`` pubkey, the PSK for psk; with EAP-only (RFC 5998) an AUTH the
+    responder sent anyway is checked with what we have.  None, or why it fails."""
+    assert sa.keys is not None
+    signed = conn.remote_auth == "pubkey" or (
+        is_eap(conn.remote_auth) and auth.method != AuthMethod.PSK
+    )
+    if signed:
+        return _verify_peer(sa, conn, msg, idr, auth, sa.msg2, sa.ni, sa.keys.sk_pr, now)
+    if not conn.psk:
+        return "it sent a PSK AUTH and we have no PSK to verify it"
+    want = _auth_value(sa, conn.psk, sa.msg2, sa.ni, sa.keys.sk_pr, idr)
+    if auth.method != AuthMethod.PSK or not hmac.compare_digest(want, auth.data):
+        return "AUTH payload does not verify"
+    sa.peer_auth = "psk"
+    return None
+
+
+def complete_initiator(
+    sa: IkeSa, child: child_create.ChildRequest | None, msg: Message, now: float
+) -> None:
+    """§1.2: the responder is authenticated by the last IKE_AUTH response ``msg``: the
+    IKE SA is established, the first child completed from ``msg``, the queued children
+    started; a reauthentication closes the old IKE SA (§2.8.3)."""
+    _peer_window(sa, msg)
+    established(sa, now)
+    if not config_payload.apply_reply(sa, msg, now):  # CP(CFG_REPLY) (§2.19)
+        return
+    if child is not None:
+        _first_child(sa, child, msg, now)
+    for cfg in sa.pending_children:
+        child_create.start(sa, cfg, now)
+    sa.pending_children = []
+    if sa.reauth_of is not None:
+        # §2.8.3 make-before-break: once our children exist here, close the old IKE SA
+        sa.enqueue(CloseReauthenticated(sa, sa.reauth_of), now)
+
+
+def _first_child(sa: IkeSa, req: child_create.ChildRequest, msg: Message, now: float) -> None:
+    child_errors = [n for n in msg.error_notifies() if n.type in child_create.CHILD_ERRORS]
+    if child_errors:
+        err = child_errors[0]
+        reason = f"peer refused: {err.type!s}"
+        sa.emit(ChildSaFailed(sa.ike_id, sa.conn.name, req.cfg.name, reason, int(err.type)))
+    elif msg.get(PayloadType.SA) is None:
+        reason = "no Child SA in IKE_AUTH response"
+        sa.emit(ChildSaFailed(sa.ike_id, sa.conn.name, req.cfg.name, reason))
+    else:
+        try:
+            child_create.complete(sa, req, msg, now, ike_auth=True)
+        except ProtocolError as exc:
+            child_create.child_failed(sa, req, str(exc), exc.notify)
+            # §2.21.3: the peer built the child we refuse: tell it to drop it
+            child_create.refuse_bad_response(sa, req, msg, now)
 
 
 class CloseReauthenticated(Task):
@@ -469,8 +525,12 @@ def established(sa: IkeSa, now: float) -> None:
     sa.log.info("established with %s (%s) %s", sa.remote, sa.remote_id, sa.suite_str)
 
 
-def _select_conn(sa: IkeSa, idi: IdPayload, idr: IdPayload | None) -> ConnectionConfig | None:
-    """Pick the connection for the peer identity (specific identities before %any)."""
+def select_conn(
+    sa: IkeSa, idi: IdPayload, idr: IdPayload | None, *, eap: bool
+) -> ConnectionConfig | str:
+    """Pick the connection for the peer identity (specific identities before %any)
+    among those that authenticate the initiator with EAP (``eap``, §2.16: its first
+    IKE_AUTH has no AUTH) or without; why none fits otherwise."""
     cands = sa.owner.conns_for(sa.local, sa.remote) or [sa.conn]
     if sa.conn not in cands:
         cands.insert(0, sa.conn)
@@ -483,9 +543,17 @@ def _select_conn(sa: IkeSa, idi: IdPayload, idr: IdPayload | None) -> Connection
             if (ours.id_type, ours.data) != (idr.id_type, idr.data):
                 continue
         ok.append(conn)
-    specific = [c for c in ok if c.remote_id.strip() not in _ANY]
-    best = specific or ok
-    return best[0] if best else None
+    fits = [c for c in ok if is_eap(c.remote_auth) == eap]
+    specific = [c for c in fits if c.remote_id.strip() not in _ANY]
+    best = specific or fits
+    if best:
+        return best[0]
+    who = identity_str(idi)
+    if ok:
+        how = "wants EAP" if eap else "sent an AUTH payload"
+        need = "EAP" if not eap else ok[0].remote_auth
+        return f"{who} {how}, connection {ok[0].name} authenticates it with {need}"
+    return f"no connection for peer identity {who}"
 
 
 def respond(sa: IkeSa, msg: Message, now: float) -> PayloadList:
@@ -495,13 +563,15 @@ def respond(sa: IkeSa, msg: Message, now: float) -> PayloadList:
     assert sa.keys is not None
     idi = msg.get(PayloadType.IDi)
     auth = msg.get(PayloadType.AUTH)
-    if msg.get(PayloadType.EAP) is not None or (idi is not None and auth is None):
-        return _auth_failed(sa, now, "EAP is not supported")
+    if idi is not None and auth is None:
+        return _auth_failed(sa, now, "the initiator wants EAP (no AUTH in IKE_AUTH)")
+    if msg.get(PayloadType.EAP) is not None:
+        return _auth_failed(sa, now, "EAP payload next to AUTH in the first IKE_AUTH request")
     if idi is None or auth is None:
         return _auth_failed(sa, now, "IKE_AUTH lacks IDi or AUTH")
-    conn = _select_conn(sa, idi, msg.get(PayloadType.IDr))
-    if conn is None:
-        return _auth_failed(sa, now, f"no connection for peer identity {identity_str(idi)}")
+    conn = select_conn(sa, idi, msg.get(PayloadType.IDr), eap=False)
+    if isinstance(conn, str):
+        return _auth_failed(sa, now, conn)
     if conn.remote_auth == "pubkey":
         why = _verify_peer(sa, conn, msg, idi, auth, sa.msg1, sa.nr, sa.keys.sk_pi, now)
         if why is not None:
@@ -514,26 +584,42 @@ def respond(sa: IkeSa, msg: Message, now: float) -> PayloadList:
         sa.peer_auth = "psk"
     sa.conn = conn
     sa.remote_id = identity_str(idi)
+    out = responder_auth(sa, conn, msg, now)
+    return out + complete_responder(sa, msg, now)
+
+
+def responder_auth(
+    sa: IkeSa, conn: ConnectionConfig, msg: Message, now: float, *, sign: bool = True
+) -> PayloadList:
+    """Our IDr, [CERT+] and AUTH for the first IKE_AUTH response (§2.15); ``sign``
+    False: IDr only (EAP-only, RFC 5998).  AUTHENTICATION_FAILED when we cannot."""
+    assert sa.keys is not None
     idr = id_from_config(conn.local_id, sa.local[0])
     record_certreq(sa, msg)
     try:
-        our = _our_auth(sa, conn, sa.msg2, sa.ni, sa.keys.sk_pr, idr)
+        our = _our_auth(sa, conn, sa.msg2, sa.ni, sa.keys.sk_pr, idr) if sign else []
     except (AuthError, ValueError) as exc:
         return _auth_failed(sa, now, f"cannot authenticate ourselves: {exc}")
     sa.local_id = identity_str(idr)
-    _peer_window(sa, msg)
-    out: PayloadList = [(PayloadType.IDr, idr), *our]
-    out += _window_notify(conn)
-    initial_contact = msg.notify(NotifyType.INITIAL_CONTACT) is not None
+    return [(PayloadType.IDr, idr), *our]
+
+
+def complete_responder(sa: IkeSa, first: Message, now: float) -> PayloadList:
+    """§1.2: the initiator is authenticated: the IKE SA is established and the first
+    child negotiated from ``first``, the first IKE_AUTH request (its SA, TSi, TSr and
+    notifies; with EAP that is not the request being answered, §2.16)."""
+    _peer_window(sa, first)
+    out = _window_notify(sa.conn)
+    initial_contact = first.notify(NotifyType.INITIAL_CONTACT) is not None
     established(sa, now)
     if initial_contact:
         sa.owner.initial_contact(sa)
-    wants_child = msg.get(PayloadType.SA) is not None
+    wants_child = first.get(PayloadType.SA) is not None
     # CP(CFG_REQUEST) -> leases and CP(CFG_REPLY) before the child (RFC 7296 §2.19)
-    cp_payloads, child_ok = config_payload.respond(sa, msg, now, child=wants_child)
+    cp_payloads, child_ok = config_payload.respond(sa, first, now, child=wants_child)
     out += cp_payloads
     if wants_child and child_ok:
-        out += _respond_first_child(sa, msg, now)
+        out += _respond_first_child(sa, first, now)
     return out
 
 
@@ -550,6 +636,14 @@ def _respond_first_child(sa: IkeSa, msg: Message, now: float) -> PayloadList:
         return [(PayloadType.NOTIFY, NotifyPayload(0, b"", exc.notify, exc.data))]
 
 
+def auth_value(
+    sa: IkeSa, key: bytes, message: bytes, nonce_peer: bytes, sk_p: bytes, idp: IdPayload
+) -> bytes:
+    """The shared-key AUTH value (§2.15) with ``key``: the PSK, or with EAP the MSK
+    (SK_pi/SK_pr when the method has none, §2.16): a per-session key, never kept."""
+    return _auth_value(sa, key, message, nonce_peer, sk_p, idp, configured=False)
+
+
 def _auth_failed(sa: IkeSa, now: float, reason: str) -> PayloadList:
     """§2.21.2: answer AUTHENTICATION_FAILED and forget the SA."""
     sa.on_error(ErrorKind.AUTHENTICATION_FAILED, now, reason)
@@ -557,4 +651,15 @@ def _auth_failed(sa: IkeSa, now: float, reason: str) -> PayloadList:
     raise AuthenticationFailed(reason)
 
 
-__all__ = ["CloseReauthenticated", "IkeAuth", "established", "respond"]
+__all__ = [
+    "CloseReauthenticated",
+    "IkeAuth",
+    "auth_value",
+    "complete_initiator",
+    "complete_responder",
+    "config_problem",
+    "established",
+    "respond",
+    "responder_auth",
+    "select_conn",
+]

@@ -48,7 +48,8 @@ from .common import (
     proposal_groups,
     suite_string,
 )
-from .ike_auth import IkeAuth, record_certreq
+from .eap_auth import start_ike_auth
+from .ike_auth import record_certreq
 
 if TYPE_CHECKING:
     from ...crypto.ke import KeyExchange
@@ -189,7 +190,7 @@ class IkeInit(Task):
         sa.fragmentation = sa.conn.fragmentation and _frag_supported(msg)
         _record_hash_algorithms(sa, msg)
         record_certreq(sa, msg)
-        IkeAuth.start(sa, now)
+        start_ike_auth(sa, now)
 
     def _cookie_requested(self, msg: Message, now: float) -> bool:
         """§2.6: retry with the cookie, same SPI, nonce and KE."""

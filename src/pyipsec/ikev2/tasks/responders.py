@@ -16,7 +16,7 @@ from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId
 from ..errors import ProtocolError
 from ..message import Message
 from ..state import IKE_AUTHENTICATED, IkeSaState
-from . import child_create, child_rekey, ike_auth, ike_rekey, informational
+from . import child_create, child_rekey, eap_auth, ike_auth, ike_rekey, informational
 from .base import PayloadList
 
 if TYPE_CHECKING:
@@ -49,10 +49,38 @@ def respond_create_child_sa(sa: IkeSa, msg: Message, now: float) -> PayloadList:
     return child_create.respond_new(sa, msg, now, nonce.nonce)
 
 
+def respond_ike_auth(sa: IkeSa, msg: Message, now: float) -> PayloadList:
+    """IKE_AUTH request: the first one with AUTH (§2.15), the first one without AUTH
+    (EAP, §2.16), or a later one of the EAP rounds."""
+    if sa.state is IkeSaState.EAP:
+        return eap_auth.respond(sa, msg, now)
+    if msg.get(PayloadType.AUTH) is None and msg.get(PayloadType.IDi) is not None:
+        return eap_auth.start(sa, msg, now)
+    return ike_auth.respond(sa, msg, now)
+
+
+def respond_informational(sa: IkeSa, msg: Message, now: float) -> PayloadList:
+    """INFORMATIONAL request (§1.4); during the EAP rounds only an initiator giving up
+    matters (§2.21.2)."""
+    if sa.state is IkeSaState.EAP:
+        return eap_auth.respond_informational(sa, msg, now)
+    return informational.respond(sa, msg, now)
+
+
 RESPONDERS: dict[int, Responder] = {
-    ExchangeType.IKE_AUTH: Responder(ike_auth.respond, frozenset({IkeSaState.INIT_DONE})),
+    ExchangeType.IKE_AUTH: Responder(
+        respond_ike_auth, frozenset({IkeSaState.INIT_DONE, IkeSaState.EAP})
+    ),
     ExchangeType.CREATE_CHILD_SA: Responder(respond_create_child_sa, IKE_AUTHENTICATED),
-    ExchangeType.INFORMATIONAL: Responder(informational.respond, IKE_AUTHENTICATED),
+    ExchangeType.INFORMATIONAL: Responder(
+        respond_informational, IKE_AUTHENTICATED | {IkeSaState.EAP}
+    ),
 }
 
-__all__ = ["RESPONDERS", "Responder", "respond_create_child_sa"]
+__all__ = [
+    "RESPONDERS",
+    "Responder",
+    "respond_create_child_sa",
+    "respond_ike_auth",
+    "respond_informational",
+]
