@@ -11,6 +11,9 @@ three-namespace topology in ``nonat`` mode (``tests/interop/topology.py``: left
 ``--inflight`` handshakes at a time (and ``--rate`` per second if given), first against
 
 * ``pyipsec``: a pyipsec daemon (``python3 -m pyipsec daemon``) in the right namespace,
+* ``pyipsec-reuse`` (only with ``--ke-reuse SECONDS``, after ``pyipsec``): the same with
+  ``ke_reuse_seconds = SECONDS`` (the responder reuses its IKE_SA_INIT key exchange
+  value, RFC 7296 §2.12; off by default, reported on a line of its own),
 
 then against
 
@@ -82,7 +85,8 @@ from tests.interop.topology import (
 )
 
 RESPONDERS = ("pyipsec", "strongswan")
-LABELS = {"pyipsec": "pyipsec", "strongswan": "strongSwan"}
+REUSE = "pyipsec-reuse"  # with --ke-reuse: run after "pyipsec"
+LABELS = {"pyipsec": "pyipsec", REUSE: "pyipsec+reuse", "strongswan": "strongSwan"}
 CONN = "load"
 CHILD = "net"
 LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
@@ -100,8 +104,9 @@ def rss_kib(pid: int) -> int:
 
 
 def pyipsec_responder_toml(state: Path, *, proposal: str, esp: str, cookie_threshold: int,
-                           psk: str = TEST_PSK) -> str:
-    """One ``%any`` connection on the right host accepting every identity with the PSK."""
+                           psk: str = TEST_PSK, ke_reuse: float = 0.0) -> str:
+    """One ``%any`` connection on the right host accepting every identity with the PSK
+    (``ke_reuse``: ``ke_reuse_seconds``, RFC 7296 §2.12; 0 = off, the default)."""
     return pyipsec_toml(
         side="right", state_dir=state, conn=CONN, child=CHILD, local_addrs=[RIGHT_OUTER],
         remote_addrs=["%any"], proposals=proposal, esp_proposals=esp, ipv6_inner=False,
@@ -112,6 +117,7 @@ def pyipsec_responder_toml(state: Path, *, proposal: str, esp: str, cookie_thres
             "cookie_threshold": cookie_threshold,
             "cookie_threshold_ip": cookie_threshold,
             "block_threshold": cookie_threshold,
+            **({"ke_reuse_seconds": ke_reuse} if ke_reuse > 0 else {}),
         },
         extra_conn={"mobike": False})
 
@@ -174,18 +180,23 @@ class Bench:
 
     # ---------------------------------------------------------------- responders
 
-    def start_pyipsec(self) -> tuple[int, Callable[[], int]]:
+    def start_pyipsec(self, ke_reuse: float = 0.0) -> tuple[int, Callable[[], int]]:
         a = self.args
-        state = self.tmp / "pyipsec"
+        state = self.tmp / ("pyipsec-reuse" if ke_reuse else "pyipsec")
         d = PyipsecDaemon(self.topo.right, pyipsec_responder_toml(
-            state, proposal=a.proposal, esp=a.esp, cookie_threshold=10 * a.inflight),
-            state_dir=state)
+            state, proposal=a.proposal, esp=a.esp, cookie_threshold=10 * a.inflight,
+            ke_reuse=ke_reuse), state_dir=state)
         self.cleanups.append(d.stop)
         d.start()
         assert d.proc is not None
 
-        def count() -> int:
-            return len(d.request("status", timeout=60)["ike_sas"])
+        def count() -> int:  # paged: an unpaged status lists at most 1,000 SAs
+            n, page = 0, 1000
+            while True:
+                got = len(d.request("status", timeout=60, offset=n, limit=page)["ike_sas"])
+                n += got
+                if got < page:
+                    return n
         return d.proc.pid, count
 
     def start_strongswan(self) -> tuple[int, Callable[[], int]]:
@@ -223,8 +234,12 @@ class Bench:
         return proc
 
     def run_block(self, responder: str) -> dict[str, Any]:
-        pid, count = (self.start_pyipsec() if responder == "pyipsec"
-                      else self.start_strongswan())
+        if responder == "strongswan":
+            pid, count = self.start_strongswan()
+        elif responder == REUSE:
+            pid, count = self.start_pyipsec(ke_reuse=self.args.ke_reuse)
+        else:
+            pid, count = self.start_pyipsec()
         time.sleep(0.5)  # let the responder settle
         cpu0, rss0 = cpu_seconds(pid), rss_kib(pid)
         gen = self.generator()
@@ -257,8 +272,11 @@ class Bench:
         return res
 
     def run(self) -> None:
-        for responder in RESPONDERS:
-            if responder not in self.args.only:
+        order = list(RESPONDERS)
+        if self.args.ke_reuse > 0 and "pyipsec" in self.args.only:
+            order.insert(order.index("pyipsec") + 1, REUSE)
+        for responder in order:
+            if responder not in self.args.only and responder != REUSE:
                 continue
             try:
                 res = self.run_block(responder)
@@ -301,6 +319,8 @@ class Bench:
         row("setup latency median (ms)", lambda r: r["latency_ms"]["median"], ".1f")
         row("setup latency p99 (ms)", lambda r: r["latency_ms"]["p99"], ".1f")
         row("responder CPU per tunnel (ms)", lambda r: r["cpu_per_tunnel_ms"], ".2f")
+        row("responder handshakes per CPU-second", lambda r: 1e3 / r["cpu_per_tunnel_ms"]
+            if r["cpu_per_tunnel_ms"] > 0 else math.nan, ".0f")
         row("responder RSS per tunnel (KiB)", lambda r: r["rss_per_tunnel_kib"], ".1f")
         row("responder RSS with all tunnels up (MiB)", lambda r: r["rss_after_kib"] / 1024,
             ".1f")
@@ -310,13 +330,29 @@ class Bench:
         row("failures seen by the generator", lambda r: r["failed"], ".0f")
         row("IKE retransmissions by the generator", lambda r: r["retransmits"], ".0f")
         row("COOKIE challenges", lambda r: r["cookies"], ".0f")
+        lines += self._reuse_rows(py, ss)
         lines.append("")
-        lines.append("ratios: pyipsec / strongSwan (CPU, RSS, latency: lower is better).")
+        lines.append("ratios: pyipsec / strongSwan (CPU, RSS, latency: lower is better; "
+                     "rates and handshakes per CPU-second: higher is better).")
         for name, r in self.results.items():
             extra = {k: r[k] for k in ("failures", "errors") if r.get(k)}
             if extra:
                 lines.append(f"{LABELS[name]}: {json.dumps(extra)}")
         return "\n".join(lines)
+
+
+    def _reuse_rows(self, py: dict[str, Any] | None, ss: dict[str, Any] | None) -> list[str]:
+        """The pyipsec responder with ke_reuse_seconds (RFC 7296 §2.12), if it ran."""
+        ru = self.results.get(REUSE)
+        if ru is None:
+            return []
+        cpu = ru["cpu_per_tunnel_ms"]
+        vs = [f"{name} {cpu / r['cpu_per_tunnel_ms']:.2f}" for name, r in
+              (("strongSwan", ss), ("pyipsec", py)) if r and r["cpu_per_tunnel_ms"]]
+        return ["", f"pyipsec with ke_reuse_seconds = {self.args.ke_reuse:g}: "
+                f"{ru['established']} tunnels, {ru['rate']:.1f}/s, responder CPU per tunnel "
+                f"{cpu:.2f} ms ({1e3 / cpu if cpu else math.nan:.0f} per CPU-second); "
+                f"ratio to {', to '.join(vs) or '-'}"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -332,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="generator gives up after this many seconds (0 = 30 + tunnels/20)")
     ap.add_argument("--only", type=lambda s: [x.strip() for x in s.split(",")],
                     default=list(RESPONDERS), help=f"subset of {','.join(RESPONDERS)}")
+    ap.add_argument("--ke-reuse", type=float, default=0.0, metavar="SECONDS",
+                    help="also run a pyipsec responder with ke_reuse_seconds = SECONDS "
+                         "(RFC 7296 §2.12; off by default) after the default one")
     args = ap.parse_args(argv)
     reason = missing_requirements(strongswan="strongswan" in args.only)
     if reason:

@@ -41,6 +41,11 @@ Usage::
     PYTHONPATH=src python3 bench/bench_scale.py --sizes 1000,10000,50000
     PYTHONPATH=src python3 bench/bench_scale.py --sizes 10000 --profile
     PYTHONPATH=src python3 bench/bench_scale.py --sizes 200 --no-memory --steady 10
+    PYTHONPATH=src python3 bench/bench_scale.py --gc daemon --ke-reuse 10 --no-memory
+
+``--gc daemon`` applies the daemon's garbage-collector settings
+(``pyipsec.daemon.runtime.tune_gc``) before building; ``--ke-reuse SECONDS`` turns on
+the responder's reuse of its key exchange value (RFC 7296 §2.12, off by default).
 
 ``--profile`` runs cProfile (enabled only around the responder's calls) over 200 new
 responder handshakes at the largest size and prints the top 25 functions by cumulative
@@ -189,13 +194,15 @@ class Fleet:
     tunnels: list[Tunnel] = field(default_factory=list)
     resp_cpu: float = 0.0  # responder CPU spent in exchange() so far
     profiler: cProfile.Profile | None = None
+    ke_reuse: float = 0.0  # the responder's ke_reuse_seconds (RFC 7296 §2.12; 0 = off)
 
     def __post_init__(self) -> None:
         self.rng_i = DetRng("I" + self.seed)
         self.rng_r = DetRng("R" + self.seed)
         self.ke_i = det_ke_factory(self.rng_i)
         self.resp = IkeManager([responder_conn()], rng=self.rng_r,
-                               ke_factory=det_ke_factory(self.rng_r))
+                               ke_factory=det_ke_factory(self.rng_r),
+                               ke_reuse_seconds=self.ke_reuse)
         self.init = self._new_initiator([])
         self.by_init_id: dict[int, Tunnel] = {}
         self._resp_of: dict[int, Tunnel] = {}  # responder ike_id -> tunnel
@@ -671,15 +678,26 @@ def main(argv: list[str] | None = None) -> int:
                    help="virtual seconds of steady-state load (0 = skip; default 60)")
     p.add_argument("--no-memory", dest="memory", action="store_false",
                    help="skip the memory child (saves one build per size)")
+    p.add_argument("--gc", choices=("default", "daemon"), default="default",
+                   help="Python's garbage collector settings, or the daemon's (tune_gc: "
+                        "start-up objects frozen, youngest generation every 10,000)")
+    p.add_argument("--ke-reuse", type=float, default=0.0, metavar="SECONDS",
+                   help="the responder reuses its IKE_SA_INIT key exchange value this "
+                        "long (ke_reuse_seconds, RFC 7296 §2.12; default 0 = off)")
     p.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_child:
         print(json.dumps(memory_child(args.memory_child)))
         return 0
+    if args.gc == "daemon":
+        from pyipsec.daemon.runtime import tune_gc
+
+        tune_gc()
     print(f"pyipsec IKE scale benchmark: sizes {args.sizes}, {os.cpu_count()} CPUs, "
-          f"Python {sys.version.split()[0]}, suite {IKE} / {ESP}")
+          f"Python {sys.version.split()[0]}, suite {IKE} / {ESP}, GC {args.gc}, "
+          f"ke_reuse {args.ke_reuse:g} s")
     rnd = random.Random(1)
-    fleet = Fleet()
+    fleet = Fleet(ke_reuse=args.ke_reuse)
     rows: dict[int, dict[str, Any]] = {}
     t0 = time.monotonic()
     for n in args.sizes:

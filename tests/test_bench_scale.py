@@ -55,3 +55,20 @@ def test_memory_child_and_report(bench: ModuleType, capsys: pytest.CaptureFixtur
                        "--steady", "30", "--no-memory"]) == 0
     out = capsys.readouterr().out
     assert "next_timer()" in out and "steady: CPU-s per s" in out and "x 20/10" in out
+
+
+def test_gc_and_ke_reuse_options(bench: ModuleType, capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """--gc daemon applies the daemon's tune_gc (recorded here: it would change this
+    process), --ke-reuse turns on the responder's RFC 7296 §2.12 reuse."""
+    from pyipsec.daemon import runtime
+
+    tuned: list[bool] = []
+    monkeypatch.setattr(runtime, "tune_gc", lambda: tuned.append(True))
+    assert bench.main(["--sizes", "5", "--samples", "2", "--handshakes", "2", "--steady", "0",
+                       "--no-memory", "--gc", "daemon", "--ke-reuse", "30"]) == 0
+    assert tuned == [True]
+    assert "GC daemon, ke_reuse 30 s" in capsys.readouterr().out
+    fleet = bench.Fleet(ke_reuse=30.0)
+    fleet.build(3)
+    assert fleet.resp.ke_reuse.enabled and fleet.resp.ke_reuse.next_deadline() is not None

@@ -29,6 +29,7 @@ comes at most :func:`max_detection_time` after the last authenticated packet.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from dataclasses import replace
 from typing import Any
@@ -81,6 +82,10 @@ def probe_timeout(dpd: DpdConfig, retransmit: RetransmitConfig) -> float:
     return t
 
 
+#: probe_timeout per (dpd, retransmit) configuration: every new IKE SA asks
+_cached_probe_timeout = functools.lru_cache(maxsize=256)(probe_timeout)
+
+
 def max_detection_time(dpd: DpdConfig, retransmit: RetransmitConfig) -> float:
     """Upper bound of the time from the last authenticated packet to a dead verdict.
 
@@ -120,7 +125,7 @@ class DpdState:
         self, config: DpdConfig, now: float, *, retransmit: RetransmitConfig | None = None
     ) -> None:
         self.config = config
-        self._probe_timeout = probe_timeout(config, retransmit or RetransmitConfig())
+        self._probe_timeout = _cached_probe_timeout(config, retransmit or RetransmitConfig())
         self.last_received: float = now
         self.outstanding_since: float | None = None
         self.retries = 0

@@ -19,6 +19,7 @@ Sans-I/O: times are passed as ``now``, jitter takes an injected ``random.Random`
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import math
 import random
@@ -674,6 +675,26 @@ def _shared_table(
     return table
 
 
+@functools.lru_cache(maxsize=256)
+def _dpd_rows(
+    action: DpdAction, retransmit: RetransmitConfig
+) -> tuple[tuple[ErrorKind, RecoveryDecision], ...]:
+    """The PEER_DEAD / RETRANSMITS_EXHAUSTED rows ``dpd_action`` changes (every new IKE
+    SA of a connection asks: built once per configuration)."""
+    rows: list[tuple[ErrorKind, RecoveryDecision]] = []
+    for kind in (ErrorKind.PEER_DEAD, ErrorKind.RETRANSMITS_EXHAUSTED):
+        base = DEFAULT_TABLE[kind]
+        if action is DpdAction.RESTART:
+            rows.append((kind, replace(
+                base,
+                actions=(*base.actions, RecoveryAction.RESET_CONNECTION),
+                retry=RetryPolicy.from_retransmit_config(retransmit),
+            )))
+        elif action is DpdAction.TRAP:
+            rows.append((kind, replace(base, actions=(*base.actions, RecoveryAction.TRAP))))
+    return tuple(rows)
+
+
 @dataclass(slots=True)
 class _Limits:
     log: RateLimiter
@@ -723,18 +744,7 @@ class ErrorHandler:
         policy, ``trap`` adds TRAP, ``clear`` keeps the default.  Explicit
         ``overrides`` win.
         """
-        table: dict[ErrorKind, RecoveryDecision] = {}
-        action = conn.dpd.action
-        for kind in (ErrorKind.PEER_DEAD, ErrorKind.RETRANSMITS_EXHAUSTED):
-            base = DEFAULT_TABLE[kind]
-            if action is DpdAction.RESTART:
-                table[kind] = replace(
-                    base,
-                    actions=(*base.actions, RecoveryAction.RESET_CONNECTION),
-                    retry=RetryPolicy.from_retransmit_config(conn.retransmit),
-                )
-            elif action is DpdAction.TRAP:
-                table[kind] = replace(base, actions=(*base.actions, RecoveryAction.TRAP))
+        table = dict(_dpd_rows(conn.dpd.action, conn.retransmit))
         if overrides:
             table.update(overrides)
         return cls(

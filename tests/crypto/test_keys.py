@@ -14,6 +14,7 @@ from pyipsec.crypto.keys import (
     ChildSuite,
     IkeSuite,
     child_keymat,
+    configured_psk_auth,
     derive_child_keys,
     derive_ike_keys,
     derive_rekeyed_ike_keys,
@@ -201,3 +202,9 @@ def test_psk_auth_and_signed_octets() -> None:
     auth = psk_auth(PrfId.HMAC_SHA2_256, psk, octets)
     assert auth == _hm(hashlib.sha256, _hm(hashlib.sha256, psk, KEY_PAD), octets)
     assert auth != psk_auth(PrfId.HMAC_SHA2_256, psk + b"!", octets)
+    # the configured-PSK form keeps prf(PSK, KEY_PAD): same values, twice, any PRF
+    for _ in range(2):
+        assert configured_psk_auth(PrfId.HMAC_SHA2_256, psk, octets) == auth
+        assert configured_psk_auth(PrfId.HMAC_SHA2_256, psk + b"!", octets) != auth
+    for prf in (PrfId.HMAC_SHA1, PrfId.HMAC_SHA2_512, PrfId.AES128_XCBC):
+        assert configured_psk_auth(prf, psk, octets) == psk_auth(prf, psk, octets)

@@ -4,6 +4,7 @@ need a restart are reported (no namespaces, no IKE peer: a fake TUN device)."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import textwrap
 from pathlib import Path
@@ -113,6 +114,31 @@ def test_tun_device_prune_routes(monkeypatch: pytest.MonkeyPatch) -> None:
     assert t.routes == ["203.0.113.64/26"]
     assert calls[-1] == ("route", "del", {"dst": "2001:db8:b::/64", "oif": 0})
     assert t.prune_routes({"203.0.113.64/26"}) == []
+
+
+def test_tun_device_finds_the_routes_containing_an_address(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The route index of TunDevice (what each IKE datagram asks, unroute_peer): every
+    routed network that contains the address, by prefix length, kept through removals
+    (one network routed with two source addresses counts twice)."""
+    t = TunDevice("pyt0")
+    monkeypatch.setattr(t, "_ipr_call", lambda m, *a, **kw: None)
+    ip = ipaddress.ip_address
+    assert t.add_route("203.0.113.64/26", "203.0.113.1") and t.add_route("203.0.113.64/26")
+    assert t.add_route("203.0.0.0/16") and t.add_route("2001:db8:b::/64")
+    assert t.add_route("203.0.113.64/26")  # again: idempotent, counted once
+    assert sorted(t.routes_containing(ip("203.0.113.70"))) == ["203.0.0.0/16",
+                                                                "203.0.113.64/26"]
+    assert t.routes_containing(ip("203.0.114.1")) == ["203.0.0.0/16"]
+    assert t.routes_containing(ip("2001:db8:b::1")) == ["2001:db8:b::/64"]
+    assert t.routes_containing(ip("192.0.2.1")) == []
+    t.remove_route("203.0.113.64/26", "203.0.113.1")
+    assert "203.0.113.64/26" in t.routes_containing(ip("203.0.113.70"))
+    t.remove_route("203.0.113.64/26")
+    assert t.routes_containing(ip("203.0.113.70")) == ["203.0.0.0/16"]
+    unroute_peer(t, "203.0.5.5")  # a peer inside the /16: that route is withdrawn
+    assert t.routes == ["2001:db8:b::/64"]
+    assert t.routes_containing(ip("203.0.5.5")) == []
 
 
 def test_cli_reload_prints_restart_keys(monkeypatch: pytest.MonkeyPatch,

@@ -199,3 +199,45 @@ def test_incremental_updates_match_a_rebuild() -> None:
     for k in list(keys):
         spd.remove(k)
     assert len(spd._tables[4].starts) <= 64
+
+
+def test_many_sas_sharing_one_destination() -> None:
+    """Road warriors narrowed to one inner host (one piece, many candidates): each SA
+    found by its port, the newest first, removals exact -- and the candidates of that
+    piece stay sorted without re-sorting them per install."""
+    spd: Spd[int] = Spd()
+    src = [net("203.0.113.64/26")]
+    n = 300
+    for i in range(n):
+        spd.add(i, src, [net("203.0.113.1/32", 17, 10000 + i, 10000 + i)], i)
+    spd.add("wide", src, [net("203.0.113.1/32")], -1)  # any port: newest, same size
+    for i in (0, 150, n - 1):
+        assert spd.lookup(flow("203.0.113.65", "203.0.113.1", 17, 500, 10000 + i)) == -1
+    spd.remove("wide")
+    for i in (0, 150, n - 1):
+        assert spd.lookup(flow("203.0.113.65", "203.0.113.1", 17, 500, 10000 + i)) == i
+    for i in range(0, n, 3):
+        assert spd.remove(i) == i
+    for i in range(n):
+        want = None if i % 3 == 0 else i
+        assert spd.lookup(flow("203.0.113.65", "203.0.113.1", 17, 500, 10000 + i)) == want
+    table = spd._tables[4]
+    for cands in table.cands:
+        keys = [e.sort_key for e in cands]
+        assert keys == sorted(keys)
+
+
+def test_one_policy_with_selectors_in_the_same_piece() -> None:
+    """Two remote selectors of one policy cover the same range (ports differ): both
+    entries share the piece and the sort key; removing the policy removes both."""
+    spd: Spd[str] = Spd()
+    src = [net("0.0.0.0/0")]
+    spd.add("other", src, [net("192.0.2.0/24", 6, 25, 25)], "other")
+    spd.add("web", src, [net("192.0.2.0/24", 6, 80, 80), net("192.0.2.0/24", 6, 443, 443)], "web")
+    assert spd.lookup(flow("1.1.1.1", "192.0.2.5", 6, 5000, 443)) == "web"
+    assert spd.lookup(flow("1.1.1.1", "192.0.2.5", 6, 5000, 80)) == "web"
+    assert spd.remove("web") == "web"
+    assert spd.lookup(flow("1.1.1.1", "192.0.2.5", 6, 5000, 443)) is None
+    assert spd.lookup(flow("1.1.1.1", "192.0.2.5", 6, 5000, 80)) is None
+    assert spd.lookup(flow("1.1.1.1", "192.0.2.5", 6, 5000, 25)) == "other"
+    assert all(e.value == "other" for cands in spd._tables[4].cands for e in cands)

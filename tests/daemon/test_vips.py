@@ -6,6 +6,7 @@ warrior getting an address from a gateway's pool, pinging through it with that s
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import shutil
@@ -205,6 +206,12 @@ def test_tun_device_addresses_and_the_routes_using_them() -> None:
     assert methods[3:] == [("route", "replace")]  # 10.2.0.0/16 back (the kernel flushes
     assert "prefsrc" not in tun.calls[3][-1]  # a device's routes with its last address)
     assert tun.routes == ["10.2.0.0/16"]
+    # the route index (unroute_peer's lookup) follows: counted once, gone with its route
+    ip = ipaddress.ip_address
+    assert tun.routes_containing(ip("10.2.1.1")) == ["10.2.0.0/16"]
+    assert tun.routes_containing(ip("10.9.1.1")) == []
+    tun.remove_route("10.2.0.0/16", None)
+    assert tun.routes_containing(ip("10.2.1.1")) == []
 
 
 # --------------------------------------------------------------------------- two daemons

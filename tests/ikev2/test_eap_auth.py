@@ -91,6 +91,18 @@ def test_final_auth_uses_msk_or_sk_p(method: str) -> None:
         assert (final_i.data, final_r.data) == (sk_p_i, sk_p_r)
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_session_keys_are_not_kept_by_the_psk_cache(method: str) -> None:
+    """The final AUTH of EAP uses the MSK (or SK_p) as its key: a per-session secret
+    must never enter the cache of padded configured PSKs (configured_psk_auth)."""
+    from pyipsec.crypto import keys
+
+    keys._padded_psk.cache_clear()
+    up(method)
+    cached = keys._padded_psk.cache_info().currsize
+    assert cached <= 1  # at most the gateway's configured PSK (its own AUTH), no MSK
+
+
 def test_eap_identity_round_with_eap_id_any() -> None:
     """remote.eap_id = %any: EAP-Identity first (RFC 3748 §5.1); the client answers with
     local.eap_id, which differs from its IKE identity; the gateway reports the EAP one."""

@@ -19,7 +19,7 @@ from pyipsec.ikev2.events import (
 from pyipsec.ikev2.manager import COOKIE_SECRET_LIFETIME, IkeManager, _addr_ok
 from pyipsec.ikev2.message import Message
 from pyipsec.ikev2.payloads import NoncePayload, NotifyPayload, UnknownPayload
-from pyipsec.ikev2.selectors import Selector, covers, from_wire, is_subset, narrow
+from pyipsec.ikev2.selectors import Selector, covers, from_wire, is_subset, narrow, same_set
 from pyipsec.ikev2.state import IkeSaState
 
 from .harness import A_IP, B_IP, Harness, Packet, conn_pair
@@ -208,6 +208,34 @@ def test_selectors() -> None:
     assert ports.intersect(Selector(net.start, net.end, 6)) is None
     assert ports.matches(ipaddress.ip_address("10.1.9.9"), 17, 500)
     assert from_wire([]) == ()
+
+
+def test_narrowing_a_contained_selector_keeps_it_and_agrees_with_intersect() -> None:
+    """narrow() hands back the proposed object when the policy allows it as it is,
+    and otherwise exactly what intersect() gives (OPAQUE ports included, §3.13.1)."""
+    import random
+
+    rnd = random.Random(5)
+
+    def sel() -> Selector:
+        lo = rnd.randrange(0, 64)
+        hi = lo + rnd.randrange(0, 64)
+        plo = rnd.choice([0, 0, 80, 500, 65535])
+        phi = rnd.choice([65535, 65535, 80, 500, 0])
+        base = 0x0A000000
+        return Selector(ipaddress.ip_address(base + lo), ipaddress.ip_address(base + hi),
+                        rnd.choice([0, 0, 6, 17]), plo, phi)
+
+    for _ in range(2000):
+        p, a = sel(), sel()
+        x = p.intersect(a)
+        got = narrow([p], [a])
+        assert got == ((x,) if x is not None else ()), (p, a)
+        if got and got[0] == p:
+            assert got[0] is p
+    p = Selector.network("10.1.2.3/32", protocol=17)
+    assert same_set((p, Selector.network("10.0.0.0/8")), (Selector.network("10.0.0.0/8"), p))
+    assert not same_set((p,), (Selector.network("10.1.2.3/32"),))
 
 
 def test_forged_init_refusal_does_not_stop_the_setup() -> None:

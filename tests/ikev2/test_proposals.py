@@ -29,6 +29,7 @@ from pyipsec.ikev2.proposals import (
     suite_from_proposal,
     verify_chosen_proposal,
 )
+from pyipsec.ikev2.tasks.common import choose_configured
 
 IKE, ESP = ProtocolId.IKE, ProtocolId.ESP
 T = TransformType
@@ -420,6 +421,32 @@ def test_select_returns_offered_objects_unmodified() -> None:
     chosen = select_proposal(offered, parse_proposals(["aes256gcm16-esn"], ESP))
     assert chosen is not None
     assert chosen.transforms[0] is offered[0].transforms[0]
+
+
+def test_memoised_choice_answers_each_offer_with_its_own_objects() -> None:
+    """choose_configured remembers the choice per offered values: a second offer with
+    the same values (another peer) gets its own proposal number, SPI and Transform
+    objects back; different values (an unknown attribute) are decided anew; a refusal
+    is remembered too."""
+    texts = ("aes256gcm16-prfsha256-x25519",)
+    first = offer(IKE, "aes128-sha256-modp2048", texts[0], spi=b"A" * 8)
+    second = offer(IKE, "aes128-sha256-modp2048", texts[0], spi=b"B" * 8)
+    for offered in (first, second, first):
+        chosen = choose_configured(texts, IKE, offered)
+        assert chosen == select_proposal(offered, parse_proposals(texts, IKE))
+        assert chosen.spi == offered[1].spi and chosen.num == 2
+        assert all(t is o for t, o in zip(chosen.transforms, offered[1].transforms,
+                                          strict=True))
+    odd = Transform(T.ENCR, EncrId.AES_GCM_16, 256, attributes=((99, 1),))
+    with pytest.raises(NoProposalChosen):
+        choose_configured(texts, IKE, [Proposal(1, IKE, b"", [odd, *first[1].transforms[1:]])])
+    for _ in range(2):
+        with pytest.raises(NoProposalChosen):
+            choose_configured(texts, IKE, offer(IKE, "aes128-sha1-modp3072"))
+    # the ESP choice of IKE_AUTH ignores the KE transform on both sides (§1.2)
+    esp = offer(ESP, "aes256gcm16-x25519-esn", spi=b"\x01\x02\x03\x04")
+    chosen = choose_configured(["aes256gcm16-esn"], ESP, esp, strip_ke=True, ignore_dh=True)
+    assert [t.type for t in chosen.transforms] == [T.ENCR, T.ESN]
 
 
 def test_esn_absent_in_offer_means_no_esn() -> None:

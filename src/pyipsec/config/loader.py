@@ -1260,6 +1260,8 @@ _DAEMON_KEYS = (
     "block_threshold",
     "max_fragment_bytes_unauthenticated",
     "max_fragment_bytes",
+    "ke_reuse_seconds",
+    "ke_reuse_count",
     "retransmit_tries",
     "retransmit_timeout",
     "retransmit_base",
@@ -1331,6 +1333,8 @@ def _daemon(ctx: _Ctx, t: _Table, conns: tuple[ConnectionConfig, ...]) -> Daemon
             d.max_fragment_bytes_unauthenticated,
         ),
         max_fragment_bytes=t.get("max_fragment_bytes", _fragment_bytes, d.max_fragment_bytes),
+        ke_reuse_seconds=t.get("ke_reuse_seconds", _ke_reuse_seconds, d.ke_reuse_seconds),
+        ke_reuse_count=t.get("ke_reuse_count", _int_range(1, 1 << 20), d.ke_reuse_count),
         metrics=t.get("metrics", _metrics, d.metrics),
         vip_hook=t.get("vip_hook", _vip_hook, d.vip_hook),
     )
@@ -1338,6 +1342,15 @@ def _daemon(ctx: _Ctx, t: _Table, conns: tuple[ConnectionConfig, ...]) -> Daemon
         ctx.err(t.at("natt_port"), "must differ from ike_port")
     t.finish(_DAEMON_KEYS)
     return cfg
+
+
+def _ke_reuse_seconds(v: object) -> float:
+    """How long a responder key exchange value may be reused (RFC 7296 §2.12): a
+    duration of at most an hour (forward secrecy returns only when it is dropped)."""
+    seconds = parse_duration(v)
+    if seconds > 3600:
+        raise ValueError(f"{seconds:g} s: at most 1h (hint: '10s'; 0 = never reuse)")
+    return seconds
 
 
 def _fragment_bytes(v: object) -> int:

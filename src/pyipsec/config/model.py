@@ -379,6 +379,10 @@ class DaemonConfig:
     # RFC 7383 reassembly: decrypted octets kept per IKE SA, before/after authentication
     max_fragment_bytes_unauthenticated: int = 10_000
     max_fragment_bytes: int = 65_536
+    # RFC 7296 §2.12: reuse the responder's IKE_SA_INIT key exchange value this long
+    # (0 = never: a fresh one per IKE SA) and for at most this many IKE SAs
+    ke_reuse_seconds: float = 0.0
+    ke_reuse_count: int = 128
     # Prometheus endpoint "host:port" ("[::1]:9712" for IPv6); "" = off
     metrics: str = ""
     # virtual IP pools ([pools.NAME]) the connections' ``pools`` name

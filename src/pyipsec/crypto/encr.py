@@ -59,7 +59,7 @@ IvSource = Callable[[int], bytes]
 _AES_BLOCK = 16
 _SALT = 4
 _AEAD_IV = 8
-_GCM_ICV = {EncrId.AES_GCM_8: 8, EncrId.AES_GCM_12: 12, EncrId.AES_GCM_16: 16}
+_GCM_ICV: dict[int, int] = {EncrId.AES_GCM_8: 8, EncrId.AES_GCM_12: 12, EncrId.AES_GCM_16: 16}
 _AES_BITS = (128, 192, 256)
 
 
@@ -85,7 +85,7 @@ def is_aead(encr_id: int) -> bool:
 
 def supported_encrs() -> tuple[EncrId, ...]:
     """The ENCR transform IDs this module implements."""
-    return (EncrId.AES_CBC, *_GCM_ICV, EncrId.CHACHA20_POLY1305)
+    return (EncrId.AES_CBC, *(EncrId(k) for k in _GCM_ICV), EncrId.CHACHA20_POLY1305)
 
 
 def _cipher_key_bytes(encr_id: int, key_bits: int | None) -> int:
@@ -192,7 +192,7 @@ class AeadProtector:
             self.icv_size: int = 16
         else:
             self._aead = AESGCM(self._key)
-            self.icv_size = _GCM_ICV[EncrId(encr_id)]
+            self.icv_size = _GCM_ICV[encr_id]
         self.iv_size: int = _AEAD_IV
         self.block_size: int = 1
         self._iv_source: IvSource = _CounterIv() if iv_source is None else iv_source

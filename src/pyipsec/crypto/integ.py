@@ -123,7 +123,7 @@ class XcbcInteg(Integ):
         return _XcbcSigner(key, self.icv_size)
 
 
-_INTEGS: dict[IntegId, Integ] = {
+_INTEGS: dict[int, Integ] = {
     IntegId.HMAC_SHA1_96: HmacInteg(IntegId.HMAC_SHA1_96, hashes.SHA1(), 12),
     IntegId.AES_XCBC_96: XcbcInteg(),
     IntegId.HMAC_SHA2_256_128: HmacInteg(IntegId.HMAC_SHA2_256_128, hashes.SHA256(), 16),
@@ -134,7 +134,7 @@ _INTEGS: dict[IntegId, Integ] = {
 
 def supported_integs() -> tuple[IntegId, ...]:
     """The INTEG transform IDs this module implements."""
-    return tuple(_INTEGS)
+    return tuple(IntegId(k) for k in _INTEGS)
 
 
 def get_integ(integ_id: int) -> Integ:
@@ -143,7 +143,7 @@ def get_integ(integ_id: int) -> Integ:
     Raises :class:`ValueError` for NONE or an unimplemented ID (a configuration
     error: proposal selection only picks supported IDs).
     """
-    try:
-        return _INTEGS[IntegId(integ_id)]
-    except (ValueError, KeyError):
-        raise ValueError(f"unsupported INTEG transform {integ_id}") from None
+    integ = _INTEGS.get(integ_id)  # IntEnum keys: a plain int finds them (no enum call)
+    if integ is None:
+        raise ValueError(f"unsupported INTEG transform {integ_id}")
+    return integ

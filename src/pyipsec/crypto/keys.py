@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from ..constants import IntegId, PrfId
@@ -32,6 +33,7 @@ __all__ = [
     "IkeKeys",
     "IkeSuite",
     "child_keymat",
+    "configured_psk_auth",
     "derive_child_keys",
     "derive_ike_keys",
     "derive_rekeyed_ike_keys",
@@ -222,6 +224,20 @@ def psk_auth(prf: Prf | int, psk: bytes, signed: bytes) -> bytes:
     """
     p = _as_prf(prf)
     return p(p(psk, KEY_PAD), signed)
+
+
+def configured_psk_auth(prf: Prf | int, psk: bytes, signed: bytes) -> bytes:
+    """:func:`psk_auth` for a pre-shared key of the configuration: its inner
+    ``prf(PSK, "Key Pad for IKEv2")`` is computed once per (PRF, PSK) and kept (a few
+    per gateway; the PSK itself is in the configuration anyway).  Never for a
+    per-session secret such as EAP's MSK: the cache would keep it."""
+    p = _as_prf(prf)
+    return p(_padded_psk(p.id, psk), signed)
+
+
+@functools.lru_cache(maxsize=64)
+def _padded_psk(prf_id: int, psk: bytes) -> bytes:
+    return get_prf(prf_id)(psk, KEY_PAD)
 
 
 def signed_octets(

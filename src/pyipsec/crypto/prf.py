@@ -194,7 +194,7 @@ def prf_plus(prf: Prf, key: bytes, seed: bytes, length: int) -> bytes:
     return b"".join(out)[:length]
 
 
-_PRFS: dict[PrfId, Prf] = {
+_PRFS: dict[int, Prf] = {
     PrfId.HMAC_SHA1: HmacPrf(PrfId.HMAC_SHA1, hashes.SHA1()),
     PrfId.HMAC_SHA2_256: HmacPrf(PrfId.HMAC_SHA2_256, hashes.SHA256()),
     PrfId.HMAC_SHA2_384: HmacPrf(PrfId.HMAC_SHA2_384, hashes.SHA384()),
@@ -205,7 +205,7 @@ _PRFS: dict[PrfId, Prf] = {
 
 def supported_prfs() -> tuple[PrfId, ...]:
     """The PRF transform IDs this module implements."""
-    return tuple(_PRFS)
+    return tuple(PrfId(k) for k in _PRFS)
 
 
 def get_prf(prf_id: int) -> Prf:
@@ -214,7 +214,7 @@ def get_prf(prf_id: int) -> Prf:
     Raises :class:`ValueError` for an ID this module does not implement; proposal
     selection only ever picks supported IDs, so this is a configuration error.
     """
-    try:
-        return _PRFS[PrfId(prf_id)]
-    except (ValueError, KeyError):
-        raise ValueError(f"unsupported PRF transform {prf_id}") from None
+    prf = _PRFS.get(prf_id)  # IntEnum keys: a plain int finds them (no enum call)
+    if prf is None:
+        raise ValueError(f"unsupported PRF transform {prf_id}")
+    return prf

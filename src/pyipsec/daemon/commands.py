@@ -49,6 +49,8 @@ _RESTART_KEYS = (
     "block_threshold",
     "max_fragment_bytes_unauthenticated",
     "max_fragment_bytes",
+    "ke_reuse_seconds",
+    "ke_reuse_count",
     "metrics",
     "vici_socket",
     "log_format",

@@ -45,6 +45,7 @@ __all__ = [
     "TrapPolicy",
     "UnknownSpi",
     "networks",
+    "range_networks",
     "sel_str",
     "selectors_summary",
     "socket_for",
@@ -324,8 +325,17 @@ def selectors_summary(sels: Sequence[SelectorLike]) -> str:
 
 def networks(sel: SelectorLike) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """The networks a selector's address range covers ([] for a mixed-family range)."""
+    return range_networks(sel.start, sel.end)
+
+
+def range_networks(
+    start: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    end: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The networks the address range ``start``-``end`` covers ([] for a mixed-family
+    or reversed range)."""
     try:
-        return _summarize(sel.start, sel.end)
+        return _summarize(start, end)
     except (TypeError, ValueError):
         return []
 
@@ -420,16 +430,17 @@ class DataPlane:
             self._raw_users[k] = self._raw_users.get(k, 0) + 1
         self.spd.add(info.spi_in, state.local_ts, state.remote_ts, state)
         self.trap_pending.pop((info.conn, info.child), None)
-        log_child.info(
-            "CHILD_SA %s{%08x/%08x} installed: %s === %s, %s%s",
-            info.child,
-            info.spi_in,
-            info.spi_out,
-            selectors_summary(state.local_ts),
-            selectors_summary(state.remote_ts),
-            info.suite,
-            " UDP-encap" if info.encap else "",
-        )
+        if log_child.isEnabledFor(logging.INFO):  # formatting selectors is not free
+            log_child.info(
+                "CHILD_SA %s{%08x/%08x} installed: %s === %s, %s%s",
+                info.child,
+                info.spi_in,
+                info.spi_out,
+                selectors_summary(state.local_ts),
+                selectors_summary(state.remote_ts),
+                info.suite,
+                " UDP-encap" if info.encap else "",
+            )
         return state
 
     def uninstall(self, spi_in: int, reason: str = "") -> ChildState | None:

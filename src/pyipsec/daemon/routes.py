@@ -9,12 +9,13 @@ peer's address is not routed, and a route that turns out to cover a peer we hear
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from ..config.model import ConnectionConfig, Mode
-from .dataplane import ChildState, PeerIndex, TunLike, networks
+from .dataplane import ChildState, PeerIndex, TunLike, networks, range_networks
 from .spd import SelectorLike
 
 __all__ = ["prune_routes", "route_selector", "unroute_peer"]
@@ -40,11 +41,8 @@ def route_selector(
     """Route ``sel``'s networks into the TUN device, with a source address of the
     device's own (``tun_addresses``) of the same family; never a default route nor a
     network containing one of ``peers`` or of the ``known`` peers (O(log n) each)."""
-    peer_ips = []
-    for p in peers:
-        with contextlib.suppress(ValueError):
-            peer_ips.append(ipaddress.ip_address(p))
-    for net in networks(sel):
+    peer_ips = [ip for p in peers if (ip := _address(p)) is not None]
+    for net, text in _networks(sel.start, sel.end):
         captures = any(ip in net for ip in peer_ips) or (known is not None and known.any_in(net))
         if net.prefixlen == 0 or captures:
             log.warning(
@@ -53,13 +51,36 @@ def route_selector(
                 tun.name,
             )
             continue
-        prefsrc = None
-        for a in tun_addresses:
-            iface = ipaddress.ip_interface(a)
-            if iface.version == net.version:
-                prefsrc = str(iface.ip)
-                break
-        tun.add_route(str(net), prefsrc)
+        tun.add_route(text, _prefsrc(tuple(tun_addresses), net.version))
+
+
+# What a Child SA install asks again and again (the same selectors, peers and TUN
+# addresses for every SA of a connection): parsed once.
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_address(text)
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _networks(
+    start: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    end: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> Sequence[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]:
+    return tuple((net, str(net)) for net in range_networks(start, end))
+
+
+@functools.lru_cache(maxsize=64)
+def _prefsrc(tun_addresses: tuple[str, ...], version: int) -> str | None:
+    """The TUN device's own address of ``version`` (the routes' source address)."""
+    for a in tun_addresses:
+        iface = ipaddress.ip_interface(a)
+        if iface.version == version:
+            return str(iface.ip)
+    return None
 
 
 def unroute_peer(tun: TunLike, ip: str) -> None:
@@ -70,12 +91,18 @@ def unroute_peer(tun: TunLike, ip: str) -> None:
     prune = _pruner(tun)
     if prune is None:
         return
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
+    addr = _address(ip)
+    if addr is None:
         return
-    routes = list(tun.routes)
-    capture = {r for r in routes if addr in ipaddress.ip_network(r)}
+    containing: Callable[[object], list[str]] | None = getattr(tun, "routes_containing", None)
+    if containing is not None:  # the real device: an index, not a walk over every route
+        capture = set(containing(addr))
+        if not capture:
+            return
+        routes = list(tun.routes)
+    else:
+        routes = list(tun.routes)
+        capture = {r for r in routes if addr in ipaddress.ip_network(r)}
     if capture:
         for net in prune(set(routes) - capture):
             log.warning("route %s through %s withdrawn: it captures the peer %s", net, tun.name, ip)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import ipaddress
 import logging
 import socket
@@ -245,8 +246,8 @@ class UdpSocket:
         """Send one datagram; with a wildcard socket ``local`` picks the source address.
         False when it was dropped (full buffer, unreachable)."""
         try:
-            if self.wildcard and local and not ipaddress.ip_address(local).is_unspecified:
-                self.sock.sendmsg([data], [_pktinfo(self.family, local)], 0, remote)
+            if self.wildcard and local and (info := _pktinfo(self.family, local)) is not None:
+                self.sock.sendmsg([data], [info], 0, remote)
             else:
                 self.sock.sendto(data, remote)
         except (BlockingIOError, InterruptedError):
@@ -261,7 +262,12 @@ class UdpSocket:
         self.sock.close()
 
 
-def _pktinfo(family: socket.AddressFamily, local: str) -> tuple[int, int, bytes]:
+@functools.lru_cache(maxsize=256)
+def _pktinfo(family: socket.AddressFamily, local: str) -> tuple[int, int, bytes] | None:
+    """The IP_PKTINFO / IPV6_PKTINFO control message choosing ``local`` as the source
+    (None for the unspecified address: the kernel chooses); built once per address."""
+    if ipaddress.ip_address(local).is_unspecified:
+        return None
     if family == socket.AF_INET:
         data = struct.pack("=I4s4s", 0, socket.inet_pton(socket.AF_INET, local), bytes(4))
         return socket.IPPROTO_IP, IP_PKTINFO, data

@@ -25,6 +25,7 @@ from __future__ import annotations
 import bisect
 import ipaddress
 import itertools
+import operator
 import struct
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -203,18 +204,20 @@ class _Entry(Generic[V]):
     src_sels: tuple[SelectorLike, ...]
     value: V
     size: int = field(init=False)
+    sort_key: tuple[int, int, int] = field(init=False)
 
     def __post_init__(self) -> None:
         self.size = int(self.dst.end) - int(self.dst.start)
+        self.sort_key = (self.size, self.rank, -self.seq)
 
-    def order(self) -> tuple[int, int, int]:
-        return (self.size, self.rank, -self.seq)
+
+_sort_key = operator.attrgetter("sort_key")
 
 
 @dataclass(slots=True)
 class _Table(Generic[V]):
     starts: list[int] = field(default_factory=list)
-    cands: list[tuple[_Entry[V], ...]] = field(default_factory=list)
+    cands: list[list[_Entry[V]]] = field(default_factory=list)  # per piece, sorted
 
 
 def _split(table: _Table[V], b: int) -> int:
@@ -223,7 +226,7 @@ def _split(table: _Table[V], b: int) -> int:
     i = bisect.bisect_right(starts, b) - 1
     if i >= 0 and starts[i] == b:
         return i
-    inherited = table.cands[i] if i >= 0 else ()
+    inherited = list(table.cands[i]) if i >= 0 else []
     starts.insert(i + 1, b)
     table.cands.insert(i + 1, inherited)
     return i + 1
@@ -232,11 +235,14 @@ def _split(table: _Table[V], b: int) -> int:
 def _insert(table: _Table[V], e: _Entry[V]) -> None:
     """Add one entry to a table: O(log n) to find its pieces plus the pieces it covers
     (one or two for a host or small subnet), instead of rebuilding the table -- a
-    gateway installs Child SAs one by one while traffic flows."""
+    gateway installs Child SAs one by one while traffic flows.  The entry goes into
+    each piece's sorted candidates by bisection: many SAs can share one piece (road
+    warriors narrowed to the same inner address), and sorting it again per install
+    made installing n SAs quadratic."""
     lo = _split(table, int(e.dst.start))
     hi = _split(table, int(e.dst.end) + 1)
     for k in range(lo, hi):
-        table.cands[k] = tuple(sorted((*table.cands[k], e), key=_Entry.order))
+        bisect.insort(table.cands[k], e, key=_sort_key)
 
 
 def _delete(table: _Table[V], e: _Entry[V]) -> None:
@@ -244,7 +250,13 @@ def _delete(table: _Table[V], e: _Entry[V]) -> None:
     lo = bisect.bisect_left(table.starts, int(e.dst.start))
     hi = bisect.bisect_left(table.starts, int(e.dst.end) + 1)
     for k in range(lo, hi):
-        table.cands[k] = tuple(c for c in table.cands[k] if c is not e)
+        cands = table.cands[k]
+        i = bisect.bisect_left(cands, e.sort_key, key=_sort_key)
+        while i < len(cands) and cands[i].sort_key == e.sort_key:  # one policy's
+            if cands[i] is e:  # selectors may share a piece (and their sort key)
+                del cands[i]
+                break
+            i += 1
 
 
 class Spd(Generic[V]):
@@ -328,7 +340,7 @@ class Spd(Generic[V]):
                 active.append(by_start[i])
                 i += 1
             active = [e for e in active if int(e.dst.end) >= b]
-            cands = tuple(sorted(active, key=_Entry.order))
+            cands = sorted(active, key=_sort_key)
             if table.cands and table.cands[-1] == cands:
                 continue  # merge equal neighbours
             table.starts.append(b)

@@ -78,6 +78,9 @@ class TunDevice:
         self._ipr: Any = None
         self._pool: ThreadPoolExecutor | None = None
         self._routes: set[tuple[str, str | None]] = set()
+        # the routed networks by (version, prefix length) -> network address -> refs:
+        # "which routes contain this address" in one probe per prefix length in use
+        self._by_prefix: dict[tuple[int, int], dict[int, int]] = {}
 
     def _nl(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         """Run one netlink call on the worker thread and wait for it."""
@@ -157,11 +160,13 @@ class TunDevice:
         log.info("address %s removed from %s", ip, self.name)
         family = [k for k in self._routes if ipaddress.ip_network(k[0]).version == ip.version]
         for key in sorted(family, key=lambda k: (k[0], k[1] or "")):
-            self._routes.discard(key)
+            self._drop(key)
             self.add_route(*key)
 
     def add_route(self, network: str, prefsrc: str | None = None) -> bool:
         """Route ``network`` through the device (idempotent); False when it failed."""
+        if (network, prefsrc) in self._routes:
+            return True  # the common case (every Child SA of a connection): no parsing
         key = (str(ipaddress.ip_network(network, strict=False)), prefsrc)
         if key in self._routes:
             return True
@@ -174,14 +179,47 @@ class TunDevice:
             log.warning("route %s via %s failed: %s", key[0], self.name, e)
             return False
         self._routes.add(key)
+        self._index(key[0], 1)
         log.debug("route %s dev %s%s", key[0], self.name, f" src {prefsrc}" if prefsrc else "")
         return True
+
+    def _drop(self, key: tuple[str, str | None]) -> None:
+        """Forget a route of ours (bookkeeping only: the caller talks to the kernel)."""
+        if key in self._routes:
+            self._routes.discard(key)
+            self._index(key[0], -1)
+
+    def _index(self, network: str, delta: int) -> None:
+        net = ipaddress.ip_network(network)
+        table = self._by_prefix.setdefault((net.version, net.prefixlen), {})
+        addr = int(net.network_address)
+        refs = table.get(addr, 0) + delta
+        if refs > 0:
+            table[addr] = refs
+        else:
+            table.pop(addr, None)
+            if not table:
+                del self._by_prefix[(net.version, net.prefixlen)]
+
+    def routes_containing(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[str]:
+        """The routed networks that contain ``ip``: one dictionary probe per prefix
+        length in use, whatever the number of routes (an IKE datagram asks, see
+        :func:`~pyipsec.daemon.routes.unroute_peer`)."""
+        out = []
+        value, bits = int(ip), ip.max_prefixlen
+        for (version, plen), table in self._by_prefix.items():
+            if version != ip.version:
+                continue
+            base = value >> (bits - plen) << (bits - plen)
+            if base in table:
+                out.append(str(ipaddress.ip_network((base, plen))))
+        return out
 
     def remove_route(self, network: str, prefsrc: str | None = None) -> None:
         key = (str(ipaddress.ip_network(network, strict=False)), prefsrc)
         if key not in self._routes:
             return
-        self._routes.discard(key)
+        self._drop(key)
         try:
             self._ipr_call("route", "del", dst=key[0], oif=self.index)
         except Exception as e:
@@ -204,6 +242,7 @@ class TunDevice:
             os.close(self.fd)
             self.fd = -1
         self._routes.clear()
+        self._by_prefix.clear()
         try:
             if self._ipr is not None:
                 try:

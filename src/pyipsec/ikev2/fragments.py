@@ -106,7 +106,9 @@ class FragmentReassembler:
         return st
 
     def next_deadline(self) -> float | None:
-        return min((s.deadline for s in self._sets.values()), default=None)
+        if not self._sets:
+            return None  # the usual case, asked by every deadline computation
+        return min(s.deadline for s in self._sets.values())
 
     def expire(self, now: float, wanted: Wanted) -> None:
         """Forget sets past their timeout, or whose message is no longer wanted (its

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from ..config.model import ChildConfig, ConnectionConfig, DpdAction, PoolConfig
-from ..crypto.ke import new_key_exchange
+from ..crypto.ke import KeyExchange, new_key_exchange
 from ..eap.base import BackendReply
 from ..nat import format_endpoint, packed_ip
 from ..pools import PoolRegistry
@@ -67,6 +67,7 @@ from .events import (
     PeerDead,
 )
 from .fragments import MAX_FRAGMENT_BYTES, MAX_FRAGMENT_BYTES_UNAUTHENTICATED, FragmentBudget
+from .ke_reuse import KeReuse
 from .message import Message
 from .payloads import NotifyPayload
 from .sa import IkeSa
@@ -122,15 +123,21 @@ class IkeManager:
         max_fragment_bytes: int = MAX_FRAGMENT_BYTES,
         wall_clock: Callable[[float], dt.datetime] | None = None,
         pools: Sequence[PoolConfig] = (),
+        ke_reuse_seconds: float = 0.0,
+        ke_reuse_count: int = 128,
     ) -> None:
         """``wall_clock`` maps ``now`` to calendar time for certificate validity (the
         core never reads a clock; without it certificates cannot be validated).
-        ``pools``: the virtual IP pools the connections' ``pools`` name (§2.19)."""
+        ``pools``: the virtual IP pools the connections' ``pools`` name (§2.19).
+        ``ke_reuse_seconds`` > 0: the responder reuses its IKE_SA_INIT key exchange
+        value that long, for at most ``ke_reuse_count`` IKE SAs (RFC 7296 §2.12, see
+        :mod:`~pyipsec.ikev2.ke_reuse`: it weakens forward secrecy; off by default)."""
         self.conns: dict[str, ConnectionConfig] = {c.name: c for c in connections}
         self.pools = PoolRegistry(pools)  # read by the IKE SAs (tasks.config_payload)
         self.wall_clock = wall_clock
         self.rng = rng
         self.ke_factory: KeFactory = ke_factory or _default_ke_factory
+        self.ke_reuse = KeReuse(self.ke_factory, ke_reuse_seconds, ke_reuse_count)
         self.cookie_threshold = cookie_threshold
         self.half_open_timeout = half_open_timeout
         # bounded pre-authentication state (§2.6; strongSwan's init_limit_half_open,
@@ -207,6 +214,11 @@ class IkeManager:
             self._reserved[spi] = self._clock
             self._reserved_order.append((self._clock, spi))
             return spi
+
+    def init_key_exchange(self, group: int) -> KeyExchange:
+        """SaOwner: the responder's key exchange for an IKE_SA_INIT answer (RFC 7296
+        §2.12: reused within bounds when ``ke_reuse_seconds`` says so, else fresh)."""
+        return self.ke_reuse.get(group, self._clock)
 
     def adopt(self, sa: IkeSa) -> None:
         """Register an IKE SA created by a rekey (§2.18)."""
@@ -422,6 +434,10 @@ class IkeManager:
         for due, *_ in self._restart:
             if best is None or due < best:
                 best = due
+        if self.ke_reuse.enabled:  # a reused KE value is dropped on time
+            forget = self.ke_reuse.next_deadline()
+            if forget is not None and (best is None or forget < best):
+                best = forget
         return best
 
     def handle_timer(self, now: float) -> None:
@@ -445,6 +461,8 @@ class IkeManager:
         self._collect()
         self._prune_reservations(now)
         self._do_restarts(now)
+        if self.ke_reuse.enabled:
+            self.ke_reuse.expire(now)
 
     def next_event(self) -> Event | None:
         self._collect()
@@ -742,6 +760,7 @@ class IkeManager:
         return self.pools.status(leases=leases, name=name)
 
     def shutdown(self, now: float) -> None:
+        self.ke_reuse.forget()
         for sa in list(self.by_id.values()):
             if sa.state not in IKE_FINAL:
                 ike_delete.start(sa, now, reason="shutdown")

@@ -67,7 +67,10 @@ __all__ = [
 _HEADER = struct.Struct("!8s8sBBBBII")  # §3.1
 _GENERIC = struct.Struct("!BBH")  # §3.2
 _SKF_NUMBERS = struct.Struct("!HH")  # RFC 7383 §2.5
-_FLAG_MASK = HeaderFlag.INITIATOR | HeaderFlag.VERSION | HeaderFlag.RESPONSE
+_FLAG_MASK = int(HeaderFlag.INITIATOR | HeaderFlag.VERSION | HeaderFlag.RESPONSE)
+# plain ints: an IntFlag operand makes every ``&`` a Python-level enum call
+_RESPONSE = int(HeaderFlag.RESPONSE)
+_INITIATOR = int(HeaderFlag.INITIATOR)
 _SKF_HEADER_LEN = GENERIC_PAYLOAD_HEADER_LEN + _SKF_NUMBERS.size
 
 
@@ -140,7 +143,7 @@ class Message:
             spi_i,
             spi_r,
             ExchangeType._value2member_map_.get(exchange, exchange),
-            HeaderFlag(flags & _FLAG_MASK),
+            flags & _FLAG_MASK,
             message_id,
             payloads,
             version & 0x0F,
@@ -173,12 +176,12 @@ class Message:
     @property
     def is_response(self) -> bool:
         """§3.1 R flag: this message is a response."""
-        return bool(self.flags & HeaderFlag.RESPONSE)
+        return bool(self.flags & _RESPONSE)
 
     @property
     def is_initiator(self) -> bool:
         """§3.1 I flag: sent by the original initiator of the IKE SA."""
-        return bool(self.flags & HeaderFlag.INITIATOR)
+        return bool(self.flags & _INITIATOR)
 
     @property
     def encrypted(self) -> SkPayload | SkfPayload | None:

@@ -28,6 +28,7 @@ Conventions (§3.1, §3.2):
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import struct
 from collections.abc import Callable, Iterable, Sequence
@@ -128,6 +129,13 @@ _M_PayloadType = _enum_map(PayloadType)
 _M_ProtocolId = _enum_map(ProtocolId)
 _M_TransformAttr = _enum_map(TransformAttr)
 _M_TransformType = _enum_map(TransformType)
+_M_TsType = _enum_map(TsType)
+
+
+# Addresses in traffic selectors repeat from peer to peer (a gateway's subnets, the
+# peers' inner networks): built once each (ipaddress objects are immutable).
+_v4 = functools.lru_cache(maxsize=4096)(ipaddress.IPv4Address)
+_v6 = functools.lru_cache(maxsize=4096)(ipaddress.IPv6Address)
 
 
 def _need(body: bytes, n: int, what: str) -> None:
@@ -161,6 +169,11 @@ _TRANSFORM_ID_ENUMS: dict[int, type[enum.IntEnum]] = {
 _TRANSFORM_ID_MAPS = {t: _enum_map(cls) for t, cls in _TRANSFORM_ID_ENUMS.items()}
 
 
+#: the encoding of each (type, id, key length, attributes, last) seen: our answers repeat
+#: the same few transforms in every handshake (bounded: peers can offer any values)
+_TRANSFORM_BYTES: dict[tuple[object, ...], bytes] = {}
+
+
 @dataclass(slots=True)
 class Transform:
     """RFC 7296 §3.3.2 Transform Substructure with its §3.3.5 attributes.
@@ -177,6 +190,16 @@ class Transform:
     attributes: tuple[tuple[int, bytes | int], ...] = ()
 
     def _serialise(self, last: bool) -> bytes:
+        key = (self.type, self.id, self.key_length, self.attributes, last)
+        data = _TRANSFORM_BYTES.get(key)
+        if data is None:
+            data = self._encode(last)
+            if len(_TRANSFORM_BYTES) >= 1024:
+                _TRANSFORM_BYTES.clear()
+            _TRANSFORM_BYTES[key] = data
+        return data
+
+    def _encode(self, last: bool) -> bytes:
         attrs: list[bytes] = []
         if self.key_length is not None:
             attrs.append(
@@ -484,6 +507,9 @@ class IdPayload:
 
     def to_string(self) -> str:
         """A string that :meth:`from_string` maps back to this identity. Never raises."""
+        return _id_string(self.id_type, bytes(self.data))
+
+    def _to_string(self) -> str:
         t, data = self.id_type, self.data
         prefix = _ID_PREFIX_OF.get(t, f"id{t}")
         if t == IdType.ID_NULL and not data:
@@ -520,6 +546,13 @@ class IdPayload:
 
     def __str__(self) -> str:
         return self.to_string()
+
+
+@functools.lru_cache(maxsize=4096)
+def _id_string(id_type: int, data: bytes) -> str:
+    """:meth:`IdPayload.to_string` (which parses candidates back): once per identity
+    (ours in every IKE_AUTH, a peer's in each of its exchanges)."""
+    return IdPayload(id_type, data)._to_string()
 
 
 # --------------------------------------------------------------------------- CERT, CERTREQ
@@ -894,16 +927,15 @@ class TsPayload:
         end = len(body)
         off = 4
         selectors: list[TrafficSelector] = []
-        v4, v6 = ipaddress.IPv4Address, ipaddress.IPv6Address
-        make: type[ipaddress.IPv4Address] | type[ipaddress.IPv6Address]
+        make: Callable[[bytes], IPAddress]
         for _ in range(count):
             if end - off < 8:
                 raise ParseError("truncated traffic selector")
             ts_type, proto, slen, sport, eport = _TS.unpack_from(body, off)
             if ts_type == TsType.TS_IPV4_ADDR_RANGE:
-                alen, make = 4, v4
+                alen, make = 4, _v4
             elif ts_type == TsType.TS_IPV6_ADDR_RANGE:
-                alen, make = 16, v6
+                alen, make = 16, _v6
             else:
                 raise ParseError(f"unsupported traffic selector type {ts_type}")
             if slen != 8 + 2 * alen:
@@ -913,7 +945,7 @@ class TsPayload:
             a = off + 8
             selectors.append(
                 TrafficSelector(
-                    TsType(ts_type),
+                    _M_TsType[ts_type],
                     _M_IpProto.get(proto, proto),
                     sport,
                     eport,
@@ -1131,6 +1163,10 @@ _CLASS_OF: dict[int, type] = {
     t: cls for cls in (*_PLAIN_CLASSES, SkPayload, SkfPayload) for t in cls.payload_types
 }
 _ENCRYPTED = (PayloadType.SK, PayloadType.SKF)
+#: the payload types each class may be sent as (its ``payload_types``)
+_TYPES_OF: dict[type, tuple[int, ...]] = {
+    cls: cls.payload_types for cls in (*_PLAIN_CLASSES, SkPayload, SkfPayload)
+}
 
 
 def payload_class(ptype: int) -> type | None:
@@ -1228,26 +1264,28 @@ def serialise_payloads(payloads: Sequence[tuple[int, Payload]]) -> tuple[int, by
     if n == 0:
         return 0, b""
     parts: list[bytes] = []
+    pack = _GENERIC.pack
     for i, (ptype, payload) in enumerate(payloads):
         if not 0 < ptype <= 0xFF:
             raise ValueError(f"payload type {ptype} cannot be sent")
         flags = 0
-        if isinstance(payload, UnknownPayload):
+        cls = type(payload)
+        if cls is UnknownPayload:
+            assert isinstance(payload, UnknownPayload)
             if payload.type != ptype:
                 raise ValueError(f"UnknownPayload of type {payload.type} entered as {ptype}")
             if payload.critical:
                 flags = _CRITICAL
-        elif ptype not in payload.payload_types:
-            raise ValueError(f"{type(payload).__name__} cannot be sent as payload type {ptype}")
-        if isinstance(payload, SkPayload | SkfPayload):
+        elif ptype not in _TYPES_OF.get(cls, ()):
+            raise ValueError(f"{cls.__name__} cannot be sent as payload type {ptype}")
+        if cls is SkPayload or cls is SkfPayload:
+            assert isinstance(payload, SkPayload | SkfPayload)
             if i != n - 1:
                 raise ValueError("the SK/SKF payload must be the last payload")
-            nxt = payload.first_payload
+            nxt = _u8(payload.first_payload, "next payload")
         else:
-            nxt = payloads[i + 1][0] if i + 1 < n else 0
+            nxt = payloads[i + 1][0] if i + 1 < n else 0  # checked as the next entry's type
         body = payload.serialise_body()
-        parts.append(
-            _GENERIC.pack(_u8(nxt, "next payload"), flags, _u16(4 + len(body), "payload length"))
-        )
+        parts.append(pack(nxt, flags, _u16(4 + len(body), "payload length")))
         parts.append(body)
-    return _u8(payloads[0][0], "payload type"), b"".join(parts)
+    return payloads[0][0], b"".join(parts)

@@ -70,6 +70,7 @@ __all__ = [
     "parse_proposals",
     "proposal_tokens",
     "select_proposal",
+    "select_proposal_index",
     "strip_dh",
     "suite_from_proposal",
     "verify_chosen_proposal",
@@ -422,16 +423,35 @@ def select_proposal(
     (the offered Transform objects, attributes unmodified); optional types
     absent from the offer stay absent.
     """
+    found = select_proposal_index(offered, acceptable, protocol=protocol, ignore_dh=ignore_dh)
+    if found is None:
+        return None
+    prop = offered[found[0]]
+    return Proposal(prop.num, prop.protocol, prop.spi, [prop.transforms[k] for k in found[1]])
+
+
+def select_proposal_index(
+    offered: Sequence[Proposal],
+    acceptable: Sequence[Sequence[Transform]],
+    *,
+    protocol: int | None = None,
+    ignore_dh: bool = False,
+) -> tuple[int, tuple[int, ...]] | None:
+    """:func:`select_proposal` as positions: the index of the accepted proposal in
+    ``offered`` and the indices of the picked transforms in its transform list (in
+    the order of the answer), or None.  The result depends only on the values of the
+    offered transforms, so a caller may memoise it per offer."""
     if not offered:
         return None
     proto = offered[0].protocol if protocol is None else protocol
-    for prop in offered:
+    for i, prop in enumerate(offered):
         if prop.protocol != proto:
             continue
         for ours in acceptable:
             picked = _match(list(prop.transforms), ours, proto, ignore_dh)
             if picked is not None:
-                return Proposal(prop.num, prop.protocol, prop.spi, picked)
+                ids = [id(t) for t in prop.transforms]
+                return i, tuple(ids.index(id(t)) for t in picked)
     return None
 
 

@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from ..crypto.encr import SkProtector
+    from ..crypto.ke import KeyExchange
     from .tasks.eap_auth import EapServer
 
 log = logging.getLogger("pyipsec.ike")
@@ -83,6 +84,13 @@ NON_ESP_MARKER_LEN = 4
 
 T = TypeVar("T", bound=Task)
 
+#: the header flags we send (§3.1), by (original initiator, response), as plain ints
+_FLAGS = {
+    (i, r): int(HeaderFlag.INITIATOR) * i | int(HeaderFlag.RESPONSE) * r
+    for i in (False, True)
+    for r in (False, True)
+}
+
 
 class SaOwner(Protocol):
     """What an IkeSa needs from its manager (SPI allocation, adoption, policy lookup)."""
@@ -90,6 +98,9 @@ class SaOwner(Protocol):
     def new_ike_spi(self) -> bytes: ...
 
     def new_child_spi(self) -> int: ...
+
+    def init_key_exchange(self, group: int) -> KeyExchange:
+        """The responder's key exchange value for an IKE_SA_INIT answer (§2.12)."""
 
     def adopt(self, sa: IkeSa) -> None: ...
 
@@ -213,8 +224,7 @@ class IkeSa:
         # the recovery table (recovery.DEFAULT_TABLE with this connection's dpd_action
         # rows): every error decision of the SA is read there, counted and rate-limited
         self.errors = ErrorHandler.for_connection(conn)
-        self.timers = Timers(self._touched)
-        self._watch_timers()
+        self.timers = Timers(self._touched, self, _WATCHED)
 
     def _touched(self) -> None:
         self.owner.touched(self)
@@ -238,17 +248,6 @@ class IkeSa:
         self.peer_auth = ""  # how the peer authenticated ("psk", "ECDSA-SHA256", ...)
         self.msg1 = b""  # IKE_SA_INIT request as sent (AUTH, §2.15)
         self.msg2 = b""  # IKE_SA_INIT response as sent
-
-    def _watch_timers(self) -> None:
-        t = self.timers
-        t.watch(TimerKind.FRAGMENTS, self.fragments.next_deadline)
-        t.watch(TimerKind.RETRANSMIT, self.req_win.next_deadline)
-        t.watch(TimerKind.LIVENESS_PROBE, self._probe_deadline)
-        t.watch(TimerKind.DELAYED, self._delayed_deadline)
-        t.watch(TimerKind.QUEUE, self._queue_deadline)
-        t.watch(TimerKind.CHILD_LIFETIMES, self._child_deadline)
-        t.watch(TimerKind.DPD, self.dpd_deadline)
-        t.watch(TimerKind.KEEPALIVE, self._keepalive_deadline)
 
     # ------------------------------------------------------------------ basics
 
@@ -373,23 +372,11 @@ class IkeSa:
 
     # ------------------------------------------------------------------ sending
 
-    def _flags(self, response: bool) -> int:
-        f = HeaderFlag.INITIATOR if self.initiator else HeaderFlag.NONE
-        if response:
-            f |= HeaderFlag.RESPONSE
-        return int(f)
-
     def _message(
         self, exchange: int, message_id: int, payloads: PayloadList, response: bool
     ) -> Message:
-        return Message(
-            spi_i=self.spi_i,
-            spi_r=self.spi_r,
-            exchange=exchange,
-            flags=self._flags(response),
-            message_id=message_id,
-            payloads=list(payloads),
-        )
+        flags = _FLAGS[self.initiator, response]
+        return Message(self.spi_i, self.spi_r, exchange, flags, message_id, list(payloads))
 
     def build(self, exchange: int, message_id: int, payloads: PayloadList, response: bool) -> bytes:
         msg = self._message(exchange, message_id, payloads, response)
@@ -568,7 +555,7 @@ class IkeSa:
         elif not isinstance(hdr.encrypted, SkPayload):
             self._receive_unprotected(hdr, now)
             return
-        elif hdr.flags & HeaderFlag.RESPONSE:
+        elif hdr.is_response:
             self._receive_response(data, hdr, local, remote, now)
         else:
             self._receive_request(data, hdr, local, remote, now)
@@ -609,10 +596,11 @@ class IkeSa:
         if n is not None and self.established and self.conn.dpd.enabled:
             liveness.start(self, now)
 
-    def _decrypt(self, data: bytes, now: float) -> Message | None:
+    def _decrypt(self, data: bytes, hdr: Message, now: float) -> Message | None:
+        """Verify and decrypt ``data`` (``hdr``: its parse, done by the manager)."""
         assert self.prot_in is not None
         try:
-            return decrypt_message(data, self.prot_in)
+            return decrypt_message(data, self.prot_in, hdr)
         except IntegrityError as exc:
             # §3.14: dropped, never answered (the table's DROP_SILENTLY + COUNT)
             self.on_error(ErrorKind.INTEGRITY_CHECK_FAILED, now, str(exc))
@@ -716,7 +704,7 @@ class IkeSa:
             self.log.debug("unexpected response #%d dropped", hdr.message_id)
             return
         try:
-            msg = self._decrypt(data, now) if opener is None else opener()
+            msg = self._decrypt(data, hdr, now) if opener is None else opener()
         except ProtocolError as exc:
             self._malformed_response(hdr, exc, now)
             return
@@ -776,7 +764,7 @@ class IkeSa:
             self.on_error(ErrorKind.INVALID_MESSAGE_ID, now, f"request #{hdr.message_id}")
             return
         try:
-            msg = self._decrypt(data, now) if opener is None else opener()
+            msg = self._decrypt(data, hdr, now) if opener is None else opener()
         except ProtocolError as exc:
             self._malformed_request(hdr, exc, arrival is Arrival.NEW, now)
             return
@@ -1077,7 +1065,9 @@ class IkeSa:
         return None
 
     def _delayed_deadline(self) -> float | None:
-        return min((t.not_before for t in self.delayed), default=None)
+        if not self.delayed:
+            return None
+        return min(t.not_before for t in self.delayed)
 
     def _child_deadline(self) -> float | None:
         if not self.established:
@@ -1206,6 +1196,19 @@ class IkeSa:
         return f"<IkeSa {self.ike_id} {self.conn.name} {self.state.value} {self.our_spi.hex()}>"
 
 
+
+
+#: the deadlines an IKE SA's other state already keeps (read when asked, never copied)
+_WATCHED: dict[TimerKind, Callable[[IkeSa], float | None]] = {
+    TimerKind.FRAGMENTS: lambda sa: sa.fragments.next_deadline(),
+    TimerKind.RETRANSMIT: lambda sa: sa.req_win.next_deadline(),
+    TimerKind.LIVENESS_PROBE: IkeSa._probe_deadline,
+    TimerKind.DELAYED: IkeSa._delayed_deadline,
+    TimerKind.QUEUE: IkeSa._queue_deadline,
+    TimerKind.CHILD_LIFETIMES: IkeSa._child_deadline,
+    TimerKind.DPD: IkeSa.dpd_deadline,
+    TimerKind.KEEPALIVE: IkeSa._keepalive_deadline,
+}
 
 
 __all__ = [

@@ -172,7 +172,10 @@ def from_wire(selectors: Iterable[Any]) -> tuple[Selector, ...]:
 
 def _dedupe(selectors: Iterable[Selector]) -> tuple[Selector, ...]:
     """Drop selectors contained in another one (keeping the first of equal ones)."""
-    items = list(dict.fromkeys(selectors))
+    items = list(selectors)
+    if len(items) <= 1:
+        return tuple(items)  # the common case: nothing to compare (nor to hash)
+    items = list(dict.fromkeys(items))
     out: list[Selector] = []
     for i, s in enumerate(items):
         if any(j != i and o.contains(s) and (o != s) for j, o in enumerate(items)):
@@ -184,7 +187,8 @@ def _dedupe(selectors: Iterable[Selector]) -> tuple[Selector, ...]:
 def narrow(proposed: Sequence[Selector], allowed: Sequence[Selector]) -> tuple[Selector, ...]:
     """RFC 7296 §2.9: the part of the peer's ``proposed`` selectors our policy allows.
 
-    Every proposed selector is intersected with every allowed one; selectors
+    Every proposed selector (well-formed: start <= end, as :func:`from_wire` gives
+    them) is intersected with every allowed one; selectors
     contained in another result are dropped.  An empty result means
     TS_UNACCEPTABLE.  When the initiator's first selector is the specific
     "packet" selector of a trap (§2.9), it is kept if allowed: it is not
@@ -194,10 +198,18 @@ def narrow(proposed: Sequence[Selector], allowed: Sequence[Selector]) -> tuple[S
     result: list[Selector] = []
     for p in proposed:
         for a in allowed:
-            x = p.intersect(a)
+            # allowed as proposed: the same object (an OPAQUE port range, start above
+            # end, is "contained" but matches only "any": intersect decides that)
+            x = p if p.start_port <= p.end_port and a.contains(p) else p.intersect(a)
             if x is not None:
                 result.append(x)
     return _dedupe(result)
+
+
+def same_set(a: Sequence[Selector], b: Sequence[Selector]) -> bool:
+    """True when ``a`` and ``b`` hold the same selectors (in any order): narrowing
+    that changed nothing usually returns the very same objects in the same order."""
+    return tuple(a) == tuple(b) or set(a) == set(b)
 
 
 def is_subset(selectors: Sequence[Selector], of: Sequence[Selector]) -> bool:

@@ -13,7 +13,9 @@ the order in which the IKE SA handles them.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
 
 
 class TimerKind(enum.Enum):
@@ -35,18 +37,29 @@ class TimerKind(enum.Enum):
 
 
 Source = Callable[[], "float | None"]
+#: watched deadlines as functions of the owner: one table shared by all owners of a kind
+#: (no per-owner closures or bound methods to create, nor to break cycles of)
+WatchTable = Mapping[TimerKind, Callable[[Any], "float | None"]]
+_NO_WATCH: WatchTable = MappingProxyType({})
 
 
 class Timers:
     """Fixed and watched deadlines by :class:`TimerKind`."""
 
-    __slots__ = ("_changed", "_fixed", "_watched")
+    __slots__ = ("_changed", "_fixed", "_owner", "_watched")
 
-    def __init__(self, changed: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        changed: Callable[[], None] | None = None,
+        owner: object = None,
+        watched: WatchTable = _NO_WATCH,
+    ) -> None:
         """``changed`` is called whenever a fixed deadline is set or cleared (the owner
-        re-reads :meth:`next_deadline`; watched sources tell their owners themselves)."""
+        re-reads :meth:`next_deadline`; watched sources tell their owners themselves).
+        ``watched`` maps kinds to functions of ``owner`` giving their deadlines."""
         self._fixed: dict[TimerKind, float] = {}
-        self._watched: dict[TimerKind, Source] = {}
+        self._watched = watched
+        self._owner = owner
         self._changed = changed
 
     def set(self, kind: TimerKind, when: float | None) -> None:
@@ -67,7 +80,8 @@ class Timers:
     def dispose(self) -> None:
         """Forget every deadline and source (they refer back to the owner)."""
         self._fixed.clear()
-        self._watched.clear()
+        self._watched = _NO_WATCH
+        self._owner = None
         self._changed = None
 
     def get(self, kind: TimerKind) -> float | None:
@@ -76,19 +90,23 @@ class Timers:
         if when is not None:
             return when
         source = self._watched.get(kind)
-        return source() if source is not None else None
+        return source(self._owner) if source is not None else None
 
     def watch(self, kind: TimerKind, source: Source) -> None:
-        """``kind``'s deadline is whatever ``source()`` says (None = none)."""
-        self._watched[kind] = source
+        """``kind``'s deadline is whatever ``source()`` says (None = none), for this
+        instance only (the shared table is copied first)."""
+        table = dict(self._watched)
+        table[kind] = lambda _owner: source()
+        self._watched = table
 
     def next_deadline(self) -> float | None:
         best: float | None = None
         for when in self._fixed.values():
             if best is None or when < best:
                 best = when
+        owner = self._owner
         for source in self._watched.values():
-            w = source()
+            w = source(owner)
             if w is not None and (best is None or w < best):
                 best = w
         return best
@@ -97,6 +115,7 @@ class Timers:
         """The kinds whose deadline has come, in handling order.  Fixed deadlines that
         are due are cleared (a handler sets them again when it wants another one)."""
         out: list[TimerKind] = []
+        owner = self._owner
         for kind in TimerKind:
             when = self._fixed.get(kind)
             if when is not None and when <= now:
@@ -105,7 +124,7 @@ class Timers:
                 continue
             source = self._watched.get(kind)
             if source is not None:
-                w = source()
+                w = source(owner)
                 if w is not None and w <= now:
                     out.append(kind)
         return out

@@ -80,7 +80,9 @@ class RequestWindow:
         return self.pending.pop(message_id, None)
 
     def next_deadline(self) -> float | None:
-        return min((r.deadline for r in self.pending.values()), default=None)
+        if not self.pending:
+            return None
+        return min(r.deadline for r in self.pending.values())
 
 
 class ResponderWindow:
@@ -106,10 +108,14 @@ class ResponderWindow:
         self.cache[message_id] = packets
         while self.expected in self.processed:
             self.expected += 1
-        # keep only the last ``size`` responses (§2.3)
-        for mid in [m for m in self.cache if m < self.expected - self.size]:
-            del self.cache[mid]
-        self.processed = {m for m in self.processed if m >= self.expected - self.size}
+        # keep only the last ``size`` responses (§2.3); the IDs below ``expected`` are
+        # consecutive, so at most ``size`` entries are never too old to keep
+        low = self.expected - self.size
+        if len(self.cache) > self.size:
+            for mid in [m for m in self.cache if m < low]:
+                del self.cache[mid]
+        if len(self.processed) > self.size:
+            self.processed = {m for m in self.processed if m >= low}
 
     def cached(self, message_id: int) -> list[bytes] | None:
         return self.cache.get(message_id)

@@ -31,7 +31,7 @@ from ..payloads import (
     TrafficSelector,
     TsPayload,
 )
-from ..selectors import Selector, from_specs, from_wire, is_subset, narrow
+from ..selectors import Selector, from_specs, from_wire, is_subset, narrow, same_set
 from ..state import ChildSaState, IkeSaState
 from . import config_payload, ike_delete
 from .base import NONCE_SIZE, PayloadList, Task
@@ -40,8 +40,7 @@ from .common import (
     build_proposals,
     check_chosen,
     child_suite,
-    choose_proposal,
-    our_transforms,
+    choose_configured,
     proposal_groups,
     suite_string,
 )
@@ -237,7 +236,7 @@ def _candidates(
         n_tsi = narrow(tsi, remote_ts)
         n_tsr = narrow(tsr, local_ts)
         if n_tsi and n_tsr:
-            exact = set(n_tsi) == set(tsi) and set(n_tsr) == set(tsr)
+            exact = same_set(n_tsi, tsi) and same_set(n_tsr, tsr)
             cands.append((not exact, i, cfg, n_tsi, n_tsr))
     cands.sort(key=lambda c: (c[0], c[1]))
     return [(cfg, n_tsi, n_tsr) for _, _, cfg, n_tsi, n_tsr in cands]
@@ -259,11 +258,8 @@ def _select(
         raise TsUnacceptable("no child config matches the proposed traffic selectors")
     for cfg, n_tsi, n_tsr in cands:
         try:
-            chosen = choose_proposal(
-                our_transforms(cfg.esp_proposals, ProtocolId.ESP, strip_ke=ike_auth),
-                proposals,
-                ProtocolId.ESP,
-                ignore_dh=ike_auth,
+            chosen = choose_configured(
+                cfg.esp_proposals, ProtocolId.ESP, proposals, strip_ke=ike_auth, ignore_dh=ike_auth
             )
         except NoProposalChosen:
             continue
@@ -355,7 +351,7 @@ def negotiate(
             out.append((PayloadType.KE, our_ke_payload))
     out.append((PayloadType.TSi, ts_payload(n_tsi)))
     out.append((PayloadType.TSr, ts_payload(n_tsr)))
-    if set(n_tsi) != set(tsi) or set(n_tsr) != set(tsr):
+    if not same_set(n_tsi, tsi) or not same_set(n_tsr, tsr):
         out.append((PayloadType.NOTIFY, NotifyPayload(0, b"", NotifyType.ADDITIONAL_TS_POSSIBLE)))
     return out, child
 

@@ -24,7 +24,7 @@ from ..proposals import (
     format_proposal,
     make_proposals,
     parse_proposal,
-    select_proposal,
+    select_proposal_index,
     strip_dh,
     suite_from_proposal,
     verify_chosen_proposal,
@@ -75,21 +75,51 @@ def build_proposals(
     return make_proposals(our_transforms(texts, protocol, strip_ke=strip_ke), protocol, spi)
 
 
-def choose_proposal(
-    ours: Sequence[Sequence[Transform]],
-    theirs: Sequence[Proposal],
+#: choose_configured's memo: (proposal strings, protocol, strip_ke, ignore_dh, the values
+#: of the offer) -> (index of the accepted proposal, indices of its picked transforms),
+#: or None when nothing is acceptable.  Bounded: the offers come from the network.
+_CHOICES: dict[tuple[object, ...], tuple[int, tuple[int, ...]] | None] = {}
+_CHOICES_MAX = 1024
+
+
+def _offer_key(theirs: Sequence[Proposal]) -> tuple[object, ...]:
+    """What proposal selection reads of an offer: protocols and transform values."""
+    return tuple(
+        (p.protocol, tuple((t.type, t.id, t.key_length, t.attributes) for t in p.transforms))
+        for p in theirs
+    )
+
+
+def choose_configured(
+    texts: Sequence[str],
     protocol: int,
+    theirs: Sequence[Proposal],
     *,
+    strip_ke: bool = False,
     ignore_dh: bool = False,
 ) -> Proposal:
-    """Responder: the peer's proposal we accept, one transform of each type (§2.7).
+    """Responder: the peer's proposal we accept, one transform of each type (§2.7):
+    :func:`~pyipsec.ikev2.proposals.select_proposal` of ``our_transforms(texts,
+    protocol, strip_ke=...)``, memoised on the values of the offer (the selection is a
+    function of them alone, and the peers of a gateway offer the same few proposal
+    sets again and again).  The answer carries the peer's own proposal number, SPI
+    and Transform objects.
 
     Raises :class:`NoProposalChosen`.
     """
-    chosen = select_proposal(list(theirs), ours, protocol=protocol, ignore_dh=ignore_dh)
-    if chosen is None:
+    key = (tuple(texts), protocol, strip_ke, ignore_dh, _offer_key(theirs))
+    try:
+        found = _CHOICES[key]
+    except KeyError:
+        ours = our_transforms(texts, protocol, strip_ke=strip_ke)
+        found = select_proposal_index(theirs, ours, protocol=protocol, ignore_dh=ignore_dh)
+        if len(_CHOICES) >= _CHOICES_MAX:
+            _CHOICES.clear()
+        _CHOICES[key] = found
+    if found is None:
         raise NoProposalChosen("no acceptable proposal")
-    return chosen
+    prop = theirs[found[0]]
+    return Proposal(prop.num, prop.protocol, prop.spi, [prop.transforms[k] for k in found[1]])
 
 
 def check_chosen(offered: Sequence[Proposal], sa: SaPayload | None) -> Proposal:
@@ -101,15 +131,31 @@ def check_chosen(offered: Sequence[Proposal], sa: SaPayload | None) -> Proposal:
     return chosen
 
 
+#: suite_from_proposal per (protocol, transform types/IDs/key lengths): every IKE SA of a
+#: gateway negotiates one of a few suites (immutable, shared); bounded
+_SUITES: dict[tuple[object, ...], IkeSuite | ChildSuite] = {}
+
+
+def _suite(p: Proposal) -> IkeSuite | ChildSuite:
+    key = (p.protocol, tuple((t.type, t.id, t.key_length) for t in p.transforms))
+    s = _SUITES.get(key)
+    if s is None:
+        s = suite_from_proposal(p)  # raises for a malformed choice (never cached)
+        if len(_SUITES) >= 1024:
+            _SUITES.clear()
+        _SUITES[key] = s
+    return s
+
+
 def ike_suite(p: Proposal) -> IkeSuite:
-    s = suite_from_proposal(p)
+    s = _suite(p)
     if not isinstance(s, IkeSuite):
         raise NoProposalChosen("not an IKE proposal")
     return s
 
 
 def child_suite(p: Proposal) -> ChildSuite:
-    s = suite_from_proposal(p)
+    s = _suite(p)
     if not isinstance(s, ChildSuite):
         raise NoProposalChosen("not an ESP proposal")
     return s

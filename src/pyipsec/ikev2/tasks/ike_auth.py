@@ -51,7 +51,7 @@ from ...auth.signatures import (
 )
 from ...auth.trust import validate_chain
 from ...config.model import ConnectionConfig, LocalCredentials, RemoteTrust, is_eap
-from ...crypto.keys import psk_auth, signed_octets
+from ...crypto.keys import configured_psk_auth, psk_auth, signed_octets
 from ...recovery import ErrorKind, kind_for_exception
 from ..constants import (
     AuthMethod,
@@ -85,12 +85,22 @@ _ANY = ("", "%any", "%any6", "*")
 
 
 def _auth_value(
-    sa: IkeSa, psk: bytes, message: bytes, nonce_peer: bytes, sk_p: bytes, idp: IdPayload
+    sa: IkeSa,
+    psk: bytes,
+    message: bytes,
+    nonce_peer: bytes,
+    sk_p: bytes,
+    idp: IdPayload,
+    *,
+    configured: bool = True,
 ) -> bytes:
-    """The PSK AUTH value (§2.15): prf(prf(Shared Secret, "Key Pad for IKEv2"), octets)."""
+    """The PSK AUTH value (§2.15): prf(prf(Shared Secret, "Key Pad for IKEv2"), octets).
+    ``configured``: ``psk`` is a key of the configuration, whose padded form may be kept
+    (:func:`~pyipsec.crypto.keys.configured_psk_auth`); never for a per-session key."""
     assert sa.suite is not None
     prf = sa.suite.prf_id
-    return psk_auth(prf, psk, signed_octets(message, nonce_peer, prf, sk_p, id_body(idp)))
+    octets = signed_octets(message, nonce_peer, prf, sk_p, id_body(idp))
+    return (configured_psk_auth if configured else psk_auth)(prf, psk, octets)
 
 
 def _window_notify(conn: ConnectionConfig) -> PayloadList:
@@ -630,8 +640,8 @@ def auth_value(
     sa: IkeSa, key: bytes, message: bytes, nonce_peer: bytes, sk_p: bytes, idp: IdPayload
 ) -> bytes:
     """The shared-key AUTH value (§2.15) with ``key``: the PSK, or with EAP the MSK
-    (SK_pi/SK_pr when the method has none, §2.16)."""
-    return _auth_value(sa, key, message, nonce_peer, sk_p, idp)
+    (SK_pi/SK_pr when the method has none, §2.16): a per-session key, never kept."""
+    return _auth_value(sa, key, message, nonce_peer, sk_p, idp, configured=False)
 
 
 def _auth_failed(sa: IkeSa, now: float, reason: str) -> PayloadList:

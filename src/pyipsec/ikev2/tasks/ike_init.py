@@ -42,10 +42,9 @@ from .common import (
     certreq_payloads,
     check_chosen,
     check_nat,
-    choose_proposal,
+    choose_configured,
     ike_suite,
     nat_notifies,
-    our_transforms,
     proposal_groups,
     suite_string,
 )
@@ -306,9 +305,7 @@ def _negotiate(
     chosen: Proposal | None = None
     for conn in conns:
         try:
-            chosen = choose_proposal(
-                our_transforms(conn.ike_proposals, ProtocolId.IKE), sa_p.proposals, ProtocolId.IKE
-            )
+            chosen = choose_configured(conn.ike_proposals, ProtocolId.IKE, sa_p.proposals)
         except NoProposalChosen:
             continue
         sa.conn = conn
@@ -321,7 +318,7 @@ def _negotiate(
             f"KE group {ke.group}, want {suite.dh_group}",
             data=suite.dh_group.to_bytes(2, "big"),
         )
-    our_ke = sa.ke_factory(suite.dh_group)
+    our_ke = sa.owner.init_key_exchange(suite.dh_group)  # fresh unless §2.12 reuse is on
     return chosen, our_ke, our_ke.shared_secret(ke.data), nonce.nonce
 
 

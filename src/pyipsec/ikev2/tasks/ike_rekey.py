@@ -27,9 +27,8 @@ from .base import NONCE_SIZE, PayloadList, Task
 from .common import (
     build_proposals,
     check_chosen,
-    choose_proposal,
+    choose_configured,
     ike_suite,
-    our_transforms,
     proposal_groups,
     suite_string,
 )
@@ -315,9 +314,7 @@ def respond(sa: IkeSa, msg: Message, now: float) -> PayloadList:
     ke = msg.get(PayloadType.KE)
     if sa_p is None or nonce is None or ke is None:
         raise ProtocolError("IKE rekey request lacks SA, Nonce or KE")
-    chosen = choose_proposal(
-        our_transforms(sa.conn.ike_proposals, ProtocolId.IKE), sa_p.proposals, ProtocolId.IKE
-    )
+    chosen = choose_configured(sa.conn.ike_proposals, ProtocolId.IKE, sa_p.proposals)
     if len(chosen.spi) != 8:
         raise ProtocolError("IKE SPI in the rekey proposal must be 8 octets")
     if chosen.spi == _ZERO_IKE_SPI:

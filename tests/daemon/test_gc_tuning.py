@@ -1,0 +1,62 @@
+"""The daemon's garbage-collector settings (runtime.tune_gc), in a fresh interpreter:
+they change the whole process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+SCRIPT = textwrap.dedent(
+    """
+    import gc, json
+    from pyipsec.daemon.runtime import GC_THRESHOLD, tune_gc
+
+    tune_gc()
+    tune_gc()  # idempotent: one hook
+    start = gc.get_freeze_count()
+    kept = [[i] for i in range(50_000)]  # long-lived objects (tunnels)
+    cycle = [[]]
+    cycle[0].append(cycle)  # garbage in a cycle, made before the full collection
+    del cycle
+    gc.collect()  # a full collection: its survivors are frozen
+    after = gc.get_freeze_count()
+    late = [[]]
+    late[0].append(late)  # a cycle made after it is still collected
+    del late
+    found = gc.collect(0) + gc.collect()
+    print(json.dumps({
+        "threshold": list(gc.get_threshold()), "want": list(GC_THRESHOLD),
+        "hooks": gc.callbacks.count(gc.callbacks[-1]) if gc.callbacks else 0,
+        "start": start, "after": after, "kept": len(kept), "found": found,
+    }))
+    """
+)
+
+
+def _run(env_extra: dict[str, str]) -> dict[str, int | list[int]]:
+    import json
+
+    env = dict(os.environ, PYTHONPATH=str(SRC), **env_extra)
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
+                         text=True, check=True, timeout=120).stdout
+    res: dict[str, int | list[int]] = json.loads(out.strip().splitlines()[-1])
+    return res
+
+
+def test_full_collections_freeze_their_survivors() -> None:
+    res = _run({})
+    assert res["threshold"] == res["want"] and res["hooks"] == 1
+    after, start = res["after"], res["start"]
+    assert isinstance(after, int) and isinstance(start, int)
+    assert after >= start + 50_000  # the long-lived objects left the collector's scans
+    assert isinstance(res["found"], int) and res["found"] >= 2  # new cycles: collected
+
+
+def test_python_defaults_on_request() -> None:
+    res = _run({"PYIPSEC_GC": "default"})
+    assert res["threshold"] != res["want"] and res["start"] == 0 and res["after"] == 0
