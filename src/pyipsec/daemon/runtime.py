@@ -469,6 +469,7 @@ class Daemon:
             self.report_traffic()
         except Exception:
             log.exception("reporting traffic to the IKE core failed")
+        sweep_frozen_garbage()
 
     def report_traffic(self) -> None:
         """Report per-SA volumes, authenticated arrivals (DPD, RFC 7296 §2.4; lifetimes,
@@ -736,9 +737,39 @@ def freeze_after_full_collection(phase: str, info: dict[str, int]) -> None:
     The price: a reference cycle among frozen objects that becomes garbage later is
     never collected.  The daemon frees what it forgets by reference counting (a
     forgotten IKE SA has no cycles left, :meth:`~pyipsec.ikev2.sa.IkeSa.dispose`); the
-    collector found about one cyclic object per 100 tunnels set up (bench_load)."""
+    collector found about one cyclic object per 100 tunnels set up (bench_load), and
+    :func:`sweep_frozen_garbage` bounds what such cycles can hold."""
     if phase == "stop" and info.get("generation") == 2:
         gc.freeze()
+
+
+#: a sweep of the frozen objects runs when they have grown to this multiple of what the
+#: previous sweep left (and are at least FROZEN_SWEEP_MIN)
+FROZEN_SWEEP_GROWTH = 2.0
+FROZEN_SWEEP_MIN = 200_000
+_frozen_after_sweep = 0
+
+
+def sweep_frozen_garbage() -> bool:
+    """Bound what :func:`freeze_after_full_collection` can leak: when the frozen objects
+    have doubled since the last sweep, unfreeze them all for one full collection (which
+    frees the garbage cycles among them) and freeze the survivors again.  Tunnels that
+    come and go leave the frozen count flat (reference counting frees them), so in a
+    steady state the sweep is rare; while tunnels are added its pauses are spaced
+    geometrically, and leaked cycles can never outgrow the live objects.  Called from
+    the daemon's housekeeping tick; True when it swept."""
+    global _frozen_after_sweep
+    frozen = gc.get_freeze_count()
+    if frozen < FROZEN_SWEEP_MIN or frozen < FROZEN_SWEEP_GROWTH * _frozen_after_sweep:
+        return False
+    if os.environ.get("PYIPSEC_GC") == "default":
+        return False
+    gc.unfreeze()
+    found = gc.collect()
+    gc.freeze()
+    _frozen_after_sweep = gc.get_freeze_count()
+    log.debug("GC sweep of frozen objects: %d collected, %d frozen", found, _frozen_after_sweep)
+    return True
 
 
 def _reload_on_sighup(daemon: Daemon, sd: sdnotify.DaemonNotifier) -> None:
