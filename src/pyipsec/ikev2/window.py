@@ -57,6 +57,8 @@ class PendingRequest:
 class RequestWindow:
     """Our outgoing requests (§2.3): IDs count up from 0; at most ``size`` outstanding."""
 
+    __slots__ = ("next_id", "pending", "size")
+
     def __init__(self, size: int = 1, first_id: int = 0) -> None:
         self.size = max(1, size)
         self.next_id = first_id
@@ -87,6 +89,8 @@ class RequestWindow:
 
 class ResponderWindow:
     """Requests from the peer (§2.2, §2.3): expected ID and cached responses."""
+
+    __slots__ = ("cache", "expected", "processed", "size")
 
     def __init__(self, size: int = 1, first_id: int = 0) -> None:
         self.size = max(1, size)
