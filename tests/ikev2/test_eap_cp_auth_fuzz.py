@@ -251,6 +251,12 @@ def check(h: Harness, caplog: pytest.LogCaptureFixture) -> None:
         assert sa.state is IkeSaState.ESTABLISHED, f"victim left in {sa.state}"
     assert h.b.mgr._half_open_count() == 0
     assert h.a.mgr._half_open_count() == 0
+    pairs = {(sa.spi_i, sa.spi_r) for sa in va} ^ {(sa.spi_i, sa.spi_r) for sa in vb}
+    for side, sa in [(h.a, sa) for sa in va] + [(h.b, sa) for sa in vb]:
+        if (sa.spi_i, sa.spi_r) in pairs:  # established on one side only: DPD ends it
+            side.mgr.liveness(sa.ike_id, h.now)
+            h.run(60)
+            assert sa.state in IKE_FINAL, f"one-sided victim stays {sa.state}"
     if not vb:
         online = [
             x for p in h.b.mgr.pools_status(leases=True) for x in p["leases"]
