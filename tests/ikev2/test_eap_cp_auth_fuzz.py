@@ -35,12 +35,15 @@ from pyipsec.ikev2.state import IKE_FINAL, IkeSaState
 from pyipsec.pools import pool_range
 
 from .eap_pairs import PASSWORD, USER, USERS
+from .test_sa_cert_auth import host, trust
 from .harness import Harness, Held, Side, child, conn_pair, det_ke_factory
 
 VICTIM = ("a2b", "b2a")
 BYSTANDER = ("a2b2", "b2a2")
-#: IKE_AUTH exchanges of the victim: IDi+CP | EAP-Identity | EAP-MD5 | final AUTH (+CP)
-ROUNDS = 4
+#: IKE_AUTH exchanges of the victim with EAP-MD5: IDi+CP | EAP-Identity | EAP-MD5 |
+#: final AUTH (+CP); EAP-MSCHAPv2 and EAP-TLS take more
+ROUNDS = 8
+METHODS = st.sampled_from(["eap-md5", "eap-md5", "eap-mschapv2", "eap-tls"])
 #: examples per property in CI; PYIPSEC_FUZZ_EXAMPLES raises it for a campaign by hand
 EXAMPLES = int(os.environ.get("PYIPSEC_FUZZ_EXAMPLES", "25"))
 
@@ -50,29 +53,31 @@ def _pool() -> PoolConfig:
     return PoolConfig("rw", "10.3.0.0/28", first, last)
 
 
-def _conns() -> tuple[list[ConnectionConfig], list[ConnectionConfig]]:
-    net = child().local_ts
+def _conns(method: str) -> tuple[list[ConnectionConfig], list[ConnectionConfig]]:
+    a_kw: dict[str, Any] = {"local_auth": method}
+    b_kw: dict[str, Any] = {"remote_auth": method}
+    if method == "eap-tls":
+        a_kw |= {"local_credentials": host(USER), "remote_trust": trust()}
+        b_kw |= {"local_credentials": host("sun.example.net"), "remote_trust": trust()}
     a1, b1 = conn_pair(
         a_children=[ChildConfig("net", (), child(local=("10.2.0.0/16",)).local_ts)],
         b_children=[ChildConfig("net", child(local=("10.2.0.0/16",)).local_ts, ())],
-        a_kw={"local_auth": "eap-md5", "local_id": USER, "eap_secret": PASSWORD,
-              "vips": ("0.0.0.0",)},
-        b_kw={"remote_auth": "eap-md5", "remote_id": "%any", "eap_users": USERS,
-              "remote_eap_id": "%any", "pools": ("rw",)},
+        a_kw={"local_id": USER, "eap_secret": PASSWORD, "vips": ("0.0.0.0",), **a_kw},
+        b_kw={"remote_id": "%any", "eap_users": USERS, "remote_eap_id": "%any",
+              "pools": ("rw",), **b_kw},
     )  # fmt: skip
     a2, b2 = conn_pair(
         a_children=[child("net2", local=("10.11.0.0/16",), remote=("10.12.0.0/16",))],
         b_children=[child("net2", local=("10.12.0.0/16",), remote=("10.11.0.0/16",))],
     )
-    del net
     a2 = replace(a2, name="a2b2", local_id="moon2.example.net", remote_id="sun2.example.net")
     b2 = replace(b2, name="b2a2", local_id="sun2.example.net", remote_id="moon2.example.net")
     return [a2, a1], [b2, b1]
 
 
-def make() -> Harness:
-    """The bystander up; the victim not yet initiated."""
-    (a2, a1), (b2, b1) = _conns()
+def make(method: str = "eap-md5") -> Harness:
+    """The bystander up; the victim (EAP ``method``) not yet initiated."""
+    (a2, a1), (b2, b1) = _conns(method)
     h = Harness(a1, b1, seed="eapfuzz")
     h.a.mgr = IkeManager([a2, a1], rng=h.a.rng, ke_factory=det_ke_factory(h.a.rng))
     h.b.mgr = IkeManager(
@@ -281,6 +286,7 @@ _SETTINGS = settings(
 
 @_SETTINGS
 @given(
+    method=METHODS,
     role=st.sampled_from(["responder", "initiator"]),
     rnd=st.integers(1, ROUNDS),
     ops=mutations(),
@@ -288,6 +294,7 @@ _SETTINGS = settings(
     original=st.sampled_from(["none", "before", "after", "twice"]),
 )
 def test_mutated_ike_auth_rounds(
+    method: str,
     role: str,
     rnd: int,
     ops: list[tuple[str, Any]],
@@ -297,24 +304,25 @@ def test_mutated_ike_auth_rounds(
 ) -> None:
     caplog.clear()
     caplog.set_level(logging.ERROR, logger="pyipsec")
-    h = make()
+    h = make(method)
     attack(h, role, rnd, ops, mid_shift, original)
     check(h, caplog)
 
 
 @_SETTINGS
 @given(
+    method=METHODS,
     role=st.sampled_from(["responder", "initiator"]),
     rnd=st.integers(1, ROUNDS),
     replay=st.integers(1, ROUNDS),
 )
 def test_replayed_and_reordered_rounds(
-    role: str, rnd: int, replay: int, caplog: pytest.LogCaptureFixture
+    method: str, role: str, rnd: int, replay: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An earlier (or later) round's message, replayed when round ``rnd`` is due."""
     caplog.clear()
     caplog.set_level(logging.ERROR, logger="pyipsec")
-    ref = make()
+    ref = make(method)
     ref.a.mgr.initiate("a2b", None, ref.now)
     ref.run(10)
     sender = "a" if role == "responder" else "b"
@@ -323,7 +331,7 @@ def test_replayed_and_reordered_rounds(
         for p in ref.sent(sender, ExchangeType.IKE_AUTH)
         if p.is_response == (sender == "b")
     }
-    h = make()  # same seed: same SPIs and keys
+    h = make(method)  # same seed: same SPIs and keys
     h.hold()
     h.a.mgr.initiate("a2b", None, h.now)
     for _ in range(60):
