@@ -94,8 +94,9 @@ _LEAF = st.one_of(
 )  # fmt: skip
 _VALUE = st.recursive(
     st.one_of(_LEAF, st.lists(_LEAF, max_size=3)),
-    lambda inner: st.dictionaries(st.text("abcdefghijklmnopqrstuvwxyz_", max_size=12), inner,
-                                  max_size=4),  # fmt: skip
+    lambda inner: st.dictionaries(
+        st.text("abcdefghijklmnopqrstuvwxyz_", max_size=12), inner, max_size=4
+    ),
     max_leaves=8,
 )
 _KEYS = st.sampled_from(
@@ -110,8 +111,9 @@ def _templates(pki: Pki) -> dict[str, dict[str, Any]]:
     return {
         "load-conn": b({"gw": psk_conn(pools=["rw"], vips=["0.0.0.0"])}),
         "load-pool": b({"rw": {"addrs": "10.3.0.0/24", "dns": ["10.2.0.53", "2001:db8::53"]}}),
-        "load-shared": b({"id": "s1", "type": "IKE", "data": "s3cret",
-                          "owners": ["moon.example.net"]}),  # fmt: skip
+        "load-shared": b(
+            {"id": "s1", "type": "IKE", "data": "s3cret", "owners": ["moon.example.net"]}
+        ),
         "load-cert": {"type": b"X509", "flag": b"CA", "data": pki.pem(pki.ca)},
         "load-key": {"type": b"any", "data": pki.key_pem()},
     }

@@ -28,15 +28,22 @@ from hypothesis import strategies as st
 
 from pyipsec.config.model import ChildConfig, ConnectionConfig, PoolConfig
 from pyipsec.ikev2.constants import ExchangeType, PayloadType
+from pyipsec.ikev2.events import IkeSaFailed
 from pyipsec.ikev2.manager import IkeManager
-from pyipsec.ikev2.payloads import AuthPayload, CpPayload, EapPayload, UnknownPayload
+from pyipsec.ikev2.payloads import (
+    AuthPayload,
+    CpPayload,
+    EapPayload,
+    NotifyPayload,
+    UnknownPayload,
+)
 from pyipsec.ikev2.sa import IkeSa
 from pyipsec.ikev2.state import IKE_FINAL, IkeSaState
 from pyipsec.pools import pool_range
 
 from .eap_pairs import PASSWORD, USER, USERS
-from .test_sa_cert_auth import host, trust
 from .harness import Harness, Held, Side, child, conn_pair, det_ke_factory
+from .test_sa_cert_auth import host, trust
 
 VICTIM = ("a2b", "b2a")
 BYSTANDER = ("a2b2", "b2a2")
@@ -124,13 +131,6 @@ def _random_payload(draw: Any) -> tuple[int, Any]:
         return (PayloadType.CP, CpPayload(draw(st.integers(0, 5)), attrs))
     method = draw(st.sampled_from([1, 2, 3, 9, 14, 0, 255]))
     return (PayloadType.AUTH, AuthPayload(method, draw(st.binary(max_size=64))))
-
-
-def _flip(body: bytes, draw: Any) -> bytes:
-    if not body:
-        return draw(st.binary(min_size=1, max_size=8))
-    i = draw(st.integers(0, len(body) - 1))
-    return body[:i] + bytes([body[i] ^ draw(st.integers(1, 255))]) + body[i + 1 :]
 
 
 @st.composite
@@ -240,6 +240,15 @@ def attack(
         if original == "before":
             _to(h, receiver, p.pkt.data, sender)
         _to(h, receiver, forged, sender)
+        if role == "responder" and mid_shift == 0 and original != "before":
+            # §2.21: a protected request in the window always gets an answer
+            answers = [x for x in h.pending(receiver) if x.message_id == rnd and x.is_response]
+            assert answers, f"the forged IKE_AUTH request #{rnd} got no answer"
+            if h.b.of(IkeSaFailed):  # a refusal carries the error notify (§2.21.2)
+                answer = h.decrypt(answers[0].pkt)
+                errors = [n.type for _, n in answer.payloads
+                          if isinstance(n, NotifyPayload) and n.type < 16384]  # fmt: skip
+                assert errors, f"refused without an error notify: {answer.payloads}"
         if original == "twice":
             _to(h, receiver, forged, sender)
         if original == "after":
@@ -339,9 +348,9 @@ def test_replayed_and_reordered_rounds(
         if not pend:
             break
         p = pend[0]
-        if p.sender == sender and p.exchange == ExchangeType.IKE_AUTH and p.message_id == rnd:
-            if replay in old:
-                _to(h, "b" if sender == "a" else "a", old[replay], sender)
+        due = p.sender == sender and p.exchange == ExchangeType.IKE_AUTH and p.message_id == rnd
+        if due and replay in old:
+            _to(h, "b" if sender == "a" else "a", old[replay], sender)
         h.held.remove(p)
         h._deliver(p.pkt)
         h.flush()
