@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterator
 from copy import deepcopy
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ from .test_vici_conns import Pki, b, psk_conn
 from .test_vici_load import CONF
 
 EXAMPLES = int(os.environ.get("PYIPSEC_FUZZ_EXAMPLES", "60"))
+#: (command, success) -> count, printed after a campaign (pytest -s)
+OUTCOMES: Counter[tuple[str, bytes]] = Counter()
 
 
 @dataclass
@@ -82,6 +85,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         loop.run_until_complete(d.close())
         loop.close()
         vici_load.SETTLE = saved
+        if os.environ.get("PYIPSEC_FUZZ_EXAMPLES"):
+            print(dict(OUTCOMES))
 
 
 # ---------------------------------------------------------------------------- messages
@@ -127,8 +132,20 @@ def _paths(msg: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     return out
 
 
+_UNLOADS = st.tuples(
+    st.sampled_from(["unload-conn", "unload-pool", "unload-shared", "unload-key",
+                     "flush-certs", "get-pools", "get-shared", "get-conns"]),
+    st.dictionaries(st.sampled_from(["name", "id", "type", "leases"]),
+                    st.sampled_from([b"gw", b"rw", b"s1", b"", b"\xff", b"X509", b"yes"]),
+                    max_size=2),
+)  # fmt: skip
+
+
 @st.composite
 def requests(draw: Any, pki: Pki) -> tuple[str, dict[str, Any]]:
+    if not draw(st.integers(0, 5)):
+        unload: tuple[str, dict[str, Any]] = draw(_UNLOADS)
+        return unload
     name = draw(st.sampled_from(["load-conn", "load-pool", "load-shared", "load-cert",
                                  "load-key"]))  # fmt: skip
     msg: Any = deepcopy(_templates(pki)[name])
@@ -183,8 +200,12 @@ def test_mutated_load_messages(
         return
     reply = served.cmd(served.fuzzer, name, msg)
     assert PacketType(reply.type) is PacketType.CMD_RESPONSE
-    success = reply.message.get("success")
-    assert success in (b"yes", b"no"), reply.message
+    success = reply.message.get("success", b"-")
+    OUTCOMES[name, success] += 1
+    if name.startswith("get-"):
+        assert success == b"-" or reply.message.get("errmsg"), reply.message
+    else:
+        assert success in (b"yes", b"no"), reply.message
     if success == b"no":
         assert reply.message.get("errmsg"), reply.message
     tracebacks = [r for r in caplog.records if r.exc_info]

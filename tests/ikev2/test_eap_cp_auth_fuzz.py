@@ -203,6 +203,24 @@ def _to(h: Harness, name: str, data: bytes, src_side: str) -> None:
     h.flush()
 
 
+def _answered(h: Harness, mid: int) -> None:
+    """§2.21.2: a protected IKE_AUTH request during EAP is answered; a refusal carries
+    an error notify or an EAP-Failure (RFC 3748 §4.2).  (Before EAP, a request that
+    does not parse is dropped: nothing unauthenticated gets INVALID_SYNTAX, see
+    docs/ARCHITECTURE.md.)"""
+    answers = [x for x in h.pending("b") if x.message_id == mid and x.is_response]
+    assert answers, f"the forged IKE_AUTH request #{mid} got no answer"
+    if not h.b.of(IkeSaFailed):
+        return
+    answer = h.decrypt(answers[0].pkt)
+    errors = [
+        n for _, n in answer.payloads
+        if (isinstance(n, NotifyPayload) and n.type < 16384)
+        or (isinstance(n, EapPayload) and n.data[:1] == b"\x04")
+    ]  # fmt: skip
+    assert errors, f"refused without an error notify or EAP-Failure: {answer.payloads}"
+
+
 def attack(
     h: Harness,
     role: str,
@@ -239,16 +257,11 @@ def attack(
         forged = _forge(h, p, ops, mid_shift)
         if original == "before":
             _to(h, receiver, p.pkt.data, sender)
+        victim_b = _victim_sa(h.b)
+        in_eap = victim_b is not None and victim_b.state is IkeSaState.EAP
         _to(h, receiver, forged, sender)
-        if role == "responder" and mid_shift == 0 and original != "before":
-            # §2.21: a protected request in the window always gets an answer
-            answers = [x for x in h.pending(receiver) if x.message_id == rnd and x.is_response]
-            assert answers, f"the forged IKE_AUTH request #{rnd} got no answer"
-            if h.b.of(IkeSaFailed):  # a refusal carries the error notify (§2.21.2)
-                answer = h.decrypt(answers[0].pkt)
-                errors = [n.type for _, n in answer.payloads
-                          if isinstance(n, NotifyPayload) and n.type < 16384]  # fmt: skip
-                assert errors, f"refused without an error notify: {answer.payloads}"
+        if role == "responder" and mid_shift == 0 and original != "before" and in_eap:
+            _answered(h, rnd)
         if original == "twice":
             _to(h, receiver, forged, sender)
         if original == "after":
