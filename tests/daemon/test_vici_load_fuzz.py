@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,7 +34,7 @@ from pyipsec.daemon.vici_codec import PacketType, ViciError, encode_packet
 from .fakes import FakeManager
 from .test_runtime import FakeTun
 from .test_vici import Client
-from .test_vici_conns import Pki, b, psk_conn
+from .test_vici_conns import Pki, b, psk_conn, pubkey_conn
 from .test_vici_load import CONF
 
 EXAMPLES = int(os.environ.get("PYIPSEC_FUZZ_EXAMPLES", "60"))
@@ -120,8 +121,16 @@ def _templates(pki: Pki) -> dict[str, dict[str, Any]]:
             {"id": "s1", "type": "IKE", "data": "s3cret", "owners": ["moon.example.net"]}
         ),
         "load-cert": {"type": b"X509", "flag": b"CA", "data": pki.pem(pki.ca)},
+        # DER, so that a flipped octet lands in the ASN.1 (PEM flips mostly break base64)
+        "load-cert-der": {"type": b"X509", "flag": b"CA", "data": _der(pki.ca)},
+        "load-conn-pubkey": {"gw": pubkey_conn(pki, local={
+            "auth": b"pubkey", "id": b"moon.example.net", "certs": [_der(pki.cert)]})},
         "load-key": {"type": b"any", "data": pki.key_pem()},
     }
+
+
+def _der(cert: Any) -> bytes:
+    return bytes(cert.public_bytes(serialization.Encoding.DER))
 
 
 def _paths(msg: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -146,9 +155,11 @@ def requests(draw: Any, pki: Pki) -> tuple[str, dict[str, Any]]:
     if not draw(st.integers(0, 5)):
         unload: tuple[str, dict[str, Any]] = draw(_UNLOADS)
         return unload
-    name = draw(st.sampled_from(["load-conn", "load-pool", "load-shared", "load-cert",
-                                 "load-key"]))  # fmt: skip
-    msg: Any = deepcopy(_templates(pki)[name])
+    template = draw(st.sampled_from(["load-conn", "load-conn-pubkey", "load-pool",
+                                     "load-shared", "load-cert", "load-cert-der",
+                                     "load-key"]))  # fmt: skip
+    name = template.removesuffix("-der").removesuffix("-pubkey")
+    msg: Any = deepcopy(_templates(pki)[template])
     if draw(st.booleans()) and draw(st.booleans()):
         return name, draw(st.dictionaries(st.text(max_size=10), _VALUE, max_size=4))
     for _ in range(draw(st.integers(1, 4))):

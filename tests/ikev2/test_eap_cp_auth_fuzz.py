@@ -50,7 +50,7 @@ BYSTANDER = ("a2b2", "b2a2")
 #: IKE_AUTH exchanges of the victim with EAP-MD5: IDi+CP | EAP-Identity | EAP-MD5 |
 #: final AUTH (+CP); EAP-MSCHAPv2 and EAP-TLS take more
 ROUNDS = 8
-METHODS = st.sampled_from(["eap-md5", "eap-md5", "eap-mschapv2", "eap-tls"])
+METHODS = st.sampled_from(["eap-md5", "eap-md5+pubkey", "eap-mschapv2", "eap-tls"])
 #: examples per property in CI; PYIPSEC_FUZZ_EXAMPLES raises it for a campaign by hand
 EXAMPLES = int(os.environ.get("PYIPSEC_FUZZ_EXAMPLES", "25"))
 
@@ -66,6 +66,11 @@ def _conns(method: str) -> tuple[list[ConnectionConfig], list[ConnectionConfig]]
     if method == "eap-tls":
         a_kw |= {"local_credentials": host(USER), "remote_trust": trust()}
         b_kw |= {"local_credentials": host("sun.example.net"), "remote_trust": trust()}
+    if method.endswith("+pubkey"):  # the gateway authenticates with its certificate
+        a_kw = {"local_auth": method.removesuffix("+pubkey"), "remote_auth": "pubkey",
+                "remote_trust": trust()}
+        b_kw = {"remote_auth": method.removesuffix("+pubkey"), "local_auth": "pubkey",
+                "local_credentials": host("sun.example.net")}
     a1, b1 = conn_pair(
         a_children=[ChildConfig("net", (), child(local=("10.2.0.0/16",)).local_ts)],
         b_children=[ChildConfig("net", child(local=("10.2.0.0/16",)).local_ts, ())],
@@ -105,6 +110,7 @@ def live(side: Side, names: tuple[str, ...]) -> list[IkeSa]:
 # ---------------------------------------------------------------------------- mutations
 
 _TYPES = (PayloadType.EAP, PayloadType.CP, PayloadType.AUTH)
+_FLIPPED = (*_TYPES, PayloadType.CERT, PayloadType.IDr)
 
 
 def _random_payload(draw: Any) -> tuple[int, Any]:
@@ -140,7 +146,8 @@ def mutations(draw: Any) -> list[tuple[str, Any]]:
     for _ in range(draw(st.integers(1, 3))):
         op = draw(st.sampled_from(["drop", "dup", "add", "flip", "replace", "shuffle"]))
         if op in ("drop", "dup", "flip"):
-            ops.append((op, (draw(st.sampled_from(_TYPES)), draw(st.integers(0, 255)))))
+            types = _FLIPPED if op == "flip" else _TYPES
+            ops.append((op, (draw(st.sampled_from(types)), draw(st.integers(0, 4095)))))
         elif op in ("add", "replace"):
             ops.append((op, _random_payload(draw)))
         else:
@@ -171,7 +178,7 @@ def mutate(payloads: list[tuple[int, Any]], ops: list[tuple[str, Any]]) -> list[
                     body = _body(obj)
                     if body:
                         j = salt % len(body)
-                        body = body[:j] + bytes([body[j] ^ (salt | 1)]) + body[j + 1 :]
+                        body = body[:j] + bytes([body[j] ^ ((salt & 0xFF) | 1)]) + body[j + 1 :]
                     out[i] = (t, UnknownPayload(t, False, body))
         elif op == "shuffle":
             arg.shuffle(out)
