@@ -37,7 +37,7 @@ from .test_vici import Client
 from .test_vici_conns import Pki, b, psk_conn, pubkey_conn
 from .test_vici_load import CONF
 
-EXAMPLES = int(os.environ.get("PYIPSEC_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("PYIPSEC_FUZZ_EXAMPLES", "200"))
 #: (command, success) -> count, printed after a campaign (pytest -s)
 OUTCOMES: Counter[tuple[str, bytes]] = Counter()
 

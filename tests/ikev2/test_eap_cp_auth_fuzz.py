@@ -52,7 +52,7 @@ BYSTANDER = ("a2b2", "b2a2")
 ROUNDS = 8
 METHODS = st.sampled_from(["eap-md5", "eap-md5+pubkey", "eap-mschapv2", "eap-tls"])
 #: examples per property in CI; PYIPSEC_FUZZ_EXAMPLES raises it for a campaign by hand
-EXAMPLES = int(os.environ.get("PYIPSEC_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("PYIPSEC_FUZZ_EXAMPLES", "80"))
 
 
 def _pool() -> PoolConfig:
