@@ -29,7 +29,7 @@ from ..constants import CertEncoding, IdType
 from ..ikev2.payloads import IdPayload
 from . import _der
 from .errors import AuthError, AuthReason
-from .keys import load_public_key
+from .keys import CERT_PARSE_ERRORS, load_public_key
 from .signatures import PublicKey
 
 __all__ = [
@@ -85,7 +85,7 @@ def parse_cert_payload(encoding: int, data: bytes) -> x509.Certificate | PublicK
             cert.issuer.public_bytes()
             _ = cert.extensions
             cert.public_key()
-        except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+        except CERT_PARSE_ERRORS as e:
             raise AuthError(
                 AuthReason.MALFORMED_CERT, f"malformed X.509 certificate: {e}"
             ) from None

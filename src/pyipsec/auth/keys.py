@@ -19,6 +19,7 @@ from .errors import AuthError, AuthReason, KeyLoadError
 from .signatures import PrivateKey, PublicKey
 
 __all__ = [
+    "CERT_PARSE_ERRORS",
     "load_certificate",
     "load_certificates",
     "load_crl",
@@ -102,6 +103,21 @@ def load_public_key(data: bytes) -> PublicKey:
     return _check_public(key)
 
 
+#: What cryptography raises for a malformed certificate or CRL, when loading or on the
+#: first access of a lazily decoded part: besides ValueError, its own exception types
+#: for a bad version or duplicate extensions (not ValueError subclasses), and KeyError
+#: for a Name with an unknown ASN.1 string tag.
+CERT_PARSE_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    TypeError,
+    KeyError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
+
+
 def load_certificates(data: bytes) -> list[x509.Certificate]:
     """Every certificate of a PEM bundle, or the one DER certificate."""
     try:
@@ -113,7 +129,8 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
             c.subject.public_bytes()
             c.issuer.public_bytes()
             _ = c.extensions
-    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+            c.public_key()  # an unknown key type or curve, or an invalid point
+    except CERT_PARSE_ERRORS as e:
         raise AuthError(AuthReason.MALFORMED_CERT, f"not a PEM/DER certificate: {e}") from None
     return certs
 
@@ -131,6 +148,6 @@ def load_crl(data: bytes) -> x509.CertificateRevocationList:
     try:
         crl = x509.load_pem_x509_crl(data) if _is_pem(data) else x509.load_der_x509_crl(data)
         crl.issuer.public_bytes()
-    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+    except CERT_PARSE_ERRORS as e:
         raise AuthError(AuthReason.MALFORMED_CERT, f"not a PEM/DER CRL: {e}") from None
     return crl
