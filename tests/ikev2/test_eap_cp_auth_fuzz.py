@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyipsec.config.model import ChildConfig, ConnectionConfig, PoolConfig
-from pyipsec.ikev2.constants import ExchangeType, PayloadType
+from pyipsec.ikev2.constants import ExchangeType, NotifyType, PayloadType
 from pyipsec.ikev2.events import IkeSaFailed
 from pyipsec.ikev2.manager import IkeManager
 from pyipsec.ikev2.payloads import (
@@ -211,10 +211,9 @@ def _to(h: Harness, name: str, data: bytes, src_side: str) -> None:
 
 
 def _answered(h: Harness, mid: int) -> None:
-    """§2.21.2: a protected IKE_AUTH request during EAP is answered; a refusal carries
-    an error notify or an EAP-Failure (RFC 3748 §4.2).  (Before EAP, a request that
-    does not parse is dropped: nothing unauthenticated gets INVALID_SYNTAX, see
-    docs/ARCHITECTURE.md.)"""
+    """§2.21.2: a protected IKE_AUTH request (before or during EAP) is answered; a
+    refusal carries an error notify (AUTHENTICATION_FAILED, or INVALID_SYNTAX for a
+    request that does not parse) or an EAP-Failure (RFC 3748 §4.2)."""
     answers = [x for x in h.pending("b") if x.message_id == mid and x.is_response]
     assert answers, f"the forged IKE_AUTH request #{mid} got no answer"
     if not h.b.of(IkeSaFailed):
@@ -265,7 +264,10 @@ def attack(
         if original == "before":
             _to(h, receiver, p.pkt.data, sender)
         victim_b = _victim_sa(h.b)
-        in_eap = victim_b is not None and victim_b.state is IkeSaState.EAP
+        in_eap = victim_b is not None and victim_b.state in (
+            IkeSaState.INIT_DONE,
+            IkeSaState.EAP,
+        )
         _to(h, receiver, forged, sender)
         if role == "responder" and mid_shift == 0 and original != "before" and in_eap:
             _answered(h, rnd)
@@ -377,3 +379,30 @@ def test_replayed_and_reordered_rounds(
     h.hold(False)
     h.run(90)
     check(h, caplog)
+
+
+def test_malformed_first_ike_auth_request_is_answered_invalid_syntax() -> None:
+    """§2.21.2: an IKE_AUTH request that passes the ICV but does not parse (here an EAP
+    payload of two octets, §3.16) "MUST only lead to ... INVALID_SYNTAX ... sent as a
+    response"; the half-open SA is freed at once, the bystander stays."""
+    h = make()
+    h.hold()
+    h.a.mgr.initiate("a2b", None, h.now)
+    for _ in range(10):
+        p = h.pending()[0]
+        h.held.remove(p)
+        if p.sender == "a" and p.exchange == ExchangeType.IKE_AUTH:
+            break
+        h._deliver(p.pkt)
+        h.flush()
+    else:
+        raise AssertionError("no IKE_AUTH request")
+    forged = _forge(h, p, [("add", (PayloadType.EAP, EapPayload(b"\x02\x01")))], 0)
+    _to(h, "b", forged, "a")
+    answers = [x for x in h.pending("b") if x.message_id == p.message_id and x.is_response]
+    assert answers, "the malformed IKE_AUTH request got no answer"
+    answer = h.decrypt(answers[0].pkt)
+    notifies = [n.type for _, n in answer.payloads if isinstance(n, NotifyPayload)]
+    assert notifies == [NotifyType.INVALID_SYNTAX]
+    assert live(h.b, VICTIM) == []
+    assert len(live(h.b, BYSTANDER)) == 1

@@ -1009,7 +1009,8 @@ def check_answers(h: Harness, inj: Injection) -> list[str]:
         if plain_m.notify(NotifyType.INVALID_SYNTAX) is not None:
             if not protected or not m.is_response:
                 errs.append("INVALID_SYNTAX sent unprotected or outside a response")
-            elif not inj.authenticated:
+            elif not inj.authenticated and m.exchange != ExchangeType.IKE_AUTH:
+                # (a malformed IKE_AUTH request gets it in the protected response, §2.21.2)
                 errs.append("INVALID_SYNTAX sent before the IKE SA was authenticated")
             else:
                 spi = m.spi_r if not m.is_initiator else m.spi_i

@@ -822,10 +822,11 @@ class IkeSa:
     def _malformed_request(self, hdr: Message, exc: ProtocolError, new: bool, now: float) -> None:
         """A request that passed the ICV but does not parse (§2.21.3, §2.5): the
         recovery table decides -- INVALID_SYNTAX / UNSUPPORTED_CRITICAL_PAYLOAD is
-        answered (never before IKE_AUTH authenticated the peer), and INVALID_SYNTAX
-        is fatal for the IKE SA without a Delete (the peer closes it too)."""
-        # never answered before IKE_AUTH authenticated the peer (also not in AUTH_SENT,
-        # where the initiator has not yet verified the responder)
+        answered once IKE_AUTH authenticated the peer, and INVALID_SYNTAX is fatal for
+        the IKE SA without a Delete (the peer closes it too).  Before that, only a
+        malformed IKE_AUTH request is answered (§2.21.2), and it ends the half-open SA."""
+        # otherwise never answered before IKE_AUTH authenticated the peer (also not in
+        # AUTH_SENT, where the initiator has not yet verified the responder)
         authenticated = self.state in IKE_AUTHENTICATED
         h = self.on_error(
             kind_for_exception(exc, protected=authenticated, is_request=True),
@@ -833,6 +834,16 @@ class IkeSa:
             f"request #{hdr.message_id}: {exc}",
         )
         d = h.decision
+        if new and self.state is IkeSaState.INIT_DONE and hdr.exchange == ExchangeType.IKE_AUTH:
+            # §2.21.2: a malformed IKE_AUTH request (it passed the ICV of this SA's keys)
+            # "MUST only lead to an UNSUPPORTED_CRITICAL_PAYLOAD or INVALID_SYNTAX
+            # Notification sent as a response"; the half-open SA goes with it
+            unsupported = exc.notify == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD
+            notify = exc.notify if unsupported else NotifyType.INVALID_SYNTAX
+            data = exc.data if unsupported else b""
+            self._answer(hdr, [(PayloadType.NOTIFY, NotifyPayload(0, b"", notify, data))])
+            self.fail(now, f"malformed IKE_AUTH request: {exc}", notify)
+            return
         if new and self.state is IkeSaState.EAP:
             # the EAP rounds authenticate the initiator: a broken one fails it (§2.21.2)
             notify = NotifyType.AUTHENTICATION_FAILED

@@ -66,7 +66,7 @@ _ANY = {4: ipaddress.ip_address("0.0.0.0"), 6: ipaddress.ip_address("::")}
 V6_PREFIX = 128
 
 
-@dataclass
+@dataclass(slots=True)
 class VirtualIps:
     """The virtual IPs of one IKE SA (``IkeSa.vips``); both roles use the same record."""
 
