@@ -103,7 +103,7 @@ def test_ca_intermediate_host_and_crl(
     assert run("--print", p["host.pem"]) == 0
     out = capsys.readouterr().out
     assert "CN=moon.example.net" in out and "192.0.2.1" in out and "moon@example.net" in out
-    assert "CN=Test Sub,O=Example" in out and "validity:" in out
+    assert "CN=Test Sub, O=Example" in out and "validity:" in out
 
     assert (
         run(

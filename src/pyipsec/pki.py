@@ -22,6 +22,7 @@ from .auth.errors import AuthError
 from .auth.keys import load_certificate, load_private_key
 from .auth.signatures import PrivateKey
 from .auth.trust import IPSEC_IKE_EKU
+from .dn import name_from_string, name_to_string
 
 __all__ = [
     "KEY_TYPES",
@@ -72,8 +73,9 @@ def _sign_args(key: PrivateKey, pss: bool) -> dict[str, object]:
 
 
 def _name(dn: str) -> x509.Name:
-    """An RFC 4514 string (``CN=moon,O=Example``; as written, most specific first)."""
-    return x509.Name.from_rfc4514_string(dn.replace(", ", ","))
+    """A DN string in strongSwan's order (``C=CH, O=Example, CN=moon``: as written, the
+    RDNs in DER order, like ``pki --dn``), :func:`pyipsec.dn.name_from_string`."""
+    return name_from_string(dn)
 
 
 def make_ca(
@@ -238,8 +240,8 @@ def describe_certificate(cert: x509.Certificate) -> str:
     )
     return "\n".join(
         [
-            f"subject:  {cert.subject.rfc4514_string()}",
-            f"issuer:   {cert.issuer.rfc4514_string()}",
+            f"subject:  {name_to_string(cert.subject)}",
+            f"issuer:   {name_to_string(cert.issuer)}",
             f"serial:   0x{cert.serial_number:x}",
             f"altNames: {sans}",
             f"validity: {cert.not_valid_before_utc.isoformat()}"

@@ -21,7 +21,7 @@ from pyipsec.pki import generate_key, make_ca
 NOW = dt.datetime.now(dt.UTC)
 ID_EC_PUBLIC_KEY = bytes.fromhex("06072a8648ce3d0201")
 P256 = bytes.fromhex("06082a8648ce3d030107")
-CN_UTF8 = bytes.fromhex("0603550403") + b"\x0c"
+CN_PRINTABLE = b"\x06\x03U\x04\x03\x13"  # commonName as PrintableString, as pki writes it
 
 
 def _ca_der() -> bytes:
@@ -37,7 +37,7 @@ def _swap(der: bytes, old: bytes, new: bytes, count: int = 1) -> bytes:
 #: a certificate mutation and what cryptography raised for it before the fix
 BROKEN: dict[str, Callable[[bytes], bytes]] = {
     # KeyError: a Name attribute with an ASN.1 string tag cryptography does not map
-    "unknown string tag in the issuer": lambda d: _swap(d, CN_UTF8, CN_UTF8[:-1] + b"\x0a"),
+    "unknown string tag in the issuer": lambda d: _swap(d, CN_PRINTABLE, CN_PRINTABLE[:-1] + b"\n"),
     # x509.InvalidVersion (not a ValueError)
     "version 17": lambda d: _swap(d, bytes.fromhex("a003020102"), bytes.fromhex("a003020110")),
     # UnsupportedAlgorithm when the key is used (the credential store, remote trust)

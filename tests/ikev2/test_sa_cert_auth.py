@@ -146,7 +146,7 @@ def test_pubkey_both_roles(kind: str, rsa_pss: bool, scheme: str) -> None:
     assert scheme.lower() in sa_a.peer_auth.lower() and scheme.lower() in sa_b.peer_auth.lower()
     st = h.a.mgr.status()[0]
     assert st["peer_cert"]["subject"] == "CN=sun.example.net"
-    assert st["peer_cert"]["issuer"] == "CN=Root CA,O=Example"
+    assert st["peer_cert"]["issuer"] == "CN=Root CA, O=Example"  # as written (DER order)
     assert st["peer_cert"]["not_after"].startswith("2032")
     assert h.b.mgr.status()[0]["peer_cert"]["subject"] == "CN=moon.example.net"
     # CERTREQ of the responder in IKE_SA_INIT, then CERT on both sides (ifasked)

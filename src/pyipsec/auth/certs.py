@@ -26,6 +26,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from ..constants import CertEncoding, IdType
+from ..dn import name_to_string, split_dn
 from ..ikev2.payloads import IdPayload
 from . import _der
 from .errors import AuthError, AuthReason
@@ -258,35 +259,6 @@ _STRING_CODECS = {
     0x1C: "utf-32-be",  # UniversalString
 }
 
-_ATTRIBUTES: dict[str, str] = {
-    "CN": "2.5.4.3",
-    "SN": "2.5.4.4",
-    "SERIALNUMBER": "2.5.4.5",
-    "C": "2.5.4.6",
-    "L": "2.5.4.7",
-    "ST": "2.5.4.8",
-    "S": "2.5.4.8",
-    "STREET": "2.5.4.9",
-    "O": "2.5.4.10",
-    "OU": "2.5.4.11",
-    "T": "2.5.4.12",
-    "TITLE": "2.5.4.12",
-    "POSTALCODE": "2.5.4.17",
-    "N": "2.5.4.41",
-    "NAME": "2.5.4.41",
-    "G": "2.5.4.42",
-    "GN": "2.5.4.42",
-    "I": "2.5.4.43",
-    "INITIALS": "2.5.4.43",
-    "DNQ": "2.5.4.46",
-    "DNQUALIFIER": "2.5.4.46",
-    "PSEUDONYM": "2.5.4.65",
-    "DC": "0.9.2342.19200300.100.1.25",
-    "UID": "0.9.2342.19200300.100.1.1",
-    "E": "1.2.840.113549.1.9.1",
-    "EMAIL": "1.2.840.113549.1.9.1",
-    "EMAILADDRESS": "1.2.840.113549.1.9.1",
-}
 
 
 def _canon(value: str) -> str:
@@ -334,64 +306,13 @@ def dn_equal(a: bytes, b: bytes) -> bool:
         return False
 
 
-def _split_unescaped(text: str, sep: str) -> list[str]:
-    out, cur, i = [], [], 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            cur.append(text[i : i + 2])
-            i += 2
-            continue
-        if ch == sep:
-            out.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    out.append("".join(cur))
-    return out
-
-
-def _unescape(value: str) -> str:
-    out, i = [], 0
-    while i < len(value):
-        if value[i] == "\\" and i + 1 < len(value):
-            nxt = value[i + 1 : i + 3]
-            if len(nxt) == 2 and all(c in "0123456789abcdefABCDEF" for c in nxt):
-                out.append(chr(int(nxt, 16)))
-                i += 3
-                continue
-            out.append(value[i + 1])
-            i += 2
-            continue
-        out.append(value[i])
-        i += 1
-    return "".join(out)
-
-
 def parse_dn_string(text: str) -> tuple[Rdn, ...]:
     """RDNs of a DN string as written (``C=CH, O=Example, CN=moon``; ``+`` joins
-    the attributes of a multi-valued RDN), canonicalised like :func:`parse_dn`.
-
-    Attribute names as strongSwan/RFC 4514 (CN, C, O, OU, L, ST, DC, E, UID, ...)
-    or dotted OIDs.  Raises ``ValueError`` for text that is not a DN.
-    """
-    rdns: list[Rdn] = []
-    for part in _split_unescaped(text, ","):
-        attrs: list[tuple[str, str]] = []
-        for atv in _split_unescaped(part, "+"):
-            name, sep, value = atv.partition("=")
-            name = name.strip()
-            if not sep or not name:
-                raise ValueError(f"not a DN attribute: {atv.strip()!r}")
-            oid = _ATTRIBUTES.get(name.upper())
-            if oid is None:
-                if not all(p.isdigit() for p in name.split(".")) or "." not in name:
-                    raise ValueError(f"unknown DN attribute {name!r}")
-                oid = name
-            attrs.append((oid, _canon(_unescape(value.strip()))))
-        rdns.append(tuple(sorted(attrs)))
-    return tuple(rdns)
+    the attributes of a multi-valued RDN, :func:`pyipsec.dn.split_dn`), canonicalised
+    like :func:`parse_dn`.  Raises ``ValueError`` for text that is not a DN."""
+    return tuple(
+        tuple(sorted((oid, _canon(value)) for oid, value in rdn)) for rdn in split_dn(text)
+    )
 
 
 def _dn_matches(pattern: Sequence[Rdn], dn: Sequence[Rdn]) -> bool:
@@ -478,7 +399,7 @@ def check_id_binding(ident: IdPayload, cert: x509.Certificate) -> None:
         raise AuthError(
             AuthReason.ID_MISMATCH,
             f"identity {ident.to_string()!r} is not contained in certificate"
-            f" {cert.subject.rfc4514_string()!r}",
+            f" {name_to_string(cert.subject)!r}",
         )
 
 

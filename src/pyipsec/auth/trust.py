@@ -28,6 +28,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
+from ..dn import name_to_string
 from .errors import AuthError, AuthReason
 
 __all__ = [
@@ -67,7 +68,7 @@ class ValidatedPath:
 
 def _desc(cert: x509.Certificate) -> str:
     try:
-        subject = cert.subject.rfc4514_string() or "<empty subject>"
+        subject = name_to_string(cert.subject) or "<empty subject>"
     except ValueError:
         subject = "<unreadable subject>"
     return f"'{subject}' (serial 0x{cert.serial_number:x})"
@@ -310,7 +311,7 @@ class _PathBuilder:
             why = AuthError(
                 AuthReason.UNTRUSTED,
                 f"no trusted CA certificate found for issuer"
-                f" '{cert.issuer.rfc4514_string()}' of {_desc(cert)}",
+                f" '{name_to_string(cert.issuer)}' of {_desc(cert)}",
             )
             self.failures.append((len(path) - 1, why))
         return None

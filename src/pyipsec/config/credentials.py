@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from ..auth.errors import AuthError, KeyLoadError
 from ..auth.keys import load_certificates, load_crl, load_private_key, load_public_key
 from ..auth.signatures import PrivateKey, PublicKey
+from ..dn import name_to_string
 from .model import LocalCredentials, RemoteTrust
 
 __all__ = [
@@ -133,7 +134,7 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 
 def _subject(cert: x509.Certificate) -> str:
-    return cert.subject.rfc4514_string() or "(empty subject)"
+    return name_to_string(cert.subject) or "(empty subject)"
 
 
 @dataclass(frozen=True, slots=True)

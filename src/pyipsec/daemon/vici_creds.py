@@ -40,6 +40,7 @@ from ..auth.keys import load_certificates, load_crl, load_private_key, load_publ
 from ..auth.signatures import PrivateKey, PublicKey
 from ..config.credentials import X509_DIR, CredentialStore, Report, _Key
 from ..config.loader import _match_psk, _Secret
+from ..dn import name_to_string
 from .control import ControlError
 from .vici_codec import text
 
@@ -93,7 +94,7 @@ def _der(cert: x509.Certificate) -> bytes:
 
 
 def _label(cert: x509.Certificate) -> str:
-    return cert.subject.rfc4514_string() or "(empty subject)"
+    return name_to_string(cert.subject) or "(empty subject)"
 
 
 class _MemoryStore(CredentialStore):

@@ -29,6 +29,7 @@ from ..auth.certs import id_matches_certificate
 from ..auth.errors import AuthError
 from ..auth.trust import validate_chain
 from ..config.model import LocalCredentials, RemoteTrust
+from ..dn import name_to_string
 from ..ikev2.payloads import IdPayload
 
 __all__ = ["TlsEngine", "TlsFailure", "check_identity", "check_peer_chain"]
@@ -227,4 +228,4 @@ def check_identity(identity: str, cert: x509.Certificate) -> str:
         return f"identity {identity!r} is not an identity a certificate can hold ({e})"
     if id_matches_certificate(ident, cert):
         return ""
-    return f"identity {identity!r} is not in certificate {cert.subject.rfc4514_string()!r}"
+    return f"identity {identity!r} is not in certificate {name_to_string(cert.subject)!r}"

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Self, TypeVar, Union, cast
 
+from ..dn import name_from_string
 from .constants import (
     AuthMethod,
     CertEncoding,
@@ -427,9 +428,7 @@ def _id_value(id_type: int, value: str) -> bytes:
     if id_type == IdType.ID_IPV6_ADDR:
         return ipaddress.IPv6Address(value).packed
     if id_type == IdType.ID_DER_ASN1_DN:
-        from cryptography import x509
-
-        return x509.Name.from_rfc4514_string(value).public_bytes()
+        return name_from_string(value).public_bytes()
     if id_type == IdType.ID_NULL:
         if value:
             raise ValueError("ID_NULL carries no data")
@@ -469,8 +468,9 @@ class IdPayload:
         """Build an identity from its configuration form.
 
         ``198.51.100.2`` and ``2001:db8::2`` give ID_IPV4_ADDR/ID_IPV6_ADDR,
-        ``user@example.net`` ID_RFC822_ADDR, ``CN=moon,O=Example`` (RFC 4514)
-        ID_DER_ASN1_DN, anything else ID_FQDN (a leading ``@`` is dropped).
+        ``user@example.net`` ID_RFC822_ADDR, ``C=CH, O=Example, CN=moon``
+        ID_DER_ASN1_DN (RDNs in the order written, :mod:`pyipsec.dn`), anything else
+        ID_FQDN (a leading ``@`` is dropped).
         Explicit prefixes: ``ipv4:``, ``ipv6:``, ``fqdn:``, ``email:``/``rfc822:``,
         ``keyid:``, ``asn1dn:``, ``asn1gn:``, ``null:`` and ``id<N>:`` for any ID
         type N; after a prefix, ``#<hex>`` gives the raw data.  As in strongSwan's
@@ -499,10 +499,14 @@ class IdPayload:
             return cls(IdType.ID_IPV6_ADDR, address.packed)
         if text.startswith("@") and len(text) > 1:
             return cls(IdType.ID_FQDN, text[1:].encode())
+        if "=" in text:  # a DN first, as strongSwan does (``..., E=carol@example.net``)
+            try:
+                return cls(IdType.ID_DER_ASN1_DN, _id_value(IdType.ID_DER_ASN1_DN, text))
+            except ValueError:
+                if "@" not in text:
+                    raise
         if "@" in text:
             return cls(IdType.ID_RFC822_ADDR, text.encode())
-        if "=" in text:
-            return cls(IdType.ID_DER_ASN1_DN, _id_value(IdType.ID_DER_ASN1_DN, text))
         return cls(IdType.ID_FQDN, text.encode())
 
     def to_string(self) -> str:

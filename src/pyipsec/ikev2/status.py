@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..dn import name_to_string
 from .child_sa import ChildSa
 
 if TYPE_CHECKING:
@@ -48,8 +49,8 @@ def _cert_status(sa: IkeSa) -> dict[str, Any] | None:
     if cert is None:
         return None
     return {
-        "subject": cert.subject.rfc4514_string(),
-        "issuer": cert.issuer.rfc4514_string(),
+        "subject": name_to_string(cert.subject),
+        "issuer": name_to_string(cert.issuer),
         "serial": f"{cert.serial_number:x}",
         "not_after": cert.not_valid_after_utc.isoformat(),
     }

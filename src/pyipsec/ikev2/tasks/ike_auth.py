@@ -52,6 +52,7 @@ from ...auth.signatures import (
 from ...auth.trust import validate_chain
 from ...config.model import ConnectionConfig, LocalCredentials, RemoteTrust, is_eap
 from ...crypto.keys import configured_psk_auth, psk_auth, signed_octets
+from ...dn import name_to_string
 from ...recovery import ErrorKind, kind_for_exception
 from ..constants import (
     AuthMethod,
@@ -167,7 +168,7 @@ def choose_credentials(sa: IkeSa, conn: ConnectionConfig) -> LocalCredentials:
     if creds is not first:
         sa.log.info(
             "certificate %s chosen by the peer's CERTREQ",
-            chosen.certificate.subject.rfc4514_string(),
+            name_to_string(chosen.certificate.subject),
         )
     return creds
 
