@@ -29,6 +29,7 @@ from pyipsec.ikev2.proposals import (
     suite_from_proposal,
     verify_chosen_proposal,
 )
+from pyipsec.ikev2.tasks import common
 from pyipsec.ikev2.tasks.common import choose_configured
 
 IKE, ESP = ProtocolId.IKE, ProtocolId.ESP
@@ -431,8 +432,10 @@ def test_memoised_choice_answers_each_offer_with_its_own_objects() -> None:
     texts = ("aes256gcm16-prfsha256-x25519",)
     first = offer(IKE, "aes128-sha256-modp2048", texts[0], spi=b"A" * 8)
     second = offer(IKE, "aes128-sha256-modp2048", texts[0], spi=b"B" * 8)
+    common._CHOICES.clear()
     for offered in (first, second, first):
         chosen = choose_configured(texts, IKE, offered)
+        assert len(common._CHOICES) == 1  # one decision for the three offers
         assert chosen == select_proposal(offered, parse_proposals(texts, IKE))
         assert chosen.spi == offered[1].spi and chosen.num == 2
         assert all(t is o for t, o in zip(chosen.transforms, offered[1].transforms,
@@ -443,6 +446,11 @@ def test_memoised_choice_answers_each_offer_with_its_own_objects() -> None:
     for _ in range(2):
         with pytest.raises(NoProposalChosen):
             choose_configured(texts, IKE, offer(IKE, "aes128-sha1-modp3072"))
+    # the configured proposals are part of the key: another configuration (a reload)
+    # decides anew, never from the memo of the old one
+    with pytest.raises(NoProposalChosen):
+        choose_configured(("aes128gcm16-prfsha256-x25519",), IKE, first)
+    assert choose_configured(texts, IKE, first).num == 2
     # the ESP choice of IKE_AUTH ignores the KE transform on both sides (§1.2)
     esp = offer(ESP, "aes256gcm16-x25519-esn", spi=b"\x01\x02\x03\x04")
     chosen = choose_configured(["aes256gcm16-esn"], ESP, esp, strip_ke=True, ignore_dh=True)

@@ -37,13 +37,12 @@ def test_fixed_and_watched_deadlines_of_two_owners_sharing_one_table() -> None:
     assert changes == ["a", "a", "a"] and ta.get(TimerKind.LINGER) is None
 
 
-def test_watch_overrides_one_instance_and_dispose_forgets_everything() -> None:
+def test_dispose_forgets_everything_and_leaves_the_shared_table() -> None:
     a, b = Owner(retransmit=5.0), Owner(retransmit=6.0)
     ta, tb = Timers(None, a, TABLE), Timers(None, b, TABLE)
-    ta.watch(TimerKind.KEEPALIVE, lambda: 2.0)
-    assert ta.next_deadline() == 2.0 and tb.next_deadline() == 6.0  # the table is shared
-    assert TimerKind.KEEPALIVE not in TABLE
+    assert ta.next_deadline() == 5.0 and tb.next_deadline() == 6.0
     ta.set(TimerKind.IKE_REKEY, 1.0)
     ta.dispose()
     assert ta.next_deadline() is None and ta.due(100.0) == []
+    assert tb.next_deadline() == 6.0  # the table is shared, not emptied
     assert Timers().next_deadline() is None

@@ -79,6 +79,8 @@ class KeReuse:
     def expire(self, now: float) -> None:
         """Forget the values that are too old (called with the timers: an idle gateway
         does not keep one longer than ``max_age``)."""
+        if not self._held:
+            return  # the usual case (always when reuse is off), every handle_timer()
         for group, held in list(self._held.items()):
             if not held.born <= now < held.born + self.max_age:
                 del self._held[group]
@@ -90,5 +92,5 @@ class KeReuse:
         return min(h.born + self.max_age for h in self._held.values())
 
     def forget(self) -> None:
-        """Drop every kept value (shutdown, configuration change)."""
+        """Drop every kept value (shutdown)."""
         self._held.clear()

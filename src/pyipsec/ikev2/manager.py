@@ -161,7 +161,7 @@ class IkeManager:
         self.half_open: dict[tuple[bytes, Address], IkeSa] = {}  # responders by (SPIi, peer)
         self._next_id = 1
         self._init_indexes()
-        self._clock = 0.0  # the latest ``now`` seen (for SPI reservations only)
+        self._clock = 0.0  # the latest ``now`` seen (SPI reservations, §2.12 KE reuse)
         self._events: deque[Event] = deque()
         self._out: list[tuple[bytes, Address, Address]] = []
         self._cookie_secret = rng(32)
@@ -433,10 +433,9 @@ class IkeManager:
         for due, *_ in self._restart:
             if best is None or due < best:
                 best = due
-        if self.ke_reuse.enabled:  # a reused KE value is dropped on time
-            forget = self.ke_reuse.next_deadline()
-            if forget is not None and (best is None or forget < best):
-                best = forget
+        forget = self.ke_reuse.next_deadline()  # a reused KE value is dropped on time
+        if forget is not None and (best is None or forget < best):
+            best = forget
         return best
 
     def handle_timer(self, now: float) -> None:
@@ -460,8 +459,7 @@ class IkeManager:
         self._collect()
         self._prune_reservations(now)
         self._do_restarts(now)
-        if self.ke_reuse.enabled:
-            self.ke_reuse.expire(now)
+        self.ke_reuse.expire(now)  # nothing is ever kept when reuse is off
 
     def next_event(self) -> Event | None:
         self._collect()

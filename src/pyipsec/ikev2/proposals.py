@@ -68,6 +68,7 @@ __all__ = [
     "make_proposals",
     "parse_proposal",
     "parse_proposals",
+    "proposal_at",
     "proposal_tokens",
     "select_proposal",
     "select_proposal_index",
@@ -424,8 +425,12 @@ def select_proposal(
     absent from the offer stay absent.
     """
     found = select_proposal_index(offered, acceptable, protocol=protocol, ignore_dh=ignore_dh)
-    if found is None:
-        return None
+    return None if found is None else proposal_at(offered, found)
+
+
+def proposal_at(offered: Sequence[Proposal], found: tuple[int, tuple[int, ...]]) -> Proposal:
+    """The answer that a :func:`select_proposal_index` result ``found`` designates in
+    ``offered``: the peer's proposal number, SPI and picked Transform objects."""
     prop = offered[found[0]]
     return Proposal(prop.num, prop.protocol, prop.spi, [prop.transforms[k] for k in found[1]])
 

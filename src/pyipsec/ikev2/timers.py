@@ -36,7 +36,6 @@ class TimerKind(enum.Enum):
     KEEPALIVE = "keepalive"  # NAT keepalive (RFC 3948 §4)
 
 
-Source = Callable[[], "float | None"]
 #: watched deadlines as functions of the owner: one table shared by all owners of a kind
 #: (no per-owner closures or bound methods to create, nor to break cycles of)
 WatchTable = Mapping[TimerKind, Callable[[Any], "float | None"]]
@@ -91,13 +90,6 @@ class Timers:
             return when
         source = self._watched.get(kind)
         return source(self._owner) if source is not None else None
-
-    def watch(self, kind: TimerKind, source: Source) -> None:
-        """``kind``'s deadline is whatever ``source()`` says (None = none), for this
-        instance only (the shared table is copied first)."""
-        table = dict(self._watched)
-        table[kind] = lambda _owner: source()
-        self._watched = table
 
     def next_deadline(self) -> float | None:
         best: float | None = None

@@ -24,6 +24,7 @@ from ..proposals import (
     format_proposal,
     make_proposals,
     parse_proposal,
+    proposal_at,
     select_proposal_index,
     strip_dh,
     suite_from_proposal,
@@ -118,8 +119,7 @@ def choose_configured(
         _CHOICES[key] = found
     if found is None:
         raise NoProposalChosen("no acceptable proposal")
-    prop = theirs[found[0]]
-    return Proposal(prop.num, prop.protocol, prop.spi, [prop.transforms[k] for k in found[1]])
+    return proposal_at(theirs, found)
 
 
 def check_chosen(offered: Sequence[Proposal], sa: SaPayload | None) -> Proposal:
