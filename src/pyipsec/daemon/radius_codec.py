@@ -26,6 +26,7 @@ from typing import Any
 import pyrad.dictionary
 import pyrad.packet
 
+from ..constants import EapCode
 from ..eap.base import BackendReply, BackendVerdict
 
 __all__ = [
@@ -73,8 +74,6 @@ SERVICE_TYPE_FRAMED = 2  # RFC 2865 §5.6
 NAS_PORT_TYPE_VIRTUAL = 5  # RFC 2865 §5.41
 #: RFC 5247 §2.1: an MSK is at least 64 octets; strongSwan zero-pads Recv || Send to it
 MSK_MIN_LENGTH = 64
-
-EAP_REQUEST, EAP_SUCCESS, EAP_FAILURE = 1, 3, 4
 
 
 @functools.cache
@@ -272,7 +271,7 @@ def _eap_code(eap: bytes) -> int | None:
 
 def _accept(answer: RadiusAnswer, request: RadiusRequest) -> BackendReply:
     """Access-Accept: the EAP-Success it carries and the MSK from the MPPE keys."""
-    if answer.eap and _eap_code(answer.eap) != EAP_SUCCESS:
+    if answer.eap and _eap_code(answer.eap) != EapCode.SUCCESS:
         why = "Access-Accept whose EAP-Message is not an EAP-Success (RFC 3579 §2.6.3)"
         return BackendReply(BackendVerdict.REJECT, reason=why)
     msk = b""
@@ -300,11 +299,11 @@ def interpret(answer: RadiusAnswer, request: RadiusRequest) -> BackendReply:
     msg = answer.reply_message.decode("utf-8", "replace")
     said = f" (Reply-Message {msg!r})" if msg else ""
     if answer.code == ACCESS_CHALLENGE:
-        if _eap_code(answer.eap) != EAP_REQUEST:
+        if _eap_code(answer.eap) != EapCode.REQUEST:
             why = "Access-Challenge without a well-formed EAP Request (RFC 3579 §2.6.1)"
             return BackendReply(BackendVerdict.REJECT, reason=why)
         return BackendReply(BackendVerdict.CHALLENGE, eap=answer.eap)
     if answer.code == ACCESS_ACCEPT:
         return _accept(answer, request)
-    eap = answer.eap if _eap_code(answer.eap) == EAP_FAILURE else b""
+    eap = answer.eap if _eap_code(answer.eap) == EapCode.FAILURE else b""
     return BackendReply(BackendVerdict.REJECT, eap=eap, reason=f"Access-Reject{said}")
