@@ -630,7 +630,6 @@ class ViciServer:
     def _child_message(self, ch: dict[str, Any], conn: str, now: float) -> dict[str, Any]:
         spi_in = _spi(ch.get("spi_in"))
         dpc = self.d.dp.children.get(spi_in) if spi_in is not None else None
-        counters: Any = dpc if dpc is not None else None
         installed = ch.get("installed")
         msg: dict[str, Any] = {
             "name": ch.get("name"),
@@ -644,9 +643,12 @@ class ViciServer:
             "spi-out": ch.get("spi_out"),
         }
         msg.update(parse_suite(str(ch.get("suite") or "")))
-        for k in ("bytes_in", "packets_in", "bytes_out", "packets_out"):
-            v = getattr(counters, k, None) if counters is not None else None
-            msg[k.replace("_", "-")] = v if isinstance(v, int) else int(ch.get(k) or 0)
+        if dpc is not None:  # the data plane's counters are the live ones
+            msg["bytes-in"], msg["packets-in"] = dpc.bytes_in, dpc.packets_in
+            msg["bytes-out"], msg["packets-out"] = dpc.bytes_out, dpc.packets_out
+        else:
+            for k in ("bytes_in", "packets_in", "bytes_out", "packets_out"):
+                msg[k.replace("_", "-")] = int(ch.get(k) or 0)
         msg["rekey-time"] = _secs(ch.get("rekey_in"))
         msg["life-time"] = _secs(ch.get("expire_in"))
         msg["install-time"] = (
