@@ -51,6 +51,7 @@ from ..ikev2.state import IKE_HALF_OPEN, ChildSaState, IkeSaState
 from .commands import StatusFilter
 from .control import ControlError
 from .dataplane import sel_str
+from .logsetup import IKE_SA_PREFIX
 from .vici_codec import (
     MAX_SEGMENT,
     PacketType,
@@ -427,14 +428,13 @@ class _LogForwarder(logging.Handler):
 Handler = Callable[[_Client, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 #: how the core and the runtime name an IKE SA or a connection in their log lines
-_SA_PREFIX = re.compile(r"IKE SA (\d+) \(([^)]*)\): ")  # ikev2.sa.SaLog
 _SA_INLINE = re.compile(r"(?:IKE SA|peer of) (\S+) #(\d+)\b")  # runtime
 _CONN_LINE = re.compile(r"(?:initiating|child|restart of) ([^\s/(]+)")  # runtime, manager
 
 
 def record_sa(msg: str) -> tuple[str | None, int | None]:
     """(connection, IKE SA id) a log line is about, as far as it says."""
-    if (m := _SA_PREFIX.match(msg)) is not None:
+    if (m := IKE_SA_PREFIX.match(msg)) is not None:
         return m.group(2), int(m.group(1))
     if (m := _SA_INLINE.search(msg)) is not None:
         return m.group(1), int(m.group(2))
