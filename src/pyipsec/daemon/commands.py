@@ -373,7 +373,7 @@ class Commands:
 
     # ------------------------------------------------------------ status
 
-    def _ike_status(self, now: float, f: StatusFilter) -> list[dict[str, Any]]:
+    def ike_status(self, now: float, f: StatusFilter) -> list[dict[str, Any]]:
         """The core's status entries, with relative times (``*_in``, ``age``) added."""
         try:
             ike = self.d.core.status(
@@ -435,7 +435,7 @@ class Commands:
                 }
                 for c in d.config.connections
             ],
-            "ike_sas": self._ike_status(now, f),
+            "ike_sas": self.ike_status(now, f),
             "child_sas": [c.status(now) for c in itertools.islice(children, f.offset, end)],
             "drops": d.dp.drops.as_dict(),
             # every error the core counted, by recovery.ErrorKind (ESP auth/replay too)

@@ -680,7 +680,7 @@ class ViciServer:
     def _ike_pages(self, conn: str | None) -> Iterable[list[dict[str, Any]]]:
         offset = 0
         while True:
-            page = self.d.cmds._ike_status(  # the status verb's own view
+            page = self.d.cmds.ike_status(  # the status verb's own view
                 self.d.now(), StatusFilter(conn=conn, offset=offset, limit=LIST_PAGE)
             )
             page = [sa for sa in page if "error" not in sa]
