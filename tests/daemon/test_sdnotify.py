@@ -123,7 +123,7 @@ def test_daemon_notifier_timers(notify_socket: socket.socket) -> None:
         await asyncio.sleep(0.15)
         sd.reloading()
         sd.reloaded()
-        sd.stopping()
+        sd.notifier.notify(*sdnotify.STOPPING)  # what Daemon.shutdown sends
         sd.close()
         sd.close()
         await asyncio.sleep(0.01)

@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 import struct
+import types
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,15 @@ def test_raw_protocol(tmp_path: Path) -> None:
         kid = sa["child-sas"]["net-1"]
         assert kid["spi-in"] == b"00000100" and kid["bytes-out"] == b"20"
         assert kid["local-ts"] == [b"203.0.113.0/26"] and kid["encap"] == b"yes"
+        assert (await c.recv()).type == PacketType.CMD_RESPONSE
+        # installed in the data plane: its live counters, not the core's
+        live: Any = types.SimpleNamespace(bytes_in=7, packets_in=3, bytes_out=9, packets_out=4)
+        d.dp.children[0x100] = live
+        await c.send(PacketType.CMD_REQUEST, "list-sas")
+        kid = (await c.recv()).message["c"]["child-sas"]["net-1"]
+        assert (kid["bytes-in"], kid["packets-in"]) == (b"7", b"3")
+        assert (kid["bytes-out"], kid["packets-out"]) == (b"9", b"4")
+        del d.dp.children[0x100]
         assert (await c.recv()).type == PacketType.CMD_RESPONSE
         # filters
         await c.send(PacketType.CMD_REQUEST, "list-sas", {"ike-id": "7"})

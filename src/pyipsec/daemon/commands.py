@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -372,7 +373,7 @@ class Commands:
 
     # ------------------------------------------------------------ status
 
-    def _ike_status(self, now: float, f: StatusFilter) -> list[dict[str, Any]]:
+    def ike_status(self, now: float, f: StatusFilter) -> list[dict[str, Any]]:
         """The core's status entries, with relative times (``*_in``, ``age``) added."""
         try:
             ike = self.d.core.status(
@@ -413,7 +414,8 @@ class Commands:
         d = self.d
         now = d.now()
         tun = d.dp.tun
-        children = [c for c in d.dp.children.values() if f.shows(c.info.conn, c.remote[0])]
+        # a generator: only the page is built, not a list of every Child SA first
+        children = (c for c in d.dp.children.values() if f.shows(c.info.conn, c.remote[0]))
         end = None if f.limit is None else f.offset + f.limit
         out: dict[str, Any] = {
             "pid": os.getpid(),
@@ -433,8 +435,8 @@ class Commands:
                 }
                 for c in d.config.connections
             ],
-            "ike_sas": self._ike_status(now, f),
-            "child_sas": [c.status(now) for c in children[f.offset : end]],
+            "ike_sas": self.ike_status(now, f),
+            "child_sas": [c.status(now) for c in itertools.islice(children, f.offset, end)],
             "drops": d.dp.drops.as_dict(),
             # every error the core counted, by recovery.ErrorKind (ESP auth/replay too)
             "errors": dict(d.core.error_status()),

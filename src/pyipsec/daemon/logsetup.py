@@ -27,8 +27,8 @@ SUBSYSTEMS = ("ike", "child", "esp", "net", "cfg")
 LOG_FORMATS = ("text", "json")
 _FORMAT = "%(asctime)s %(levelname).1s [%(name)s] %(message)s"
 
-#: the prefix of the core's per-IKE-SA log adapter: "IKE SA <id> (<conn>): "
-_IKE_SA_PREFIX = re.compile(r"IKE SA (\d+) \(([^)]*)\): ")
+#: the prefix of the core's per-IKE-SA log adapter (ikev2.sa.SaLog): "IKE SA <id> (<conn>): "
+IKE_SA_PREFIX = re.compile(r"IKE SA (\d+) \(([^)]*)\): ")
 #: the runtime's "IKE SA <conn> #<id> ..." (kept in the message)
 _IKE_SA_INLINE = re.compile(r"IKE SA (\S+) #(\d+)\b")
 
@@ -47,7 +47,7 @@ class JsonFormatter(logging.Formatter):
         }
         conn = getattr(record, "conn", None)
         ike_sa = getattr(record, "ike_sa", None)
-        m = _IKE_SA_PREFIX.match(msg)
+        m = IKE_SA_PREFIX.match(msg)
         if m is not None:
             ike_sa = int(m.group(1)) if ike_sa is None else ike_sa
             conn = m.group(2) if conn is None else conn

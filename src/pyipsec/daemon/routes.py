@@ -97,14 +97,10 @@ def unroute_peer(tun: TunLike, ip: str) -> None:
     containing: Callable[[object], list[str]] | None = getattr(tun, "routes_containing", None)
     if containing is not None:  # the real device: an index, not a walk over every route
         capture = set(containing(addr))
-        if not capture:
-            return
-        routes = list(tun.routes)
     else:
-        routes = list(tun.routes)
-        capture = {r for r in routes if addr in ipaddress.ip_network(r)}
+        capture = {r for r in tun.routes if addr in ipaddress.ip_network(r)}
     if capture:
-        for net in prune(set(routes) - capture):
+        for net in prune(set(tun.routes) - capture):
             log.warning("route %s through %s withdrawn: it captures the peer %s", net, tun.name, ip)
 
 

@@ -207,9 +207,6 @@ class DaemonNotifier:
             self._last_status = st
         self.notifier.notify(*fields)
 
-    def stopping(self) -> None:
-        self.notifier.notify(*STOPPING)
-
     def close(self) -> None:
         """Cancel the timers (idempotent)."""
         for h in (self._status_timer, self._watchdog_timer):

@@ -51,6 +51,7 @@ from ..ikev2.state import IKE_HALF_OPEN, ChildSaState, IkeSaState
 from .commands import StatusFilter
 from .control import ControlError
 from .dataplane import sel_str
+from .logsetup import IKE_SA_PREFIX
 from .vici_codec import (
     MAX_SEGMENT,
     PacketType,
@@ -427,14 +428,13 @@ class _LogForwarder(logging.Handler):
 Handler = Callable[[_Client, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 #: how the core and the runtime name an IKE SA or a connection in their log lines
-_SA_PREFIX = re.compile(r"IKE SA (\d+) \(([^)]*)\): ")  # ikev2.sa.SaLog
 _SA_INLINE = re.compile(r"(?:IKE SA|peer of) (\S+) #(\d+)\b")  # runtime
 _CONN_LINE = re.compile(r"(?:initiating|child|restart of) ([^\s/(]+)")  # runtime, manager
 
 
 def record_sa(msg: str) -> tuple[str | None, int | None]:
     """(connection, IKE SA id) a log line is about, as far as it says."""
-    if (m := _SA_PREFIX.match(msg)) is not None:
+    if (m := IKE_SA_PREFIX.match(msg)) is not None:
         return m.group(2), int(m.group(1))
     if (m := _SA_INLINE.search(msg)) is not None:
         return m.group(1), int(m.group(2))
@@ -630,7 +630,6 @@ class ViciServer:
     def _child_message(self, ch: dict[str, Any], conn: str, now: float) -> dict[str, Any]:
         spi_in = _spi(ch.get("spi_in"))
         dpc = self.d.dp.children.get(spi_in) if spi_in is not None else None
-        counters: Any = dpc if dpc is not None else None
         installed = ch.get("installed")
         msg: dict[str, Any] = {
             "name": ch.get("name"),
@@ -644,9 +643,12 @@ class ViciServer:
             "spi-out": ch.get("spi_out"),
         }
         msg.update(parse_suite(str(ch.get("suite") or "")))
-        for k in ("bytes_in", "packets_in", "bytes_out", "packets_out"):
-            v = getattr(counters, k, None) if counters is not None else None
-            msg[k.replace("_", "-")] = v if isinstance(v, int) else int(ch.get(k) or 0)
+        if dpc is not None:  # the data plane's counters are the live ones
+            msg["bytes-in"], msg["packets-in"] = dpc.bytes_in, dpc.packets_in
+            msg["bytes-out"], msg["packets-out"] = dpc.bytes_out, dpc.packets_out
+        else:
+            for k in ("bytes_in", "packets_in", "bytes_out", "packets_out"):
+                msg[k.replace("_", "-")] = int(ch.get(k) or 0)
         msg["rekey-time"] = _secs(ch.get("rekey_in"))
         msg["life-time"] = _secs(ch.get("expire_in"))
         msg["install-time"] = (
@@ -678,7 +680,7 @@ class ViciServer:
     def _ike_pages(self, conn: str | None) -> Iterable[list[dict[str, Any]]]:
         offset = 0
         while True:
-            page = self.d.cmds._ike_status(  # the status verb's own view
+            page = self.d.cmds.ike_status(  # the status verb's own view
                 self.d.now(), StatusFilter(conn=conn, offset=offset, limit=LIST_PAGE)
             )
             page = [sa for sa in page if "error" not in sa]

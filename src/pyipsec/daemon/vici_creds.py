@@ -26,7 +26,6 @@ error naming the type, never stored silently.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from ..auth.certs import spki_sha1
 from ..auth.errors import AuthError
 from ..auth.keys import load_certificates, load_crl, load_private_key, load_public_key
 from ..auth.signatures import PrivateKey, PublicKey
@@ -72,10 +72,7 @@ def _public_key_id(pub: PublicKey) -> str:
     try:
         return x509.SubjectKeyIdentifier.from_public_key(pub).digest.hex()
     except (TypeError, ValueError):  # pragma: no cover - every supported key has one
-        der = pub.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return hashlib.sha1(der).hexdigest()
+        return spki_sha1(pub).hex()
 
 
 @dataclass(frozen=True, slots=True)

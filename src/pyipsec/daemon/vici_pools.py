@@ -196,7 +196,8 @@ class ViciPools:
                     f"vici pool {p.name} has {online} online lease(s), unable to replace "
                     f"its range {old.addrs} (hint: terminate the IKE SAs using it first)"
                 )
-        others = [p for p in file_pools + self.loaded() if p.name not in {n.name for n in new}]
+        names = {n.name for n in new}
+        others = [p for p in file_pools + self.loaded() if p.name not in names]
         ranges = [(f"pools.{p.name}", p.first, p.last) for p in (*others, *new)]
         clashes = pools_overlap(ranges)
         return "; ".join(f"{a}.addrs overlaps {b}.addrs" for a, b in clashes)

@@ -224,7 +224,7 @@ class VirtualIpTable:
         if self._hook is None:
             return
         tun = self._tun()
-        self._hook(hook_environment(verb, ike_id, a, getattr(tun, "name", "") or ""))
+        self._hook(hook_environment(verb, ike_id, a, tun.name if tun is not None else ""))
 
     def close(self) -> None:
         """The daemon stops: every address we put on the TUN is taken off again."""
