@@ -42,7 +42,6 @@ from typing import Any
 from _common import IKE_PROPOSAL, ROOT, arg_parser, header, missing_requirements, run_bench
 
 # isort: split
-from cryptography.hazmat.primitives import serialization
 from tests.interop.pyipsec_daemon import PyipsecDaemon
 from tests.interop.strongswan import RIGHT_ID, Charon, swanctl_conf
 from tests.interop.topology import LEFT_INNER, LEFT_OUTER, LEFT_SUBNET, RIGHT_OUTER, RIGHT_SUBNET
@@ -50,7 +49,6 @@ from tests.interop.topology import LEFT_INNER, LEFT_OUTER, LEFT_SUBNET, RIGHT_OU
 import bench_load
 from bench_load import CHILD, CONN, LABELS, RESPONDERS, Bench, pyipsec_responder_toml
 from pyipsec import pki
-from pyipsec.auth.signatures import PrivateKey
 
 CERT_LOADGEN = Path(__file__).resolve().parent / "cert_loadgen.py"
 MODES = ("psk", "ecdsa-p256", "rsa3072")
@@ -65,11 +63,6 @@ def _write(path: Path, data: bytes, private: bool = False) -> Path:
     return path
 
 
-def _key_pem(key: PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
 def make_pki(base: Path, kind: str) -> Path:
     """A CA, the responder's certificate (for RIGHT_ID) in swanctl's layout below
     ``base`` (x509/host.pem, x509ca/ca.pem, private/host.key) and, for the generator,
@@ -79,12 +72,11 @@ def make_pki(base: Path, kind: str) -> Path:
     ca = pki.make_ca(ca_key, f"CN=bench {kind} CA,O=pyipsec", now=now)
     host_key = pki.generate_key(kind)
     host = pki.issue_host(ca, ca_key, host_key.public_key(), cn=RIGHT_ID, now=now)
-    pem = serialization.Encoding.PEM
-    _write(base / "x509" / "host.pem", host.public_bytes(pem))
-    _write(base / "x509ca" / "ca.pem", ca.public_bytes(pem))
-    _write(base / "private" / "host.key", _key_pem(host_key), private=True)
-    _write(base / "gen" / "ca.key", _key_pem(ca_key), private=True)
-    _write(base / "gen" / "client.key", _key_pem(pki.generate_key(kind)), private=True)
+    _write(base / "x509" / "host.pem", pki.cert_pem(host))
+    _write(base / "x509ca" / "ca.pem", pki.cert_pem(ca))
+    _write(base / "private" / "host.key", pki.key_pem(host_key), private=True)
+    _write(base / "gen" / "ca.key", pki.key_pem(ca_key), private=True)
+    _write(base / "gen" / "client.key", pki.key_pem(pki.generate_key(kind)), private=True)
     return base
 
 

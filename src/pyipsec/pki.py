@@ -252,7 +252,7 @@ def describe_certificate(cert: x509.Certificate) -> str:
 # --- the CLI (file I/O happens here only) ---------------------------------------------
 
 
-def _write(path: str, data: bytes, private: bool = False) -> None:
+def write_file(path: str, data: bytes, private: bool = False) -> None:
     p = Path(path)
     if private:
         fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -262,13 +262,13 @@ def _write(path: str, data: bytes, private: bool = False) -> None:
         p.write_bytes(data)
 
 
-def _key_pem(key: PrivateKey) -> bytes:
+def key_pem(key: PrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
 
 
-def _cert_pem(cert: x509.Certificate) -> bytes:
+def cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -339,7 +339,7 @@ def run(args: argparse.Namespace, now: dt.datetime | None = None) -> int:
             crl = make_crl(ca_cert, ca_key, serials, now=now, days=args.days or 15, pss=args.pss)
             if not args.out_crl:
                 raise ValueError("--out-crl is needed")
-            _write(args.out_crl, crl.public_bytes(serialization.Encoding.PEM))
+            write_file(args.out_crl, crl.public_bytes(serialization.Encoding.PEM))
             return 0
         if not args.out_cert:
             raise ValueError("--out-cert is needed")
@@ -378,8 +378,8 @@ def run(args: argparse.Namespace, now: dt.datetime | None = None) -> int:
                 pss=args.pss,
             )
         if not args.in_key:
-            _write(args.out_key, _key_pem(key), private=True)
-        _write(args.out_cert, _cert_pem(cert))
+            write_file(args.out_key, key_pem(key), private=True)
+        write_file(args.out_cert, cert_pem(cert))
         return 0
     except (AuthError, ValueError, OSError) as e:
         print(f"pyipsec pki: {e}")
