@@ -46,6 +46,15 @@ def median(xs: Iterable[float]) -> float:
     return statistics.median(v) if v else math.nan
 
 
+def percentile(xs: Iterable[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..1) of the values that are not NaN (NaN when
+    there are none)."""
+    v = sorted(x for x in xs if not math.isnan(x))
+    if not v:
+        return math.nan
+    return v[max(0, min(len(v) - 1, math.ceil(q * len(v)) - 1))]
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (0 when it is gone)."""
     try:
