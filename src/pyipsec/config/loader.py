@@ -558,16 +558,14 @@ def _match_psk(secrets: list[_Secret], local_id: str, remote_id: str) -> bytes |
     for s in secrets:
         if s.eap:
             continue
-        ids = set(s.ids)
-        if not ids:
-            score = 1
-        else:
-            score = (2 if remote_id and remote_id in ids else 0) + (
-                1 if local_id and local_id in ids else 0
+        score = 1
+        if s.ids:
+            matched = (2 if remote_id and remote_id in s.ids else 0) + (
+                1 if local_id and local_id in s.ids else 0
             )
-            score = score + 1 if score else 0
-            if score == 0:
+            if not matched:
                 continue
+            score += matched
         if best is None or score > best[0]:
             best = (score, s.secret)
     return None if best is None else best[1]
