@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .auth.errors import AuthError
-from .auth.keys import load_certificate, load_private_key
+from .auth.keys import load_certificate, load_certificates, load_private_key
 from .auth.signatures import PrivateKey
 from .auth.trust import IPSEC_IKE_EKU
 
@@ -330,7 +330,7 @@ def run(args: argparse.Namespace, now: dt.datetime | None = None) -> int:
     now = now or dt.datetime.now(dt.UTC)
     try:
         if args.print:
-            for cert in _certs(args.print):
+            for cert in load_certificates(Path(args.print).read_bytes()):
                 print(describe_certificate(cert))
             return 0
         if args.crl:
@@ -384,9 +384,3 @@ def run(args: argparse.Namespace, now: dt.datetime | None = None) -> int:
     except (AuthError, ValueError, OSError) as e:
         print(f"pyipsec pki: {e}")
         return 1
-
-
-def _certs(path: str) -> list[x509.Certificate]:
-    from .auth.keys import load_certificates
-
-    return load_certificates(Path(path).read_bytes())
