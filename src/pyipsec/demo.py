@@ -110,9 +110,7 @@ def write_demo_pki(dirs: dict[str, Path], now: dt.datetime | None = None) -> Non
         )
         pki.write_file(str(base / "x509ca" / "ca.pem"), ca_pem)
         pki.write_file(str(base / "x509" / f"{side}.pem"), pki.cert_pem(cert))
-        key_path = base / "private" / f"{side}.key"
-        key_path.unlink(missing_ok=True)
-        pki.write_file(str(key_path), pki.key_pem(key), private=True)
+        pki.write_file(str(base / "private" / f"{side}.key"), pki.key_pem(key), private=True)
 
 
 def _psk_config(side: str, sock: str) -> str:

@@ -253,10 +253,13 @@ def describe_certificate(cert: x509.Certificate) -> str:
 
 
 def write_file(path: str, data: bytes, private: bool = False) -> None:
+    """Write ``data`` to ``path``; ``private``: mode 0600, also when the file existed
+    (O_CREAT's mode applies only to a new file)."""
     p = Path(path)
     if private:
         fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
             f.write(data)
     else:
         p.write_bytes(data)
