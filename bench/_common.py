@@ -55,6 +55,23 @@ def percentile(xs: Iterable[float], q: float) -> float:
     return v[max(0, min(len(v) - 1, math.ceil(q * len(v)) - 1))]
 
 
+def per_call(fn: Callable[[], object], loops: int, repeats: int = 7) -> float:
+    """Median over ``repeats`` of the CPU seconds per call of ``fn`` (``loops`` calls)."""
+    samples = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        for _ in range(loops):
+            fn()
+        samples.append((time.process_time() - t0) / loops)
+    return statistics.median(samples)
+
+
+def peer_ip(i: int) -> str:
+    """The address of in-memory peer ``i``: 100.64.0.1 + i."""
+    n = 0x64400000 + 1 + i
+    return f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (0 when it is gone)."""
     try:
