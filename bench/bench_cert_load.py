@@ -39,12 +39,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import IKE_PROPOSAL, ROOT, arg_parser, header, missing_requirements, run_bench
+from _common import IKE_PROPOSAL, arg_parser, header, missing_requirements, run_bench
 
 # isort: split
 from tests.interop.pyipsec_daemon import PyipsecDaemon
 from tests.interop.strongswan import RIGHT_ID, Charon, swanctl_conf
-from tests.interop.topology import LEFT_INNER, LEFT_OUTER, LEFT_SUBNET, RIGHT_OUTER, RIGHT_SUBNET
+from tests.interop.topology import LEFT_SUBNET, RIGHT_OUTER, RIGHT_SUBNET
 
 import bench_load
 from bench_load import CHILD, CONN, LABELS, RESPONDERS, Bench, pyipsec_responder_toml
@@ -139,10 +139,7 @@ class CertBench(Bench):
         self.cleanups.append(d.stop)
         d.start()
         assert d.proc is not None
-
-        def count() -> int:
-            return len(d.request("status", timeout=60)["ike_sas"])
-        return d.proc.pid, count
+        return d.proc.pid, lambda: bench_load.pyipsec_sa_count(d)
 
     def start_strongswan(self) -> tuple[int, Callable[[], int]]:
         if self.mode == "psk":
@@ -155,33 +152,16 @@ class CertBench(Bench):
         c.start(None)
         c.load_dir(strongswan_cert_conf(proposal=a.proposal, esp=a.esp), self._pki())
         assert c.pid is not None
-
-        def count() -> int:
-            for line in c.swanctl("--stats").splitlines():
-                if line.strip().startswith("IKE_SAs:"):
-                    return int(line.split()[1])
-            return -1
-        return c.pid, count
+        return c.pid, lambda: bench_load.charon_sa_count(c)
 
     def generator(self) -> subprocess.Popen[str]:
         if self.mode == "psk":
             return super().generator()
-        a, gen = self.args, self._pki() / "gen"
-        argv = [sys.executable, str(CERT_LOADGEN), "--local", LEFT_OUTER,
-                "--remote", RIGHT_OUTER, "--tunnels", str(a.tunnels),
-                "--inflight", str(a.inflight), "--rate", str(a.rate),
-                "--proposal", a.proposal, "--esp", a.esp, "--inner", LEFT_INNER,
-                "--remote-ts", RIGHT_SUBNET, "--hold",
-                "--ca-cert", str(self._pki() / "x509ca" / "ca.pem"),
-                "--ca-key", str(gen / "ca.key"), "--key", str(gen / "client.key")]
-        if a.timeout:
-            argv += ["--timeout", str(a.timeout)]
-        err = open(self.tmp / "loadgen.err", "a")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(["ip", "netns", "exec", self.topo.left, *argv],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-                                text=True, cwd=ROOT, start_new_session=True)
-        err.close()
-        return proc
+        pki_dir = self._pki()
+        return self.spawn_generator(CERT_LOADGEN, (
+            "--ca-cert", str(pki_dir / "x509ca" / "ca.pem"),
+            "--ca-key", str(pki_dir / "gen" / "ca.key"),
+            "--key", str(pki_dir / "gen" / "client.key")))
 
     def run(self) -> None:
         for mode in self.args.modes:
