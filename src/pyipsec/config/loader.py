@@ -788,15 +788,13 @@ def _credentials(
     if la == "pubkey" and pubkeys.local:
         raw = store.local_raw_key(local.loc, pubkeys.local, key)
         found = [raw] if raw is not None else None
-    elif la == "pubkey":
+    elif la == "pubkey" or (tls and certs):
         found = store.local_candidates(local.loc, certs, key)
-    elif tls and not certs:
+    elif tls:
         local.ctx.err(
             local.at("certs"),
             'missing: EAP-TLS needs our certificate (hint: certs = ["gw.pem"] in x509/)',
         )
-    elif tls:
-        found = store.local_candidates(local.loc, certs, key)
     elif certs or key is not None:
         local.ctx.err(local.at("certs" if certs else "key"), 'only with auth = "pubkey"')
     if ra == "pubkey" and pubkeys.remote:
