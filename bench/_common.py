@@ -46,6 +46,32 @@ def median(xs: Iterable[float]) -> float:
     return statistics.median(v) if v else math.nan
 
 
+def percentile(xs: Iterable[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..1) of the values that are not NaN (NaN when
+    there are none)."""
+    v = sorted(x for x in xs if not math.isnan(x))
+    if not v:
+        return math.nan
+    return v[max(0, min(len(v) - 1, math.ceil(q * len(v)) - 1))]
+
+
+def per_call(fn: Callable[[], object], loops: int, repeats: int = 7) -> float:
+    """Median over ``repeats`` of the CPU seconds per call of ``fn`` (``loops`` calls)."""
+    samples = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        for _ in range(loops):
+            fn()
+        samples.append((time.process_time() - t0) / loops)
+    return statistics.median(samples)
+
+
+def peer_ip(i: int) -> str:
+    """The address of in-memory peer ``i``: 100.64.0.1 + i."""
+    n = 0x64400000 + 1 + i
+    return f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (0 when it is gone)."""
     try:

@@ -39,18 +39,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import IKE_PROPOSAL, ROOT, arg_parser, header, missing_requirements, run_bench
+from _common import IKE_PROPOSAL, arg_parser, header, missing_requirements, run_bench
 
 # isort: split
-from cryptography.hazmat.primitives import serialization
 from tests.interop.pyipsec_daemon import PyipsecDaemon
 from tests.interop.strongswan import RIGHT_ID, Charon, swanctl_conf
-from tests.interop.topology import LEFT_INNER, LEFT_OUTER, LEFT_SUBNET, RIGHT_OUTER, RIGHT_SUBNET
+from tests.interop.topology import LEFT_SUBNET, RIGHT_OUTER, RIGHT_SUBNET
 
 import bench_load
 from bench_load import CHILD, CONN, LABELS, RESPONDERS, Bench, pyipsec_responder_toml
 from pyipsec import pki
-from pyipsec.auth.signatures import PrivateKey
 
 CERT_LOADGEN = Path(__file__).resolve().parent / "cert_loadgen.py"
 MODES = ("psk", "ecdsa-p256", "rsa3072")
@@ -65,11 +63,6 @@ def _write(path: Path, data: bytes, private: bool = False) -> Path:
     return path
 
 
-def _key_pem(key: PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
 def make_pki(base: Path, kind: str) -> Path:
     """A CA, the responder's certificate (for RIGHT_ID) in swanctl's layout below
     ``base`` (x509/host.pem, x509ca/ca.pem, private/host.key) and, for the generator,
@@ -79,12 +72,11 @@ def make_pki(base: Path, kind: str) -> Path:
     ca = pki.make_ca(ca_key, f"CN=bench {kind} CA,O=pyipsec", now=now)
     host_key = pki.generate_key(kind)
     host = pki.issue_host(ca, ca_key, host_key.public_key(), cn=RIGHT_ID, now=now)
-    pem = serialization.Encoding.PEM
-    _write(base / "x509" / "host.pem", host.public_bytes(pem))
-    _write(base / "x509ca" / "ca.pem", ca.public_bytes(pem))
-    _write(base / "private" / "host.key", _key_pem(host_key), private=True)
-    _write(base / "gen" / "ca.key", _key_pem(ca_key), private=True)
-    _write(base / "gen" / "client.key", _key_pem(pki.generate_key(kind)), private=True)
+    _write(base / "x509" / "host.pem", pki.cert_pem(host))
+    _write(base / "x509ca" / "ca.pem", pki.cert_pem(ca))
+    _write(base / "private" / "host.key", pki.key_pem(host_key), private=True)
+    _write(base / "gen" / "ca.key", pki.key_pem(ca_key), private=True)
+    _write(base / "gen" / "client.key", pki.key_pem(pki.generate_key(kind)), private=True)
     return base
 
 
@@ -147,10 +139,7 @@ class CertBench(Bench):
         self.cleanups.append(d.stop)
         d.start()
         assert d.proc is not None
-
-        def count() -> int:
-            return len(d.request("status", timeout=60)["ike_sas"])
-        return d.proc.pid, count
+        return d.proc.pid, lambda: bench_load.pyipsec_sa_count(d)
 
     def start_strongswan(self) -> tuple[int, Callable[[], int]]:
         if self.mode == "psk":
@@ -163,33 +152,16 @@ class CertBench(Bench):
         c.start(None)
         c.load_dir(strongswan_cert_conf(proposal=a.proposal, esp=a.esp), self._pki())
         assert c.pid is not None
-
-        def count() -> int:
-            for line in c.swanctl("--stats").splitlines():
-                if line.strip().startswith("IKE_SAs:"):
-                    return int(line.split()[1])
-            return -1
-        return c.pid, count
+        return c.pid, lambda: bench_load.charon_sa_count(c)
 
     def generator(self) -> subprocess.Popen[str]:
         if self.mode == "psk":
             return super().generator()
-        a, gen = self.args, self._pki() / "gen"
-        argv = [sys.executable, str(CERT_LOADGEN), "--local", LEFT_OUTER,
-                "--remote", RIGHT_OUTER, "--tunnels", str(a.tunnels),
-                "--inflight", str(a.inflight), "--rate", str(a.rate),
-                "--proposal", a.proposal, "--esp", a.esp, "--inner", LEFT_INNER,
-                "--remote-ts", RIGHT_SUBNET, "--hold",
-                "--ca-cert", str(self._pki() / "x509ca" / "ca.pem"),
-                "--ca-key", str(gen / "ca.key"), "--key", str(gen / "client.key")]
-        if a.timeout:
-            argv += ["--timeout", str(a.timeout)]
-        err = open(self.tmp / "loadgen.err", "a")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(["ip", "netns", "exec", self.topo.left, *argv],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-                                text=True, cwd=ROOT, start_new_session=True)
-        err.close()
-        return proc
+        pki_dir = self._pki()
+        return self.spawn_generator(CERT_LOADGEN, (
+            "--ca-cert", str(pki_dir / "x509ca" / "ca.pem"),
+            "--ca-key", str(pki_dir / "gen" / "ca.key"),
+            "--key", str(pki_dir / "gen" / "client.key")))
 
     def run(self) -> None:
         for mode in self.args.modes:

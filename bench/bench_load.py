@@ -160,6 +160,24 @@ def strongswan_load_settings(threshold: int) -> str:
             "}\n")
 
 
+def pyipsec_sa_count(d: PyipsecDaemon) -> int:
+    """The daemon's IKE SAs, paged: an unpaged status lists at most 1,000 SAs."""
+    n, page = 0, 1000
+    while True:
+        got = len(d.request("status", timeout=60, offset=n, limit=page)["ike_sas"])
+        n += got
+        if got < page:
+            return n
+
+
+def charon_sa_count(c: Charon) -> int:
+    """charon's IKE SAs (``swanctl --stats``); -1 when it does not say."""
+    for line in c.swanctl("--stats").splitlines():
+        if line.strip().startswith("IKE_SAs:"):
+            return int(line.split()[1])
+    return -1
+
+
 class Bench:
     """The topology and one block per responder."""
 
@@ -190,14 +208,7 @@ class Bench:
         d.start()
         assert d.proc is not None
 
-        def count() -> int:  # paged: an unpaged status lists at most 1,000 SAs
-            n, page = 0, 1000
-            while True:
-                got = len(d.request("status", timeout=60, offset=n, limit=page)["ike_sas"])
-                n += got
-                if got < page:
-                    return n
-        return d.proc.pid, count
+        return d.proc.pid, lambda: pyipsec_sa_count(d)
 
     def start_strongswan(self) -> tuple[int, Callable[[], int]]:
         a = self.args
@@ -208,22 +219,21 @@ class Bench:
         c.start(strongswan_responder_conf(proposal=a.proposal, esp=a.esp))
         assert c.pid is not None
 
-        def count() -> int:
-            for line in c.swanctl("--stats").splitlines():
-                if line.strip().startswith("IKE_SAs:"):
-                    return int(line.split()[1])
-            return -1
-        return c.pid, count
+        return c.pid, lambda: charon_sa_count(c)
 
     # ---------------------------------------------------------------- one block
 
     def generator(self) -> subprocess.Popen[str]:
+        return self.spawn_generator(LOADGEN, ("--psk", TEST_PSK))
+
+    def spawn_generator(self, script: Path, auth: tuple[str, ...]) -> subprocess.Popen[str]:
+        """``script`` (``loadgen.py`` or a variant taking its options) in the initiator's
+        namespace; ``auth``: how it authenticates."""
         a = self.args
-        argv = [sys.executable, str(LOADGEN), "--local", LEFT_OUTER, "--remote", RIGHT_OUTER,
+        argv = [sys.executable, str(script), "--local", LEFT_OUTER, "--remote", RIGHT_OUTER,
                 "--tunnels", str(a.tunnels), "--inflight", str(a.inflight),
                 "--rate", str(a.rate), "--proposal", a.proposal, "--esp", a.esp,
-                "--inner", LEFT_INNER, "--remote-ts", RIGHT_SUBNET, "--psk", TEST_PSK,
-                "--hold"]
+                "--inner", LEFT_INNER, "--remote-ts", RIGHT_SUBNET, *auth, "--hold"]
         if a.timeout:
             argv += ["--timeout", str(a.timeout)]
         err = open(self.tmp / "loadgen.err", "a")  # noqa: SIM115 - closed with the process

@@ -76,27 +76,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-for _p in (ROOT / "src", ROOT):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
+from _common import peer_ip, per_call  # first: it puts src/ and the repository root on sys.path
 
-from tests.ikev2.harness import DetRng, det_ke_factory  # noqa: E402
+# isort: split
+from tests.ikev2.harness import DetRng, det_ke_factory
 
-from pyipsec.config.model import (  # noqa: E402
+from pyipsec.config.model import (
     ChildConfig,
     ConnectionConfig,
     DpdConfig,
     Lifetimes,
     TrafficSelectorSpec,
 )
-from pyipsec.ikev2.events import (  # noqa: E402
+from pyipsec.ikev2.events import (
     ChildSaInstalled,
     ChildSaRekeyed,
     IkeSaEstablished,
     IkeSaRekeyed,
 )
-from pyipsec.ikev2.manager import IkeManager  # noqa: E402
+from pyipsec.ikev2.manager import IkeManager
 
 IKE = "aes256gcm16-prfsha256-x25519"
 ESP = "aes256gcm16"
@@ -145,11 +143,6 @@ def responder_conn() -> ConnectionConfig:
 
 
 _INIT_CHILD = _child("10.1.0.0/16", "10.2.0.0/16", Lifetimes())
-
-
-def peer_ip(i: int) -> str:
-    n = 0x64400000 + 1 + i  # 100.64.0.1 + i
-    return f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
 
 
 def initiator_conn(i: int) -> ConnectionConfig:
@@ -333,17 +326,6 @@ class Fleet:
 
 
 # ------------------------------------------------------------------ measuring
-
-
-def per_call(fn: Callable[[], object], loops: int, repeats: int = 7) -> float:
-    """Median over ``repeats`` of the CPU seconds per call of ``fn`` (``loops`` calls)."""
-    samples = []
-    for _ in range(repeats):
-        t0 = process_time()
-        for _ in range(loops):
-            fn()
-        samples.append((process_time() - t0) / loops)
-    return statistics.median(samples)
 
 
 def per_item(fn: Callable[[Any], object], items: list[Any], repeats: int = 7) -> float:

@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ from _common import (  # first: it puts src/ and the repository root on sys.path
     iperf3_cpu,
     median,
     missing_requirements,
+    percentile,
     pyipsec_daemon,
     run_bench,
     run_cleanups,
@@ -77,14 +78,6 @@ LABELS = {
     "py-py": "pyipsec <-> pyipsec",
 }
 _LOG_TS = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})")
-
-
-def percentile(xs: Iterable[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..1)."""
-    v = sorted(x for x in xs if not math.isnan(x))
-    if not v:
-        return math.nan
-    return v[max(0, min(len(v) - 1, math.ceil(q * len(v)) - 1))]
 
 
 class Bench:

@@ -34,21 +34,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import resource
 import select
 import socket
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
-_SRC = Path(__file__).resolve().parents[1] / "src"
-if str(_SRC) not in sys.path:
-    sys.path.insert(0, str(_SRC))
+from _common import percentile  # first: it puts src/ on sys.path
 
-from pyipsec.config.model import (  # noqa: E402
+# isort: split
+from pyipsec.config.model import (
     ChildConfig,
     ConnectionConfig,
     DpdConfig,
@@ -56,14 +53,14 @@ from pyipsec.config.model import (  # noqa: E402
     RetransmitConfig,
     TrafficSelectorSpec,
 )
-from pyipsec.ikev2.events import (  # noqa: E402
+from pyipsec.ikev2.events import (
     ChildSaFailed,
     ChildSaInstalled,
     IkeSaDeleted,
     IkeSaEstablished,
     IkeSaFailed,
 )
-from pyipsec.ikev2.manager import IkeManager  # noqa: E402
+from pyipsec.ikev2.manager import IkeManager
 
 IKE_SA_INIT = 34
 FLAG_RESPONSE = 0x20
@@ -108,14 +105,6 @@ def build_connections(n: int, *, local: str, remote: str, psk: bytes, proposal: 
             initial_contact=False,
         ))
     return conns
-
-
-def percentile(xs: list[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..1); NaN for no values."""
-    v = sorted(xs)
-    if not v:
-        return math.nan
-    return v[max(0, min(len(v) - 1, math.ceil(q * len(v)) - 1))]
 
 
 class LoadGenerator:

@@ -11,6 +11,8 @@ from types import ModuleType
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_scale.py"
+if str(BENCH.parent) not in sys.path:  # for its `from _common import ...`
+    sys.path.insert(0, str(BENCH.parent))
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pyipsec import pki
 from pyipsec.auth.errors import AuthError, AuthReason
 from pyipsec.auth.keys import load_certificate, load_crl, load_private_key
 from pyipsec.auth.trust import validate_chain
@@ -145,3 +146,12 @@ def test_errors_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert run("--print", str(bad)) == 1
     with pytest.raises(SystemExit):
         run("--gen-ca", "--issue")
+
+
+def test_private_file_is_0600_even_when_it_existed(tmp_path: Path) -> None:
+    path = tmp_path / "host.key"
+    path.write_bytes(b"old")
+    path.chmod(0o644)
+    pki.write_file(str(path), b"new", private=True)
+    assert path.read_bytes() == b"new"
+    assert path.stat().st_mode & 0o777 == 0o600

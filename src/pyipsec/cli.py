@@ -155,14 +155,17 @@ def _status_header(st: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _sa_label(sa: dict[str, Any]) -> str:
+    """``conn#ike_id``: how status names an IKE SA."""
+    return f"{_first(sa, 'conn', 'name', default='?')}#{_first(sa, 'ike_id', 'id', default='?')}"
+
+
 def _ike_sa_row(sa: dict[str, Any]) -> list[str]:
     """One row of the IKE SA table, in the order of :data:`IKE_SA_HEADERS`."""
-    name = _first(sa, "conn", "name", default="?")
-    ike_id = _first(sa, "ike_id", "id", default="?")
     spi_i = _first(sa, "spi_i", default="-")
     spi_r = _first(sa, "spi_r", default="-")
     return [
-        f"{name}#{ike_id}",
+        _sa_label(sa),
         str(_first(sa, "state", default="?")),
         str(_first(sa, "role", default="-")),
         _addr(sa.get("local")),
@@ -226,7 +229,7 @@ def _peer_cert_line(sa: dict[str, Any]) -> str | None:
     cert = sa.get("peer_cert")
     if not isinstance(cert, dict):
         return None
-    name = f"{_first(sa, 'conn', 'name', default='?')}#{_first(sa, 'ike_id', 'id', default='?')}"
+    name = _sa_label(sa)
     text = f"  {name} peer certificate: {cert.get('subject', '?')}"
     text += f", issued by {cert.get('issuer', '?')}"
     not_after = cert.get("not_after")
@@ -243,7 +246,7 @@ def _vips_line(sa: dict[str, Any]) -> str | None:
     v = sa.get("vips")
     if not isinstance(v, dict) or not (v.get("local") or v.get("remote")):
         return None
-    name = f"{_first(sa, 'conn', 'name', default='?')}#{_first(sa, 'ike_id', 'id', default='?')}"
+    name = _sa_label(sa)
     if v.get("local"):
         text = f"  {name} virtual IP {', '.join(v['local'])}"
     else:

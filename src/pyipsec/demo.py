@@ -98,7 +98,7 @@ def write_demo_pki(dirs: dict[str, Path], now: dt.datetime | None = None) -> Non
     now = now or dt.datetime.now(dt.UTC)
     ca_key = pki.generate_key("ecdsa-p256")
     ca = pki.make_ca(ca_key, DEMO_CA_DN, now=now, days=30)
-    ca_pem = pki._cert_pem(ca)
+    ca_pem = pki.cert_pem(ca)
     for side, base in dirs.items():
         for sub, mode in (("x509ca", 0o755), ("x509", 0o755), ("private", 0o700)):
             (base / sub).mkdir(parents=True, exist_ok=True)
@@ -108,11 +108,9 @@ def write_demo_pki(dirs: dict[str, Path], now: dt.datetime | None = None) -> Non
         cert = pki.issue_host(
             ca, ca_key, key.public_key(), cn=ident, sans=[f"dns:{ident}"], now=now, days=30
         )
-        pki._write(str(base / "x509ca" / "ca.pem"), ca_pem)
-        pki._write(str(base / "x509" / f"{side}.pem"), pki._cert_pem(cert))
-        key_path = base / "private" / f"{side}.key"
-        key_path.unlink(missing_ok=True)
-        pki._write(str(key_path), pki._key_pem(key), private=True)
+        pki.write_file(str(base / "x509ca" / "ca.pem"), ca_pem)
+        pki.write_file(str(base / "x509" / f"{side}.pem"), pki.cert_pem(cert))
+        pki.write_file(str(base / "private" / f"{side}.key"), pki.key_pem(key), private=True)
 
 
 def _psk_config(side: str, sock: str) -> str:

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .auth.errors import AuthError
-from .auth.keys import load_certificate, load_private_key
+from .auth.keys import load_certificate, load_certificates, load_private_key
 from .auth.signatures import PrivateKey
 from .auth.trust import IPSEC_IKE_EKU
 from .dn import name_from_string, name_to_string
@@ -254,23 +254,26 @@ def describe_certificate(cert: x509.Certificate) -> str:
 # --- the CLI (file I/O happens here only) ---------------------------------------------
 
 
-def _write(path: str, data: bytes, private: bool = False) -> None:
+def write_file(path: str, data: bytes, private: bool = False) -> None:
+    """Write ``data`` to ``path``; ``private``: mode 0600, also when the file existed
+    (O_CREAT's mode applies only to a new file)."""
     p = Path(path)
     if private:
         fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
             f.write(data)
     else:
         p.write_bytes(data)
 
 
-def _key_pem(key: PrivateKey) -> bytes:
+def key_pem(key: PrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
 
 
-def _cert_pem(cert: x509.Certificate) -> bytes:
+def cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -332,7 +335,7 @@ def run(args: argparse.Namespace, now: dt.datetime | None = None) -> int:
     now = now or dt.datetime.now(dt.UTC)
     try:
         if args.print:
-            for cert in _certs(args.print):
+            for cert in load_certificates(Path(args.print).read_bytes()):
                 print(describe_certificate(cert))
             return 0
         if args.crl:
@@ -341,7 +344,7 @@ def run(args: argparse.Namespace, now: dt.datetime | None = None) -> int:
             crl = make_crl(ca_cert, ca_key, serials, now=now, days=args.days or 15, pss=args.pss)
             if not args.out_crl:
                 raise ValueError("--out-crl is needed")
-            _write(args.out_crl, crl.public_bytes(serialization.Encoding.PEM))
+            write_file(args.out_crl, crl.public_bytes(serialization.Encoding.PEM))
             return 0
         if not args.out_cert:
             raise ValueError("--out-cert is needed")
@@ -380,15 +383,9 @@ def run(args: argparse.Namespace, now: dt.datetime | None = None) -> int:
                 pss=args.pss,
             )
         if not args.in_key:
-            _write(args.out_key, _key_pem(key), private=True)
-        _write(args.out_cert, _cert_pem(cert))
+            write_file(args.out_key, key_pem(key), private=True)
+        write_file(args.out_cert, cert_pem(cert))
         return 0
     except (AuthError, ValueError, OSError) as e:
         print(f"pyipsec pki: {e}")
         return 1
-
-
-def _certs(path: str) -> list[x509.Certificate]:
-    from .auth.keys import load_certificates
-
-    return load_certificates(Path(path).read_bytes())

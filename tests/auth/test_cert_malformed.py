@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from pyipsec.auth.certs import parse_cert_payload
 from pyipsec.auth.errors import AuthError
 from pyipsec.auth.keys import load_certificates
-from pyipsec.config.credentials import _issued_by
+from pyipsec.auth.trust import issued_by
 from pyipsec.constants import CertEncoding
 from pyipsec.pki import generate_key, make_ca
 
@@ -71,4 +71,4 @@ def test_unsupported_curve_is_not_an_issuer() -> None:
     issuer key on an unknown curve: the certificate is just not issued by that CA."""
     der = _swap(_ca_der(), P256, P256[:-1] + b"\x09")
     cert = x509.load_der_x509_certificate(der)
-    assert _issued_by(cert, cert) is False
+    assert issued_by(cert, cert) is False

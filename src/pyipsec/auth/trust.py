@@ -169,7 +169,9 @@ def _ca_path_len(cert: x509.Certificate, anchor: bool) -> int | None:
     return value.path_length
 
 
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """``issuer`` signed ``cert``: its subject is ``cert``'s issuer and the signature
+    verifies; a key the backend cannot use (UnsupportedAlgorithm) is just not the issuer."""
     try:
         cert.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
@@ -321,7 +323,7 @@ class _PathBuilder:
     ) -> ValidatedPath | None:
         """The path continued through ``cand`` (the issuer of ``path[-1]``)."""
         cert = path[-1]
-        if not _issued_by(cert, cand):
+        if not issued_by(cert, cand):
             raise AuthError(
                 AuthReason.BAD_CERT_SIGNATURE,
                 f"signature of {_desc(cert)} does not verify with the key of {_desc(cand)}",

@@ -38,13 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from ..auth.errors import AuthError, KeyLoadError
 from ..auth.keys import load_certificates, load_crl, load_private_key, load_public_key
 from ..auth.signatures import PrivateKey, PublicKey
+from ..auth.trust import issued_by
 from ..dn import name_to_string
 from .model import LocalCredentials, RemoteTrust
 
@@ -109,19 +109,8 @@ def _der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """``issuer`` signed ``cert`` (names chain and the signature verifies)."""
-    if cert.issuer != issuer.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
-        return False
-    return True
-
-
 def _self_signed(cert: x509.Certificate) -> bool:
-    return _issued_by(cert, cert)
+    return issued_by(cert, cert)
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
@@ -405,7 +394,7 @@ class CredentialStore:
         for _ in range(_MAX_CHAIN):
             if _self_signed(cur):
                 return tuple(inter), (cur if cur is not ee else None)
-            issuer = next((c for c in pool if _issued_by(cur, c)), None)
+            issuer = next((c for c in pool if issued_by(cur, c)), None)
             if issuer is None:
                 return tuple(inter), None
             if _self_signed(issuer):

@@ -558,16 +558,14 @@ def _match_psk(secrets: list[_Secret], local_id: str, remote_id: str) -> bytes |
     for s in secrets:
         if s.eap:
             continue
-        ids = set(s.ids)
-        if not ids:
-            score = 1
-        else:
-            score = (2 if remote_id and remote_id in ids else 0) + (
-                1 if local_id and local_id in ids else 0
+        score = 1
+        if s.ids:
+            matched = (2 if remote_id and remote_id in s.ids else 0) + (
+                1 if local_id and local_id in s.ids else 0
             )
-            score = score + 1 if score else 0
-            if score == 0:
+            if not matched:
                 continue
+            score += matched
         if best is None or score > best[0]:
             best = (score, s.secret)
     return None if best is None else best[1]
@@ -790,15 +788,13 @@ def _credentials(
     if la == "pubkey" and pubkeys.local:
         raw = store.local_raw_key(local.loc, pubkeys.local, key)
         found = [raw] if raw is not None else None
-    elif la == "pubkey":
+    elif la == "pubkey" or (tls and certs):
         found = store.local_candidates(local.loc, certs, key)
-    elif tls and not certs:
+    elif tls:
         local.ctx.err(
             local.at("certs"),
             'missing: EAP-TLS needs our certificate (hint: certs = ["gw.pem"] in x509/)',
         )
-    elif tls:
-        found = store.local_candidates(local.loc, certs, key)
     elif certs or key is not None:
         local.ctx.err(local.at("certs" if certs else "key"), 'only with auth = "pubkey"')
     if ra == "pubkey" and pubkeys.remote:
