@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives import serialization
 
 from ..constants import CertEncoding, IdType
 from ..dn import name_to_string, split_dn
-from ..ikev2.payloads import IdPayload
+from ..ikev2.errors import ParseError
+from ..ikev2.payloads import CertReqPayload, IdPayload
 from . import _der
 from .errors import AuthError, AuthReason
 from .keys import CERT_PARSE_ERRORS, load_public_key
@@ -183,12 +184,13 @@ def parse_certreq(data: bytes) -> list[bytes]:
     A length that is not a multiple of 20 raises :class:`AuthError`
     (MALFORMED_CERTREQ).  (RFC 7670 §3: a raw-public-key CERTREQ is empty.)
     """
-    if len(data) % CERTREQ_HASH_LEN:
+    try:
+        return CertReqPayload(CertEncoding.X509_SIGNATURE, data).ca_hashes()
+    except ParseError:
         raise AuthError(
             AuthReason.MALFORMED_CERTREQ,
             f"CERTREQ data of {len(data)} octets is not a list of 20-octet SHA-1 hashes",
-        )
-    return [data[i : i + CERTREQ_HASH_LEN] for i in range(0, len(data), CERTREQ_HASH_LEN)]
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
