@@ -37,6 +37,15 @@ class PruningTun:
         self.keys.add((net, prefsrc))
         return True
 
+    def routes_containing(self, ip: object) -> list[str]:
+        return [r for r in self.routes if ip in ipaddress.ip_network(r)]
+
+    def add_address(self, address: str) -> bool:
+        return True
+
+    def remove_address(self, address: str) -> None:
+        pass
+
     def prune_routes(self, keep: set[str]) -> list[str]:
         gone = sorted(k for k in self.keys if k[0] not in keep)
         self.keys -= set(gone)

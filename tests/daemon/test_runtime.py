@@ -42,6 +42,20 @@ class FakeTun:
         self.routes.append(net)
         return True
 
+    def prune_routes(self, keep: set[str]) -> list[str]:
+        gone = [r for r in self.routes if r not in keep]
+        self.routes = [r for r in self.routes if r in keep]
+        return gone
+
+    def routes_containing(self, ip: object) -> list[str]:
+        return [r for r in self.routes if ip in ipaddress.ip_network(r)]
+
+    def add_address(self, address: str) -> bool:
+        return True
+
+    def remove_address(self, address: str) -> None:
+        pass
+
     def close(self) -> None:
         for s in self.fd_pair:
             s.close()

@@ -55,6 +55,15 @@ class VipTun:
         self.route_src[net] = prefsrc
         return True
 
+    def prune_routes(self, keep: set[str]) -> list[str]:
+        gone = [r for r in self.route_src if r not in keep]
+        for r in gone:
+            del self.route_src[r]
+        return gone
+
+    def routes_containing(self, ip: object) -> list[str]:
+        return [r for r in self.routes if ip in ipaddress.ip_network(r)]
+
     def add_address(self, address: str) -> bool:
         self.addresses.append(address)
         self.log.append(("add", address))

@@ -12,7 +12,7 @@ import contextlib
 import functools
 import ipaddress
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from ..config.model import ConnectionConfig, Mode
 from .dataplane import ChildState, PeerIndex, TunLike, networks, range_networks
@@ -22,12 +22,6 @@ __all__ = ["prune_routes", "route_selector", "unroute_peer"]
 
 log = logging.getLogger("pyipsec.net")
 log_cfg = logging.getLogger("pyipsec.cfg")
-
-
-def _pruner(tun: TunLike) -> Callable[[set[str]], list[str]] | None:
-    """The device's ``prune_routes`` (the real TunDevice has it; simple doubles do not)."""
-    prune: Callable[[set[str]], list[str]] | None = getattr(tun, "prune_routes", None)
-    return prune
 
 
 def route_selector(
@@ -88,19 +82,12 @@ def unroute_peer(tun: TunLike, ip: str) -> None:
     ``remote_addrs = %any``, e.g. the peer's own address as ``remote_ts``, could not
     be checked against it when routed): withdraw that route before answering, or our
     IKE and ESP packets to the peer would be routed into the TUN device."""
-    prune = _pruner(tun)
-    if prune is None:
-        return
     addr = _address(ip)
     if addr is None:
         return
-    containing: Callable[[object], list[str]] | None = getattr(tun, "routes_containing", None)
-    if containing is not None:  # the real device: an index, not a walk over every route
-        capture = set(containing(addr))
-    else:
-        capture = {r for r in tun.routes if addr in ipaddress.ip_network(r)}
+    capture = set(tun.routes_containing(addr))  # an index, not a walk over every route
     if capture:
-        for net in prune(set(tun.routes) - capture):
+        for net in tun.prune_routes(set(tun.routes) - capture):
             log.warning("route %s through %s withdrawn: it captures the peer %s", net, tun.name, ip)
 
 
@@ -110,9 +97,6 @@ def prune_routes(
     """Drop TUN routes that neither a configured tunnel child nor an installed Child
     SA of a configured connection needs any more (a reload removed them): traffic for
     a removed connection follows the ordinary routing table again."""
-    prune = _pruner(tun)
-    if prune is None:
-        return
     conns = list(connections)
     names = {c.name for c in conns}
     sels: list[SelectorLike] = [
@@ -120,5 +104,5 @@ def prune_routes(
     ]
     sels += [s for st in children if st.info.conn in names for s in st.remote_ts]
     keep = {str(net) for s in sels for net in networks(s)}
-    for net in prune(keep):
+    for net in tun.prune_routes(keep):
         log_cfg.info("route %s through %s removed (no longer configured)", net, tun.name)

@@ -161,10 +161,9 @@ class VirtualIpTable:
         if not e.local:
             return
         tun = self._tun()
-        add = getattr(tun, "add_address", None)
         for addr in e.local:
             holders = self._refs.setdefault(addr, set())
-            if not holders and (add is None or not add(addr)):
+            if not holders and (tun is None or not tun.add_address(addr)):
                 log.warning("virtual IP %s could not be put on the TUN device", addr)
             holders.add(e.ike_id)
             a.on_tun.append(addr)
@@ -201,14 +200,13 @@ class VirtualIpTable:
         if not a.on_tun:
             return
         tun = self._tun()
-        remove = getattr(tun, "remove_address", None)
         for addr in a.on_tun:
             holders = self._refs.get(addr, set())
             holders.discard(ike_id)
             if not holders:
                 self._refs.pop(addr, None)
-                if remove is not None:
-                    remove(addr)
+                if tun is not None:
+                    tun.remove_address(addr)
                 log.info("virtual IP %s released (IKE SA #%d)", addr, ike_id)
         self._run_hook("down", ike_id, a)
 
