@@ -35,7 +35,6 @@ Success, and the last response carries the responder's AUTH and the first child.
 from __future__ import annotations
 
 import fnmatch
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, ParamSpec
@@ -69,11 +68,11 @@ from .ike_auth import (
     complete_responder,
     responder_auth,
     select_conn,
+    shared_key_verifies,
+    wall_time,
 )
 
 if TYPE_CHECKING:
-    import datetime as dt
-
     from ..sa import IkeSa
 
 #: IKE_AUTH rounds one conversation may take (EAP-TLS with small fragments needs dozens;
@@ -93,19 +92,6 @@ def eap_identity(idp: IdPayload) -> bytes:
     if idp.id_type in (IdType.ID_FQDN, IdType.ID_RFC822_ADDR, IdType.ID_KEY_ID):
         return idp.data
     return identity_str(idp).encode()
-
-
-def _wall_time(sa: IkeSa, conn: ConnectionConfig, now: float) -> dt.datetime | None:
-    """The calendar time of ``now`` for EAP-TLS certificate validity."""
-    trust = conn.remote_trust
-    if trust is not None and trust.clock is not None:
-        return trust.clock(now)
-    return sa.owner.wall_time(now)
-
-
-def _method(kind: str) -> EapMethod | None:
-    """The EapMethod of a swanctl auth kind ("eap": None, any method)."""
-    return EapMethod.from_auth(kind)
 
 
 def _success(identifier: int) -> bytes:
@@ -141,12 +127,12 @@ class EapServer:
 
 def _server_settings(sa: IkeSa, conn: ConnectionConfig, now: float) -> EapServerSettings:
     return EapServerSettings(
-        method=_method(conn.remote_auth),
+        method=EapMethod.from_auth(conn.remote_auth),
         users=conn.eap_users,
         ask_identity=conn.remote_eap_id.strip() in _WILDCARDS or "*" in conn.remote_eap_id,
         tls_credentials=conn.local_credentials,
         tls_trust=conn.remote_trust,
-        when=_wall_time(sa, conn, now),
+        when=wall_time(sa, conn.remote_trust, now),
     )
 
 
@@ -320,8 +306,7 @@ def _final_auth(sa: IkeSa, st: EapServer, msg: Message, now: float) -> PayloadLi
     if auth is None:
         return _refuse(sa, now, "no AUTH after EAP Success")
     key_i = st.msk or sa.keys.sk_pi
-    want = auth_value(sa, key_i, sa.msg1, sa.nr, sa.keys.sk_pi, st.idi)
-    if auth.method != AuthMethod.PSK or not hmac.compare_digest(want, auth.data):
+    if not shared_key_verifies(sa, key_i, auth, sa.msg1, sa.nr, sa.keys.sk_pi, st.idi):
         return _refuse(sa, now, f"AUTH of {_who(st)} after EAP does not verify")
     key_r = st.msk or sa.keys.sk_pr
     ours = auth_value(sa, key_r, sa.msg2, sa.ni, sa.keys.sk_pr, st.idr)
@@ -356,7 +341,7 @@ def _refuse(sa: IkeSa, now: float, reason: str) -> PayloadList:
 def _peer_settings(
     sa: IkeSa, conn: ConnectionConfig, idi: IdPayload, now: float
 ) -> EapPeerSettings:
-    method = _method(conn.local_auth)
+    method = EapMethod.from_auth(conn.local_auth)
     remote = conn.remote_id.strip()
     concrete = remote not in ("", *_WILDCARDS) and not any(c in remote for c in "*/")
     return EapPeerSettings(
@@ -365,7 +350,7 @@ def _peer_settings(
         methods=() if method is None else (method,),
         tls_credentials=conn.local_credentials,
         tls_trust=conn.remote_trust,
-        when=_wall_time(sa, conn, now),
+        when=wall_time(sa, conn.remote_trust, now),
         tls_server_name=remote if concrete else "",
     )
 
@@ -439,8 +424,7 @@ class EapRound(Task):
             _refused(sa, msg, now, "no AUTH in the last IKE_AUTH response")
             return
         key = client.msk or sa.keys.sk_pr
-        want = auth_value(sa, key, sa.msg2, sa.ni, sa.keys.sk_pr, client.idr)
-        if auth.method != AuthMethod.PSK or not hmac.compare_digest(want, auth.data):
+        if not shared_key_verifies(sa, key, auth, sa.msg2, sa.ni, sa.keys.sk_pr, client.idr):
             why = "responder AUTH after EAP does not verify"
             sa.on_error(ErrorKind.AUTHENTICATION_FAILED, now, why)
             sa.fail(now, why, NotifyType.AUTHENTICATION_FAILED, send_delete=True)

@@ -98,9 +98,28 @@ def _auth_value(
     ``configured``: ``psk`` is a key of the configuration, whose padded form may be kept
     (:func:`~pyipsec.crypto.keys.configured_psk_auth`); never for a per-session key."""
     assert sa.suite is not None
-    prf = sa.suite.prf_id
-    octets = signed_octets(message, nonce_peer, prf, sk_p, id_body(idp))
-    return (configured_psk_auth if configured else psk_auth)(prf, psk, octets)
+    octets = _octets(sa, message, nonce_peer, sk_p, idp)
+    return (configured_psk_auth if configured else psk_auth)(sa.suite.prf_id, psk, octets)
+
+
+def shared_key_verifies(
+    sa: IkeSa,
+    key: bytes,
+    auth: AuthPayload,
+    message: bytes,
+    nonce_peer: bytes,
+    sk_p: bytes,
+    idp: IdPayload,
+    *,
+    configured: bool = False,
+) -> bool:
+    """Whether ``auth`` is the shared-key AUTH (§2.15) of ``key`` over these octets:
+    the PSK (``configured``), or with EAP the MSK / SK_p (§2.16)."""
+    if auth.method != AuthMethod.PSK:
+        return False
+    compute = _auth_value if configured else auth_value
+    want = compute(sa, key, message, nonce_peer, sk_p, idp)
+    return hmac.compare_digest(want, auth.data)
 
 
 def _window_notify(conn: ConnectionConfig) -> PayloadList:
@@ -204,11 +223,11 @@ def _our_auth(
     return out
 
 
-def _wall_time(sa: IkeSa, trust: RemoteTrust, now: float) -> dt.datetime | None:
+def wall_time(sa: IkeSa, trust: RemoteTrust | None, now: float) -> dt.datetime | None:
     """The wall-clock time of ``now`` for certificate validity: ``trust.clock``, else the
     owner's (``IkeManager(wall_clock=...)``: the daemon maps its loop clock); the core
     never reads a clock itself.  None: validity cannot be checked."""
-    if trust.clock is not None:
+    if trust is not None and trust.clock is not None:
         return trust.clock(now)
     return sa.owner.wall_time(now)
 
@@ -253,7 +272,7 @@ def _verify_peer(
             candidates = [_spki(creds.public_key)]
         else:
             cert = creds.certificate
-            when = _wall_time(sa, trust, now)
+            when = wall_time(sa, trust, now)
             if when is None:
                 return "no wall clock to check certificate validity (IkeManager wall_clock)"
             validate_chain(
@@ -439,8 +458,9 @@ def _verify_responder(
         return _verify_peer(sa, conn, msg, idr, auth, sa.msg2, sa.ni, sa.keys.sk_pr, now)
     if not conn.psk:
         return "it sent a PSK AUTH and we have no PSK to verify it"
-    want = _auth_value(sa, conn.psk, sa.msg2, sa.ni, sa.keys.sk_pr, idr)
-    if auth.method != AuthMethod.PSK or not hmac.compare_digest(want, auth.data):
+    if not shared_key_verifies(
+        sa, conn.psk, auth, sa.msg2, sa.ni, sa.keys.sk_pr, idr, configured=True
+    ):
         return "AUTH payload does not verify"
     sa.peer_auth = "psk"
     return None
@@ -577,9 +597,10 @@ def respond(sa: IkeSa, msg: Message, now: float) -> PayloadList:
         if why is not None:
             return _auth_failed(sa, now, f"initiator authentication failed: {why}")
     else:
-        want = _auth_value(sa, conn.psk, sa.msg1, sa.nr, sa.keys.sk_pi, idi) if conn.psk else b""
-        ok = conn.psk and hmac.compare_digest(want, auth.data)
-        if auth.method != AuthMethod.PSK or not ok:
+        ok = conn.psk and shared_key_verifies(
+            sa, conn.psk, auth, sa.msg1, sa.nr, sa.keys.sk_pi, idi, configured=True
+        )
+        if not ok:
             return _auth_failed(sa, now, f"initiator AUTH from {identity_str(idi)} does not verify")
         sa.peer_auth = "psk"
     sa.conn = conn
@@ -662,4 +683,6 @@ __all__ = [
     "respond",
     "responder_auth",
     "select_conn",
+    "shared_key_verifies",
+    "wall_time",
 ]
