@@ -53,7 +53,7 @@ from ...eap.factory import peer_session, server_session
 from ...eap.packet import EapType
 from ...eap.settings import EapMethod, EapPeerSettings, EapServerSettings
 from ...recovery import ErrorKind
-from ..constants import AuthMethod, ExchangeType, NotifyType, PayloadType, ProtocolId, name_of
+from ..constants import AuthMethod, ExchangeType, NotifyType, PayloadType, ProtocolId
 from ..events import EapBackendRequest
 from ..message import Message
 from ..payloads import AuthPayload, EapPayload, IdPayload, NotifyPayload
@@ -66,6 +66,7 @@ from .ike_auth import (
     auth_value,
     complete_initiator,
     complete_responder,
+    peer_refused,
     responder_auth,
     select_conn,
     shared_key_verifies,
@@ -421,7 +422,7 @@ class EapRound(Task):
         assert sa.keys is not None and isinstance(self.payload, AuthPayload)
         auth = msg.get(PayloadType.AUTH)
         if auth is None:
-            _refused(sa, msg, now, "no AUTH in the last IKE_AUTH response")
+            peer_refused(sa, msg, now, "no AUTH in the last IKE_AUTH response")
             return
         key = client.msk or sa.keys.sk_pr
         if not shared_key_verifies(sa, key, auth, sa.msg2, sa.ni, sa.keys.sk_pr, client.idr):
@@ -439,23 +440,23 @@ def _next_round(sa: IkeSa, client: EapClient, msg: Message, now: float) -> None:
     or send the final AUTH after Success (§2.16); fail the SA otherwise."""
     eap = msg.get(PayloadType.EAP)
     if eap is None:
-        _refused(sa, msg, now, "no EAP payload in the IKE_AUTH response")
+        peer_refused(sa, msg, now, "no EAP payload in the IKE_AUTH response")
         return
     if client.eap_only and eap.code == EapCode.REQUEST and eap.eap_type not in EAP_ONLY_TYPES:
         why = f"EAP type {eap.eap_type} is not allowed with EAP-only (RFC 5998 §4)"
-        _client_failed(sa, now, why)
+        _fail(sa, now, why)
         return
     client.rounds += 1
     if client.rounds > MAX_ROUNDS:
-        _client_failed(sa, now, f"EAP did not finish in {MAX_ROUNDS} rounds")
+        _fail(sa, now, f"EAP did not finish in {MAX_ROUNDS} rounds")
         return
     step = _run(client.session.process, eap.data)
     if step.outcome is Outcome.FAILURE:
-        _client_failed(sa, now, f"EAP authentication failed: {step.reason or 'EAP Failure'}")
+        _fail(sa, now, f"EAP authentication failed: {step.reason or 'EAP Failure'}")
         return
     if step.outcome is Outcome.SUCCESS:
         if client.eap_only and not step.msk:
-            _client_failed(sa, now, "EAP-only needs an MSK, the method derived none")
+            _fail(sa, now, "EAP-only needs an MSK, the method derived none")
             return
         assert sa.keys is not None
         client.msk = step.msk
@@ -466,23 +467,9 @@ def _next_round(sa: IkeSa, client: EapClient, msg: Message, now: float) -> None:
         return
     if step.outcome is not Outcome.CONTINUE or step.packet is None:
         why = step.reason or f"EAP request discarded ({step.outcome.value})"
-        _client_failed(sa, now, f"EAP: {why}")
+        _fail(sa, now, f"EAP: {why}")
         return
     sa.enqueue(EapRound(sa, client, EapPayload(step.packet)), now, front=True)
-
-
-def _refused(sa: IkeSa, msg: Message, now: float, what: str) -> None:
-    """The responder answered without what the round needs: its error notify, if any."""
-    errs = msg.error_notifies()
-    notify = int(errs[0].type) if errs else None
-    if notify is not None:
-        what = f"IKE_AUTH refused by peer: {name_of(NotifyType, notify)}"
-    sa.fail(now, what, notify)
-
-
-def _client_failed(sa: IkeSa, now: float, why: str) -> None:
-    sa.on_error(ErrorKind.AUTHENTICATION_FAILED, now, why)
-    sa.fail(now, why, NotifyType.AUTHENTICATION_FAILED)
 
 
 def start_ike_auth(sa: IkeSa, now: float) -> None:

@@ -395,10 +395,7 @@ class IkeAuth(Task):
         idr = msg.get(PayloadType.IDr)
         auth = msg.get(PayloadType.AUTH)
         if idr is None or (auth is None and auth_required):
-            errs = msg.error_notifies()
-            notify = int(errs[0].type) if errs else None
-            what = name_of(NotifyType, notify) if notify is not None else "no IDr/AUTH"
-            sa.fail(now, f"IKE_AUTH refused by peer: {what}", notify)
+            peer_refused(sa, msg, now, "IKE_AUTH refused by peer: no IDr/AUTH")
             return False
         if not _ids_ok(conn, idr):
             sa.on_error(
@@ -423,6 +420,16 @@ class IkeAuth(Task):
             return False
         sa.remote_id = identity_str(idr)
         return True
+
+
+def peer_refused(sa: IkeSa, msg: Message, now: float, what: str) -> None:
+    """An IKE_AUTH response without what we need (``what``): fail the SA with the
+    peer's error notify, if any."""
+    errs = msg.error_notifies()
+    notify = int(errs[0].type) if errs else None
+    if notify is not None:
+        what = f"IKE_AUTH refused by peer: {name_of(NotifyType, notify)}"
+    sa.fail(now, what, notify)
 
 
 def config_problem(conn: ConnectionConfig) -> str:
@@ -680,6 +687,7 @@ __all__ = [
     "complete_responder",
     "config_problem",
     "established",
+    "peer_refused",
     "respond",
     "responder_auth",
     "select_conn",
