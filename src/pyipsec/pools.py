@@ -155,7 +155,6 @@ class Pool:
         self.size = int(last) - int(first) + 1
         self._unused = 0  # offsets below this have been handed out at least once
         self._entries: dict[str, _Entry] = {}
-        self._owner: dict[int, str] = {}  # offset -> identity (online and offline)
         self._offline: OrderedDict[int, str] = OrderedDict()  # release order
         self._online = 0  # addresses with at least one holder
 
@@ -180,10 +179,13 @@ class Pool:
         return address.version == self.version and 0 <= int(address) - self._base < self.size
 
     def owner(self, address: IPAddress) -> str | None:
-        """The identity an address is (or was last) leased to."""
-        if not self.contains(address):
-            return None
-        return self._owner.get(int(address) - self._base)
+        """The identity an address is (or was last) leased to (O(leases): for status
+        and tests, not the allocation path)."""
+        off = self._offset(address)
+        for ident, e in self._entries.items():
+            if off in e.offline or any(held == off for held, _ in e.online):
+                return ident
+        return None
 
     def leases(self) -> Iterator[LeaseInfo]:
         """Every lease, online and offline, by identity."""
@@ -252,7 +254,6 @@ class Pool:
         if e is None:
             e = self._entries[identity] = _Entry()
         e.online.append((off, peer))
-        self._owner[off] = identity
         self._online += 1
         return off
 

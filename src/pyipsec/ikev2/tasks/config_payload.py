@@ -11,7 +11,7 @@ Child SA (the responder's TSi is narrowed to them, :func:`narrow_local`), DNS, N
 subnets are reported (:class:`~pyipsec.ikev2.events.VirtualIpsAssigned`).
 
 Responder (``conn.pools``): the CP(CFG_REQUEST) of the first IKE_AUTH request is kept
-(:func:`record_request`) and answered once the peer is authenticated (:func:`respond`):
+and answered once the peer is authenticated (:func:`respond`):
 one address per requested address (of a family a pool serves), leased for the peer's
 identity (:mod:`pyipsec.pools`), in CP(CFG_REPLY) with the DNS / NBNS / subnet attributes
 of the pools that leased; the ``dynamic`` remote selectors become the leased addresses
@@ -51,10 +51,8 @@ __all__ = [
     "VirtualIps",
     "apply_reply",
     "dynamic_selectors",
-    "lease_identity",
     "narrow_local",
     "parse_attributes",
-    "record_request",
     "release",
     "request_payloads",
     "respond",
@@ -72,12 +70,15 @@ class VirtualIps:
 
     requested: tuple[IPAddress, ...] = ()  # initiator: what CP(CFG_REQUEST) asked for
     local: tuple[IPAddress, ...] = ()  # initiator: assigned to us (CFG_REPLY)
-    remote: tuple[IPAddress, ...] = ()  # responder: leased to the peer
     leases: list[Lease] = field(default_factory=list)  # responder: to give back
     dns: tuple[IPAddress, ...] = ()
     nbns: tuple[IPAddress, ...] = ()
     subnets: tuple[IPNetwork, ...] = ()
-    cp_request: CpPayload | None = None  # responder: the peer's CFG_REQUEST, until answered
+
+    @property
+    def remote(self) -> tuple[IPAddress, ...]:
+        """Responder: the addresses leased to the peer."""
+        return tuple(lease.address for lease in self.leases)
 
     def status(self) -> dict[str, list[str]]:
         return {
@@ -296,31 +297,14 @@ def apply_reply(sa: IkeSa, msg: Message, now: float) -> bool:
 # --------------------------------------------------------------------------- responder
 
 
-def lease_identity(sa: IkeSa) -> str:
-    """Whom a lease belongs to: the peer's authenticated identity -- its IDi, or with
-    EAP the EAP identity (``eap_auth`` sets ``remote_id`` to it), as in strongSwan."""
-    return sa.remote_id
-
-
-def record_request(sa: IkeSa, msg: Message) -> None:
-    """Keep the peer's CP(CFG_REQUEST) of the first IKE_AUTH request, answered by
-    :func:`respond` once the peer is authenticated (CFG_SET and others are ignored,
-    §3.15)."""
-    for cp in msg.get_all(PayloadType.CP):
-        if cp.cfg_type == CfgType.CFG_REQUEST:
-            sa.vips.cp_request = cp
-            return
-
-
-def respond(sa: IkeSa, msg: Message | None, now: float, *, child: bool) -> tuple[PayloadList, bool]:
+def respond(sa: IkeSa, msg: Message, now: float, *, child: bool) -> tuple[PayloadList, bool]:
     """Responder, the peer authenticated: the CP(CFG_REPLY) (or error notify) for the
     IKE_AUTH response, and whether the first Child SA may be built (§2.19, §3.15.4).
-    ``msg``: the request carrying the CP (None when :func:`record_request` kept it);
-    ``child``: the request asks for a Child SA.  Raises ParseError (INVALID_SYNTAX) for
-    a malformed CFG_REQUEST."""
-    if msg is not None:
-        record_request(sa, msg)
-    cp, sa.vips.cp_request = sa.vips.cp_request, None
+    ``msg``: the first IKE_AUTH request, whose CP(CFG_REQUEST) is answered (CFG_SET and
+    others are ignored, §3.15); ``child``: it asks for a Child SA.  Raises ParseError
+    (INVALID_SYNTAX) for a malformed CFG_REQUEST."""
+    reqs = (c for c in msg.get_all(PayloadType.CP) if c.cfg_type == CfgType.CFG_REQUEST)
+    cp = next(reqs, None)
     requested = parse_attributes(cp).addresses if cp is not None else []
     if not requested:
         if sa.conn.pools and child:
@@ -349,7 +333,8 @@ def _lease(sa: IkeSa, requested: Sequence[tuple[int, IPAddress | None]]) -> list
     are left out); logs what could not be assigned."""
     registry = _registry(sa)
     pools = registry.get(sa.conn.pools) if registry is not None else []
-    ident = lease_identity(sa)
+    # the peer's authenticated identity: its IDi, or the EAP identity (strongSwan)
+    ident = sa.remote_id
     leases: list[Lease] = []
     for version, addr in requested:
         lease = acquire(pools, ident, version, peer=sa.remote, requested=addr)
@@ -383,7 +368,6 @@ def _reply_attributes(sa: IkeSa, leases: list[Lease]) -> list[tuple[int, bytes]]
     attrs += [subnet_attribute(n) for n in subnets]
     v = sa.vips
     v.leases += leases
-    v.remote = tuple(lease.address for lease in v.leases)
     v.dns, v.nbns, v.subnets = tuple(dns), tuple(nbns), tuple(subnets)
     _announce(sa)
     return attrs

@@ -35,7 +35,6 @@ Success, and the last response carries the responder's AUTH and the first child.
 from __future__ import annotations
 
 import fnmatch
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, ParamSpec
@@ -54,7 +53,7 @@ from ...eap.factory import peer_session, server_session
 from ...eap.packet import EapType
 from ...eap.settings import EapMethod, EapPeerSettings, EapServerSettings
 from ...recovery import ErrorKind
-from ..constants import AuthMethod, ExchangeType, NotifyType, PayloadType, ProtocolId, name_of
+from ..constants import AuthMethod, ExchangeType, NotifyType, PayloadType, ProtocolId
 from ..events import EapBackendRequest
 from ..message import Message
 from ..payloads import AuthPayload, EapPayload, IdPayload, NotifyPayload
@@ -67,13 +66,14 @@ from .ike_auth import (
     auth_value,
     complete_initiator,
     complete_responder,
+    peer_refused,
     responder_auth,
     select_conn,
+    shared_key_verifies,
+    wall_time,
 )
 
 if TYPE_CHECKING:
-    import datetime as dt
-
     from ..sa import IkeSa
 
 #: IKE_AUTH rounds one conversation may take (EAP-TLS with small fragments needs dozens;
@@ -93,19 +93,6 @@ def eap_identity(idp: IdPayload) -> bytes:
     if idp.id_type in (IdType.ID_FQDN, IdType.ID_RFC822_ADDR, IdType.ID_KEY_ID):
         return idp.data
     return identity_str(idp).encode()
-
-
-def _wall_time(sa: IkeSa, conn: ConnectionConfig, now: float) -> dt.datetime | None:
-    """The calendar time of ``now`` for EAP-TLS certificate validity."""
-    trust = conn.remote_trust
-    if trust is not None and trust.clock is not None:
-        return trust.clock(now)
-    return sa.owner.wall_time(now)
-
-
-def _method(kind: str) -> EapMethod | None:
-    """The EapMethod of a swanctl auth kind ("eap": None, any method)."""
-    return EapMethod.from_auth(kind)
 
 
 def _success(identifier: int) -> bytes:
@@ -141,12 +128,12 @@ class EapServer:
 
 def _server_settings(sa: IkeSa, conn: ConnectionConfig, now: float) -> EapServerSettings:
     return EapServerSettings(
-        method=_method(conn.remote_auth),
+        method=EapMethod.from_auth(conn.remote_auth),
         users=conn.eap_users,
         ask_identity=conn.remote_eap_id.strip() in _WILDCARDS or "*" in conn.remote_eap_id,
         tls_credentials=conn.local_credentials,
         tls_trust=conn.remote_trust,
-        when=_wall_time(sa, conn, now),
+        when=wall_time(sa, conn.remote_trust, now),
     )
 
 
@@ -320,8 +307,7 @@ def _final_auth(sa: IkeSa, st: EapServer, msg: Message, now: float) -> PayloadLi
     if auth is None:
         return _refuse(sa, now, "no AUTH after EAP Success")
     key_i = st.msk or sa.keys.sk_pi
-    want = auth_value(sa, key_i, sa.msg1, sa.nr, sa.keys.sk_pi, st.idi)
-    if auth.method != AuthMethod.PSK or not hmac.compare_digest(want, auth.data):
+    if not shared_key_verifies(sa, key_i, auth, sa.msg1, sa.nr, sa.keys.sk_pi, st.idi):
         return _refuse(sa, now, f"AUTH of {_who(st)} after EAP does not verify")
     key_r = st.msk or sa.keys.sk_pr
     ours = auth_value(sa, key_r, sa.msg2, sa.ni, sa.keys.sk_pr, st.idr)
@@ -356,7 +342,7 @@ def _refuse(sa: IkeSa, now: float, reason: str) -> PayloadList:
 def _peer_settings(
     sa: IkeSa, conn: ConnectionConfig, idi: IdPayload, now: float
 ) -> EapPeerSettings:
-    method = _method(conn.local_auth)
+    method = EapMethod.from_auth(conn.local_auth)
     remote = conn.remote_id.strip()
     concrete = remote not in ("", *_WILDCARDS) and not any(c in remote for c in "*/")
     return EapPeerSettings(
@@ -365,7 +351,7 @@ def _peer_settings(
         methods=() if method is None else (method,),
         tls_credentials=conn.local_credentials,
         tls_trust=conn.remote_trust,
-        when=_wall_time(sa, conn, now),
+        when=wall_time(sa, conn.remote_trust, now),
         tls_server_name=remote if concrete else "",
     )
 
@@ -436,11 +422,10 @@ class EapRound(Task):
         assert sa.keys is not None and isinstance(self.payload, AuthPayload)
         auth = msg.get(PayloadType.AUTH)
         if auth is None:
-            _refused(sa, msg, now, "no AUTH in the last IKE_AUTH response")
+            peer_refused(sa, msg, now, "no AUTH in the last IKE_AUTH response")
             return
         key = client.msk or sa.keys.sk_pr
-        want = auth_value(sa, key, sa.msg2, sa.ni, sa.keys.sk_pr, client.idr)
-        if auth.method != AuthMethod.PSK or not hmac.compare_digest(want, auth.data):
+        if not shared_key_verifies(sa, key, auth, sa.msg2, sa.ni, sa.keys.sk_pr, client.idr):
             why = "responder AUTH after EAP does not verify"
             sa.on_error(ErrorKind.AUTHENTICATION_FAILED, now, why)
             sa.fail(now, why, NotifyType.AUTHENTICATION_FAILED, send_delete=True)
@@ -455,23 +440,23 @@ def _next_round(sa: IkeSa, client: EapClient, msg: Message, now: float) -> None:
     or send the final AUTH after Success (§2.16); fail the SA otherwise."""
     eap = msg.get(PayloadType.EAP)
     if eap is None:
-        _refused(sa, msg, now, "no EAP payload in the IKE_AUTH response")
+        peer_refused(sa, msg, now, "no EAP payload in the IKE_AUTH response")
         return
     if client.eap_only and eap.code == EapCode.REQUEST and eap.eap_type not in EAP_ONLY_TYPES:
         why = f"EAP type {eap.eap_type} is not allowed with EAP-only (RFC 5998 §4)"
-        _client_failed(sa, now, why)
+        _fail(sa, now, why)
         return
     client.rounds += 1
     if client.rounds > MAX_ROUNDS:
-        _client_failed(sa, now, f"EAP did not finish in {MAX_ROUNDS} rounds")
+        _fail(sa, now, f"EAP did not finish in {MAX_ROUNDS} rounds")
         return
     step = _run(client.session.process, eap.data)
     if step.outcome is Outcome.FAILURE:
-        _client_failed(sa, now, f"EAP authentication failed: {step.reason or 'EAP Failure'}")
+        _fail(sa, now, f"EAP authentication failed: {step.reason or 'EAP Failure'}")
         return
     if step.outcome is Outcome.SUCCESS:
         if client.eap_only and not step.msk:
-            _client_failed(sa, now, "EAP-only needs an MSK, the method derived none")
+            _fail(sa, now, "EAP-only needs an MSK, the method derived none")
             return
         assert sa.keys is not None
         client.msk = step.msk
@@ -482,23 +467,9 @@ def _next_round(sa: IkeSa, client: EapClient, msg: Message, now: float) -> None:
         return
     if step.outcome is not Outcome.CONTINUE or step.packet is None:
         why = step.reason or f"EAP request discarded ({step.outcome.value})"
-        _client_failed(sa, now, f"EAP: {why}")
+        _fail(sa, now, f"EAP: {why}")
         return
     sa.enqueue(EapRound(sa, client, EapPayload(step.packet)), now, front=True)
-
-
-def _refused(sa: IkeSa, msg: Message, now: float, what: str) -> None:
-    """The responder answered without what the round needs: its error notify, if any."""
-    errs = msg.error_notifies()
-    notify = int(errs[0].type) if errs else None
-    if notify is not None:
-        what = f"IKE_AUTH refused by peer: {name_of(NotifyType, notify)}"
-    sa.fail(now, what, notify)
-
-
-def _client_failed(sa: IkeSa, now: float, why: str) -> None:
-    sa.on_error(ErrorKind.AUTHENTICATION_FAILED, now, why)
-    sa.fail(now, why, NotifyType.AUTHENTICATION_FAILED)
 
 
 def start_ike_auth(sa: IkeSa, now: float) -> None:

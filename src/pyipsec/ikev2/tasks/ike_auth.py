@@ -99,9 +99,28 @@ def _auth_value(
     ``configured``: ``psk`` is a key of the configuration, whose padded form may be kept
     (:func:`~pyipsec.crypto.keys.configured_psk_auth`); never for a per-session key."""
     assert sa.suite is not None
-    prf = sa.suite.prf_id
-    octets = signed_octets(message, nonce_peer, prf, sk_p, id_body(idp))
-    return (configured_psk_auth if configured else psk_auth)(prf, psk, octets)
+    octets = _octets(sa, message, nonce_peer, sk_p, idp)
+    return (configured_psk_auth if configured else psk_auth)(sa.suite.prf_id, psk, octets)
+
+
+def shared_key_verifies(
+    sa: IkeSa,
+    key: bytes,
+    auth: AuthPayload,
+    message: bytes,
+    nonce_peer: bytes,
+    sk_p: bytes,
+    idp: IdPayload,
+    *,
+    configured: bool = False,
+) -> bool:
+    """Whether ``auth`` is the shared-key AUTH (§2.15) of ``key`` over these octets:
+    the PSK (``configured``), or with EAP the MSK / SK_p (§2.16)."""
+    if auth.method != AuthMethod.PSK:
+        return False
+    compute = _auth_value if configured else auth_value
+    want = compute(sa, key, message, nonce_peer, sk_p, idp)
+    return hmac.compare_digest(want, auth.data)
 
 
 def _window_notify(conn: ConnectionConfig) -> PayloadList:
@@ -205,11 +224,11 @@ def _our_auth(
     return out
 
 
-def _wall_time(sa: IkeSa, trust: RemoteTrust, now: float) -> dt.datetime | None:
+def wall_time(sa: IkeSa, trust: RemoteTrust | None, now: float) -> dt.datetime | None:
     """The wall-clock time of ``now`` for certificate validity: ``trust.clock``, else the
     owner's (``IkeManager(wall_clock=...)``: the daemon maps its loop clock); the core
     never reads a clock itself.  None: validity cannot be checked."""
-    if trust.clock is not None:
+    if trust is not None and trust.clock is not None:
         return trust.clock(now)
     return sa.owner.wall_time(now)
 
@@ -254,7 +273,7 @@ def _verify_peer(
             candidates = [_spki(creds.public_key)]
         else:
             cert = creds.certificate
-            when = _wall_time(sa, trust, now)
+            when = wall_time(sa, trust, now)
             if when is None:
                 return "no wall clock to check certificate validity (IkeManager wall_clock)"
             validate_chain(
@@ -377,10 +396,7 @@ class IkeAuth(Task):
         idr = msg.get(PayloadType.IDr)
         auth = msg.get(PayloadType.AUTH)
         if idr is None or (auth is None and auth_required):
-            errs = msg.error_notifies()
-            notify = int(errs[0].type) if errs else None
-            what = name_of(NotifyType, notify) if notify is not None else "no IDr/AUTH"
-            sa.fail(now, f"IKE_AUTH refused by peer: {what}", notify)
+            peer_refused(sa, msg, now, "IKE_AUTH refused by peer: no IDr/AUTH")
             return False
         if not _ids_ok(conn, idr):
             sa.on_error(
@@ -405,6 +421,16 @@ class IkeAuth(Task):
             return False
         sa.remote_id = identity_str(idr)
         return True
+
+
+def peer_refused(sa: IkeSa, msg: Message, now: float, what: str) -> None:
+    """An IKE_AUTH response without what we need (``what``): fail the SA with the
+    peer's error notify, if any."""
+    errs = msg.error_notifies()
+    notify = int(errs[0].type) if errs else None
+    if notify is not None:
+        what = f"IKE_AUTH refused by peer: {name_of(NotifyType, notify)}"
+    sa.fail(now, what, notify)
 
 
 def config_problem(conn: ConnectionConfig) -> str:
@@ -440,8 +466,9 @@ def _verify_responder(
         return _verify_peer(sa, conn, msg, idr, auth, sa.msg2, sa.ni, sa.keys.sk_pr, now)
     if not conn.psk:
         return "it sent a PSK AUTH and we have no PSK to verify it"
-    want = _auth_value(sa, conn.psk, sa.msg2, sa.ni, sa.keys.sk_pr, idr)
-    if auth.method != AuthMethod.PSK or not hmac.compare_digest(want, auth.data):
+    if not shared_key_verifies(
+        sa, conn.psk, auth, sa.msg2, sa.ni, sa.keys.sk_pr, idr, configured=True
+    ):
         return "AUTH payload does not verify"
     sa.peer_auth = "psk"
     return None
@@ -532,7 +559,7 @@ def select_conn(
     """Pick the connection for the peer identity (specific identities before %any)
     among those that authenticate the initiator with EAP (``eap``, §2.16: its first
     IKE_AUTH has no AUTH) or without; why none fits otherwise."""
-    cands = sa.owner.conns_for(sa.local, sa.remote) or [sa.conn]
+    cands = sa.owner.conns_for(sa.local, sa.remote)  # a fresh list
     if sa.conn not in cands:
         cands.insert(0, sa.conn)
     ok: list[ConnectionConfig] = []
@@ -578,9 +605,10 @@ def respond(sa: IkeSa, msg: Message, now: float) -> PayloadList:
         if why is not None:
             return _auth_failed(sa, now, f"initiator authentication failed: {why}")
     else:
-        want = _auth_value(sa, conn.psk, sa.msg1, sa.nr, sa.keys.sk_pi, idi) if conn.psk else b""
-        ok = conn.psk and hmac.compare_digest(want, auth.data)
-        if auth.method != AuthMethod.PSK or not ok:
+        ok = conn.psk and shared_key_verifies(
+            sa, conn.psk, auth, sa.msg1, sa.nr, sa.keys.sk_pi, idi, configured=True
+        )
+        if not ok:
             return _auth_failed(sa, now, f"initiator AUTH from {identity_str(idi)} does not verify")
         sa.peer_auth = "psk"
     sa.conn = conn
@@ -660,7 +688,10 @@ __all__ = [
     "complete_responder",
     "config_problem",
     "established",
+    "peer_refused",
     "respond",
     "responder_auth",
     "select_conn",
+    "shared_key_verifies",
+    "wall_time",
 ]
