@@ -72,7 +72,7 @@ def test_certificate_chosen_by_charons_certreq(nat_topology: Topology, tmp_path:
     assert sa["remote-id"] == py_id
     log = charon.log()
     # charon named CA two in its CERTREQ and validated pyipsec's certificate up to it
-    assert 'cert request for "O=pyipsec, CN=pyipsec CA two"' in log, log[-3000:]
+    assert 'cert request for "CN=pyipsec CA two, O=pyipsec"' in log, log[-3000:]
     assert 'using trusted ca certificate "O=pyipsec, CN=pyipsec CA two"' in log, log[-3000:]
     assert "CA one" not in log
     assert f"authentication of '{py_id}' with ED25519 successful" in log, log[-3000:]

@@ -45,7 +45,7 @@ IKE = "aes256gcm16-prfsha256-x25519"
 ESP = "aes256gcm16-x25519"
 DPD_DELAY = 2
 DPD_TIMEOUT = 4
-POLL_SLACK = 0.5  # status polling every 0.1 s plus a control round trip
+POLL_SLACK = 1.0  # status polling every 0.1 s, a control round trip, 2 loaded cores
 REPORT_PERIOD = 1.2
 # strongSwan: dpd_delay + retransmit "3 1.0 1.5" (1 + 1.5 + 2.25 + 3.375 s)
 SS_DETECTION = DPD_DELAY + 1.0 + 1.5 + 2.25 + 3.375
