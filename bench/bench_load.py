@@ -32,7 +32,7 @@ suggests: no stateless cookies and no per-address half-open limit below 10 x
 (``ikesa_table_size``); logs at warning (pyipsec) / level 0 (charon).
 
 Per responder the table gives: established tunnels per second (generator's wall time,
-first initiate -> last Child SA), setup latency (median, p99), the responder's CPU
+first initiate -> last Child SA), setup latency (median, p99, max), the responder's CPU
 seconds per established tunnel (``/proc/PID/stat`` utime + stime, before the generator
 starts -> when it has finished; the whole thread group for charon), its memory per
 tunnel (``VmRSS`` delta / established, read while every tunnel is still up), and what
@@ -328,6 +328,7 @@ class Bench:
         row("established tunnels / s (wall)", lambda r: r["rate"], ".1f")
         row("setup latency median (ms)", lambda r: r["latency_ms"]["median"], ".1f")
         row("setup latency p99 (ms)", lambda r: r["latency_ms"]["p99"], ".1f")
+        row("setup latency max (ms)", lambda r: r["latency_ms"].get("max", math.nan), ".1f")
         row("responder CPU per tunnel (ms)", lambda r: r["cpu_per_tunnel_ms"], ".2f")
         row("responder handshakes per CPU-second", lambda r: 1e3 / r["cpu_per_tunnel_ms"]
             if r["cpu_per_tunnel_ms"] > 0 else math.nan, ".0f")

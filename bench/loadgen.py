@@ -273,7 +273,8 @@ class LoadGenerator:
             "rate": round(self.established / wall, 1) if wall > 0 else 0.0,
             "latency_ms": {"median": round(percentile(self.latencies, 0.5), 1),
                            "p90": round(percentile(self.latencies, 0.9), 1),
-                           "p99": round(percentile(self.latencies, 0.99), 1)},
+                           "p99": round(percentile(self.latencies, 0.99), 1),
+                           "max": round(max(self.latencies, default=0.0), 1)},
             "cpu_s": round(_cpu() - cpu0, 3),
             "errors": {k: v for k, v in self.mgr.error_status().items() if v},
         }
