@@ -331,6 +331,54 @@ def test_transform_key_length_as_tlv_is_preserved_as_attribute() -> None:
     assert sa.serialise_body() == sa_wire
 
 
+def test_parsed_transforms_are_shared_immutable_and_reencoded_once() -> None:
+    """Two peers sending the same transforms get the same (frozen) Transform objects;
+    the encoding of a list of them is computed once and reused; another SPI or
+    proposal number does not matter, another count is still refused."""
+    from dataclasses import FrozenInstanceError
+
+    from pyipsec.ikev2 import payloads
+
+    def esp(spi: bytes, num: int = 1) -> bytes:
+        return bytes.fromhex("00000020") + bytes((num, 3, 4, 2)) + spi + bytes.fromhex(
+            "0300000c01000014800e0100" "0000000805000000"
+        )
+
+    a, b = SaPayload.parse_body(esp(b"AAAA")), SaPayload.parse_body(esp(b"BBBB", num=7))
+    assert a.proposals[0].spi == b"AAAA" and b.proposals[0].spi == b"BBBB"
+    assert b.proposals[0].num == 7
+    assert all(x is y for x, y in zip(a.proposals[0].transforms, b.proposals[0].transforms,
+                                      strict=True))
+    assert a.proposals[0].transforms is not b.proposals[0].transforms  # own lists
+    with pytest.raises(FrozenInstanceError):
+        a.proposals[0].transforms[0].key_length = 128  # type: ignore[misc]
+    payloads._TRANSFORMS_WIRE.clear()
+    assert a.serialise_body() == esp(b"AAAA")
+    assert len(payloads._TRANSFORMS_WIRE) == 1
+    assert b.serialise_body() == esp(b"BBBB", num=7)  # the same transforms: one entry
+    assert len(payloads._TRANSFORMS_WIRE) == 1
+    # equal values in new objects: a second entry, the same octets
+    fresh = Proposal(1, ProtocolId.ESP, b"AAAA", [Transform(t.type, t.id, t.key_length,
+                                                            t.attributes)
+                                                  for t in a.proposals[0].transforms])
+    assert SaPayload([fresh]).serialise_body() == esp(b"AAAA")
+    assert len(payloads._TRANSFORMS_WIRE) == 2
+    wrong_count = bytearray(esp(b"AAAA"))
+    wrong_count[7] = 3
+    with pytest.raises(ParseError):
+        SaPayload.parse_body(bytes(wrong_count))
+
+
+def test_transform_caches_stay_bounded() -> None:
+    from pyipsec.ikev2 import payloads
+
+    for n in range(payloads._CODEC_CACHE_MAX + 10):  # offers a peer may invent
+        wire = SaPayload([Proposal(1, 1, b"", [Transform(1, n)])]).serialise_body()
+        assert SaPayload.parse_body(wire).proposals[0].transforms == [Transform(1, n)]
+    assert len(payloads._PARSED_TRANSFORMS) <= payloads._CODEC_CACHE_MAX
+    assert len(payloads._TRANSFORMS_WIRE) <= payloads._CODEC_CACHE_MAX
+
+
 def test_notify_known_answers() -> None:
     natd = bytes.fromhex("00004004") + bytes(range(20))
     n = NotifyPayload.parse_body(natd)

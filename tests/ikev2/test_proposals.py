@@ -15,7 +15,7 @@ from pyipsec.ikev2.constants import (
     TransformType,
 )
 from pyipsec.ikev2.errors import NoProposalChosen, ProposalStringError, ProtocolError
-from pyipsec.ikev2.payloads import Proposal, Transform
+from pyipsec.ikev2.payloads import Proposal, SaPayload, Transform
 from pyipsec.ikev2.proposals import (
     DEFAULT_ESP_PROPOSALS,
     DEFAULT_IKE_PROPOSALS,
@@ -425,13 +425,17 @@ def test_select_returns_offered_objects_unmodified() -> None:
 
 
 def test_memoised_choice_answers_each_offer_with_its_own_objects() -> None:
-    """choose_configured remembers the choice per offered values: a second offer with
-    the same values (another peer) gets its own proposal number, SPI and Transform
-    objects back; different values (an unknown attribute) are decided anew; a refusal
-    is remembered too."""
+    """choose_configured remembers the choice per offered transforms: a second peer
+    sending the same transforms (parsed into the same shared Transform objects) gets
+    its own proposal number and SPI back; different values (an unknown attribute) are
+    decided anew; a refusal is remembered too."""
     texts = ("aes256gcm16-prfsha256-x25519",)
-    first = offer(IKE, "aes128-sha256-modp2048", texts[0], spi=b"A" * 8)
-    second = offer(IKE, "aes128-sha256-modp2048", texts[0], spi=b"B" * 8)
+
+    def received(spi: bytes) -> list[Proposal]:  # as parsed from a peer's SA payload
+        sent = SaPayload(offer(IKE, "aes128-sha256-modp2048", texts[0], spi=spi))
+        return SaPayload.parse_body(sent.serialise_body()).proposals
+
+    first, second = received(b"A" * 8), received(b"B" * 8)
     common._CHOICES.clear()
     for offered in (first, second, first):
         chosen = choose_configured(texts, IKE, offered)

@@ -170,35 +170,33 @@ _TRANSFORM_ID_ENUMS: dict[int, type[enum.IntEnum]] = {
 _TRANSFORM_ID_MAPS = {t: _enum_map(cls) for t, cls in _TRANSFORM_ID_ENUMS.items()}
 
 
-#: the encoding of each (type, id, key length, attributes, last) seen: our answers repeat
-#: the same few transforms in every handshake (bounded: peers can offer any values)
-_TRANSFORM_BYTES: dict[tuple[object, ...], bytes] = {}
+#: Encoded transform lists by the identities of their (immutable) Transform objects,
+#: with the objects themselves (so no identity is reused while its entry lives).  Our
+#: answers repeat the peer's parsed transforms, which :data:`_PARSED_TRANSFORMS` shares
+#: between the messages carrying the same ones, so a gateway encodes each list once.
+#: Bounded: peers can offer any values.
+_TRANSFORMS_WIRE: dict[tuple[int, ...], tuple[tuple[Transform, ...], bytes]] = {}
+#: Parsed transform lists by their encoding (the octets after a proposal's SPI): the
+#: peers of a gateway offer the same few lists in every handshake.  Bounded.
+_PARSED_TRANSFORMS: dict[bytes, tuple[Transform, ...]] = {}
+_CODEC_CACHE_MAX = 1024
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Transform:
     """RFC 7296 §3.3.2 Transform Substructure with its §3.3.5 attributes.
 
     ``key_length`` is the Key Length attribute (type 14, TV format).  Other
     attributes are kept in wire order in ``attributes`` as ``(type, value)``:
     an ``int`` value is a TV attribute (AF=1, 16-bit value), a ``bytes`` value a
-    TLV attribute (AF=0).  On output the key length comes first.
+    TLV attribute (AF=0).  On output the key length comes first.  Immutable: parsed
+    transforms are shared between messages (:data:`_PARSED_TRANSFORMS`).
     """
 
     type: int
     id: int
     key_length: int | None = None
     attributes: tuple[tuple[int, bytes | int], ...] = ()
-
-    def _serialise(self, last: bool) -> bytes:
-        key = (self.type, self.id, self.key_length, self.attributes, last)
-        data = _TRANSFORM_BYTES.get(key)
-        if data is None:
-            data = self._encode(last)
-            if len(_TRANSFORM_BYTES) >= 1024:
-                _TRANSFORM_BYTES.clear()
-            _TRANSFORM_BYTES[key] = data
-        return data
 
     def _encode(self, last: bool) -> bytes:
         attrs: list[bytes] = []
@@ -228,6 +226,21 @@ class Transform:
         )
 
 
+def encode_transforms(transforms: Sequence[Transform]) -> bytes:
+    """The Transform Substructures of one proposal, the last one marked last (§3.3.2);
+    memoised per list of Transform objects (:data:`_TRANSFORMS_WIRE`)."""
+    key = tuple(map(id, transforms))
+    hit = _TRANSFORMS_WIRE.get(key)
+    if hit is not None:
+        return hit[1]
+    n = len(transforms)
+    data = b"".join(t._encode(i == n - 1) for i, t in enumerate(transforms))
+    if len(_TRANSFORMS_WIRE) >= _CODEC_CACHE_MAX:
+        _TRANSFORMS_WIRE.clear()
+    _TRANSFORMS_WIRE[key] = (tuple(transforms), data)
+    return data
+
+
 def _parse_attributes(
     buf: bytes, off: int, end: int
 ) -> tuple[int | None, tuple[tuple[int, bytes | int], ...]]:
@@ -255,7 +268,20 @@ def _parse_attributes(
 
 
 def _parse_transforms(buf: bytes, off: int, end: int, count: int) -> list[Transform]:
-    """§3.3.2 Transform Substructures in ``buf[off:end]``; ``count`` from the proposal."""
+    """§3.3.2 Transform Substructures in ``buf[off:end]``; ``count`` from the proposal.
+    Memoised per encoding and count (:data:`_PARSED_TRANSFORMS`; only valid lists)."""
+    wire = buf[off:end]
+    known = _PARSED_TRANSFORMS.get(wire)
+    if known is not None and len(known) == count:
+        return list(known)
+    transforms = _decode_transforms(buf, off, end, count)
+    if len(_PARSED_TRANSFORMS) >= _CODEC_CACHE_MAX:
+        _PARSED_TRANSFORMS.clear()
+    _PARSED_TRANSFORMS[wire] = tuple(transforms)
+    return transforms
+
+
+def _decode_transforms(buf: bytes, off: int, end: int, count: int) -> list[Transform]:
     transforms: list[Transform] = []
     while off < end:
         if end - off < 8:
@@ -293,7 +319,7 @@ class Proposal:
 
     def _serialise(self, last: bool) -> bytes:
         n = len(self.transforms)
-        body = b"".join(t._serialise(i == n - 1) for i, t in enumerate(self.transforms))
+        body = encode_transforms(self.transforms)
         length = _u16(8 + len(self.spi) + len(body), "proposal length")
         return (
             _PROPOSAL.pack(

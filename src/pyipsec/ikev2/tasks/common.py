@@ -76,19 +76,21 @@ def build_proposals(
     return make_proposals(our_transforms(texts, protocol, strip_ke=strip_ke), protocol, spi)
 
 
-#: choose_configured's memo: (proposal strings, protocol, strip_ke, ignore_dh, the values
-#: of the offer) -> (index of the accepted proposal, indices of its picked transforms),
-#: or None when nothing is acceptable.  Bounded: the offers come from the network.
-_CHOICES: dict[tuple[object, ...], tuple[int, tuple[int, ...]] | None] = {}
+#: choose_configured's memo: (proposal strings, protocol, strip_ke, ignore_dh, the
+#: offer's protocols and Transform identities) -> ((index of the accepted proposal,
+#: indices of its picked transforms) or None when nothing is acceptable, the offer's
+#: Transform objects).  Keeping the (immutable) objects keeps their identities from
+#: being reused while the entry lives; parsed transform lists are shared between
+#: messages (``payloads._PARSED_TRANSFORMS``), so a gateway's handshakes hit.  Bounded:
+#: the offers come from the network.
+_Choice = tuple[int, tuple[int, ...]] | None
+_CHOICES: dict[tuple[object, ...], tuple[_Choice, tuple[tuple[Transform, ...], ...]]] = {}
 _CHOICES_MAX = 1024
 
 
 def _offer_key(theirs: Sequence[Proposal]) -> tuple[object, ...]:
-    """What proposal selection reads of an offer: protocols and transform values."""
-    return tuple(
-        (p.protocol, tuple((t.type, t.id, t.key_length, t.attributes) for t in p.transforms))
-        for p in theirs
-    )
+    """The offer as proposal selection sees it: protocols and (immutable) transforms."""
+    return tuple((p.protocol, tuple(map(id, p.transforms))) for p in theirs)
 
 
 def choose_configured(
@@ -110,13 +112,13 @@ def choose_configured(
     """
     key = (tuple(texts), protocol, strip_ke, ignore_dh, _offer_key(theirs))
     try:
-        found = _CHOICES[key]
+        found = _CHOICES[key][0]
     except KeyError:
         ours = our_transforms(texts, protocol, strip_ke=strip_ke)
         found = select_proposal_index(theirs, ours, protocol=protocol, ignore_dh=ignore_dh)
         if len(_CHOICES) >= _CHOICES_MAX:
             _CHOICES.clear()
-        _CHOICES[key] = found
+        _CHOICES[key] = (found, tuple(tuple(p.transforms) for p in theirs))
     if found is None:
         raise NoProposalChosen("no acceptable proposal")
     return proposal_at(theirs, found)
