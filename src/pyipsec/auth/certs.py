@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from collections.abc import Collection, Iterable, Sequence
@@ -160,8 +161,19 @@ def parse_cert_payloads(payloads: Iterable[tuple[int, bytes]]) -> PeerCredential
 
 
 def spki_sha1(cert_or_key: x509.Certificate | PublicKey) -> bytes:
-    """SHA-1 of the DER SubjectPublicKeyInfo: how CERTREQ names a CA (§3.7)."""
-    key = cert_or_key.public_key() if isinstance(cert_or_key, x509.Certificate) else cert_or_key
+    """SHA-1 of the DER SubjectPublicKeyInfo: how CERTREQ names a CA (§3.7); kept per
+    certificate (the trust anchors are named in every handshake)."""
+    if isinstance(cert_or_key, x509.Certificate):
+        return _cert_spki_sha1(cert_or_key)
+    return _key_spki_sha1(cert_or_key)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cert_spki_sha1(cert: x509.Certificate) -> bytes:
+    return _key_spki_sha1(cert.public_key())
+
+
+def _key_spki_sha1(key: PublicKey) -> bytes:
     spki = key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -12,6 +12,8 @@ import enum
 class IkeSaState(enum.Enum):
     """Life cycle of one IKE SA (either role)."""
 
+    __hash__ = object.__hash__  # members are singletons: hash in C, not by name
+
     INIT_SENT = "init-sent"  # initiator: IKE_SA_INIT request out
     INIT_DONE = "init-done"  # responder: IKE_SA_INIT answered, waiting for IKE_AUTH
     EAP = "eap"  # responder: IKE_AUTH rounds of EAP with the initiator (§2.16)
@@ -71,6 +73,8 @@ IKE_HALF_OPEN = frozenset(
 
 class ChildSaState(enum.Enum):
     INSTALLED = "installed"
+
+    __hash__ = object.__hash__  # members are singletons: hash in C, not by name
     REKEYING = "rekeying"  # we sent a rekey request for it
     REKEYED = "rekeyed"  # a new SA replaced it; delete pending
     DELETING = "deleting"  # our DELETE is out

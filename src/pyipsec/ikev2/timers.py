@@ -21,6 +21,8 @@ from typing import Any
 class TimerKind(enum.Enum):
     """The deadlines of an IKE SA, in the order they are handled when due together."""
 
+    __hash__ = object.__hash__  # members are singletons: hash in C, not by name
+
     FRAGMENTS = "fragments"  # incomplete IKE fragment sets expire (RFC 7383 §2.6)
     RETRANSMIT = "retransmit"  # our request's retransmission or give-up (§2.1)
     LIVENESS_PROBE = "liveness-probe"  # an unanswered liveness check is fatal (§2.4)
