@@ -16,7 +16,8 @@ from pyipsec.ikev2.events import (
     IkeSaFailed,
     event_to_json,
 )
-from pyipsec.ikev2.manager import COOKIE_SECRET_LIFETIME, IkeManager, _addr_ok
+from pyipsec.ikev2.conn_index import addr_ok as _addr_ok
+from pyipsec.ikev2.manager import COOKIE_SECRET_LIFETIME, IkeManager
 from pyipsec.ikev2.message import Message
 from pyipsec.ikev2.payloads import NoncePayload, NotifyPayload, UnknownPayload
 from pyipsec.ikev2.selectors import Selector, covers, from_wire, is_subset, narrow, same_set

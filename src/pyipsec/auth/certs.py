@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from ..constants import CertEncoding, IdType
 from ..dn import name_to_string, split_dn
@@ -173,7 +174,7 @@ def _cert_spki_sha1(cert: x509.Certificate) -> bytes:
     return _key_spki_sha1(cert.public_key())
 
 
-def _key_spki_sha1(key: PublicKey) -> bytes:
+def _key_spki_sha1(key: CertificatePublicKeyTypes | PublicKey) -> bytes:
     spki = key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -272,7 +273,6 @@ _STRING_CODECS = {
     0x1E: "utf-16-be",  # BMPString
     0x1C: "utf-32-be",  # UniversalString
 }
-
 
 
 def _canon(value: str) -> str:

@@ -19,7 +19,6 @@ Usage (the daemon)::
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import heapq
 import ipaddress
@@ -27,7 +26,7 @@ import logging
 import secrets
 import struct
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from ..config.model import ChildConfig, ConnectionConfig, DpdAction, PoolConfig
@@ -44,6 +43,7 @@ from ..recovery import (
     kind_for_received_notify,
 )
 from .api import ChildSaView, IkeCore, IkeSaView
+from .conn_index import ConnectionIndex, ConnectionTable
 from .constants import (
     IKE_HEADER_LEN,
     NAT_KEEPALIVE,
@@ -69,7 +69,7 @@ from .events import (
 from .fragments import MAX_FRAGMENT_BYTES, MAX_FRAGMENT_BYTES_UNAUTHENTICATED, FragmentBudget
 from .ke_reuse import KeReuse
 from .message import Message
-from .payloads import NotifyPayload
+from .payloads import IdPayload, NotifyPayload
 from .sa import IkeSa
 from .state import IKE_FINAL, ChildSaState, IkeSaState
 from .tasks import (
@@ -132,7 +132,9 @@ class IkeManager:
         ``ke_reuse_seconds`` > 0: the responder reuses its IKE_SA_INIT key exchange
         value that long, for at most ``ke_reuse_count`` IKE SAs (RFC 7296 §2.12, see
         :mod:`~pyipsec.ikev2.ke_reuse`: it weakens forward secrecy; off by default)."""
-        self.conns: dict[str, ConnectionConfig] = {c.name: c for c in connections}
+        self._conn_index: ConnectionIndex | None = None
+        self._conn_index_version = -1
+        self.conns = ConnectionTable((c.name, c) for c in connections)
         self.pools = PoolRegistry(pools)  # read by the IKE SAs (tasks.config_payload)
         self.wall_clock = wall_clock
         self.rng = rng
@@ -227,12 +229,37 @@ class IkeManager:
         self._register(sa)
         self._index_established(sa)
 
+    @property
+    def conns(self) -> ConnectionTable:
+        """The configured connections by name (configuration order)."""
+        return self._conns
+
+    @conns.setter
+    def conns(self, value: Mapping[str, ConnectionConfig]) -> None:
+        self._conns = (
+            value if isinstance(value, ConnectionTable) else ConnectionTable(value.items())
+        )
+        self._conn_index = None
+
+    def _connection_index(self) -> ConnectionIndex:
+        """The address/identity index of the current configuration (rebuilt once after
+        each change of :attr:`conns`)."""
+        index, table = self._conn_index, self._conns
+        if index is None or self._conn_index_version != table.version:
+            index = self._conn_index = ConnectionIndex(table)
+            self._conn_index_version = table.version
+        return index
+
     def conns_for(self, local: Address, remote: Address) -> list[ConnectionConfig]:
-        return [
-            c
-            for c in self.conns.values()
-            if _addr_ok(c.local_addrs, local[0]) and _addr_ok(c.remote_addrs, remote[0])
-        ]
+        """SaOwner: the connections between these addresses, in configuration order."""
+        return self._connection_index().for_addresses(local[0], remote[0])
+
+    def conns_for_peer(
+        self, local: Address, remote: Address, ident: IdPayload
+    ) -> list[ConnectionConfig]:
+        """SaOwner: :meth:`conns_for` narrowed to those that may accept the peer
+        identity ``ident`` (exact identities by index, patterns and %any kept)."""
+        return self._connection_index().for_peer(local[0], remote[0], ident)
 
     def initial_contact(self, sa: IkeSa) -> None:
         """§2.4 INITIAL_CONTACT: delete the other IKE SAs with the same peer identity."""
@@ -722,7 +749,7 @@ class IkeManager:
 
     def reload(self, connections: Sequence[ConnectionConfig], now: float) -> None:
         """Replace the configuration: removed or changed connections lose their SAs."""
-        new = {c.name: c for c in connections}
+        new = ConnectionTable((c.name, c) for c in connections)
         for name, old in self.conns.items():
             if new.get(name) != old:
                 self._config_removed(name, now)
@@ -874,7 +901,9 @@ class IkeManager:
         conns = self.conns_for(local, remote)
         if not conns:
             self.network_log(
-                now, logging.INFO, "IKE_SA_INIT from %s: no matching connection",
+                now,
+                logging.INFO,
+                "IKE_SA_INIT from %s: no matching connection",
                 format_endpoint(remote),
             )
             reply = Message(
@@ -1130,8 +1159,12 @@ class IkeManager:
             if RecoveryAction.RESET_CONNECTION in decision.actions and decision.retry:
                 policy = decision.retry
                 if attempt + 1 > policy.max_attempts:
-                    log.warning("%s: giving up after %d re-initiations (%s)",
-                                conn_name, attempt + 1, kind.value)
+                    log.warning(
+                        "%s: giving up after %d re-initiations (%s)",
+                        conn_name,
+                        attempt + 1,
+                        kind.value,
+                    )
                     return
         delay = policy.delay(attempt, self.rng)
         log.info("%s: re-initiation %d failed, next try in %.1f s", conn_name, attempt + 1, delay)
@@ -1270,39 +1303,6 @@ def _is_ip(text: str, version: int) -> bool:
         return ipaddress.ip_address(text).version == version
     except ValueError:
         return False
-
-
-def _addr_ok(allowed: Sequence[str], address: str) -> bool:
-    """swanctl-like address matching (see :func:`_addr_ok_cached`)."""
-    return _addr_ok_cached(tuple(allowed), address)
-
-
-@functools.lru_cache(maxsize=8192)
-def _addr_ok_cached(allowed: tuple[str, ...], address: str) -> bool:
-    """swanctl-like address matching: empty/%any = any; IPs, CIDR subnets, ranges."""
-    if not allowed:
-        return True
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    for a in allowed:
-        a = a.strip()
-        if a in ("%any", "%any4", "%any6", "0.0.0.0/0", "::/0"):
-            return True
-        try:
-            if "/" in a:
-                if ip in ipaddress.ip_network(a, strict=False):
-                    return True
-            elif "-" in a:
-                lo, hi = (ipaddress.ip_address(x.strip()) for x in a.split("-", 1))
-                if lo.version == ip.version and int(lo) <= int(ip) <= int(hi):
-                    return True
-            elif ipaddress.ip_address(a) == ip:
-                return True
-        except ValueError:
-            continue
-    return False
 
 
 def _setup_time(conn: ConnectionConfig) -> float:

@@ -56,7 +56,7 @@ from .events import (
 )
 from .fragments import FragmentBudget, FragmentReassembler
 from .message import Message, decrypt_message, encrypt_fragments, encrypt_message
-from .payloads import DeletePayload, NotifyPayload, SkfPayload, SkPayload
+from .payloads import DeletePayload, IdPayload, NotifyPayload, SkfPayload, SkPayload
 from .selectors import Selector
 from .state import IKE_AUTHENTICATED, IKE_FINAL, IKE_HALF_OPEN, ChildSaState, IkeSaState, check_ike
 from .tasks import child_rekey, config_payload, liveness
@@ -104,6 +104,10 @@ class SaOwner(Protocol):
     def adopt(self, sa: IkeSa) -> None: ...
 
     def conns_for(self, local: Address, remote: Address) -> list[ConnectionConfig]: ...
+
+    def conns_for_peer(
+        self, local: Address, remote: Address, ident: IdPayload
+    ) -> list[ConnectionConfig]: ...
 
     def initial_contact(self, sa: IkeSa) -> None: ...
 

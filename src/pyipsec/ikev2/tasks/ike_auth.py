@@ -559,7 +559,7 @@ def select_conn(
     """Pick the connection for the peer identity (specific identities before %any)
     among those that authenticate the initiator with EAP (``eap``, §2.16: its first
     IKE_AUTH has no AUTH) or without; why none fits otherwise."""
-    cands = sa.owner.conns_for(sa.local, sa.remote)  # a fresh list
+    cands = sa.owner.conns_for_peer(sa.local, sa.remote, idi)  # a fresh list
     if sa.conn not in cands:
         cands.insert(0, sa.conn)
     ok: list[ConnectionConfig] = []
