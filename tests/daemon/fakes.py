@@ -171,6 +171,9 @@ class FakeManager:
     def error_status(self) -> dict[str, int]:
         return dict(self.errors)
 
+    def half_open_status(self) -> dict[str, int]:
+        return {"sas": 0, "bytes": 0, "peak": 0, "budget": 0}
+
 
 def _check(f: FakeManager) -> IkeCore:
     """Static check (mypy): the fake implements every call of the core's seam."""

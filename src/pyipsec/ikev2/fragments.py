@@ -7,7 +7,8 @@ being reassembled, an older set size or a repeated fragment is a replay, every
 fragment's ICV is checked before it is kept) and bounds the memory a set may hold
 (:data:`MAX_FRAGMENTS`, a deadline per set, and a byte budget per IKE SA: the
 decrypted octets kept for incomplete sets, :class:`FragmentBudget`, smaller while the
-peer is not authenticated).
+peer is not authenticated; and, through the reassembler's ``meter``, a budget shared
+by all half-open responders, :mod:`~pyipsec.ikev2.half_open_memory`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .errors import IntegrityError, ProtocolError
 from .message import DecryptedFragment, Message, decrypt_fragment, reassemble_fragments
@@ -70,19 +71,36 @@ Wanted = Callable[[int, bool], bool]
 OverBudget = Callable[[str], None]
 
 
+class FragmentMeter(Protocol):
+    """A byte budget shared by several reassemblers (the half-open responders' one,
+    :class:`~pyipsec.ikev2.half_open_memory.HalfOpenMemory`)."""
+
+    def room(self, size: int) -> bool:
+        """Whether ``size`` more octets fit."""
+        ...
+
+    def charge(self, delta: int) -> None:
+        """The octets kept changed by ``delta``."""
+        ...
+
+
 class FragmentReassembler:
     """The incomplete fragment sets of one IKE SA, by (Message ID, is_response).
 
     ``budget``: the most decrypted octets all incomplete sets may hold together (the
     owner lowers it while the peer is not authenticated); :attr:`kept` is the sum.
+    ``meter``: when set, told every change of :attr:`kept` (O(1)) and asked before a
+    fragment is kept: a fragment it has no room for is dropped like one over
+    ``budget``.  Whoever sets it takes :attr:`kept` back from it when unsetting it.
     """
 
-    __slots__ = ("_kept", "_sets", "budget")
+    __slots__ = ("_kept", "_sets", "budget", "meter")
 
     def __init__(self, budget: int = MAX_FRAGMENT_BYTES) -> None:
         self._sets: dict[tuple[int, bool], FragmentSet] = {}
         self._kept = 0
         self.budget = budget
+        self.meter: FragmentMeter | None = None
 
     def __bool__(self) -> bool:
         return bool(self._sets)
@@ -97,12 +115,18 @@ class FragmentReassembler:
 
     def clear(self) -> None:
         self._sets.clear()
-        self._kept = 0
+        self._count(-self._kept)
+
+    def _count(self, delta: int) -> None:
+        """The kept octets change by ``delta`` (the meter is told)."""
+        self._kept += delta
+        if self.meter is not None and delta:
+            self.meter.charge(delta)
 
     def _discard(self, key: tuple[int, bool]) -> FragmentSet | None:
         st = self._sets.pop(key, None)
         if st is not None:
-            self._kept -= st.size
+            self._count(-st.size)
         return st
 
     def next_deadline(self) -> float | None:
@@ -170,12 +194,14 @@ class FragmentReassembler:
             self._discard(key)
             st = FragmentSet(frag.total_fragments, hdr, deadline)
         size = len(frag.plaintext)
-        if self._kept + size > self.budget:
+        shared_full = self.meter is not None and not self.meter.room(size)
+        if self._kept + size > self.budget or shared_full:
             # RFC 7383 §5: bounded reassembly memory; the message cannot be completed
             dropped = self._discard(key)
+            budget = "the half-open budget" if shared_full else f"the budget of {self.budget}"
             detail = (
                 f"fragment {frag.fragment_number}/{frag.total_fragments} of #{mid} "
-                f"({size} octets) over the budget of {self.budget}, "
+                f"({size} octets) over {budget}, "
                 f"{dropped.size if dropped else 0} octets of its set discarded"
             )
             if over_budget is not None:
@@ -186,7 +212,7 @@ class FragmentReassembler:
         self._sets[key] = st
         st.fragments[frag.fragment_number] = frag
         st.size += size
-        self._kept += size
+        self._count(size)
         if frag.fragment_number == 1:
             st.header = hdr
         if len(st.fragments) < st.total:
@@ -210,6 +236,7 @@ __all__ = [
     "MAX_FRAGMENT_BYTES",
     "MAX_FRAGMENT_BYTES_UNAUTHENTICATED",
     "FragmentBudget",
+    "FragmentMeter",
     "FragmentReassembler",
     "FragmentSet",
 ]
