@@ -16,10 +16,11 @@ from pyipsec.config.model import ConnectionConfig
 from pyipsec.crypto.encr import make_sk_protector
 from pyipsec.ikev2.constants import ExchangeType, HeaderFlag, PayloadType
 from pyipsec.ikev2.events import IkeSaEstablished
+from pyipsec.ikev2.fragments import FRAGMENT_OBJECT_BYTES, SET_OBJECT_BYTES
 from pyipsec.ikev2.half_open_memory import COOKIE_SHARE, HALF_OPEN_SA_BYTES, HalfOpenMemory
 from pyipsec.ikev2.manager import IkeManager
 from pyipsec.ikev2.message import Message, encrypt_fragments
-from pyipsec.ikev2.payloads import VendorIdPayload
+from pyipsec.ikev2.payloads import SkfPayload, VendorIdPayload
 from pyipsec.ikev2.sa import IkeSa
 from pyipsec.ikev2.state import IkeSaState
 
@@ -155,10 +156,17 @@ def test_timeout_gives_back_the_messages_and_the_fragments() -> None:
     for data in peers[0].fragments(5000)[:-1]:
         peers[0].send(data, 1.0)
     sa_b = mgr.sas[peers[0].sa.spi_r]
-    assert sa_b.fragments.kept > 4000
+    (st,) = sa_b.fragments.sets()
+    assert sa_b.fragments.kept == st.size > 4000
+    # the decrypted octets, the objects around them, the header's encrypted body
+    assert isinstance(st.header.encrypted, SkfPayload)
+    assert sa_b.fragments.metered == st.metered == (
+        st.size + len(st.fragments) * FRAGMENT_OBJECT_BYTES + SET_OBJECT_BYTES
+        + len(st.header.encrypted.body)
+    )
     assert mgr.half_open_memory.total == sum(
         _charge(mgr.sas[p.sa.spi_r]) for p in peers
-    ) + sa_b.fragments.kept
+    ) + sa_b.fragments.metered
     _check(mgr)
     mgr.handle_timer(11.0)
     mgr.datagrams_to_send(11.0)
@@ -256,8 +264,9 @@ def test_fragment_flood_is_bounded_by_the_global_budget() -> None:
             assert mgr.half_open_memory.total <= mgr.half_open_memory.budget
     # each SA alone could keep 10,000 octets (60,000 in all); all of them: 15,000
     kept = [mgr.sas[p.sa.spi_r].fragments.kept for p in peers]
-    assert sum(kept) <= 15_000 and max(kept) <= 10_000
-    assert mgr.half_open_memory.peak > held + 15_000 - 1200  # it was filled
+    metered = [mgr.sas[p.sa.spi_r].fragments.metered for p in peers]
+    assert sum(kept) < sum(metered) <= 15_000 and max(kept) <= 10_000
+    assert mgr.half_open_memory.peak > held + 15_000 - 1500  # it was filled
     assert mgr.error_status()["fragment-budget-exceeded"] >= 6
     # the SAs are not disturbed: their real IKE_AUTH still gets them up
     for p in peers:

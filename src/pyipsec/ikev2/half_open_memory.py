@@ -12,9 +12,12 @@ Each half-open responder IKE SA is charged, in O(1):
 * :data:`HALF_OPEN_SA_BYTES`, the Python objects of one IKE SA right after its
   IKE_SA_INIT answer (measured, see the constant);
 * the IKE_SA_INIT request and response it keeps for AUTH (§2.15), in octets;
-* the decrypted fragment octets its reassembler holds, reported by the
-  :class:`~pyipsec.ikev2.fragments.FragmentReassembler` on every change (the
-  reassembler's ``meter``).
+* what its reassembler holds for incomplete fragment sets (RFC 7383): the decrypted
+  octets, the encrypted body of the fragment each set keeps as its header, and the
+  measured objects around them (:data:`~pyipsec.ikev2.fragments.FRAGMENT_OBJECT_BYTES`,
+  :data:`~pyipsec.ikev2.fragments.SET_OBJECT_BYTES`), reported by the
+  :class:`~pyipsec.ikev2.fragments.FragmentReassembler` on every change (its
+  ``meter``).
 
 The manager adds the first two when the SA is created and takes everything back when
 the SA stops being half-open (authenticated, timed out, refused, deleted).
@@ -26,7 +29,8 @@ from __future__ import annotations
 #: IKE_SA_INIT messages and its fragments: measured with tracemalloc (the traced growth
 #: of a responder ``IkeManager`` over 1,000 / 2,000 / 5,000 responders of
 #: aes256gcm16-prfsha256-x25519 right after IKE_SA_INIT, divided by their number, minus
-#: their messages: 5,329 to 5,371 bytes; CPython 3.11, 64-bit), rounded up.
+#: their messages: 5,329 to 5,371 bytes; 5,070 once the process-wide address and
+#: selector caches are left out; CPython 3.11, 64-bit), rounded up.
 #: ``bench/bench_preauth.py`` measures it again and prints both, and
 #: ``tests/ikev2/test_preauth_memory.py`` checks it is within a factor 2.
 HALF_OPEN_SA_BYTES = 5_400

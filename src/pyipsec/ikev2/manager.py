@@ -939,7 +939,7 @@ class IkeManager:
 
     def _half_open_bytes_recount(self) -> int:
         """The half-open bytes added up from scratch (O(n): tests and benchmarks)."""
-        return sum(c + sa.fragments.kept for sa, c in self._half_open_bytes.items())
+        return sum(c + sa.fragments.metered for sa, c in self._half_open_bytes.items())
 
     # ------------------------------------------------------------------ cookies (§2.6)
 
@@ -1222,7 +1222,7 @@ class IkeManager:
         charged = self._half_open_bytes.pop(sa, None)
         if charged is not None:
             sa.fragments.meter = None
-            self.half_open_memory.charge(-(charged + sa.fragments.kept))
+            self.half_open_memory.charge(-(charged + sa.fragments.metered))
         ip = self._half_open_ip.pop(sa, None)
         if ip is not None:
             if self._half_open_by_ip[ip] > 1:
