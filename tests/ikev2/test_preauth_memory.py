@@ -303,6 +303,32 @@ def test_per_sa_charge_is_near_the_measured_objects() -> None:
     assert HALF_OPEN_SA_BYTES / 2 <= objects <= HALF_OPEN_SA_BYTES * 2
 
 
+def test_fragment_charge_is_near_the_measured_objects() -> None:
+    """What the meter is charged for kept fragments (octets, objects, the header's
+    body) is within a factor 1.25 of the traced growth of the responder they cost."""
+    mgr, conn = _responder_mgr(**NO_COUNTS)
+    peers = [Peer(mgr, conn, i, 0.0) for i in range(60)]
+    sent = [p.fragments(20_000)[:4] for p in peers]
+    for p, frags in zip(peers[:5], sent[:5], strict=True):  # warm up (first-use objects)
+        for data in frags:
+            p.send(data, 1.0)
+    metered0 = mgr.half_open_memory.total
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for p, frags in zip(peers[5:], sent[5:], strict=True):
+            for data in frags:
+                p.send(data, 1.0)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    charged = mgr.half_open_memory.total - metered0
+    assert charged > 55 * 4 * 1000
+    assert charged / 1.25 <= grown <= charged * 1.25
+
+
 # ============================================================== randomized
 
 
