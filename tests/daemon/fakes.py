@@ -35,6 +35,7 @@ class FakeManager:
         self.pool_views: list[dict[str, Any]] = []  # what pools_status() returns
         self.status_fails = False
         self.errors: dict[str, int] = {}
+        self.half_open = {"sas": 0, "bytes": 0, "peak": 0, "budget": 0}
         self.fail_receive = False
         self.fail_timer = False
         self.moves = False  # esp_activity with a new remote: PeerAddressChanged
@@ -170,6 +171,9 @@ class FakeManager:
 
     def error_status(self) -> dict[str, int]:
         return dict(self.errors)
+
+    def half_open_status(self) -> dict[str, int]:
+        return dict(self.half_open)
 
 
 def _check(f: FakeManager) -> IkeCore:

@@ -96,6 +96,7 @@ def test_metrics_endpoint() -> None:
             ]
             mgr.child_views = [ChildSaView(1, "c", "net", 100, 101, ChildSaState.INSTALLED)]
             mgr.errors = {"retransmits-exhausted": 2, "cookie-required": 1}
+            mgr.half_open = {"sas": 1, "bytes": 5816, "peak": 9000, "budget": 64 << 20}
             d.dp.drops.unknown_spi = 4
             # the 1 s refresh timer publishes it (the scrape never calls into the loop)
             await asyncio.sleep(1.3)
@@ -103,6 +104,9 @@ def test_metrics_endpoint() -> None:
             assert val(s, "pyipsec_ike_sas", state="established") == 1
             assert val(s, "pyipsec_ike_sas", state="init-done") == 1
             assert val(s, "pyipsec_ike_sas_half_open") == 1
+            assert val(s, "pyipsec_half_open_bytes") == 5816
+            assert val(s, "pyipsec_half_open_bytes_peak") == 9000
+            assert val(s, "pyipsec_half_open_bytes_budget") == 64 << 20
             assert val(s, "pyipsec_child_sas", state="installed") == 1
             assert val(s, "pyipsec_child_sas_installed") == 1
             assert val(s, "pyipsec_child_bytes_in_total", conn="c", child="net") == 300

@@ -114,6 +114,8 @@ def test_sequence_exhaustion_rekey_and_esp_errors(
             await _until(lambda: rc.inbound.stats.auth_failures == 1)
             right.report_traffic()
             assert right.status()["errors"] == {"esp-auth-failure": 1}
+            half_open = right.status()["half_open"]  # nothing pre-authentication left
+            assert (half_open["sas"], half_open["bytes"], half_open["budget"]) == (0, 0, 64 << 20)
             # ESP on an unknown SPI from the left's address: reported to the left
             # inside the IKE SA (INVALID_SPI), which counts and ignores it
             s.sendto(b"\x0b\xad\x00\x01" + bytes(60), (right_ip, 4500))

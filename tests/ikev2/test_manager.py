@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from pyipsec.ikev2.conn_index import addr_ok as _addr_ok
 from pyipsec.ikev2.constants import ExchangeType, HeaderFlag, NotifyType, PayloadType
 from pyipsec.ikev2.events import (
     ChildSaDeleted,
@@ -16,7 +17,6 @@ from pyipsec.ikev2.events import (
     IkeSaFailed,
     event_to_json,
 )
-from pyipsec.ikev2.conn_index import addr_ok as _addr_ok
 from pyipsec.ikev2.manager import COOKIE_SECRET_LIFETIME, IkeManager
 from pyipsec.ikev2.message import Message
 from pyipsec.ikev2.payloads import NoncePayload, NotifyPayload, UnknownPayload

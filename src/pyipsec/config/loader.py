@@ -1254,6 +1254,7 @@ _DAEMON_KEYS = (
     "half_open_limit",
     "cookie_threshold_ip",
     "block_threshold",
+    "half_open_memory",
     "max_fragment_bytes_unauthenticated",
     "max_fragment_bytes",
     "ke_reuse_seconds",
@@ -1323,6 +1324,7 @@ def _daemon(ctx: _Ctx, t: _Table, conns: tuple[ConnectionConfig, ...]) -> Daemon
             "cookie_threshold_ip", _int_range(0, 1 << 20), d.cookie_threshold_ip
         ),
         block_threshold=t.get("block_threshold", _int_range(0, 1 << 20), d.block_threshold),
+        half_open_memory=t.get("half_open_memory", _half_open_memory, d.half_open_memory),
         max_fragment_bytes_unauthenticated=t.get(
             "max_fragment_bytes_unauthenticated",
             _fragment_bytes,
@@ -1354,6 +1356,15 @@ def _fragment_bytes(v: object) -> int:
     n = parse_bytes(v)
     if not 1024 <= n <= 1 << 24:
         raise ValueError(f"{n} octets: must be between 1024 and 16M (hint: '10000', '64k')")
+    return n
+
+
+def _half_open_memory(v: object) -> int:
+    """The byte budget of half-open state (RFC 7296 §2.6): a byte count ("64M"), 0 = off,
+    else at least 1 MiB (a few hundred half-open SAs)."""
+    n = parse_bytes(v)
+    if n and not 1 << 20 <= n <= 1 << 40:
+        raise ValueError(f"{n} bytes: must be 0 (off) or between 1M and 1T (hint: '64M')")
     return n
 
 

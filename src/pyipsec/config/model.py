@@ -376,6 +376,8 @@ class DaemonConfig:
     half_open_limit: int = 5000  # half-open responder IKE SAs in total
     cookie_threshold_ip: int = 3  # half-open SAs from one IP before it must send cookies
     block_threshold: int = 5  # half-open SAs from one IP beyond which it is ignored
+    # bytes all half-open responders may hold (cookies above half, refusals at it)
+    half_open_memory: int = 64 << 20
     # RFC 7383 reassembly: decrypted octets kept per IKE SA, before/after authentication
     max_fragment_bytes_unauthenticated: int = 10_000
     max_fragment_bytes: int = 65_536

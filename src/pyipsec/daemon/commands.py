@@ -48,6 +48,7 @@ _RESTART_KEYS = (
     "half_open_limit",
     "cookie_threshold_ip",
     "block_threshold",
+    "half_open_memory",
     "max_fragment_bytes_unauthenticated",
     "max_fragment_bytes",
     "ke_reuse_seconds",
@@ -440,6 +441,8 @@ class Commands:
             "drops": d.dp.drops.as_dict(),
             # every error the core counted, by recovery.ErrorKind (ESP auth/replay too)
             "errors": dict(d.core.error_status()),
+            # half-open responders (RFC 7296 §2.6): count, bytes held, peak, byte budget
+            "half_open": d.core.half_open_status(),
             # configuration payloads (RFC 7296 §2.19): pool usage, virtual IPs by IKE SA
             "pools": self._pools_status(),
             "vips": d.vips.status(),

@@ -95,6 +95,7 @@ class Snapshot:
     taken: float  # time.monotonic()
     ike_by_state: tuple[tuple[str, int], ...]
     half_open: int
+    half_open_bytes: tuple[int, int, int]  # half-open responders: held, peak, budget
     child_by_state: tuple[tuple[str, int], ...]
     child_installed: int  # in the data plane
     traffic: tuple[tuple[str, str, Traffic], ...]  # conn, child, TRAFFIC_FIELDS
@@ -142,6 +143,15 @@ def _sa_families(s: Snapshot) -> Iterator[Metric]:
     )
     ho.add_metric([], s.half_open)
     yield ho
+    held, peak, budget = s.half_open_bytes
+    for name, doc, value in (
+        ("pyipsec_half_open_bytes", "Bytes half-open responder IKE SAs hold (§2.6)", held),
+        ("pyipsec_half_open_bytes_peak", "The most they have held so far", peak),
+        ("pyipsec_half_open_bytes_budget", "half_open_memory (0 = no byte budget)", budget),
+    ):
+        g = GaugeMetricFamily(name, doc)
+        g.add_metric([], value)
+        yield g
     ch = GaugeMetricFamily(
         "pyipsec_child_sas", "Child SAs by state (IKE core)", labels=["state"]
     )
@@ -406,6 +416,7 @@ class Metrics:
             traffic[k] = _add(traffic.get(k, _ZERO), t)
         errors = {k.value: 0 for k in ErrorKind}
         errors.update(core.error_status())
+        ho = core.half_open_status()
         drops = DropCounters.as_dict(dp.drops)
         cum, acc = [], 0
         for n in self.hs_counts:
@@ -415,6 +426,7 @@ class Metrics:
             taken=time.monotonic(),
             ike_by_state=tuple(ike.items()),
             half_open=half_open,
+            half_open_bytes=(ho["bytes"], ho["peak"], ho["budget"]),
             child_by_state=tuple(child.items()),
             child_installed=len(children),
             traffic=tuple((conn, ch, t) for (conn, ch), t in sorted(traffic.items())),

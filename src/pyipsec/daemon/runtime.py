@@ -102,6 +102,7 @@ def make_ike_manager(
         half_open_limit=config.half_open_limit,
         cookie_threshold_ip=config.cookie_threshold_ip,
         block_threshold=config.block_threshold,
+        half_open_memory=config.half_open_memory,
         max_fragment_bytes_unauthenticated=config.max_fragment_bytes_unauthenticated,
         max_fragment_bytes=config.max_fragment_bytes,
         ke_reuse_seconds=config.ke_reuse_seconds,

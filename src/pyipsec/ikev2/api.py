@@ -146,5 +146,7 @@ class IkeCore(Protocol):
 
     def error_status(self) -> dict[str, int]: ...
 
+    def half_open_status(self) -> dict[str, int]: ...
+
 
 __all__ = ["ChildSaView", "IkeCore", "IkeSaView"]

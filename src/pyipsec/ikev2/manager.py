@@ -67,6 +67,7 @@ from .events import (
     PeerDead,
 )
 from .fragments import MAX_FRAGMENT_BYTES, MAX_FRAGMENT_BYTES_UNAUTHENTICATED, FragmentBudget
+from .half_open_memory import DEFAULT_HALF_OPEN_MEMORY, HALF_OPEN_SA_BYTES, HalfOpenMemory
 from .ke_reuse import KeReuse
 from .message import Message
 from .payloads import IdPayload, NotifyPayload
@@ -125,13 +126,16 @@ class IkeManager:
         pools: Sequence[PoolConfig] = (),
         ke_reuse_seconds: float = 0.0,
         ke_reuse_count: int = 128,
+        half_open_memory: int = DEFAULT_HALF_OPEN_MEMORY,
     ) -> None:
         """``wall_clock`` maps ``now`` to calendar time for certificate validity (the
         core never reads a clock; without it certificates cannot be validated).
         ``pools``: the virtual IP pools the connections' ``pools`` name (§2.19).
         ``ke_reuse_seconds`` > 0: the responder reuses its IKE_SA_INIT key exchange
         value that long, for at most ``ke_reuse_count`` IKE SAs (RFC 7296 §2.12, see
-        :mod:`~pyipsec.ikev2.ke_reuse`: it weakens forward secrecy; off by default)."""
+        :mod:`~pyipsec.ikev2.ke_reuse`: it weakens forward secrecy; off by default).
+        ``half_open_memory``: the bytes all half-open responders may hold together
+        (:mod:`~pyipsec.ikev2.half_open_memory`; 0 = no byte budget)."""
         self._conn_index: ConnectionIndex | None = None
         self._conn_index_version = -1
         self.conns = ConnectionTable((c.name, c) for c in connections)
@@ -149,6 +153,10 @@ class IkeManager:
         self.block_threshold = block_threshold  # from one IP: more are dropped
         self._half_open_by_ip: dict[str, int] = {}  # half-open responders per peer IP
         self._half_open_ip: dict[IkeSa, str] = {}  # the IP each one is counted under
+        # their bytes (cookies above a share of the budget, refusals at it) and what
+        # each was charged when created (its fragments are charged by its reassembler)
+        self.half_open_memory = HalfOpenMemory(half_open_memory)
+        self._half_open_bytes: dict[IkeSa, int] = {}
         self._cookie_log = RateLimiter(1.0, 5)
         # RFC 7383 reassembly byte budgets, read by every IkeSa of this owner
         self.fragment_budget = FragmentBudget(
@@ -880,9 +888,12 @@ class IkeManager:
             return  # late retransmission of an SA that is already up
         ip = remote[0]
         total, from_ip = self._half_open_count(), self._half_open_count(ip)
+        memory = self.half_open_memory
         # §2.6: cookies first (stateless, proves the source address), then the limits
         if total >= self.cookie_threshold:
             why = "too many half-open SAs"
+        elif memory.wants_cookies():
+            why = f"half-open state at {memory.total} of {memory.budget} bytes"
         elif self.cookie_threshold_ip and from_ip >= self.cookie_threshold_ip:
             why = f"{from_ip} half-open SAs from this address"
         else:
@@ -896,6 +907,10 @@ class IkeManager:
             return
         if self.half_open_limit and total >= self.half_open_limit:
             detail = f"{total} half-open SAs (half_open_limit {self.half_open_limit})"
+            self._handle(ErrorKind.HALF_OPEN_LIMIT, now, f"IKE_SA_INIT from {ip} dropped: {detail}")
+            return
+        if not memory.room(HALF_OPEN_SA_BYTES + len(data)):
+            detail = f"half-open state at {memory.total} bytes (half_open_memory {memory.budget})"
             self._handle(ErrorKind.HALF_OPEN_LIMIT, now, f"IKE_SA_INIT from {ip} dropped: {detail}")
             return
         conns = self.conns_for(local, remote)
@@ -928,12 +943,32 @@ class IkeManager:
         self._half_open_responders.add(sa)
         self._half_open_ip[sa] = ip
         self._half_open_by_ip[ip] = from_ip + 1
+        self._charge_half_open(sa)
 
     def _half_open_count(self, ip: str | None = None) -> int:
         """Half-open responder SAs: all of them, or those from peer address ``ip``."""
         if ip is not None:
             return self._half_open_by_ip.get(ip, 0)
         return len(self._half_open_responders)
+
+    def _charge_half_open(self, sa: IkeSa) -> None:
+        """A new half-open responder: its objects and the IKE_SA_INIT messages it keeps
+        for AUTH (§2.15) are charged now, its fragments (RFC 7383) as they come."""
+        charged = HALF_OPEN_SA_BYTES + len(sa.msg1) + len(sa.msg2)
+        self._half_open_bytes[sa] = charged
+        self.half_open_memory.charge(charged)
+        sa.fragments.meter = self.half_open_memory
+
+    def half_open_status(self) -> dict[str, int]:
+        """Half-open responders (§2.6): their number, the bytes they hold (``bytes``,
+        its ``peak`` so far) and the byte budget (``half_open_memory``, 0 = none)."""
+        m = self.half_open_memory
+        return {"sas": self._half_open_count(), "bytes": m.total, "peak": m.peak,
+                "budget": m.budget}
+
+    def _half_open_bytes_recount(self) -> int:
+        """The half-open bytes added up from scratch (O(n): tests and benchmarks)."""
+        return sum(c + sa.fragments.metered for sa, c in self._half_open_bytes.items())
 
     # ------------------------------------------------------------------ cookies (§2.6)
 
@@ -1215,8 +1250,12 @@ class IkeManager:
 
     def _leave_half_open(self, sa: IkeSa) -> None:
         """``sa`` is no longer a half-open responder: the total and per-IP counts
-        (cookie and block thresholds, §2.6) go down."""
+        (cookie and block thresholds, §2.6) and the bytes it held go down."""
         self._half_open_responders.discard(sa)
+        charged = self._half_open_bytes.pop(sa, None)
+        if charged is not None:
+            sa.fragments.meter = None
+            self.half_open_memory.charge(-(charged + sa.fragments.metered))
         ip = self._half_open_ip.pop(sa, None)
         if ip is not None:
             if self._half_open_by_ip[ip] > 1:
