@@ -346,6 +346,27 @@ def test_garbage_only_raises_auth_error() -> None:
             parse_certreq(blob)
 
 
+def test_wrong_passphrase_that_decrypts_to_garbage_is_still_a_bad_passphrase() -> None:
+    """About 1 in 128 wrong passphrases decrypt to octets with valid padding: OpenSSL
+    then fails to parse a key instead of failing to decrypt.  Still BAD_PASSPHRASE."""
+    k = ec.generate_private_key(ec.SECP256R1())
+    S = serialization
+    pem = k.private_bytes(S.Encoding.PEM, S.PrivateFormat.PKCS8, S.BestAvailableEncryption(b"x"))
+    for n in range(3000):
+        wrong = f"wrong-{n}".encode()
+        try:
+            S.load_pem_private_key(pem, wrong)
+        except ValueError as e:
+            if "decrypt" in str(e).lower() or "password" in str(e).lower():
+                continue
+            break  # garbage that decrypted: the case to check
+    else:  # pragma: no cover - (127/128)**3000
+        pytest.fail("no wrong passphrase decrypted to garbage")
+    with pytest.raises(KeyLoadError) as ei:
+        load_private_key(pem, wrong)
+    assert ei.value.reason is AuthReason.BAD_PASSPHRASE
+
+
 def test_key_loading_from_bytes() -> None:
     k = ec.generate_private_key(ec.SECP256R1())
     S = serialization

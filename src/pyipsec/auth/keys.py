@@ -10,6 +10,8 @@ P-521, Ed25519, Ed448.  Every failure is a :class:`~.errors.KeyLoadError` (or an
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -81,12 +83,28 @@ def load_private_key(data: bytes, passphrase: bytes | str | None = None) -> Priv
     except UnsupportedAlgorithm as e:
         raise KeyLoadError(AuthReason.UNSUPPORTED_KEY, f"unsupported private key: {e}") from None
     except ValueError as e:
-        if password is not None and ("decrypt" in str(e).lower() or "password" in str(e).lower()):
+        # a wrong passphrase: OpenSSL says so, or (when the wrongly decrypted octets
+        # happen to end in valid padding, about 1 in 128) the result is no key at all
+        if password is not None and (
+            "decrypt" in str(e).lower() or "password" in str(e).lower() or _encrypted(loader, data)
+        ):
             raise KeyLoadError(
                 AuthReason.BAD_PASSPHRASE, "cannot decrypt the private key: wrong passphrase?"
             ) from None
         raise KeyLoadError(AuthReason.MALFORMED_KEY, "not a PEM/DER private key") from None
     return _check_private(key)
+
+
+def _encrypted(loader: Callable[[bytes, bytes | None], object], data: bytes) -> bool:
+    """Whether ``data`` is an encrypted private key (loading it without a passphrase
+    asks for one)."""
+    try:
+        loader(data, None)
+    except TypeError:
+        return True
+    except (ValueError, UnsupportedAlgorithm):
+        return False
+    return False
 
 
 def load_public_key(data: bytes) -> PublicKey:
