@@ -41,7 +41,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from ..config.loader import parse_metrics_address
 from ..ikev2 import events as ev
-from ..ikev2.state import IKE_HALF_OPEN, ChildSaState, IkeSaState
+from ..ikev2.state import IKE_FINAL, IKE_HALF_OPEN, ChildSaState, IkeSaState
 from ..recovery import ErrorKind
 from .dataplane import ChildState, DropCounters
 
@@ -384,11 +384,10 @@ class Metrics:
         """Prepare a new snapshot from the core and the data plane (loop thread)."""
         d = self.daemon
         core, dp = d.core, d.dp
-        ike: dict[str, int] = {s.value: 0 for s in IkeSaState}
-        half_open = 0
-        for v in core.ike_sas():
-            ike[v.state.value] += 1
-            half_open += v.state in HALF_OPEN
+        counts = core.sa_counts()  # counters: no walk over the IKE SAs
+        live = counts.ike_by_state  # the final states are SAs lingering: not shown
+        ike = {s.value: 0 if s in IKE_FINAL else live.get(s, 0) for s in IkeSaState}
+        half_open = counts.half_open
         child: dict[str, int] = {s.value: 0 for s in ChildSaState}
         for cv in core.child_sas():
             child[cv.state.value] += 1

@@ -43,7 +43,7 @@ from ..recovery import (
     RetryPolicy,
     kind_for_received_notify,
 )
-from .api import ChildSaView, IkeCore, IkeSaView
+from .api import ChildSaView, IkeCore, IkeSaView, SaCounts
 from .constants import (
     IKE_HEADER_LEN,
     NAT_KEEPALIVE,
@@ -197,6 +197,10 @@ class IkeManager:
         self._deadline: dict[IkeSa, float] = {}
         self._heap: list[tuple[float, int, IkeSa]] = []
         self._heap_seq = 0
+        # registered IKE SAs per state, and the state each one is counted under
+        # (updated when a changed SA is collected): sa_counts() without a walk
+        self._state_count: dict[IkeSaState, int] = dict.fromkeys(IkeSaState, 0)
+        self._counted_state: dict[IkeSa, IkeSaState] = {}
 
     # ================================================================== SaOwner
 
@@ -644,6 +648,35 @@ class IkeManager:
             for c in sa.children.values()
         ]
 
+    def sa_counts(self) -> SaCounts:
+        """How many IKE SAs (per state) and Child SAs there are, from counters kept
+        up to date as SAs change: O(1) in the number of SAs (the SAs changed since the
+        last entry point's collection, normally none, are counted first)."""
+        for sa in self._dirty:
+            if self.by_id.get(sa.ike_id) is sa:
+                self._count_state(sa)
+        return SaCounts(
+            ike_by_state=dict(self._state_count),
+            child=len(self._child_spis),
+            half_open_responders=len(self._half_open_responders),
+        )
+
+    def _count_state(self, sa: IkeSa) -> None:
+        """Count the registered ``sa`` under its current state (once per change)."""
+        old = self._counted_state.get(sa)
+        new = sa.state
+        if old is new:
+            return
+        if old is not None:
+            self._state_count[old] -= 1
+        self._state_count[new] += 1
+        self._counted_state[sa] = new
+
+    def _uncount_state(self, sa: IkeSa) -> None:
+        old = self._counted_state.pop(sa, None)
+        if old is not None:
+            self._state_count[old] -= 1
+
     # ------------------------------------------------------------------ errors
 
     def count_error(self, kind: ErrorKind, n: int = 1) -> None:
@@ -1045,6 +1078,8 @@ class IkeManager:
                 self._collect_one(sa)
 
     def _collect_one(self, sa: IkeSa) -> None:
+        if self._counted_state.get(sa) is not sa.state:
+            self._count_state(sa)
         if sa.outbox:
             self._sent_by[sa] = None
             self._out.extend(sa.outbox)
@@ -1170,6 +1205,7 @@ class IkeManager:
         self.sas[sa.our_spi] = sa
         self._by_conn.setdefault(sa.conn.name, {})[sa.ike_id] = sa
         self._dirty[sa] = None
+        self._count_state(sa)
 
     def _index_established(self, sa: IkeSa) -> None:
         """Index an authenticated SA by its peer's identity and IP address."""
@@ -1194,6 +1230,7 @@ class IkeManager:
     def _forget(self, sa: IkeSa) -> None:
         if self.by_id.get(sa.ike_id) is sa:
             del self.by_id[sa.ike_id]
+            self._uncount_state(sa)
         if self.sas.get(sa.our_spi) is sa:
             del self.sas[sa.our_spi]
         _unindex(self._by_conn, sa.conn.name, sa)
