@@ -11,7 +11,7 @@ from pyipsec.eap.base import BackendReply
 from pyipsec.ikev2 import events as ev
 from pyipsec.ikev2.api import ChildSaView, IkeCore, IkeSaView, SaCounts
 from pyipsec.ikev2.selectors import Selector
-from pyipsec.ikev2.state import IKE_HALF_OPEN, IkeSaState
+from pyipsec.ikev2.state import IKE_HALF_OPEN, ChildSaState, IkeSaState
 
 Address = tuple[str, int]
 
@@ -178,7 +178,10 @@ class FakeManager:
         for v in self.ike_views:
             by_state[v.state] += 1
         responders = sum(not v.initiator and v.state in IKE_HALF_OPEN for v in self.ike_views)
-        return SaCounts(by_state, len(self.child_views), responders)
+        child_by_state = dict.fromkeys(ChildSaState, 0)
+        for c in self.child_views:
+            child_by_state[c.state] += 1
+        return SaCounts(by_state, len(self.child_views), responders, child_by_state)
 
 
 def _check(f: FakeManager) -> IkeCore:

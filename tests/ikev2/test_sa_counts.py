@@ -5,7 +5,7 @@ that follows it (§2.1), on both sides."""
 from __future__ import annotations
 
 from pyipsec.ikev2.manager import IkeManager
-from pyipsec.ikev2.state import IKE_HALF_OPEN, IkeSaState
+from pyipsec.ikev2.state import IKE_HALF_OPEN, ChildSaState, IkeSaState
 
 from .harness import Harness, conn_pair
 
@@ -20,8 +20,16 @@ def _agree(mgr: IkeManager) -> tuple[int, int]:
     live = mgr.ike_sas()
     assert counts.ike == len(live)
     assert counts.half_open == sum(v.state in IKE_HALF_OPEN for v in live)
-    assert counts.child == len(mgr.child_sas())
+    children = mgr.child_sas()
+    assert counts.child == len(children)
+    child_by_state = dict.fromkeys(ChildSaState, 0)
+    for c in children:
+        child_by_state[c.state] += 1
+    assert dict(counts.child_by_state) == child_by_state
     return counts.ike, counts.child
+
+
+CHILD_STATES_SEEN: set[ChildSaState] = set()
 
 
 def _run_checked(h: Harness, duration: float) -> list[tuple[int, int]]:
@@ -33,6 +41,9 @@ def _run_checked(h: Harness, duration: float) -> list[tuple[int, int]]:
         going = h.step(until)
         _agree(h.b.mgr)
         n = _agree(h.a.mgr)
+        for side in (h.a, h.b):
+            by_state = side.mgr.sa_counts().child_by_state
+            CHILD_STATES_SEEN.update(s for s, k in by_state.items() if k)
         if not seen or seen[-1] != n:
             seen.append(n)
         if not going:
@@ -56,6 +67,13 @@ def test_counts_follow_setup_rekeys_delete_and_linger() -> None:
     mgr.rekey_child(new.ike_id, child.spi_in, h.now)
     _run_checked(h, 5)
     assert _agree(mgr) == (1, 1)
+    (child,) = mgr.child_sas()
+    mgr.delete_child(new.ike_id, child.spi_in, h.now)
+    _run_checked(h, 5)
+    assert _agree(mgr) == (1, 0)
+    # the transient states were counted on the way, not only INSTALLED
+    assert {ChildSaState.REKEYING, ChildSaState.REKEYED} <= CHILD_STATES_SEEN
+    assert ChildSaState.DELETING in CHILD_STATES_SEEN
     mgr.terminate(new.ike_id, h.now)
     _run_checked(h, 60)
     assert _agree(mgr) == _agree(h.b.mgr) == (0, 0)

@@ -388,9 +388,7 @@ class Metrics:
         live = counts.ike_by_state  # the final states are SAs lingering: not shown
         ike = {s.value: 0 if s in IKE_FINAL else live.get(s, 0) for s in IkeSaState}
         half_open = counts.half_open
-        child: dict[str, int] = {s.value: 0 for s in ChildSaState}
-        for cv in core.child_sas():
-            child[cv.state.value] += 1
+        child = {s.value: counts.child_by_state.get(s, 0) for s in ChildSaState}
         # Child SAs that left the data plane without a ChildSaDeleted: last values seen
         children = dp.children
         for spi, (c, t) in list(self._seen.items()):

@@ -60,11 +60,14 @@ class SaCounts:
     ones, DELETED and FAILED, are SAs lingering to answer retransmissions, RFC 7296
     §2.1); ``child``: installed Child SA pairs (from ChildSaInstalled/ChildSaRekeyed
     until ChildSaDeleted or their IKE SA is forgotten); ``half_open_responders``: the
-    IKE SAs we answered IKE_SA_INIT for and that have not authenticated (§2.6)."""
+    IKE SAs we answered IKE_SA_INIT for and that have not authenticated (§2.6);
+    ``child_by_state``: the Child SAs of the live IKE SAs per state (what
+    ``child_sas()`` lists), every state present."""
 
     ike_by_state: Mapping[IkeSaState, int]
     child: int
     half_open_responders: int
+    child_by_state: Mapping[ChildSaState, int]
 
     @property
     def ike(self) -> int:

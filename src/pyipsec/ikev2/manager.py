@@ -201,6 +201,10 @@ class IkeManager:
         # (updated when a changed SA is collected): sa_counts() without a walk
         self._state_count: dict[IkeSaState, int] = dict.fromkeys(IkeSaState, 0)
         self._counted_state: dict[IkeSa, IkeSaState] = {}
+        # the same for the states of each SA's children (a child changes state only
+        # while its IKE SA is worked on, which marks that SA for collection)
+        self._child_state_count: dict[ChildSaState, int] = dict.fromkeys(ChildSaState, 0)
+        self._counted_children: dict[IkeSa, tuple[ChildSaState, ...]] = {}
 
     # ================================================================== SaOwner
 
@@ -655,10 +659,12 @@ class IkeManager:
         for sa in self._dirty:
             if self.by_id.get(sa.ike_id) is sa:
                 self._count_state(sa)
+                self._count_children(sa)
         return SaCounts(
             ike_by_state=dict(self._state_count),
             child=len(self._child_spis),
             half_open_responders=len(self._half_open_responders),
+            child_by_state=dict(self._child_state_count),
         )
 
     def _count_state(self, sa: IkeSa) -> None:
@@ -676,6 +682,25 @@ class IkeManager:
         old = self._counted_state.pop(sa, None)
         if old is not None:
             self._state_count[old] -= 1
+        self._set_counted_children(sa, ())
+
+    def _count_children(self, sa: IkeSa) -> None:
+        """Count the children of the registered ``sa`` under their current states
+        (none while ``sa`` is deleted or failed: ``child_sas()`` does not list them)."""
+        now: tuple[ChildSaState, ...] = ()
+        if sa.children and sa.state not in IKE_FINAL:
+            now = tuple(c.state for c in sa.children.values())
+        if self._counted_children.get(sa, ()) != now:
+            self._set_counted_children(sa, now)
+
+    def _set_counted_children(self, sa: IkeSa, states: tuple[ChildSaState, ...]) -> None:
+        count = self._child_state_count
+        for s in self._counted_children.pop(sa, ()):
+            count[s] -= 1
+        if states:
+            self._counted_children[sa] = states
+            for s in states:
+                count[s] += 1
 
     # ------------------------------------------------------------------ errors
 
@@ -1080,6 +1105,8 @@ class IkeManager:
     def _collect_one(self, sa: IkeSa) -> None:
         if self._counted_state.get(sa) is not sa.state:
             self._count_state(sa)
+        if sa.children or sa in self._counted_children:
+            self._count_children(sa)
         if sa.outbox:
             self._sent_by[sa] = None
             self._out.extend(sa.outbox)
@@ -1118,6 +1145,7 @@ class IkeManager:
             if new is not None:
                 for spi in new.children:
                     self._child_spis[spi] = new
+                self._count_children(new)  # the children it took over (§2.8.2)
         elif isinstance(ev, PeerAddressChanged):
             self._unindex_ip(sa, ev.old[0])
             self._index_established(sa)
