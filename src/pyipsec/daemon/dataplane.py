@@ -398,6 +398,9 @@ class DataPlane:
         # the SAs whose packet or ESP error counters changed since the last traffic
         # report (an ordered set, one store per packet or GSO run): what the report visits
         self.changed: dict[ChildState, None] = {}
+        # the same, kept for a second reader of the counters (the metrics) once it asks
+        # (take_changed): reported and removed SAs collect here until it takes them
+        self._taken_later: dict[ChildState, None] | None = None
         self.trap_pending: dict[tuple[str, str], float] = {}
         self._rbuf = bytearray(65536)
         self._rview = memoryview(self._rbuf)
@@ -467,6 +470,8 @@ class DataPlane:
         self.peers.remove(state.remote[0])
         self.spd.remove(spi_in)
         self.changed.pop(state, None)
+        if self._taken_later is not None:
+            self._taken_later[state] = None  # its last counters, for the metrics
         log_child.info(
             "CHILD_SA %s{%08x} removed%s (in %d B/%d pkts, out %d B/%d pkts)",
             state.info.child,
@@ -563,6 +568,17 @@ class DataPlane:
 
     # ------------------------------------------------------------ reports
 
+    def take_changed(self) -> dict[ChildState, None]:
+        """For a second reader of the per-SA counters (the metrics): the SAs whose
+        counters changed, or that were removed, since its previous call -- whether or
+        not :meth:`traffic_reports` has seen them meanwhile (it is not disturbed).
+        Nothing is kept for such a reader before its first call."""
+        taken = self._taken_later if self._taken_later is not None else {}
+        self._taken_later = {}
+        taken.update(self.changed)
+        return taken
+
+
     def traffic_reports(self, now: float) -> tuple[list[EspErrorDelta], list[TrafficReport]]:
         """What changed per SA since the previous call: ESP error deltas and cumulative
         traffic (with the last outbound sequence number: the core rekeys long before it
@@ -573,6 +589,8 @@ class DataPlane:
         errors: list[EspErrorDelta] = []
         traffic: list[TrafficReport] = []
         changed, self.changed = self.changed, {}
+        if self._taken_later is not None:
+            self._taken_later.update(changed)
         children = self.children
         for c in changed:
             if children.get(c.info.spi_in) is not c:
@@ -647,6 +665,7 @@ class DataPlane:
                 esp = c.outbound.protect(pkt, 4 if pkt[0] >> 4 == 4 else 41)
             except EspSequenceExhausted:
                 c.drops_send += 1
+                self.changed[c] = None
                 continue
             if c.sock is None or not c.encap:
                 self._send_one(c, esp, len(pkt))
@@ -695,6 +714,7 @@ class DataPlane:
             self.changed[c] = None
         else:
             c.drops_send += 1
+            self.changed[c] = None
 
     def trap(self, trap: TrapPolicy, flow: Flow) -> None:
         """A packet hit a trap policy: dropped; reported (TrapHit) unless held down."""
@@ -776,6 +796,7 @@ class DataPlane:
             # it both ways, one without never does; nothing switches paths later (no
             # MOBIKE).  Dropped before the ICV check: it never touches the replay window.
             c.drops_encap += 1
+            self.changed[c] = None
             self.drops.wrong_encap += 1
             return
         try:
