@@ -15,7 +15,8 @@ the CPU time (``time.process_time``, median of repeats) of
 Part 2 (``--fleet N``, 0 = skip): N real established IKE SAs on one responder
 ``IkeManager`` (``bench_scale.Fleet``: about 2 ms of CPU per tunnel to build), their
 Child SAs installed in a ``DataPlane``, then the CPU time of the metrics refresh (the
-daemon runs it every second, ``metrics.REFRESH_INTERVAL``), of the sd_notify STATUS
+daemon runs it every second, ``metrics.REFRESH_INTERVAL``; with 1 % of the SAs
+carrying traffic since the previous refresh, and with none), of the sd_notify STATUS
 text (``sdnotify.sa_counts``), of ``core.sa_counts()`` where the core has it, and of
 ``ike_sas()`` / ``child_sas()`` for reference.
 
@@ -202,7 +203,20 @@ def part2(n: int, repeats: int) -> dict[str, float]:
     metrics.refresh()
     row: dict[str, float] = {"installed": float(len(fleet.dp.children))}
     nothing: Callable[[], object] = lambda: None  # noqa: E731
-    row["metrics refresh"] = median_cpu(metrics.refresh, nothing, repeats)
+    children = list(fleet.dp.children.values())
+    rnd = random.Random(2)
+
+    def traffic() -> None:
+        """1 % of the SAs carried a packet (marked as the data plane marks them)."""
+        changed = getattr(fleet.dp, "changed", None)  # absent in older trees
+        for c in rnd.sample(children, max(1, len(children) // 100)):
+            c.bytes_in += 100
+            c.packets_in += 1
+            if changed is not None:
+                changed[c] = None
+
+    row["metrics refresh 1% active"] = median_cpu(metrics.refresh, traffic, repeats)
+    row["metrics refresh idle"] = median_cpu(metrics.refresh, nothing, repeats)
     row["sdnotify status"] = median_cpu(lambda: sdnotify.sa_counts(core), nothing, repeats)
     if hasattr(core, "sa_counts"):
         row["core.sa_counts()"] = median_cpu(core.sa_counts, nothing, repeats)
