@@ -205,6 +205,7 @@ class IkeManager:
         # while its IKE SA is worked on, which marks that SA for collection)
         self._child_state_count: dict[ChildSaState, int] = dict.fromkeys(ChildSaState, 0)
         self._counted_children: dict[IkeSa, tuple[ChildSaState, ...]] = {}
+        self._state_tuples: dict[tuple[ChildSaState, ...], tuple[ChildSaState, ...]] = {}
 
     # ================================================================== SaOwner
 
@@ -697,7 +698,12 @@ class IkeManager:
         count = self._child_state_count
         for s in self._counted_children.pop(sa, ()):
             count[s] -= 1
-        if states:
+        if states:  # one shared tuple per combination (most SAs: one INSTALLED child)
+            shared = self._state_tuples
+            if len(shared) < 256:
+                states = shared.setdefault(states, states)
+            else:
+                states = shared.get(states, states)
             self._counted_children[sa] = states
             for s in states:
                 count[s] += 1
