@@ -9,8 +9,9 @@ from typing import Any
 from pyipsec.config.model import ConnectionConfig, Mode, PoolConfig
 from pyipsec.eap.base import BackendReply
 from pyipsec.ikev2 import events as ev
-from pyipsec.ikev2.api import ChildSaView, IkeCore, IkeSaView
+from pyipsec.ikev2.api import ChildSaView, IkeCore, IkeSaView, SaCounts
 from pyipsec.ikev2.selectors import Selector
+from pyipsec.ikev2.state import IKE_HALF_OPEN, ChildSaState, IkeSaState
 
 Address = tuple[str, int]
 
@@ -174,6 +175,17 @@ class FakeManager:
 
     def half_open_status(self) -> dict[str, int]:
         return dict(self.half_open)
+
+    def sa_counts(self) -> SaCounts:
+        """Counted from ``ike_views``/``child_views`` (the fake keeps no counters)."""
+        by_state = dict.fromkeys(IkeSaState, 0)
+        for v in self.ike_views:
+            by_state[v.state] += 1
+        responders = sum(not v.initiator and v.state in IKE_HALF_OPEN for v in self.ike_views)
+        child_by_state = dict.fromkeys(ChildSaState, 0)
+        for c in self.child_views:
+            child_by_state[c.state] += 1
+        return SaCounts(by_state, len(self.child_views), responders, child_by_state)
 
 
 def _check(f: FakeManager) -> IkeCore:

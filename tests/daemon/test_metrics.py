@@ -64,6 +64,7 @@ def set_traffic(d: Daemon, spi: int, n: int) -> None:
     c = d.dp.children[spi]
     c.bytes_in, c.packets_in, c.bytes_out, c.packets_out = 100 * n, n, 200 * n, 2 * n
     c.drops_selector = n
+    d.dp.changed[c] = None  # as the data plane marks an SA whose counters changed
 
 
 def test_metrics_endpoint() -> None:
@@ -296,3 +297,56 @@ def test_metrics_config_errors(value: str, needle: str) -> None:
     errs = [e for e in ei.value.errors if e.location == "daemon.metrics"]
     assert len(errs) == 1, ei.value.errors
     assert needle in errs[0].message
+
+
+def test_refresh_visits_only_the_child_sas_that_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the first refresh, a refresh reads the counters of the SAs that changed or
+    left since the previous one (DataPlane.take_changed), never every installed SA;
+    the per-(conn, child) totals stay the sum over every SA ever installed."""
+    from types import SimpleNamespace
+
+    from pyipsec.daemon import metrics as metrics_mod
+    from pyipsec.daemon.dataplane import ChildState, DataPlane
+
+    loop = asyncio.new_event_loop()
+    dp = DataPlane(loop, [], lambda r: None, clock=lambda: 1.0)
+    for i in range(20):
+        assert dp.install(child_info(0x100 + 2 * i, ike_id=i + 1)) is not None
+    d: Any = SimpleNamespace(core=FakeManager(), dp=dp, now=lambda: 1.0)
+    m = metrics_mod.Metrics(d, "127.0.0.1:0")
+    read: list[int] = []
+    real = metrics_mod._traffic
+
+    def counting(c: ChildState) -> tuple[int, ...]:
+        read.append(c.info.spi_in)
+        return real(c)
+
+    monkeypatch.setattr(metrics_mod, "_traffic", counting)
+
+    def bytes_in() -> int:
+        assert m.snapshot is not None
+        ((_, _, t),) = m.snapshot.traffic
+        return t[0]
+
+    try:
+        m.refresh()
+        assert len(read) == 20 and m.snapshot is not None and m.snapshot.traffic == ()
+        read.clear()
+        c = dp.children[0x104]
+        c.bytes_in, c.packets_in = 50, 1
+        dp.changed[c] = None
+        dp.traffic_reports(1.0)  # the core's report took it: the metrics still see it
+        m.refresh()
+        assert read == [0x104] and bytes_in() == 50
+        read.clear()
+        m.refresh()
+        assert read == [] and bytes_in() == 50  # nothing changed: nothing read
+        c.bytes_in, c.packets_in = 70, 2
+        dp.changed[c] = None
+        assert dp.uninstall(0x104) is c  # left without ChildSaDeleted: last values kept
+        m.refresh()
+        assert read == [0x104] and bytes_in() == 70
+        assert m.snapshot is not None and m.snapshot.child_installed == 19
+    finally:
+        dp.close()
+        loop.close()

@@ -9,7 +9,9 @@ The data plane never calls the IKE core.  What the core must hear about leaves a
 reports: :class:`UnknownSpi`, :class:`PeerMoved` and :class:`TrapHit` through the
 ``report`` callback as they happen (rare, never on the per-packet fast path), per-SA
 traffic and ESP error deltas from :meth:`DataPlane.traffic_reports` (the runtime asks
-once a second).  The per-SA counters on :class:`ChildState` are the only copy.
+once a second).  The per-SA counters on :class:`ChildState` are the only copy; where they
+change, the SA is also marked in :attr:`DataPlane.changed`, so that a report visits only
+the SAs that carried traffic (or errors) since the previous one, never every SA.
 """
 
 from __future__ import annotations
@@ -390,8 +392,15 @@ class DataPlane:
         self.by_ike: dict[int, dict[int, ChildState]] = {}  # IKE SA id -> spi_in -> SA
         self.peers = PeerIndex()  # the peers' IP addresses (routes must not capture them)
         self._raw_users: dict[tuple[int, str], int] = {}  # (raw socket, peer IP) -> SAs
+        self._raw_sas: dict[int, int] = {}  # raw socket -> SAs using it (closed at 0)
         self.spd: Spd[ChildState | TrapPolicy] = Spd()
         self.drops = DropCounters()
+        # the SAs whose packet or ESP error counters changed since the last traffic
+        # report (an ordered set, one store per packet or GSO run): what the report visits
+        self.changed: dict[ChildState, None] = {}
+        # the same, kept for a second reader of the counters (the metrics) once it asks
+        # (take_changed): reported and removed SAs collect here until it takes them
+        self._taken_later: dict[ChildState, None] | None = None
         self.trap_pending: dict[tuple[str, str], float] = {}
         self._rbuf = bytearray(65536)
         self._rview = memoryview(self._rbuf)
@@ -432,6 +441,7 @@ class DataPlane:
         if raw is not None:
             k = (id(raw), remote[0])
             self._raw_users[k] = self._raw_users.get(k, 0) + 1
+            self._raw_sas[id(raw)] = self._raw_sas.get(id(raw), 0) + 1
         self.spd.add(info.spi_in, state.local_ts, state.remote_ts, state)
         self.trap_pending.pop((info.conn, info.child), None)
         if log_child.isEnabledFor(logging.INFO):  # formatting selectors is not free
@@ -459,6 +469,9 @@ class DataPlane:
                 del self.by_ike[state.ike_id]
         self.peers.remove(state.remote[0])
         self.spd.remove(spi_in)
+        self.changed.pop(state, None)
+        if self._taken_later is not None:
+            self._taken_later[state] = None  # its last counters, for the metrics
         log_child.info(
             "CHILD_SA %s{%08x} removed%s (in %d B/%d pkts, out %d B/%d pkts)",
             state.info.child,
@@ -483,7 +496,11 @@ class DataPlane:
         else:
             self._raw_users.pop(k, None)
             raw.forget(state.remote[0])
-        if not any(c.raw is raw for c in self.children.values()):
+        users = self._raw_sas.get(id(raw), 0) - 1
+        if users > 0:
+            self._raw_sas[id(raw)] = users
+        else:  # no SA needs it any more (a count: an uninstall never walks every SA)
+            self._raw_sas.pop(id(raw), None)
             rs = self.raw.pop(int(raw.family), None)
             if rs is not None:
                 self.loop.remove_reader(rs.fd)
@@ -551,13 +568,33 @@ class DataPlane:
 
     # ------------------------------------------------------------ reports
 
+    def take_changed(self) -> dict[ChildState, None]:
+        """For a second reader of the per-SA counters (the metrics): the SAs whose
+        counters changed, or that were removed, since its previous call -- whether or
+        not :meth:`traffic_reports` has seen them meanwhile (it is not disturbed).
+        Nothing is kept for such a reader before its first call."""
+        taken = self._taken_later if self._taken_later is not None else {}
+        self._taken_later = {}
+        taken.update(self.changed)
+        return taken
+
+
     def traffic_reports(self, now: float) -> tuple[list[EspErrorDelta], list[TrafficReport]]:
         """What changed per SA since the previous call: ESP error deltas and cumulative
         traffic (with the last outbound sequence number: the core rekeys long before it
-        runs out, RFC 4303 §3.3.3)."""
+        runs out, RFC 4303 §3.3.3).
+
+        Only the SAs in :attr:`changed` are visited (in the order they first changed):
+        an idle SA costs nothing here, whatever the number of tunnels."""
         errors: list[EspErrorDelta] = []
         traffic: list[TrafficReport] = []
-        for c in self.children.values():
+        changed, self.changed = self.changed, {}
+        if self._taken_later is not None:
+            self._taken_later.update(changed)
+        children = self.children
+        for c in changed:
+            if children.get(c.info.spi_in) is not c:
+                continue  # replaced by a later install of its SPI: not reported
             st = c.inbound.stats
             errs = (st.auth_failures, st.replay_drops, st.format_errors, c.drops_selector)
             if errs != c.reported_errors:
@@ -628,6 +665,7 @@ class DataPlane:
                 esp = c.outbound.protect(pkt, 4 if pkt[0] >> 4 == 4 else 41)
             except EspSequenceExhausted:
                 c.drops_send += 1
+                self.changed[c] = None
                 continue
             if c.sock is None or not c.encap:
                 self._send_one(c, esp, len(pkt))
@@ -656,6 +694,7 @@ class DataPlane:
         assert c.sock is not None
         sent = c.sock.send_segments(run, c.remote)
         k = len(run)
+        self.changed[c] = None
         if sent == k:
             c.packets_out += k
             c.bytes_out += inner
@@ -672,8 +711,10 @@ class DataPlane:
         if ok:
             c.packets_out += 1
             c.bytes_out += inner
+            self.changed[c] = None
         else:
             c.drops_send += 1
+            self.changed[c] = None
 
     def trap(self, trap: TrapPolicy, flow: Flow) -> None:
         """A packet hit a trap policy: dropped; reported (TrapHit) unless held down."""
@@ -755,6 +796,7 @@ class DataPlane:
             # it both ways, one without never does; nothing switches paths later (no
             # MOBIKE).  Dropped before the ICV check: it never touches the replay window.
             c.drops_encap += 1
+            self.changed[c] = None
             self.drops.wrong_encap += 1
             return
         try:
@@ -763,6 +805,7 @@ class DataPlane:
             return
         except EspError as e:
             self.drops.esp_errors += 1
+            self.changed[c] = None  # counted in c.inbound.stats (RFC 4303 §3.4.3, §3.4.4)
             if log_esp.isEnabledFor(logging.DEBUG):
                 log_esp.debug("ESP %08x from %s dropped: %s", c.info.spi_in, src[0], e)
             return
@@ -779,6 +822,7 @@ class DataPlane:
                 return
             if not flow_in(flow, c.remote_ts, c.local_ts):
                 c.drops_selector += 1  # RFC 4301 §5.2: not what this SA may carry
+                self.changed[c] = None
                 return
             if key is not None:
                 if len(ok_flows) >= CACHE_MAX:
@@ -786,6 +830,7 @@ class DataPlane:
                 ok_flows.add(key)
         c.packets_in += 1
         c.bytes_in += len(payload)
+        self.changed[c] = None
         if encap and src != c.remote and src != c.declined_src:
             self._peer_moved(c, src, data)
         tun = self.tun

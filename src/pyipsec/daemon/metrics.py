@@ -12,10 +12,11 @@ alternative, ``loop.call_soon_threadsafe`` + a future with a timeout, would give
 fresher numbers but ties the scrape latency to the loop and leaves orphaned
 callbacks behind on a timeout.
 
-Counters never go backwards: traffic of removed Child SAs is kept per
-(connection, child) in ``retired`` (taken exactly at ``ChildSaDeleted``, before the
-data plane forgets the SA; any other removal is caught at the next refresh with the
-last values seen).
+Counters never go backwards: the traffic of every Child SA ever installed is summed
+per (connection, child) in ``totals``, kept up to date incrementally: a refresh
+visits only the SAs whose counters changed or that were removed since the previous
+one (:meth:`DataPlane.take_changed`), never every SA; a ``ChildSaDeleted`` takes the
+SA's last values before the data plane forgets it.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from ..config.loader import parse_metrics_address
 from ..ikev2 import events as ev
-from ..ikev2.state import IKE_HALF_OPEN, ChildSaState, IkeSaState
+from ..ikev2.state import IKE_FINAL, IKE_HALF_OPEN, ChildSaState, IkeSaState
 from ..recovery import ErrorKind
 from .dataplane import ChildState, DropCounters
 
@@ -79,10 +80,6 @@ def _traffic(c: ChildState) -> Traffic:
         c.bytes_in, c.packets_in, c.bytes_out, c.packets_out,
         c.drops_selector, c.drops_send, c.drops_encap,
     )  # fmt: skip
-
-
-def _add(a: Traffic, b: Traffic) -> Traffic:
-    return tuple(x + y for x, y in zip(a, b, strict=True))
 
 
 _ZERO: Traffic = (0,) * len(TRAFFIC_FIELDS)
@@ -296,9 +293,13 @@ class Metrics:
         self.pending: dict[str, float] = {}  # conn -> loop time of the first initiate
         self.hs_counts = [0] * (len(HANDSHAKE_BUCKETS) + 1)
         self.hs_sum = 0.0
-        # traffic of removed Child SAs, and the last values seen of the installed ones
-        self.retired: dict[ConnChild, Traffic] = {}
+        # traffic of every Child SA so far, and the values counted of the installed
+        # ones (SPI -> SA, values) that carried any
+        self.totals: dict[ConnChild, Traffic] = {}
         self._seen: dict[int, tuple[ChildState, Traffic]] = {}
+        self._primed = False  # the SAs installed before the first refresh are counted
+        self._traffic: tuple[tuple[str, str, Traffic], ...] = ()
+        self._traffic_stale = True
 
     # ------------------------------------------------------------ server
 
@@ -371,8 +372,7 @@ class Metrics:
             case ev.ChildSaDeleted():
                 c = self.daemon.dp.children.get(e.spi_in)
                 if c is not None:
-                    self._retire(c, _traffic(c))
-                    self._seen.pop(e.spi_in, None)
+                    self._count(c)  # its last values (the data plane forgets it next)
             case ev.PeerDead():
                 self.dpd_failures[e.conn] = self.dpd_failures.get(e.conn, 0) + 1
             case _:
@@ -384,9 +384,37 @@ class Metrics:
         self.hs_counts[bisect.bisect_left(HANDSHAKE_BUCKETS, seconds)] += 1
         self.hs_sum += seconds
 
-    def _retire(self, c: ChildState, t: Traffic) -> None:
+    def _count(self, c: ChildState) -> None:
+        """Add what ``c`` carried since it was last counted to its (conn, child)."""
+        spi = c.info.spi_in
+        t = _traffic(c)
+        seen = self._seen.get(spi)
+        before = seen[1] if seen is not None and seen[0] is c else _ZERO
+        if t == before:
+            return
         k = (c.info.conn, c.info.child)
-        self.retired[k] = _add(self.retired.get(k, _ZERO), t)
+        total = self.totals.get(k, _ZERO)
+        self.totals[k] = tuple(s + x - y for s, x, y in zip(total, t, before, strict=True))
+        self._seen[spi] = (c, t)
+        self._traffic_stale = True
+
+    def _count_changed(self) -> None:
+        """Count the SAs that changed or left since the last refresh (only those)."""
+        dp = self.daemon.dp
+        children = dp.children
+        changed = dp.take_changed()
+        if not self._primed:
+            self._primed = True
+            changed.update(dict.fromkeys(children.values()))
+        for c in changed:
+            spi = c.info.spi_in
+            if children.get(spi) is c:
+                self._count(c)
+                continue
+            seen = self._seen.get(spi)  # removed: counted one last time, then forgotten
+            if seen is None or seen[0] is c:
+                self._count(c)
+                self._seen.pop(spi, None)
 
     # ------------------------------------------------------------ snapshot
 
@@ -394,26 +422,15 @@ class Metrics:
         """Prepare a new snapshot from the core and the data plane (loop thread)."""
         d = self.daemon
         core, dp = d.core, d.dp
-        ike: dict[str, int] = {s.value: 0 for s in IkeSaState}
-        half_open = 0
-        for v in core.ike_sas():
-            ike[v.state.value] += 1
-            half_open += v.state in HALF_OPEN
-        child: dict[str, int] = {s.value: 0 for s in ChildSaState}
-        for cv in core.child_sas():
-            child[cv.state.value] += 1
-        # Child SAs that left the data plane without a ChildSaDeleted: last values seen
-        children = dp.children
-        for spi, (c, t) in list(self._seen.items()):
-            if children.get(spi) is not c:
-                self._retire(c, t)
-                del self._seen[spi]
-        traffic = dict(self.retired)
-        for spi, c in children.items():
-            t = _traffic(c)
-            self._seen[spi] = (c, t)
-            k = (c.info.conn, c.info.child)
-            traffic[k] = _add(traffic.get(k, _ZERO), t)
+        counts = core.sa_counts()  # counters: no walk over the IKE SAs
+        live = counts.ike_by_state  # the final states are SAs lingering: not shown
+        ike = {s.value: 0 if s in IKE_FINAL else live.get(s, 0) for s in IkeSaState}
+        half_open = counts.half_open
+        child = {s.value: counts.child_by_state.get(s, 0) for s in ChildSaState}
+        self._count_changed()
+        if self._traffic_stale:
+            self._traffic_stale = False
+            self._traffic = tuple((c, ch, t) for (c, ch), t in sorted(self.totals.items()))
         errors = {k.value: 0 for k in ErrorKind}
         errors.update(core.error_status())
         ho = core.half_open_status()
@@ -428,8 +445,8 @@ class Metrics:
             half_open=half_open,
             half_open_bytes=(ho["bytes"], ho["peak"], ho["budget"]),
             child_by_state=tuple(child.items()),
-            child_installed=len(children),
-            traffic=tuple((conn, ch, t) for (conn, ch), t in sorted(traffic.items())),
+            child_installed=len(dp.children),
+            traffic=self._traffic,
             drops=tuple(drops.items()),
             errors=tuple(sorted(errors.items())),
             ike_established=tuple((c, r, n) for (c, r), n in sorted(self.ike_established.items())),

@@ -276,7 +276,7 @@ class Daemon:
                 log_ike.exception("shutdown of the IKE core failed")
             self.pump()
             deadline = loop.time() + SHUTDOWN_GRACE
-            while loop.time() < deadline and core.ike_sas():
+            while loop.time() < deadline and core.sa_counts().ike:
                 await asyncio.sleep(0.05)
                 self.pump()
         await self.close()

@@ -118,9 +118,10 @@ def notify(*fields: str) -> bool:
 
 
 def sa_counts(core: IkeCore) -> str:
-    """``"3 IKE SAs, 4 Child SAs"`` for an IKE core (``ike_sas()``, ``child_sas()``)."""
-    ike = len(core.ike_sas())
-    child = len(core.child_sas())
+    """``"3 IKE SAs, 4 Child SAs"`` for an IKE core (live IKE SAs, installed Child SAs,
+    from its counters: no walk over the SAs)."""
+    counts = core.sa_counts()
+    ike, child = counts.ike, counts.child
     return f"{ike} IKE SA{'' if ike == 1 else 's'}, {child} Child SA{'' if child == 1 else 's'}"
 
 

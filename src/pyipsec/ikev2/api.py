@@ -12,14 +12,14 @@ The five verbs follow aioquic's ``QuicConnection``: ``receive_datagram``,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..config.model import ConnectionConfig, PoolConfig
 from ..eap.base import BackendReply
 from .events import Address, Event
-from .state import ChildSaState, IkeSaState
+from .state import IKE_FINAL, IKE_HALF_OPEN, ChildSaState, IkeSaState
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,34 @@ class ChildSaView:
     spi_in: int
     spi_out: int
     state: ChildSaState
+
+
+@dataclass(frozen=True, slots=True)
+class SaCounts:
+    """How many SAs the core holds, kept as counters (no walk over the SAs).
+
+    ``ike_by_state``: registered IKE SAs per state, every state present (the final
+    ones, DELETED and FAILED, are SAs lingering to answer retransmissions, RFC 7296
+    §2.1); ``child``: installed Child SA pairs (from ChildSaInstalled/ChildSaRekeyed
+    until ChildSaDeleted or their IKE SA is forgotten); ``half_open_responders``: the
+    IKE SAs we answered IKE_SA_INIT for and that have not authenticated (§2.6);
+    ``child_by_state``: the Child SAs of the live IKE SAs per state (what
+    ``child_sas()`` lists), every state present."""
+
+    ike_by_state: Mapping[IkeSaState, int]
+    child: int
+    half_open_responders: int
+    child_by_state: Mapping[ChildSaState, int]
+
+    @property
+    def ike(self) -> int:
+        """Live IKE SAs (not deleted or failed): ``len(ike_sas())``."""
+        return sum(n for s, n in self.ike_by_state.items() if s not in IKE_FINAL)
+
+    @property
+    def half_open(self) -> int:
+        """IKE SAs of either role that have not completed IKE_AUTH."""
+        return sum(n for s, n in self.ike_by_state.items() if s in IKE_HALF_OPEN)
 
 
 class IkeCore(Protocol):
@@ -148,5 +176,7 @@ class IkeCore(Protocol):
 
     def half_open_status(self) -> dict[str, int]: ...
 
+    def sa_counts(self) -> SaCounts: ...
 
-__all__ = ["ChildSaView", "IkeCore", "IkeSaView"]
+
+__all__ = ["ChildSaView", "IkeCore", "IkeSaView", "SaCounts"]

@@ -42,7 +42,7 @@ from ..recovery import (
     RetryPolicy,
     kind_for_received_notify,
 )
-from .api import ChildSaView, IkeCore, IkeSaView
+from .api import ChildSaView, IkeCore, IkeSaView, SaCounts
 from .conn_index import ConnectionIndex, ConnectionTable
 from .constants import (
     IKE_HEADER_LEN,
@@ -207,6 +207,15 @@ class IkeManager:
         self._deadline: dict[IkeSa, float] = {}
         self._heap: list[tuple[float, int, IkeSa]] = []
         self._heap_seq = 0
+        # registered IKE SAs per state, and the state each one is counted under
+        # (updated when a changed SA is collected): sa_counts() without a walk
+        self._state_count: dict[IkeSaState, int] = dict.fromkeys(IkeSaState, 0)
+        self._counted_state: dict[IkeSa, IkeSaState] = {}
+        # the same for the states of each SA's children (a child changes state only
+        # while its IKE SA is worked on, which marks that SA for collection)
+        self._child_state_count: dict[ChildSaState, int] = dict.fromkeys(ChildSaState, 0)
+        self._counted_children: dict[IkeSa, tuple[ChildSaState, ...]] = {}
+        self._state_tuples: dict[tuple[ChildSaState, ...], tuple[ChildSaState, ...]] = {}
 
     # ================================================================== SaOwner
 
@@ -679,6 +688,61 @@ class IkeManager:
             for c in sa.children.values()
         ]
 
+    def sa_counts(self) -> SaCounts:
+        """How many IKE SAs (per state) and Child SAs there are, from counters kept
+        up to date as SAs change: O(1) in the number of SAs (the SAs changed since the
+        last entry point's collection, normally none, are counted first)."""
+        for sa in self._dirty:
+            if self.by_id.get(sa.ike_id) is sa:
+                self._count_state(sa)
+                self._count_children(sa)
+        return SaCounts(
+            ike_by_state=dict(self._state_count),
+            child=len(self._child_spis),
+            half_open_responders=len(self._half_open_responders),
+            child_by_state=dict(self._child_state_count),
+        )
+
+    def _count_state(self, sa: IkeSa) -> None:
+        """Count the registered ``sa`` under its current state (once per change)."""
+        old = self._counted_state.get(sa)
+        new = sa.state
+        if old is new:
+            return
+        if old is not None:
+            self._state_count[old] -= 1
+        self._state_count[new] += 1
+        self._counted_state[sa] = new
+
+    def _uncount_state(self, sa: IkeSa) -> None:
+        old = self._counted_state.pop(sa, None)
+        if old is not None:
+            self._state_count[old] -= 1
+        self._set_counted_children(sa, ())
+
+    def _count_children(self, sa: IkeSa) -> None:
+        """Count the children of the registered ``sa`` under their current states
+        (none while ``sa`` is deleted or failed: ``child_sas()`` does not list them)."""
+        now: tuple[ChildSaState, ...] = ()
+        if sa.children and sa.state not in IKE_FINAL:
+            now = tuple([c.state for c in sa.children.values()])  # no generator: faster
+        if self._counted_children.get(sa, ()) != now:
+            self._set_counted_children(sa, now)
+
+    def _set_counted_children(self, sa: IkeSa, states: tuple[ChildSaState, ...]) -> None:
+        count = self._child_state_count
+        for s in self._counted_children.pop(sa, ()):
+            count[s] -= 1
+        if states:  # one shared tuple per combination (most SAs: one INSTALLED child)
+            shared = self._state_tuples
+            if len(shared) < 256:
+                states = shared.setdefault(states, states)
+            else:
+                states = shared.get(states, states)
+            self._counted_children[sa] = states
+            for s in states:
+                count[s] += 1
+
     # ------------------------------------------------------------------ errors
 
     def count_error(self, kind: ErrorKind, n: int = 1) -> None:
@@ -1109,6 +1173,10 @@ class IkeManager:
                 self._collect_one(sa)
 
     def _collect_one(self, sa: IkeSa) -> None:
+        if self._counted_state.get(sa) is not sa.state:
+            self._count_state(sa)
+        if sa.children or sa in self._counted_children:
+            self._count_children(sa)
         if sa.outbox:
             self._sent_by[sa] = None
             self._out.extend(sa.outbox)
@@ -1147,6 +1215,7 @@ class IkeManager:
             if new is not None:
                 for spi in new.children:
                     self._child_spis[spi] = new
+                self._count_children(new)  # the children it took over (§2.8.2)
         elif isinstance(ev, PeerAddressChanged):
             self._unindex_ip(sa, ev.old[0])
             self._index_established(sa)
@@ -1238,6 +1307,7 @@ class IkeManager:
         self.sas[sa.our_spi] = sa
         self._by_conn.setdefault(sa.conn.name, {})[sa.ike_id] = sa
         self._dirty[sa] = None
+        self._count_state(sa)
 
     def _index_established(self, sa: IkeSa) -> None:
         """Index an authenticated SA by its peer's identity and IP address."""
@@ -1266,6 +1336,7 @@ class IkeManager:
     def _forget(self, sa: IkeSa) -> None:
         if self.by_id.get(sa.ike_id) is sa:
             del self.by_id[sa.ike_id]
+            self._uncount_state(sa)
         if self.sas.get(sa.our_spi) is sa:
             del self.sas[sa.our_spi]
         _unindex(self._by_conn, sa.conn.name, sa)
