@@ -156,6 +156,12 @@ class FakeManager:
     def child_sas(self, conn: str | None = None) -> list[ChildSaView]:
         return [v for v in self.child_views if conn is None or v.conn == conn]
 
+    def ike_sa(self, ike_id: int) -> IkeSaView | None:
+        return next((v for v in self.ike_views if v.ike_id == ike_id), None)
+
+    def child_sa(self, spi_in: int) -> ChildSaView | None:
+        return next((v for v in self.child_views if v.spi_in == spi_in), None)
+
     def status(
         self,
         now: float | None = None,

@@ -43,6 +43,23 @@ def test_status_is_json_ready() -> None:
     assert json.dumps([event_to_json(e) for e in h.a.events])
 
 
+def test_single_sa_lookups_equal_the_views() -> None:
+    """ike_sa / child_sa (one lookup each, for VICI's terminate and rekey by id) give
+    exactly what the full views give, and None once the SA is gone or never was."""
+    h = _up()
+    mgr = h.b.mgr
+    (ike,) = mgr.ike_sas()
+    (child,) = mgr.child_sas()
+    assert mgr.ike_sa(ike.ike_id) == ike
+    assert mgr.child_sa(child.spi_in) == child
+    assert mgr.ike_sa(ike.ike_id + 1000) is None
+    assert mgr.child_sa(child.spi_in ^ 0xFFFF) is None
+    mgr.terminate(ike.ike_id, h.now)
+    h.run()
+    assert mgr.ike_sa(ike.ike_id) is None and mgr.ike_sas() == []
+    assert mgr.child_sa(child.spi_in) is None
+
+
 def test_invalid_ike_spi_answered_and_rate_limited() -> None:
     h = _up()
     sa = next(iter(h.a.mgr.by_id.values()))

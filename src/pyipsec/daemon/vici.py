@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config.model import ConnectionConfig, is_eap
 from ..ikev2 import events as ev
+from ..ikev2.api import ChildSaView, IkeCore, IkeSaView
 from ..ikev2.state import ChildSaState, IkeSaState
 from .commands import StatusFilter
 from .control import ControlError
@@ -273,6 +274,15 @@ def _spi(v: object) -> int | None:
 
 
 # ---------------------------------------------------------------- clients
+
+
+def _ike_views(core: IkeCore, ike: str | None, ike_id: int | None) -> list[IkeSaView]:
+    """The IKE SAs an ``ike`` name and/or ``ike-id`` select: by id one lookup, by
+    name the connection's SAs."""
+    if ike_id is None:
+        return core.ike_sas(ike)
+    v = core.ike_sa(ike_id)
+    return [v] if v is not None and ike in (None, v.conn) else []
 
 
 class _Client:
@@ -865,9 +875,7 @@ class ViciServer:
     ) -> list[asyncio.Future[None]]:
         core, now = self.d.core, self.d.now()
         gone = []
-        for v in core.ike_sas(ike):
-            if ike_id is not None and v.ike_id != ike_id:
-                continue
+        for v in _ike_views(core, ike, ike_id):
             client.control_conns.add(v.conn)
             client.control_ids.add(v.ike_id)
             gone.append(self._gone_future(("ike", v.ike_id)))
@@ -881,13 +889,8 @@ class ViciServer:
         self, client: _Client, child: str | None, child_id: int | None
     ) -> list[asyncio.Future[None]]:
         core, now = self.d.core, self.d.now()
-        spi = self.ids.by_id.get(child_id) if child_id is not None else None
         gone = []
-        for ch in core.child_sas():
-            if (child is not None and ch.child != child) or (
-                child_id is not None and ch.spi_in != spi
-            ):
-                continue
+        for ch in self._child_views(child, child_id):
             if ch.state is ChildSaState.DELETED:
                 continue
             client.control_ids.add(ch.ike_id)
@@ -897,6 +900,18 @@ class ViciServer:
             )
             core.delete_child(ch.ike_id, ch.spi_in, now)
         return gone
+
+    def _child_views(self, child: str | None, child_id: int | None) -> list[ChildSaView]:
+        """The Child SAs a ``child`` name and/or ``child-id`` select: by id one lookup
+        (the VICI id -> SPI map, then the core), by name a walk."""
+        core = self.d.core
+        if child_id is None:
+            views = core.child_sas()
+        else:
+            spi = self.ids.by_id.get(child_id)
+            found = core.child_sa(spi) if spi is not None else None
+            views = [found] if found is not None else []
+        return [v for v in views if child is None or v.child == child]
 
     def _gone_future(self, key: tuple[str, int]) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = self.d.loop.create_future()
@@ -925,16 +940,13 @@ class ViciServer:
         ike_id, child_id = _int(req, "ike-id"), _int(req, "child-id")
         n = 0
         if ike is not None or ike_id is not None:
-            for v in core.ike_sas(ike):
-                if v.state is IkeSaState.ESTABLISHED and ike_id in (None, v.ike_id):
+            for v in _ike_views(core, ike, ike_id):
+                if v.state is IkeSaState.ESTABLISHED:
                     core.rekey_ike(v.ike_id, now)
                     n += 1
         elif child is not None or child_id is not None:
-            spi = self.ids.by_id.get(child_id) if child_id is not None else None
-            for ch in core.child_sas():
-                if ch.state is not ChildSaState.INSTALLED:
-                    continue
-                if (child is None or ch.child == child) and (child_id is None or ch.spi_in == spi):
+            for ch in self._child_views(child, child_id):
+                if ch.state is ChildSaState.INSTALLED:
                     core.rekey_child(ch.ike_id, ch.spi_in, now)
                     n += 1
         else:

@@ -162,6 +162,10 @@ class IkeCore(Protocol):
 
     def child_sas(self, conn: str | None = None) -> list[ChildSaView]: ...
 
+    def ike_sa(self, ike_id: int) -> IkeSaView | None: ...
+
+    def child_sa(self, spi_in: int) -> ChildSaView | None: ...
+
     def status(
         self,
         now: float | None = None,

@@ -661,20 +661,21 @@ class IkeManager:
 
     def ike_sas(self, conn: str | None = None) -> list[IkeSaView]:
         """Snapshots of the live (not deleted or failed) IKE SAs, of one connection or all."""
-        return [
-            IkeSaView(
-                sa.ike_id,
-                sa.conn.name,
-                sa.state,
-                sa.initiator,
-                sa.local,
-                sa.remote,
-                sa.local_id,
-                sa.remote_id,
-            )
-            for sa in self._pool(conn)
-            if sa.state not in IKE_FINAL
-        ]
+        return [_ike_view(sa) for sa in self._pool(conn) if sa.state not in IKE_FINAL]
+
+    def ike_sa(self, ike_id: int) -> IkeSaView | None:
+        """A snapshot of the live IKE SA ``ike_id`` (one lookup), None when there is none."""
+        sa = self.by_id.get(ike_id)
+        return None if sa is None or sa.state in IKE_FINAL else _ike_view(sa)
+
+    def child_sa(self, spi_in: int) -> ChildSaView | None:
+        """A snapshot of the Child SA with inbound SPI ``spi_in`` of a live IKE SA (one
+        lookup), None when there is none."""
+        sa = self._child_spis.get(spi_in)
+        c = None if sa is None or sa.state in IKE_FINAL else sa.children.get(spi_in)
+        if sa is None or c is None:
+            return None
+        return ChildSaView(sa.ike_id, sa.conn.name, c.name, c.spi_in, c.spi_out, c.state)
 
     def _pool(self, conn: str | None) -> Iterable[IkeSa]:
         return (self._by_conn.get(conn, {}) if conn is not None else self.by_id).values()
@@ -1413,6 +1414,13 @@ def _is_ip(text: str, version: int) -> bool:
         return ipaddress.ip_address(text).version == version
     except ValueError:
         return False
+
+
+def _ike_view(sa: IkeSa) -> IkeSaView:
+    return IkeSaView(
+        sa.ike_id, sa.conn.name, sa.state, sa.initiator, sa.local, sa.remote, sa.local_id,
+        sa.remote_id,
+    )  # fmt: skip
 
 
 def _setup_time(conn: ConnectionConfig) -> float:
