@@ -454,8 +454,8 @@ class Bench:
             f"{a.inflight} in flight, rate {a.rate or 'unlimited'}/s, IKE {a.proposal}, "
             f"ESP {a.esp}, no NAT{of}",
             "",
-            f"| {'what':52s} | {'pyipsec':>12s} | {'strongSwan':>12s} | {'py/ss':>6s} |",
-            f"|{'-' * 54}|{'-' * 14}|{'-' * 14}|{'-' * 8}|",
+            f"| {'what':56s} | {'pyipsec':>12s} | {'strongSwan':>12s} | {'py/ss':>6s} |",
+            f"|{'-' * 58}|{'-' * 14}|{'-' * 14}|{'-' * 8}|",
         ]
 
         def val(runs: list[dict[str, Any]], fn: Callable[[dict[str, Any]], float]) -> float:
@@ -463,7 +463,7 @@ class Bench:
 
         def row(what: str, fn: Callable[[dict[str, Any]], float], spec: str) -> None:
             p, s = val(py, fn), val(ss, fn)
-            lines.append(f"| {what:52s} | {fmt(p, spec):>12s} | {fmt(s, spec):>12s} "
+            lines.append(f"| {what:56s} | {fmt(p, spec):>12s} | {fmt(s, spec):>12s} "
                          f"| {fmt(ratio(p, s), '.2f'):>6s} |")
 
         row("established tunnels", lambda r: r["established"], ".0f")
@@ -489,6 +489,7 @@ class Bench:
         if k:
             row(f"generator CPU per tunnel, first {k} (ms)", generator_ms_first, ".2f")
             row(f"... after {k}", generator_ms_after, ".2f")
+        row("generator peak RSS (MiB)", lambda r: r.get("max_rss_mib", math.nan), ".1f")
         row("failures seen by the generator", lambda r: r["failed"], ".0f")
         row("IKE retransmissions by the generator", lambda r: r["retransmits"], ".0f")
         row("COOKIE challenges", lambda r: r["cookies"], ".0f")
