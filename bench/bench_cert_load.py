@@ -39,7 +39,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import IKE_PROPOSAL, arg_parser, header, missing_requirements, run_bench
+from _common import (
+    IKE_PROPOSAL,
+    arg_parser,
+    header,
+    missing_requirements,
+    run_bench,
+    run_cleanups,
+)
 
 # isort: split
 from tests.interop.pyipsec_daemon import PyipsecDaemon
@@ -128,9 +135,9 @@ class CertBench(Bench):
         base = self.tmp / f"pki-{self.mode}"
         return base if (base / "gen").exists() else make_pki(base, self.mode)
 
-    def start_pyipsec(self) -> tuple[int, Callable[[], int]]:
+    def start_pyipsec(self, ke_reuse: float = 0.0) -> tuple[int, Callable[[], int]]:
         if self.mode == "psk":
-            return super().start_pyipsec()
+            return super().start_pyipsec(ke_reuse)
         a = self.args
         state = self._pki()
         d = PyipsecDaemon(self.topo.right, pyipsec_cert_toml(
@@ -173,7 +180,7 @@ class CertBench(Bench):
                 try:
                     res = self.run_block(responder)
                 finally:
-                    bench_load.run_cleanups(self.cleanups)
+                    run_cleanups(self.cleanups)
                 self.results[responder] = res
                 print(f"{mode:10s} {LABELS[responder]:10s}: {res['established']}/"
                       f"{res['tunnels']} in {res['wall']:.1f} s, responder CPU "

@@ -16,13 +16,12 @@ responder cannot reuse a cached verification of the previous tunnel's), all shar
 key (the key does not change what the responder computes).  The signature scheme
 follows the key (ECDSA, RSA PKCS#1 v1.5 with SHA-2 or ``--rsa-pss``, Ed25519; RFC 7427
 method 14 when the responder announces SIGNATURE_HASH_ALGORITHMS).  Everything else
--- pacing, the JSON result, ``--hold`` -- is ``loadgen``'s.
+-- pacing, the JSON result, ``--mark``, ``--hold`` -- is ``loadgen``'s.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -84,17 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     conns = with_certificates(conns, ca_cert=Path(args.ca_cert).read_bytes(),
                               ca_key=Path(args.ca_key).read_bytes(),
                               key=Path(args.key).read_bytes(), rsa_pss=args.rsa_pss)
-    gen = loadgen.LoadGenerator(conns, local=args.local, rate=args.rate,
-                                inflight=args.inflight,
-                                timeout=args.timeout or 30.0 + args.tunnels / 20.0)
-    try:
-        result = gen.run()
-        print(json.dumps(result), flush=True)
-        if args.hold:
-            gen.hold()
-    finally:
-        gen.close()
-    return 0 if result["established"] == args.tunnels else 1
+    return loadgen.run_and_hold(loadgen.generator_for(conns, args), args)
 
 
 if __name__ == "__main__":

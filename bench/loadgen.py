@@ -24,10 +24,20 @@ result is one JSON object on stdout: ``established``, ``failed`` (and ``failures
 reason), ``retransmits`` (IKE requests we sent again, from the wire), ``cookies``
 (COOKIE challenges received), ``wall`` (first initiate -> last tunnel done),
 ``rate`` (established / wall), setup latency (initiate -> Child SA installed:
-``latency_ms`` median / p90 / p99), ``cpu_s`` (this process), ``errors`` (the core's
-non-zero error counters).  With ``--hold`` the SAs are kept (the loop keeps answering)
-until stdin reaches EOF, so that the caller can measure the responder with every tunnel
-up; then the process exits without deleting them (the caller stops the responder).
+``latency_ms`` median / p90 / p99 / max), ``inflight_mean`` (unfinished handshakes on
+average over ``wall``, time-weighted: below ``--inflight`` when the generator, not the
+responder, held the pace), ``select_timeouts`` (waits of 0.2 s that read nothing),
+``cpu_s`` and ``max_rss_mib`` (this process), ``errors`` (the core's non-zero error
+counters).  With ``--mark K`` a progress line ``{"mark": K, "established": K,
+"elapsed": ..., "cpu_s": ..., ...}`` comes first, as soon as K tunnels are established
+(the caller reads the responder's CPU time then); the result line is the one with
+``tunnels``.  With ``--hold`` the SAs are kept (the loop keeps answering) until stdin
+reaches EOF, so that the caller can measure the responder with every tunnel up; then
+the process exits without deleting them (the caller stops the responder).
+
+Per tunnel the generator keeps its configuration, its IKE SA and a few dict/set
+entries (no list is scanned per event), so 50,000+ tunnels cost memory in proportion
+(``max_rss_mib``) and CPU per tunnel independent of their number.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ import socket
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from _common import percentile  # first: it puts src/ on sys.path
@@ -112,7 +123,10 @@ class LoadGenerator:
 
     def __init__(self, conns: list[ConnectionConfig], *, local: str, rate: float = 0.0,
                  inflight: int = 50, timeout: float = 120.0, port: int = 500,
-                 natt_port: int = 4500) -> None:
+                 natt_port: int = 4500, mark: int = 0,
+                 progress: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """``mark`` > 0: call ``progress`` with :meth:`mark_line` when that many tunnels
+        are established (``main`` prints it as a JSON line before the result)."""
         self.conns = conns
         self.local = local
         self.rate = rate
@@ -142,6 +156,14 @@ class LoadGenerator:
         self._seen_requests: set[bytes] = set()
         self.first_start: float | None = None
         self.last_done: float | None = None
+        self.mark = mark
+        self.progress = progress
+        # time-weighted in-flight count: sum of len(inflight) * seconds, from first_start
+        self._inflight_area = 0.0
+        self._inflight_since: float | None = None
+        self.select_timeouts = 0  # selects that returned with nothing to read
+        self.started = 0
+        self._cpu0 = _cpu()
 
     # ------------------------------------------------------------------ wire
 
@@ -198,6 +220,8 @@ class LoadGenerator:
                     self.established += 1
                     self.latencies.append((now - self.started_at[conn]) * 1e3)
                     self._finish(conn, now)
+                    if self.established == self.mark and self.progress is not None:
+                        self.progress(self.mark_line(now))
             elif isinstance(ev, IkeSaEstablished):
                 self.ike_established += 1
             elif isinstance(ev, IkeSaFailed):
@@ -215,50 +239,105 @@ class LoadGenerator:
 
     def _step(self, timeout: float) -> None:
         ready, _, _ = select.select(list(self.by_fd), [], [], max(0.0, timeout))
+        if not ready:
+            self.select_timeouts += 1
         for fd in ready:
             self._receive(*self.by_fd[fd])
 
-    def _pump(self, now: float) -> float:
-        """Timers, events and datagrams; the select timeout until the next deadline."""
+    def _timers_and_events(self, now: float) -> None:
+        """Due timers, then the events (which finish tunnels and so free slots)."""
         nt = self.mgr.next_timer()
         if nt is not None and nt <= now:
             self.mgr.handle_timer(now)
-            nt = self.mgr.next_timer()
         self._events(now)
+
+    def _flush(self, now: float) -> float:
+        """Send what is queued; the select timeout until the next deadline (at most 0.2 s)."""
         self._send_all(now)
+        nt = self.mgr.next_timer()
         return 0.2 if nt is None else min(0.2, nt - now)
 
+    def _pump(self, now: float) -> float:
+        """Timers, events and datagrams; the select timeout until the next deadline."""
+        self._timers_and_events(now)
+        return self._flush(now)
+
+    def _start_handshakes(self, pending: list[str], now: float, t0: float) -> float:
+        """Start handshakes from ``pending`` (popped from the end) while fewer than
+        ``--inflight`` are unfinished and ``--rate`` allows; how long until the rate
+        allows the next one (0.2 s when it does not limit)."""
+        wait = 0.2
+        while pending and len(self.inflight) < self.max_inflight:
+            if self.rate > 0 and self.started >= (now - t0) * self.rate:
+                return min(wait, t0 + self.started / self.rate - now)
+            name = pending.pop()
+            self.started_at[name] = now
+            self.inflight.add(name)
+            if self.first_start is None:
+                self.first_start = now
+                self._inflight_since = now
+            self.mgr.initiate(name, None, now)
+            self.started += 1
+        return wait
+
+    def _account_inflight(self, now: float) -> None:
+        """Add the in-flight count since the previous iteration to the time integral.
+
+        Called at the top of each iteration: the count changes only inside an iteration
+        (events and new handshakes, each stamped with the iteration's ``now``), so it was
+        constant since the previous call."""
+        if self._inflight_since is not None:
+            self._inflight_area += len(self.inflight) * (now - self._inflight_since)
+            self._inflight_since = now
+
+    def mean_inflight(self, until: float) -> float:
+        """Unfinished handshakes on average (time-weighted), first initiate -> ``until``."""
+        if self.first_start is None or until <= self.first_start:
+            return 0.0
+        return self._inflight_area / (until - self.first_start)
+
+    def mark_line(self, now: float) -> dict[str, Any]:
+        """The progress line at ``--mark``: the bench reads the responder's CPU then."""
+        first = self.first_start or now
+        return {"mark": self.mark, "established": self.established,
+                "failed": sum(self.failures.values()), "elapsed": round(now - first, 3),
+                "inflight_mean": round(self.mean_inflight(now), 1),
+                "cpu_s": round(_cpu() - self._cpu0, 3)}
+
     def run(self) -> dict[str, Any]:
-        cpu0 = _cpu()
+        """Set every tunnel up (or give up at the timeout); the result dict.
+
+        One iteration: due timers and the events (tunnels done), then new handshakes
+        into the freed slots, then everything queued is sent, then one ``select`` (at
+        most 0.2 s, less when a timer or the rate says so) reads what arrived.  The
+        slots are refilled *before* the select: refilled after it, a batch of
+        handshakes that all finished in the same iteration left nothing in flight while
+        the select waited its full 0.2 s for an answer that could not come.
+        """
+        self._cpu0 = _cpu()
         t0 = time.monotonic()
         deadline = t0 + self.timeout
         pending = [c.name for c in reversed(self.conns)]
-        started = 0
-        while (pending or self.inflight) and time.monotonic() < deadline:
+        self.started = 0
+        while True:
             now = time.monotonic()
-            wait = 0.2
-            while pending and len(self.inflight) < self.max_inflight:
-                if self.rate > 0 and started >= (now - t0) * self.rate:
-                    wait = min(wait, t0 + started / self.rate - now)
-                    break
-                name = pending.pop()
-                self.started_at[name] = now
-                self.inflight.add(name)
-                if self.first_start is None:
-                    self.first_start = now
-                self.mgr.initiate(name, None, now)
-                started += 1
-            wait = min(wait, self._pump(now))
+            self._account_inflight(now)
+            self._timers_and_events(now)
+            if not (pending or self.inflight) or now >= deadline:
+                break
+            wait = self._start_handshakes(pending, now, t0)
+            wait = min(wait, self._flush(now))
             self._step(wait)
         end = time.monotonic()
         self._events(end)
         if self.inflight:
             self.failures["timeout (unfinished at the end)"] += len(self.inflight)
         first = self.first_start or t0
-        wall = ((self.last_done or end) - first)
+        last = self.last_done or end
+        wall = last - first
         return {
             "tunnels": len(self.conns),
-            "started": started,
+            "started": self.started,
             "established": self.established,
             "ike_established": self.ike_established,
             "failed": sum(self.failures.values()),
@@ -275,7 +354,10 @@ class LoadGenerator:
                            "p90": round(percentile(self.latencies, 0.9), 1),
                            "p99": round(percentile(self.latencies, 0.99), 1),
                            "max": round(max(self.latencies, default=0.0), 1)},
-            "cpu_s": round(_cpu() - cpu0, 3),
+            "inflight_mean": round(self.mean_inflight(last), 1),
+            "select_timeouts": self.select_timeouts,
+            "cpu_s": round(_cpu() - self._cpu0, 3),
+            "max_rss_mib": round(_max_rss_kib() / 1024, 1),
             "errors": {k: v for k, v in self.mgr.error_status().items() if v},
         }
 
@@ -301,6 +383,11 @@ class LoadGenerator:
 def _cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
+
+
+def _max_rss_kib() -> int:
+    """This process's peak resident set (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def arg_parser() -> argparse.ArgumentParser:
@@ -331,7 +418,40 @@ def arg_parser() -> argparse.ArgumentParser:
                     help="give up after this many seconds (0 = 30 + tunnels / 20)")
     ap.add_argument("--hold", action="store_true",
                     help="after the result, keep the SAs until stdin reaches EOF")
+    ap.add_argument("--mark", type=int, default=0,
+                    help="print a progress line when this many tunnels are established "
+                         "(0 = none)")
     return ap
+
+
+def generator_for(conns: list[ConnectionConfig], args: argparse.Namespace) -> LoadGenerator:
+    """The generator :func:`arg_parser`'s options describe (``--mark`` progress on stdout)."""
+    return LoadGenerator(conns, local=args.local, rate=args.rate, inflight=args.inflight,
+                         timeout=args.timeout or default_timeout(args.tunnels),
+                         mark=args.mark, progress=print_json)
+
+
+def default_timeout(tunnels: int) -> float:
+    """30 s + 50 ms per tunnel: 20 tunnels/s, far below any responder's rate (an hour
+    at 70,000 tunnels); the run ends when the last tunnel is done, not at the timeout."""
+    return 30.0 + tunnels / 20.0
+
+
+def print_json(obj: dict[str, Any]) -> None:
+    """One JSON line on stdout, flushed (the bench reads it as it comes)."""
+    print(json.dumps(obj), flush=True)
+
+
+def run_and_hold(gen: LoadGenerator, args: argparse.Namespace) -> int:
+    """Run, print the result line, keep the SAs with ``--hold``; the exit status."""
+    try:
+        result = gen.run()
+        print_json(result)
+        if args.hold:
+            gen.hold()
+    finally:
+        gen.close()
+    return 0 if result["established"] == args.tunnels else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -342,16 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         remote_id=args.remote_id, inner=args.inner, base_port=args.base_port,
         remote_ts=args.remote_ts,
         retransmit=RetransmitConfig(tries=3, timeout=args.retransmit_timeout, base=1.5))
-    gen = LoadGenerator(conns, local=args.local, rate=args.rate, inflight=args.inflight,
-                        timeout=args.timeout or 30.0 + args.tunnels / 20.0)
-    try:
-        result = gen.run()
-        print(json.dumps(result), flush=True)
-        if args.hold:
-            gen.hold()
-    finally:
-        gen.close()
-    return 0 if result["established"] == args.tunnels else 1
+    return run_and_hold(generator_for(conns, args), args)
 
 
 if __name__ == "__main__":
