@@ -214,6 +214,7 @@ class ConnectionIndex:
         """The connections between these addresses that may accept the identity
         ``ident`` (its exact match and every pattern or %any one), in configuration
         order; the caller still checks the identity itself."""
-        key = _identity_key(ident.id_type, ident.data)
-        cands = heapq.merge(self._by_id.get(key, ()), self._id_wild)
+        exact = self._by_id.get(_identity_key(ident.id_type, ident.data), ())
+        wild = self._id_wild
+        cands: Iterable[int] = heapq.merge(exact, wild) if exact and wild else exact or wild
         return [self._conns[i] for i in cands if self._addresses_ok(i, local_ip, remote_ip)]

@@ -139,6 +139,18 @@ _v4 = functools.lru_cache(maxsize=4096)(ipaddress.IPv4Address)
 _v6 = functools.lru_cache(maxsize=4096)(ipaddress.IPv6Address)
 
 
+def _ip_literal(text: str) -> IPAddress | None:
+    """``text`` as an IP address, None when it is none (without trying: an IPv4
+    literal starts with a digit, an IPv6 one has a colon; identities such as
+    ``user@example.net`` are looked at on every IKE_AUTH)."""
+    if ":" not in text and not text[:1].isdigit():
+        return None
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
 def _need(body: bytes, n: int, what: str) -> None:
     if len(body) < n:
         raise ParseError(f"{what}: {len(body)} octets, at least {n} required")
@@ -515,11 +527,8 @@ class IdPayload:
                 return cls(_e(IdType, id_type), _id_value(id_type, value))
         if not text:
             raise ValueError("empty identity")
-        try:
-            address = ipaddress.ip_address(text)
-        except ValueError:
-            pass
-        else:
+        address = _ip_literal(text)
+        if address is not None:
             if address.version == 4:
                 return cls(IdType.ID_IPV4_ADDR, address.packed)
             return cls(IdType.ID_IPV6_ADDR, address.packed)
