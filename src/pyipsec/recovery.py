@@ -676,6 +676,14 @@ def _shared_table(
 
 
 @functools.lru_cache(maxsize=256)
+def _connection_table(
+    action: DpdAction, retransmit: RetransmitConfig
+) -> Mapping[ErrorKind, RecoveryDecision]:
+    """The shared table of a connection without explicit overrides."""
+    return _shared_table(dict(_dpd_rows(action, retransmit)))
+
+
+@functools.lru_cache(maxsize=256)
 def _dpd_rows(
     action: DpdAction, retransmit: RetransmitConfig
 ) -> tuple[tuple[ErrorKind, RecoveryDecision], ...]:
@@ -744,9 +752,13 @@ class ErrorHandler:
         policy, ``trap`` adds TRAP, ``clear`` keeps the default.  Explicit
         ``overrides`` win.
         """
+        if not overrides:  # every IKE SA of a gateway: one shared table per configuration
+            handler = cls(log_rate=log_rate, log_burst=log_burst, answer_rate=answer_rate,
+                          answer_burst=answer_burst)  # fmt: skip
+            handler._table = _connection_table(conn.dpd.action, conn.retransmit)
+            return handler
         table = dict(_dpd_rows(conn.dpd.action, conn.retransmit))
-        if overrides:
-            table.update(overrides)
+        table.update(overrides)
         return cls(
             table,
             log_rate=log_rate,
