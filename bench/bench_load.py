@@ -240,24 +240,24 @@ def handshakes_per_cpu_first(r: dict[str, Any]) -> float:
     return float(m["established"]) / float(m["responder_cpu_s"])
 
 
-def handshakes_per_cpu_after(r: dict[str, Any]) -> float:
-    """The same for the tunnels after ``--mark`` (with that many SAs up already)."""
+def _rate_after_mark(r: dict[str, Any], total: str, at_mark: str) -> float:
+    """Tunnels established after ``--mark`` per unit of ``r[total] - mark[at_mark]``."""
     m = r.get("mark")
     if not m:
         return math.nan
-    cpu = float(r["responder_cpu_s"]) - float(m["responder_cpu_s"])
+    span = float(r[total]) - float(m[at_mark])
     n = r["established"] - m["established"]
-    return n / cpu if cpu > 0 and n > 0 else math.nan
+    return n / span if span > 0 and n > 0 else math.nan
+
+
+def handshakes_per_cpu_after(r: dict[str, Any]) -> float:
+    """The same for the tunnels after ``--mark`` (with that many SAs up already)."""
+    return _rate_after_mark(r, "responder_cpu_s", "responder_cpu_s")
 
 
 def wall_rate_after(r: dict[str, Any]) -> float:
     """Tunnels per second of wall time after ``--mark`` (generator's clock)."""
-    m = r.get("mark")
-    if not m:
-        return math.nan
-    wall = float(r["wall"]) - float(m["elapsed"])
-    n = r["established"] - m["established"]
-    return n / wall if wall > 0 and n > 0 else math.nan
+    return _rate_after_mark(r, "wall", "elapsed")
 
 
 def generator_ms_first(r: dict[str, Any]) -> float:

@@ -27,6 +27,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
+from ..config.model import is_any_identity
 from ..constants import CertEncoding, IdType
 from ..dn import name_to_string, split_dn
 from ..ikev2.errors import ParseError
@@ -465,7 +466,7 @@ def match_id_pattern(pattern: str, ident: IdPayload) -> bool:
     matches nothing.
     """
     text = pattern.strip()
-    if text in ("%any", "%any6", "*"):
+    if text and is_any_identity(text):
         return True
     forced: int | None = None
     prefix, sep, rest = text.partition(":")

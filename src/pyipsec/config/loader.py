@@ -76,6 +76,7 @@ from .model import (
     SendCert,
     StartAction,
     TrafficSelectorSpec,
+    is_any_identity,
     is_eap,
 )
 
@@ -417,14 +418,10 @@ def _metrics(v: object) -> str:
     return s
 
 
-#: Identities that match any peer (not parsed as an identity).
-_ANY_IDS = ("", "%any", "%any6", "*")
-
-
 def _identity(v: object) -> str:
     """An identity string, checked with the parser the IKE core uses (RFC 7296 §3.5)."""
     text = _str(v)
-    if text.strip() not in _ANY_IDS:
+    if not is_any_identity(text):
         try:
             IdPayload.from_string(text.strip())
         except ValueError as e:
@@ -876,7 +873,7 @@ def _eap(
     remote_eap_id = remote.get("eap_id", _eap_id, "")
     if local_eap_id and not is_eap(la):
         local.ctx.err(local.at("eap_id"), 'only with an EAP local.auth (e.g. "eap-mschapv2")')
-    if local_eap_id in _ANY_IDS[1:]:
+    if local_eap_id and is_any_identity(local_eap_id):
         local.ctx.err(local.at("eap_id"), "must be our EAP identity, not a wildcard")
     if remote_eap_id and not is_eap(ra):
         remote.ctx.err(remote.at("eap_id"), 'only with an EAP remote.auth (e.g. "eap-mschapv2")')

@@ -115,6 +115,16 @@ AuthKind = Literal["psk", "pubkey", "eap", "eap-md5", "eap-mschapv2", "eap-tls",
 EAP_AUTH_KINDS: tuple[AuthKind, ...] = ("eap", "eap-md5", "eap-mschapv2", "eap-tls", "eap-radius")
 
 
+#: Configured identities (``remote.id``, ``eap_id``) that accept every peer identity:
+#: swanctl's ``%any``, ``%any6`` and ``*``, and the empty (unset) value.
+ANY_IDENTITY = frozenset(("", "%any", "%any6", "*"))
+
+
+def is_any_identity(text: str) -> bool:
+    """A configured identity that accepts every peer (:data:`ANY_IDENTITY`)."""
+    return text.strip() in ANY_IDENTITY
+
+
 def is_eap(kind: str) -> bool:
     """Whether an auth kind is EAP (RFC 7296 §2.16): the initiator authenticates with an
     EAP conversation in extra IKE_AUTH rounds instead of an AUTH payload."""

@@ -26,19 +26,14 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..config.model import ConnectionConfig
-from .constants import IdType
+from ..config.model import ConnectionConfig, is_any_identity
 from .payloads import IdPayload
-from .tasks.common import parse_identity
+from .tasks.common import identity_key, parse_identity
 
 __all__ = ["ConnectionIndex", "ConnectionTable", "addr_ok"]
 
 #: remote_addrs / local_addrs entries that accept every address
 _ANY_ADDRESS = frozenset(("%any", "%any4", "%any6", "0.0.0.0/0", "::/0"))
-#: remote.id values that accept every identity
-_ANY_ID = frozenset(("", "%any", "%any6", "*"))
-#: identity types compared without case (FQDN, RFC 822 address: DNS names, RFC 4343)
-_CASELESS = (IdType.ID_FQDN, IdType.ID_RFC822_ADDR)
 
 
 class ConnectionTable(dict[str, ConnectionConfig]):
@@ -135,21 +130,16 @@ def _exact_addresses(addrs: tuple[str, ...]) -> list[str] | None:
     return out or None
 
 
-def _identity_key(id_type: int, data: bytes) -> tuple[int, bytes]:
-    return (id_type, data.lower() if id_type in _CASELESS else data)
-
-
 def _exact_identity(conn: ConnectionConfig) -> tuple[int, bytes] | None:
     """The key of the one identity a connection accepts (shared-key peers with a
     concrete ``remote.id``), None when it accepts patterns or any identity."""
-    rid = conn.remote_id.strip()
-    if conn.remote_auth == "pubkey" or rid in _ANY_ID:
+    if conn.remote_auth == "pubkey" or is_any_identity(conn.remote_id):
         return None
     try:
-        want = parse_identity(rid)
+        want = parse_identity(conn.remote_id.strip())
     except ValueError:
         return None
-    return _identity_key(want.id_type, want.data)
+    return identity_key(want.id_type, want.data)
 
 
 class ConnectionIndex:
@@ -214,7 +204,7 @@ class ConnectionIndex:
         """The connections between these addresses that may accept the identity
         ``ident`` (its exact match and every pattern or %any one), in configuration
         order; the caller still checks the identity itself."""
-        exact = self._by_id.get(_identity_key(ident.id_type, ident.data), ())
+        exact = self._by_id.get(identity_key(ident.id_type, ident.data), ())
         wild = self._id_wild
         cands: Iterable[int] = heapq.merge(exact, wild) if exact and wild else exact or wild
         return [self._conns[i] for i in cands if self._addresses_ok(i, local_ip, remote_ip)]

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from ...auth.certs import build_certreq
-from ...config.model import ConnectionConfig
+from ...config.model import ConnectionConfig, is_any_identity
 from ...crypto.keys import ChildSuite, IkeSuite
 from ...nat import NatDetection, NatResult
 from ..constants import CertEncoding, IdType, NotifyType, PayloadType, TransformType
@@ -33,7 +33,6 @@ from ..proposals import (
 
 log = logging.getLogger("pyipsec.ike")
 
-_ANY_ID = ("", "%any", "%any6", "*")
 
 
 # --------------------------------------------------------------------------- proposals
@@ -226,19 +225,21 @@ def id_body(p: IdPayload) -> bytes:
     return bytes([p.id_type & 0xFF, 0, 0, 0]) + p.data
 
 
+def identity_key(id_type: int, data: bytes) -> tuple[int, bytes]:
+    """What two identities are compared by: type and data, DNS names (FQDN, RFC 822
+    address) without case."""
+    return (id_type, data.lower() if id_type in (IdType.ID_FQDN, IdType.ID_RFC822_ADDR) else data)
+
+
 def identity_matches(configured: str, got: IdPayload) -> bool:
     """True when the peer identity ``got`` is acceptable for ``configured``."""
-    if configured.strip() in _ANY_ID:
+    if is_any_identity(configured):
         return True
     try:
         want = parse_identity(configured)
     except ValueError:
         return False
-    if want.id_type == got.id_type:
-        if want.id_type in (IdType.ID_FQDN, IdType.ID_RFC822_ADDR):
-            return want.data.lower() == got.data.lower()
-        return want.data == got.data
-    return False
+    return identity_key(want.id_type, want.data) == identity_key(got.id_type, got.data)
 
 
 def conn_matches_id(conn: ConnectionConfig, got: IdPayload) -> bool:

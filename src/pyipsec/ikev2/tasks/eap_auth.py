@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, ParamSpec
 
-from ...config.model import ConnectionConfig, is_eap
+from ...config.model import ANY_IDENTITY, ConnectionConfig, is_eap
 from ...constants import EapCode, IdType
 from ...eap.base import (
     BackendReply,
@@ -82,7 +82,7 @@ MAX_ROUNDS = 256
 #: EAP Types an EAP-only initiator accepts (RFC 5998 §4: mutual, key-generating,
 #: dictionary-attack resistant -- of ours, EAP-TLS), besides Identity and Notification
 EAP_ONLY_TYPES = frozenset({EapType.IDENTITY, EapType.NOTIFICATION, EapType.TLS})
-_WILDCARDS = ("%any", "%any6", "*")
+_WILDCARDS = ANY_IDENTITY - {""}  # set, but to anyone
 _P = ParamSpec("_P")
 
 

@@ -50,7 +50,13 @@ from ...auth.signatures import (
     verify_auth,
 )
 from ...auth.trust import validate_chain
-from ...config.model import ConnectionConfig, LocalCredentials, RemoteTrust, is_eap
+from ...config.model import (
+    ConnectionConfig,
+    LocalCredentials,
+    RemoteTrust,
+    is_any_identity,
+    is_eap,
+)
 from ...crypto.keys import configured_psk_auth, psk_auth, signed_octets
 from ...dn import name_to_string
 from ...recovery import ErrorKind, kind_for_exception
@@ -82,7 +88,6 @@ from .common import (
 if TYPE_CHECKING:
     from ..sa import IkeSa
 
-_ANY = ("", "%any", "%any6", "*")
 
 
 def _auth_value(
@@ -286,7 +291,7 @@ def _verify_peer(
             )
             check_id_binding(ident, cert)
             candidates = []
-        if conn.remote_id.strip() not in _ANY and not match_id_pattern(conn.remote_id, ident):
+        if not is_any_identity(conn.remote_id) and not match_id_pattern(conn.remote_id, ident):
             return f"identity {who} does not match {conn.remote_id!r}"
         octets = _octets(sa, message, nonce_peer, sk_p, ident)
         if cert is not None:
@@ -320,7 +325,7 @@ def _verify_peer(
 def _ids_ok(conn: ConnectionConfig, ident: IdPayload) -> bool:
     """Whether ``ident`` may be the peer of ``conn``: wildcards for public-key peers."""
     if conn.remote_auth == "pubkey":
-        return conn.remote_id.strip() in _ANY or match_id_pattern(conn.remote_id, ident)
+        return is_any_identity(conn.remote_id) or match_id_pattern(conn.remote_id, ident)
     return conn_matches_id(conn, ident)
 
 
@@ -367,7 +372,7 @@ class IkeAuth(Task):
             payloads.append((PayloadType.NOTIFY, NotifyPayload(0, b"", NotifyType.INITIAL_CONTACT)))
         payloads += certreq_payloads(conn)
         pattern = conn.remote_auth == "pubkey" and any(c in conn.remote_id for c in "*/")
-        if conn.remote_id.strip() not in _ANY and not pattern:
+        if not is_any_identity(conn.remote_id) and not pattern:
             with contextlib.suppress(ValueError):
                 payloads.append((PayloadType.IDr, parse_identity(conn.remote_id)))
         payloads += auth_payloads[-1:]
@@ -572,7 +577,7 @@ def select_conn(
                 continue
         ok.append(conn)
     fits = [c for c in ok if is_eap(c.remote_auth) == eap]
-    specific = [c for c in fits if c.remote_id.strip() not in _ANY]
+    specific = [c for c in fits if not is_any_identity(c.remote_id)]
     best = specific or fits
     if best:
         return best[0]
