@@ -728,8 +728,10 @@ class ErrorHandler:
         log_burst: int = 5,
         answer_rate: float = 1.0,
         answer_burst: int = 10,
+        table: Mapping[ErrorKind, RecoveryDecision] | None = None,
     ) -> None:
-        self._table = _shared_table(overrides)
+        """``table``: an already shared table (instead of ``overrides``)."""
+        self._table = _shared_table(overrides) if table is None else table
         self._log_params = (log_rate, log_burst)
         self._answer_params = (answer_rate, answer_burst)
         self._limits: dict[ErrorKind, _Limits] = {}
@@ -753,10 +755,9 @@ class ErrorHandler:
         ``overrides`` win.
         """
         if not overrides:  # every IKE SA of a gateway: one shared table per configuration
-            handler = cls(log_rate=log_rate, log_burst=log_burst, answer_rate=answer_rate,
-                          answer_burst=answer_burst)  # fmt: skip
-            handler._table = _connection_table(conn.dpd.action, conn.retransmit)
-            return handler
+            return cls(log_rate=log_rate, log_burst=log_burst, answer_rate=answer_rate,
+                       answer_burst=answer_burst,
+                       table=_connection_table(conn.dpd.action, conn.retransmit))  # fmt: skip
         table = dict(_dpd_rows(conn.dpd.action, conn.retransmit))
         table.update(overrides)
         return cls(

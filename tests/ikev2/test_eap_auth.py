@@ -165,8 +165,8 @@ def _corrupt(monkeypatch: pytest.MonkeyPatch, which: str) -> None:
     """Make one side's final AUTH wrong: the initiator's ("i") or the responder's."""
     orig = eap_auth.auth_value
 
-    def wrong(sa: Any, key: bytes, message: bytes, *rest: Any) -> bytes:
-        value = orig(sa, key, message, *rest)
+    def wrong(sa: Any, key: bytes, message: bytes, *rest: Any, **kw: Any) -> bytes:
+        value = orig(sa, key, message, *rest, **kw)
         ours = message == (sa.msg1 if sa.initiator else sa.msg2)
         if ours and (sa.initiator == (which == "i")):
             return bytes(b ^ 1 for b in value)

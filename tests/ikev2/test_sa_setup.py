@@ -127,18 +127,18 @@ def test_initiator_rejects_responder_auth() -> None:
 
     a, b = conn_pair()
     h = Harness(a, b)
-    real = auth._auth_value
+    real = auth.auth_value
 
-    def bad(sa, psk, *rest):  # type: ignore[no-untyped-def]
+    def bad(sa, psk, *rest, **kw):  # type: ignore[no-untyped-def]
         if not sa.initiator and rest[0] is sa.msg2:
             psk = b"wrong"
-        return real(sa, psk, *rest)
+        return real(sa, psk, *rest, **kw)
 
-    auth._auth_value = bad  # type: ignore[assignment]
+    auth.auth_value = bad  # type: ignore[assignment]
     try:
         h.up()
     finally:
-        auth._auth_value = real  # type: ignore[assignment]
+        auth.auth_value = real  # type: ignore[assignment]
     (fa,) = h.a.of(IkeSaFailed)
     assert fa.notify == NotifyType.AUTHENTICATION_FAILED
     # the initiator told the responder with an INFORMATIONAL delete

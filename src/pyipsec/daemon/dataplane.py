@@ -711,10 +711,9 @@ class DataPlane:
         if ok:
             c.packets_out += 1
             c.bytes_out += inner
-            self.changed[c] = None
         else:
             c.drops_send += 1
-            self.changed[c] = None
+        self.changed[c] = None
 
     def trap(self, trap: TrapPolicy, flow: Flow) -> None:
         """A packet hit a trap policy: dropped; reported (TrapHit) unless held down."""

@@ -42,7 +42,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from ..config.loader import parse_metrics_address
 from ..ikev2 import events as ev
-from ..ikev2.state import IKE_FINAL, IKE_HALF_OPEN, ChildSaState, IkeSaState
+from ..ikev2.state import IKE_FINAL, ChildSaState, IkeSaState
 from ..recovery import ErrorKind
 from .dataplane import ChildState, DropCounters
 
@@ -60,7 +60,6 @@ HANDSHAKE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10
 #: existed already, or the core re-initiated on its own much later)
 HANDSHAKE_MAX_AGE = 120.0
 
-HALF_OPEN = IKE_HALF_OPEN
 #: per Child SA counters, in this order
 TRAFFIC_FIELDS = (
     "bytes_in",

@@ -53,9 +53,7 @@ def route_selector(
 
 
 @functools.lru_cache(maxsize=4096)
-@functools.lru_cache(maxsize=4096)
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The address of a peer (asked per IKE datagram: peers repeat, parsed once)."""
     with contextlib.suppress(ValueError):
         return ipaddress.ip_address(text)
     return None

@@ -765,9 +765,7 @@ def sweep_frozen_garbage() -> bool:
     global _frozen_after_sweep
     frozen = gc.get_freeze_count()
     if frozen < FROZEN_SWEEP_MIN or frozen < FROZEN_SWEEP_GROWTH * _frozen_after_sweep:
-        return False
-    if os.environ.get("PYIPSEC_GC") == "default":
-        return False
+        return False  # also always with PYIPSEC_GC=default: nothing is frozen then
     gc.unfreeze()
     found = gc.collect()
     gc.freeze()

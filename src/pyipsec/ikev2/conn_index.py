@@ -146,7 +146,7 @@ class ConnectionIndex:
     """Address and identity indexes over one version of a :class:`ConnectionTable`."""
 
     __slots__ = ("_any_remote", "_by_id", "_by_local", "_by_remote", "_conns", "_id_wild",
-                 "_ranged")  # fmt: skip
+                 "_is_id_wild", "_ranged")  # fmt: skip
 
     def __init__(self, conns: Mapping[str, ConnectionConfig]) -> None:
         self._conns = list(conns.values())
@@ -155,6 +155,7 @@ class ConnectionIndex:
         self._any_remote: list[int] = []
         self._by_id: dict[tuple[int, bytes], list[int]] = {}
         self._id_wild: list[int] = []
+        self._is_id_wild = [False] * len(self._conns)
         self._by_local: dict[str, list[int]] = {}  # _any_remote filtered per local IP
         for i, c in enumerate(self._conns):
             remote = tuple(c.remote_addrs)
@@ -169,6 +170,7 @@ class ConnectionIndex:
             key = _exact_identity(c)
             if key is None:
                 self._id_wild.append(i)
+                self._is_id_wild[i] = True
             else:
                 self._by_id.setdefault(key, []).append(i)
 
@@ -187,8 +189,8 @@ class ConnectionIndex:
         c = self._conns[i]
         return addr_ok(tuple(c.local_addrs), local_ip) and addr_ok(tuple(c.remote_addrs), remote_ip)
 
-    def for_addresses(self, local_ip: str, remote_ip: str) -> list[ConnectionConfig]:
-        """The connections between these addresses, in configuration order."""
+    def _address_indices(self, local_ip: str, remote_ip: str) -> list[int]:
+        """The positions of the connections between these addresses, in order."""
         specific = [
             i
             for i in (*self._by_remote.get(_normal_ip(remote_ip), ()), *self._ranged)
@@ -196,15 +198,28 @@ class ConnectionIndex:
         ]
         anywhere = self._local_any_remote(local_ip)
         if not specific:
-            return [self._conns[i] for i in anywhere]
+            return anywhere
         specific.sort()
-        return [self._conns[i] for i in heapq.merge(specific, anywhere)]
+        return list(heapq.merge(specific, anywhere))
 
-    def for_peer(self, local_ip: str, remote_ip: str, ident: IdPayload) -> list[ConnectionConfig]:
+    def for_addresses(self, local_ip: str, remote_ip: str) -> list[ConnectionConfig]:
+        """The connections between these addresses, in configuration order."""
+        return [self._conns[i] for i in self._address_indices(local_ip, remote_ip)]
+
+    def for_peer(
+        self, local_ip: str, remote_ip: str, ident: IdPayload
+    ) -> list[ConnectionConfig]:
         """The connections between these addresses that may accept the identity
         ``ident`` (its exact match and every pattern or %any one), in configuration
-        order; the caller still checks the identity itself."""
+        order; the caller still checks the identity itself.  Walks the shorter of the
+        address and the identity candidates (a hub of certificate branches has many
+        pattern connections but one per address; a road-warrior gateway the reverse)."""
         exact = self._by_id.get(identity_key(ident.id_type, ident.data), ())
         wild = self._id_wild
+        by_address = self._address_indices(local_ip, remote_ip)
+        if len(by_address) <= len(exact) + len(wild):
+            same = set(exact)
+            is_wild = self._is_id_wild
+            return [self._conns[i] for i in by_address if is_wild[i] or i in same]
         cands: Iterable[int] = heapq.merge(exact, wild) if exact and wild else exact or wild
         return [self._conns[i] for i in cands if self._addresses_ok(i, local_ip, remote_ip)]

@@ -1027,9 +1027,7 @@ class IkeManager:
     def half_open_status(self) -> dict[str, int]:
         """Half-open responders (§2.6): their number, the bytes they hold (``bytes``,
         its ``peak`` so far) and the byte budget (``half_open_memory``, 0 = none)."""
-        m = self.half_open_memory
-        return {"sas": self._half_open_count(), "bytes": m.total, "peak": m.peak,
-                "budget": m.budget}
+        return {"sas": self._half_open_count(), **self.half_open_memory.status()}
 
     def _half_open_bytes_recount(self) -> int:
         """The half-open bytes added up from scratch (O(n): tests and benchmarks)."""

@@ -307,10 +307,12 @@ def _final_auth(sa: IkeSa, st: EapServer, msg: Message, now: float) -> PayloadLi
     if auth is None:
         return _refuse(sa, now, "no AUTH after EAP Success")
     key_i = st.msk or sa.keys.sk_pi
-    if not shared_key_verifies(sa, key_i, auth, sa.msg1, sa.nr, sa.keys.sk_pi, st.idi):
+    if not shared_key_verifies(
+        sa, key_i, auth, sa.msg1, sa.nr, sa.keys.sk_pi, st.idi, configured=False
+    ):
         return _refuse(sa, now, f"AUTH of {_who(st)} after EAP does not verify")
     key_r = st.msk or sa.keys.sk_pr
-    ours = auth_value(sa, key_r, sa.msg2, sa.ni, sa.keys.sk_pr, st.idr)
+    ours = auth_value(sa, key_r, sa.msg2, sa.ni, sa.keys.sk_pr, st.idr, configured=False)
     # §2.16: policy (here INITIAL_CONTACT, status) follows the authenticated identity
     ike_id = identity_str(st.idi)
     sa.remote_id = _who(st)
@@ -425,7 +427,9 @@ class EapRound(Task):
             peer_refused(sa, msg, now, "no AUTH in the last IKE_AUTH response")
             return
         key = client.msk or sa.keys.sk_pr
-        if not shared_key_verifies(sa, key, auth, sa.msg2, sa.ni, sa.keys.sk_pr, client.idr):
+        if not shared_key_verifies(
+            sa, key, auth, sa.msg2, sa.ni, sa.keys.sk_pr, client.idr, configured=False
+        ):
             why = "responder AUTH after EAP does not verify"
             sa.on_error(ErrorKind.AUTHENTICATION_FAILED, now, why)
             sa.fail(now, why, NotifyType.AUTHENTICATION_FAILED, send_delete=True)
@@ -461,7 +465,7 @@ def _next_round(sa: IkeSa, client: EapClient, msg: Message, now: float) -> None:
         assert sa.keys is not None
         client.msk = step.msk
         key = step.msk or sa.keys.sk_pi
-        ours = auth_value(sa, key, sa.msg1, sa.nr, sa.keys.sk_pi, client.idi)
+        ours = auth_value(sa, key, sa.msg1, sa.nr, sa.keys.sk_pi, client.idi, configured=False)
         sa.log.info("EAP succeeded (%s MSK)", "with" if step.msk else "no")
         sa.enqueue(EapRound(sa, client, AuthPayload(AuthMethod.PSK, ours)), now, front=True)
         return

@@ -90,22 +90,23 @@ if TYPE_CHECKING:
 
 
 
-def _auth_value(
+def auth_value(
     sa: IkeSa,
-    psk: bytes,
+    key: bytes,
     message: bytes,
     nonce_peer: bytes,
     sk_p: bytes,
     idp: IdPayload,
     *,
-    configured: bool = True,
+    configured: bool,
 ) -> bytes:
-    """The PSK AUTH value (§2.15): prf(prf(Shared Secret, "Key Pad for IKEv2"), octets).
-    ``configured``: ``psk`` is a key of the configuration, whose padded form may be kept
-    (:func:`~pyipsec.crypto.keys.configured_psk_auth`); never for a per-session key."""
+    """The shared-key AUTH value (§2.15): prf(prf(key, "Key Pad for IKEv2"), octets).
+    ``configured``: ``key`` is the PSK of the configuration, whose padded form may be
+    kept (:func:`~pyipsec.crypto.keys.configured_psk_auth`); False for a per-session
+    key (EAP's MSK, or SK_pi/SK_pr when the method has none, §2.16), never kept."""
     assert sa.suite is not None
     octets = _octets(sa, message, nonce_peer, sk_p, idp)
-    return (configured_psk_auth if configured else psk_auth)(sa.suite.prf_id, psk, octets)
+    return (configured_psk_auth if configured else psk_auth)(sa.suite.prf_id, key, octets)
 
 
 def shared_key_verifies(
@@ -117,14 +118,13 @@ def shared_key_verifies(
     sk_p: bytes,
     idp: IdPayload,
     *,
-    configured: bool = False,
+    configured: bool,
 ) -> bool:
     """Whether ``auth`` is the shared-key AUTH (§2.15) of ``key`` over these octets:
     the PSK (``configured``), or with EAP the MSK / SK_p (§2.16)."""
     if auth.method != AuthMethod.PSK:
         return False
-    compute = _auth_value if configured else auth_value
-    want = compute(sa, key, message, nonce_peer, sk_p, idp)
+    want = auth_value(sa, key, message, nonce_peer, sk_p, idp, configured=configured)
     return hmac.compare_digest(want, auth.data)
 
 
@@ -208,7 +208,7 @@ def _our_auth(
     """Our [CERT+] and AUTH payloads (§2.15).  Raises AuthError/ValueError (a local
     credential that cannot sign for this peer)."""
     if conn.local_auth != "pubkey":
-        auth = _auth_value(sa, conn.psk, message, nonce_peer, sk_p, ours)
+        auth = auth_value(sa, conn.psk, message, nonce_peer, sk_p, ours, configured=True)
         return [(PayloadType.AUTH, AuthPayload(AuthMethod.PSK, auth))]
     creds = choose_credentials(sa, conn)
     out: PayloadList = []
@@ -596,8 +596,6 @@ def respond(sa: IkeSa, msg: Message, now: float) -> PayloadList:
     assert sa.keys is not None
     idi = msg.get(PayloadType.IDi)
     auth = msg.get(PayloadType.AUTH)
-    if idi is not None and auth is None:
-        return _auth_failed(sa, now, "the initiator wants EAP (no AUTH in IKE_AUTH)")
     if msg.get(PayloadType.EAP) is not None:
         return _auth_failed(sa, now, "EAP payload next to AUTH in the first IKE_AUTH request")
     if idi is None or auth is None:
@@ -668,14 +666,6 @@ def _respond_first_child(sa: IkeSa, msg: Message, now: float) -> PayloadList:
             f"first child refused: {exc}",
         )
         return [(PayloadType.NOTIFY, NotifyPayload(0, b"", exc.notify, exc.data))]
-
-
-def auth_value(
-    sa: IkeSa, key: bytes, message: bytes, nonce_peer: bytes, sk_p: bytes, idp: IdPayload
-) -> bytes:
-    """The shared-key AUTH value (§2.15) with ``key``: the PSK, or with EAP the MSK
-    (SK_pi/SK_pr when the method has none, §2.16): a per-session key, never kept."""
-    return _auth_value(sa, key, message, nonce_peer, sk_p, idp, configured=False)
 
 
 def _auth_failed(sa: IkeSa, now: float, reason: str) -> PayloadList:
