@@ -156,3 +156,16 @@ def test_nak_types_refuses_other_types() -> None:
 def test_type_name() -> None:
     assert type_name(26) == "MSCHAPV2"
     assert type_name(99) == "EapType(99)"
+
+
+def test_code_of_well_formed_packets_only() -> None:
+    from pyipsec.eap.packet import code_of
+
+    ok = success(7)
+    assert code_of(ok) == EapCode.SUCCESS
+    assert code_of(ok + b"\x00") == EapCode.SUCCESS  # octets after Length: ignored
+    assert code_of(ok + b"\x00", exact=True) is None  # RADIUS: the whole packet only
+    assert code_of(ok, exact=True) == EapCode.SUCCESS
+    assert code_of(b"\x01\x07\x00\x04") is None  # a Request without a Type
+    assert code_of(b"\x09\x07\x00\x04") is None  # an unknown Code
+    assert code_of(b"\x03\x07") is None

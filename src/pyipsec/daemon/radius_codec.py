@@ -18,7 +18,6 @@ import functools
 import hashlib
 import io
 import ipaddress
-import struct
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -28,6 +27,7 @@ import pyrad.packet
 
 from ..constants import EapCode
 from ..eap.base import BackendReply, BackendVerdict
+from ..eap.packet import code_of
 
 __all__ = [
     "ACCESS_ACCEPT",
@@ -262,16 +262,11 @@ def msk_from_mppe(recv_key: bytes, send_key: bytes) -> bytes:
     return msk + bytes(max(0, MSK_MIN_LENGTH - len(msk)))
 
 
-def _eap_code(eap: bytes) -> int | None:
-    """The Code of a well-formed EAP packet (RFC 3748 §4: Length covers it), else None."""
-    if len(eap) < 4 or struct.unpack("!H", eap[2:4])[0] != len(eap):
-        return None
-    return eap[0]
 
 
 def _accept(answer: RadiusAnswer, request: RadiusRequest) -> BackendReply:
     """Access-Accept: the EAP-Success it carries and the MSK from the MPPE keys."""
-    if answer.eap and _eap_code(answer.eap) != EapCode.SUCCESS:
+    if answer.eap and code_of(answer.eap, exact=True) != EapCode.SUCCESS:
         why = "Access-Accept whose EAP-Message is not an EAP-Success (RFC 3579 §2.6.3)"
         return BackendReply(BackendVerdict.REJECT, reason=why)
     msk = b""
@@ -299,11 +294,11 @@ def interpret(answer: RadiusAnswer, request: RadiusRequest) -> BackendReply:
     msg = answer.reply_message.decode("utf-8", "replace")
     said = f" (Reply-Message {msg!r})" if msg else ""
     if answer.code == ACCESS_CHALLENGE:
-        if _eap_code(answer.eap) != EapCode.REQUEST:
+        if code_of(answer.eap, exact=True) != EapCode.REQUEST:
             why = "Access-Challenge without a well-formed EAP Request (RFC 3579 §2.6.1)"
             return BackendReply(BackendVerdict.REJECT, reason=why)
         return BackendReply(BackendVerdict.CHALLENGE, eap=answer.eap)
     if answer.code == ACCESS_ACCEPT:
         return _accept(answer, request)
-    eap = answer.eap if _eap_code(answer.eap) == EapCode.FAILURE else b""
+    eap = answer.eap if code_of(answer.eap, exact=True) == EapCode.FAILURE else b""
     return BackendReply(BackendVerdict.REJECT, eap=eap, reason=f"Access-Reject{said}")

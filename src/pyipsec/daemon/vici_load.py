@@ -31,7 +31,7 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..config.loader import ConfigError, _check_radius_servers, _Ctx
+from ..config.loader import ConfigError, _check_pool_refs, _check_radius_servers, _Ctx
 from ..config.model import ConnectionConfig
 from .commands import unsupported_config
 from .control import ControlError
@@ -113,16 +113,9 @@ class ViciLoader:
                 f"connection '{conn.name}' is defined in the configuration file "
                 f"{self.d.config_path or ''}; VICI does not replace it (hint: rename it)"
             )
-        known = {p.name for p in self.d.config.pools}
-        for name in conn.pools:
-            if name not in known:
-                return (
-                    f"connections.{conn.name}.pools: unknown pool {name!r} (hint: load it "
-                    "first: swanctl --load-pools; or define [pools.NAME] in the "
-                    "configuration file)"
-                )
         alone = replace(self.d.config, connections=(conn,))
         ctx = _Ctx()
+        _check_pool_refs(ctx, [conn], self.d.config.pools)  # swanctl --load-pools first
         _check_radius_servers(ctx, alone)  # eap-radius: [eap_radius] of the file
         issues = ctx.errors + unsupported_config(alone)
         return "; ".join(str(i) for i in issues)

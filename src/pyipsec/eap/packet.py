@@ -26,6 +26,7 @@ from .base import EapError
 __all__ = [
     "EapPacket",
     "EapType",
+    "code_of",
     "expanded_nak",
     "expanded_type",
     "failure",
@@ -120,6 +121,19 @@ def parse(data: bytes) -> EapPacket:
         raise EapError("EAP Request/Response without a Type")
     type_data = bytes(data[HEADER_LEN + 1 : length])
     return EapPacket(EapCode(code), identifier, data[HEADER_LEN], type_data)
+
+
+def code_of(data: bytes, *, exact: bool = False) -> int | None:
+    """The Code of a well-formed EAP packet (RFC 3748 §4), else None.  ``exact``: its
+    Length must also cover exactly the octets given (RFC 3579 §3.1: RADIUS carries
+    whole EAP packets in its EAP-Message attributes)."""
+    try:
+        packet = parse(data)
+    except EapError:
+        return None
+    if exact and _HDR.unpack_from(data)[2] != len(data):
+        return None
+    return packet.code
 
 
 def request(identifier: int, eap_type: int, data: bytes = b"") -> bytes:

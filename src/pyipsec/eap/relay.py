@@ -30,7 +30,16 @@ import enum
 from ..constants import EapCode
 from .base import BackendReply, BackendVerdict, EapError, EapStep, Outcome
 from .method import Rng
-from .packet import EapType, failure, identity_of, identity_response, parse, request, success
+from .packet import (
+    EapType,
+    code_of,
+    failure,
+    identity_of,
+    identity_response,
+    parse,
+    request,
+    success,
+)
 from .server import discard
 
 __all__ = ["RadiusRelayServer"]
@@ -115,7 +124,7 @@ class RadiusRelayServer:
     def _accept(self, reply: BackendReply) -> EapStep:
         if self._challenges == 0:
             return self._fail(b"", "Access-Accept before any EAP round reached the client")
-        code = _code_of(reply.eap)
+        code = code_of(reply.eap)
         if code == EapCode.FAILURE:
             return self._fail(reply.eap, "Access-Accept carrying an EAP-Failure")
         packet = reply.eap[:4] if code == EapCode.SUCCESS else success(self._last_response)
@@ -123,14 +132,6 @@ class RadiusRelayServer:
         return EapStep(packet, Outcome.SUCCESS, msk=reply.msk, identity=self._identity)
 
     def _fail(self, eap: bytes, reason: str) -> EapStep:
-        packet = eap[:4] if _code_of(eap) == EapCode.FAILURE else failure(self._last_response)
+        packet = eap[:4] if code_of(eap) == EapCode.FAILURE else failure(self._last_response)
         self._phase = _Phase.DONE
         return EapStep(packet, Outcome.FAILURE, identity=self._identity, reason=reason)
-
-
-def _code_of(eap: bytes) -> int | None:
-    """The Code of a well-formed EAP packet, else None."""
-    try:
-        return parse(eap).code
-    except EapError:
-        return None
