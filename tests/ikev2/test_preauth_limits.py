@@ -203,7 +203,7 @@ def test_cookies_per_source_ip_then_block_threshold() -> None:
     # leaving half-open (timeout) gives the counts back
     mgr.handle_timer(h.now + mgr.half_open_timeout + 1)
     assert mgr._half_open_count(A_IP) == 0 and mgr._half_open_count() == 0
-    assert mgr._half_open_by_ip == {} and mgr._half_open_ip == {}
+    assert mgr._half_open_by_ip == {} and mgr._half_open_responders == {}
 
 
 def test_global_half_open_limit_refuses_even_with_cookie() -> None:
@@ -240,7 +240,7 @@ def test_established_sa_leaves_the_per_ip_count() -> None:
     h.up()
     mgr = h.b.mgr
     assert len(h.b.of(IkeSaEstablished)) == 1
-    assert mgr._half_open_by_ip == {} and mgr._half_open_ip == {}
+    assert mgr._half_open_by_ip == {} and mgr._half_open_responders == {}
 
 
 def test_zero_spi_i_is_dropped() -> None:

@@ -152,11 +152,8 @@ class IkeManager:
         self.cookie_threshold_ip = cookie_threshold_ip  # from one IP before cookies
         self.block_threshold = block_threshold  # from one IP: more are dropped
         self._half_open_by_ip: dict[str, int] = {}  # half-open responders per peer IP
-        self._half_open_ip: dict[IkeSa, str] = {}  # the IP each one is counted under
-        # their bytes (cookies above a share of the budget, refusals at it) and what
-        # each was charged when created (its fragments are charged by its reassembler)
+        # their bytes (cookies above a share of the budget, refusals at it)
         self.half_open_memory = HalfOpenMemory(half_open_memory)
-        self._half_open_bytes: dict[IkeSa, int] = {}
         self._cookie_log = RateLimiter(1.0, 5)
         # RFC 7383 reassembly byte budgets, read by every IkeSa of this owner
         self.fragment_budget = FragmentBudget(
@@ -199,7 +196,9 @@ class IkeManager:
         self._by_remote_ip: _PeerIndex[str] = _PeerIndex()  # established, by peer IP
         self._responders: dict[tuple[bytes, Address], IkeSa] = {}  # until forgotten
         self._responder_key: dict[IkeSa, tuple[bytes, Address]] = {}
-        self._half_open_responders: set[IkeSa] = set()
+        # half-open responders: the IP each is counted under and what it was charged
+        # when created (its fragments are charged by its reassembler)
+        self._half_open_responders: dict[IkeSa, tuple[str, int]] = {}
         # ordered (dicts as ordered sets): what the core sends never depends on addresses
         self._keepalive_due: dict[IkeSa, None] = {}
         # SAs with datagrams, events or changed deadlines; the timer heap of all SAs
@@ -1005,10 +1004,8 @@ class IkeManager:
         self.half_open[key] = sa
         self._responders[key] = sa
         self._responder_key[sa] = key
-        self._half_open_responders.add(sa)
-        self._half_open_ip[sa] = ip
         self._half_open_by_ip[ip] = from_ip + 1
-        self._charge_half_open(sa)
+        self._charge_half_open(sa, ip)
 
     def _half_open_count(self, ip: str | None = None) -> int:
         """Half-open responder SAs: all of them, or those from peer address ``ip``."""
@@ -1016,11 +1013,12 @@ class IkeManager:
             return self._half_open_by_ip.get(ip, 0)
         return len(self._half_open_responders)
 
-    def _charge_half_open(self, sa: IkeSa) -> None:
-        """A new half-open responder: its objects and the IKE_SA_INIT messages it keeps
-        for AUTH (§2.15) are charged now, its fragments (RFC 7383) as they come."""
+    def _charge_half_open(self, sa: IkeSa, ip: str) -> None:
+        """A new half-open responder from ``ip``: its objects and the IKE_SA_INIT
+        messages it keeps for AUTH (§2.15) are charged now, its fragments (RFC 7383) as
+        they come."""
         charged = HALF_OPEN_SA_BYTES + len(sa.msg1) + len(sa.msg2)
-        self._half_open_bytes[sa] = charged
+        self._half_open_responders[sa] = (ip, charged)
         self.half_open_memory.charge(charged)
         sa.fragments.meter = self.half_open_memory
 
@@ -1031,7 +1029,7 @@ class IkeManager:
 
     def _half_open_bytes_recount(self) -> int:
         """The half-open bytes added up from scratch (O(n): tests and benchmarks)."""
-        return sum(c + sa.fragments.metered for sa, c in self._half_open_bytes.items())
+        return sum(c + sa.fragments.metered for sa, (_, c) in self._half_open_responders.items())
 
     # ------------------------------------------------------------------ cookies (§2.6)
 
@@ -1320,13 +1318,11 @@ class IkeManager:
     def _leave_half_open(self, sa: IkeSa) -> None:
         """``sa`` is no longer a half-open responder: the total and per-IP counts
         (cookie and block thresholds, §2.6) and the bytes it held go down."""
-        self._half_open_responders.discard(sa)
-        charged = self._half_open_bytes.pop(sa, None)
-        if charged is not None:
+        entry = self._half_open_responders.pop(sa, None)
+        if entry is not None:
+            ip, charged = entry
             sa.fragments.meter = None
             self.half_open_memory.charge(-(charged + sa.fragments.metered))
-        ip = self._half_open_ip.pop(sa, None)
-        if ip is not None:
             if self._half_open_by_ip[ip] > 1:
                 self._half_open_by_ip[ip] -= 1
             else:
