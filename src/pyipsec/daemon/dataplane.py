@@ -391,8 +391,8 @@ class DataPlane:
         # indexes so that installing, moving and removing one SA never walks them all
         self.by_ike: dict[int, dict[int, ChildState]] = {}  # IKE SA id -> spi_in -> SA
         self.peers = PeerIndex()  # the peers' IP addresses (routes must not capture them)
-        self._raw_users: dict[tuple[int, str], int] = {}  # (raw socket, peer IP) -> SAs
-        self._raw_sas: dict[int, int] = {}  # raw socket -> SAs using it (closed at 0)
+        # raw socket -> peer IP -> SAs using it (the socket is closed when none is left)
+        self._raw_users: dict[int, dict[str, int]] = {}
         self.spd: Spd[ChildState | TrapPolicy] = Spd()
         self.drops = DropCounters()
         # the SAs whose packet or ESP error counters changed since the last traffic
@@ -439,9 +439,8 @@ class DataPlane:
         self.by_ike.setdefault(state.ike_id, {})[info.spi_in] = state
         self.peers.add(remote[0])
         if raw is not None:
-            k = (id(raw), remote[0])
-            self._raw_users[k] = self._raw_users.get(k, 0) + 1
-            self._raw_sas[id(raw)] = self._raw_sas.get(id(raw), 0) + 1
+            peers = self._raw_users.setdefault(id(raw), {})
+            peers[remote[0]] = peers.get(remote[0], 0) + 1
         self.spd.add(info.spi_in, state.local_ts, state.remote_ts, state)
         self.trap_pending.pop((info.conn, info.child), None)
         if log_child.isEnabledFor(logging.INFO):  # formatting selectors is not free
@@ -489,18 +488,15 @@ class DataPlane:
     def _release_raw(self, state: ChildState) -> None:
         raw = state.raw
         assert raw is not None
-        k = (id(raw), state.remote[0])
-        left = self._raw_users.get(k, 0) - 1
-        if left > 0:
-            self._raw_users[k] = left
+        peers = self._raw_users.get(id(raw), {})
+        ip = state.remote[0]
+        if peers.get(ip, 0) > 1:
+            peers[ip] -= 1
         else:
-            self._raw_users.pop(k, None)
-            raw.forget(state.remote[0])
-        users = self._raw_sas.get(id(raw), 0) - 1
-        if users > 0:
-            self._raw_sas[id(raw)] = users
-        else:  # no SA needs it any more (a count: an uninstall never walks every SA)
-            self._raw_sas.pop(id(raw), None)
+            peers.pop(ip, None)
+            raw.forget(ip)
+        if not peers:  # no SA needs it any more (counts: an uninstall never walks the SAs)
+            self._raw_users.pop(id(raw), None)
             rs = self.raw.pop(int(raw.family), None)
             if rs is not None:
                 self.loop.remove_reader(rs.fd)
@@ -524,8 +520,13 @@ class DataPlane:
             self.peers.remove(c.remote[0])
             self.peers.add(new[0])
             if c.raw is not None:
-                for k, delta in (((id(c.raw), c.remote[0]), -1), ((id(c.raw), new[0]), 1)):
-                    self._raw_users[k] = self._raw_users.get(k, 0) + delta
+                peers = self._raw_users.setdefault(id(c.raw), {})
+                old = c.remote[0]
+                if peers.get(old, 0) > 1:
+                    peers[old] -= 1
+                else:
+                    peers.pop(old, None)
+                peers[new[0]] = peers.get(new[0], 0) + 1
             c.remote = new
             c.declined_src = None
 
