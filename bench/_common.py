@@ -81,6 +81,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_kib(pid: int | str = "self") -> int:
+    """``VmRSS`` of a process in KiB (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def header(what: str) -> str:
     """The first line of a report: what, when, and on which machine."""
     return (f"pyipsec {what} benchmark, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; "

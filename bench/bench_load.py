@@ -35,8 +35,9 @@ suggests: no stateless cookies and no per-address half-open limit below 10 x
 
 Per responder the table gives: established tunnels per second (generator's wall time,
 first initiate -> last Child SA), setup latency (median, p99, max), the generator's mean
-number of handshakes in flight (time-weighted; close to ``--inflight`` unless the
-generator itself held the pace), the responder's CPU
+number of handshakes in flight (time-weighted; ``--inflight`` unless ``--rate`` paces
+or the slots are not refilled: it does not show a CPU-bound generator, whose CPU per
+tunnel is a row of its own), the responder's CPU
 seconds per established tunnel (``/proc/PID/stat`` utime + stime, before the generator
 starts -> when it has finished; the whole thread group for charon), its memory per
 tunnel (``VmRSS`` delta / established, read while every tunnel is still up), and what
@@ -94,6 +95,7 @@ from _common import (  # first: it puts src/ and the repository root on sys.path
     header,
     median,
     missing_requirements,
+    rss_kib,
     run_bench,
     run_cleanups,
     stop_process,
@@ -117,17 +119,6 @@ LABELS = {"pyipsec": "pyipsec", REUSE: "pyipsec+reuse", "strongswan": "strongSwa
 CONN = "load"
 CHILD = "net"
 LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
-
-
-def rss_kib(pid: int) -> int:
-    """``VmRSS`` of a process in KiB (0 when it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def pyipsec_responder_toml(state: Path, *, proposal: str, esp: str, cookie_threshold: int,

@@ -49,10 +49,13 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from pathlib import Path
 from typing import Any
 
-from _common import header, peer_ip  # first: it puts src/ and the repository root on sys.path
+from _common import (  # first: it puts src/ and the repository root on sys.path
+    header,
+    peer_ip,
+    rss_kib,
+)
 
 # isort: split
 from tests.ikev2.harness import DetRng, det_ke_factory
@@ -215,7 +218,7 @@ def traced_per_sa(kind: str, n: int, count: int | None = None) -> tuple[float, I
 def calibrate(n: int) -> None:
     """Measure HALF_OPEN_SA_BYTES, FRAGMENT_OBJECT_BYTES and SET_OBJECT_BYTES again."""
     def messages(resp: IkeManager) -> float:
-        sas = list(resp._half_open_bytes)[40:]
+        sas = list(resp._half_open_responders)[40:]
         return sum(len(sa.msg1) + len(sa.msg2) for sa in sas) / len(sas)
 
     per_sa, resp = traced_per_sa("cookie", n)
@@ -226,7 +229,7 @@ def calibrate(n: int) -> None:
     rows = {}
     for k in (1, 8):
         grown, resp = traced_per_sa("fragments", n, k)
-        sets = [st for sa in list(resp._half_open_bytes)[40:] for st in sa.fragments.sets()]
+        sets = [st for sa in list(resp._half_open_responders)[40:] for st in sa.fragments.sets()]
         plain = sum(st.size for st in sets) / n
         body = sum(len(st.header.encrypted.body) for st in sets  # type: ignore[union-attr]
                    if st.header.encrypted is not None) / n
@@ -236,13 +239,6 @@ def calibrate(n: int) -> None:
     frag = (rows[8] - rows[1]) / 7
     print(f"FRAGMENT_OBJECT_BYTES: {frag:.0f} measured (constant {FRAGMENT_OBJECT_BYTES})")
     print(f"SET_OBJECT_BYTES: {rows[1] - frag:.0f} measured (constant {SET_OBJECT_BYTES})")
-
-
-def rss_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def run_flood(kind: str, budget: int, peers: int, trace: bool) -> dict[str, Any]:
@@ -274,11 +270,11 @@ def run_flood(kind: str, budget: int, peers: int, trace: bool) -> dict[str, Any]
         tracemalloc.stop()
         row.update(traced=current - traced0, traced_peak=peak - traced0)
         kept = sum(len(sa.msg1) + len(sa.msg2) + sa.fragments.metered
-                   for sa in resp._half_open_bytes)
-        row["per_sa"] = (current - traced0 - kept) / max(1, len(resp._half_open_bytes))
+                   for sa in resp._half_open_responders)
+        row["per_sa"] = (current - traced0 - kept) / max(1, len(resp._half_open_responders))
     errors = resp.error_status()
     status = resp.half_open_status()
-    charges = [HALF_OPEN_SA_BYTES + len(sa.msg1) + len(sa.msg2) for sa in resp._half_open_bytes]
+    charges = [charge for _, charge in resp._half_open_responders.values()]
     row.update(
         admitted=status["sas"], cookied=flood.cookied, fragments=flood.fragments_sent,
         refused=errors.get("half-open-limit", 0),

@@ -73,10 +73,13 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from _common import peer_ip, per_call  # first: it puts src/ and the repository root on sys.path
+from _common import (  # first: it puts src/ and the repository root on sys.path
+    peer_ip,
+    per_call,
+    rss_kib,
+)
 
 # isort: split
 from tests.ikev2.harness import DetRng, det_ke_factory
@@ -487,13 +490,6 @@ def steady_state(fleet: Fleet, seconds: float, rnd: random.Random) -> dict[str, 
         "n_ike": n_ike,
         "n_child": n_child,
     }
-
-
-def rss_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def memory_child(n: int) -> dict[str, float]:

@@ -24,12 +24,14 @@ result is one JSON object on stdout: ``established``, ``failed`` (and ``failures
 reason), ``retransmits`` (IKE requests we sent again, from the wire), ``cookies``
 (COOKIE challenges received), ``wall`` (first initiate -> last tunnel done),
 ``rate`` (established / wall), setup latency (initiate -> Child SA installed:
-``latency_ms`` median / p90 / p99 / max), ``inflight_mean`` (unfinished handshakes on
-average over ``wall``, time-weighted: below ``--inflight`` when the generator, not the
-responder, held the pace), ``select_timeouts`` (waits of 0.2 s that read nothing),
-``cpu_s`` and ``max_rss_mib`` (this process), ``errors`` (the core's non-zero error
-counters).  With ``--mark K`` a progress line ``{"mark": K, "established": K,
-"elapsed": ..., "cpu_s": ..., ...}`` comes first, as soon as K tunnels are established
+``latency_ms`` median / p90 / p99 / max), ``inflight_mean`` (started, unfinished
+handshakes on average over ``wall``, time-weighted: below ``--inflight`` only with
+``--rate`` pacing, at the end, or when the slots are not refilled; a CPU-bound generator
+keeps them full of handshakes whose answers wait in its socket buffer, so compare
+``cpu_s`` per tunnel for that), ``cpu_s`` and ``max_rss_mib`` (this process),
+``errors`` (the core's non-zero error counters).  With ``--mark K`` a progress line
+``{"mark": K, "established": K, "elapsed": ..., "cpu_s": ..., ...}`` comes first, as
+soon as K tunnels are established
 (the caller reads the responder's CPU time then); the result line is the one with
 ``tunnels``.  With ``--hold`` the SAs are kept (the loop keeps answering) until stdin
 reaches EOF, so that the caller can measure the responder with every tunnel up; then
@@ -161,9 +163,8 @@ class LoadGenerator:
         # time-weighted in-flight count: sum of len(inflight) * seconds, from first_start
         self._inflight_area = 0.0
         self._inflight_since: float | None = None
-        self.select_timeouts = 0  # selects that returned with nothing to read
-        self.started = 0
-        self._cpu0 = _cpu()
+        self.started = 0  # set again by run()
+        self._cpu0 = 0.0
 
     # ------------------------------------------------------------------ wire
 
@@ -239,8 +240,6 @@ class LoadGenerator:
 
     def _step(self, timeout: float) -> None:
         ready, _, _ = select.select(list(self.by_fd), [], [], max(0.0, timeout))
-        if not ready:
-            self.select_timeouts += 1
         for fd in ready:
             self._receive(*self.by_fd[fd])
 
@@ -355,7 +354,6 @@ class LoadGenerator:
                            "p99": round(percentile(self.latencies, 0.99), 1),
                            "max": round(max(self.latencies, default=0.0), 1)},
             "inflight_mean": round(self.mean_inflight(last), 1),
-            "select_timeouts": self.select_timeouts,
             "cpu_s": round(_cpu() - self._cpu0, 3),
             "max_rss_mib": round(_max_rss_kib() / 1024, 1),
             "errors": {k: v for k, v in self.mgr.error_status().items() if v},
