@@ -54,7 +54,17 @@ from tests.interop.strongswan import RIGHT_ID, Charon, swanctl_conf
 from tests.interop.topology import LEFT_SUBNET, RIGHT_OUTER, RIGHT_SUBNET
 
 import bench_load
-from bench_load import CHILD, CONN, LABELS, RESPONDERS, Bench, pyipsec_responder_toml
+from bench_load import (
+    CHILD,
+    CONN,
+    LABELS,
+    RESPONDERS,
+    Bench,
+    handshakes_per_cpu,
+    pyipsec_responder_toml,
+    ratio,
+)
+from bench_load import fmt as _fmt
 from pyipsec import pki
 
 CERT_LOADGEN = Path(__file__).resolve().parent / "cert_loadgen.py"
@@ -185,7 +195,7 @@ class CertBench(Bench):
                 print(f"{mode:10s} {LABELS[responder]:10s}: {res['established']}/"
                       f"{res['tunnels']} in {res['wall']:.1f} s, responder CPU "
                       f"{res['responder_cpu_s']:.2f} s "
-                      f"({handshakes_per_cpu_s(res):.0f} handshakes/CPU-s), "
+                      f"({handshakes_per_cpu(res):.0f} handshakes/CPU-s), "
                       f"{res['failed']} failed, {res['retransmits']} retransmits",
                       flush=True)
                 time.sleep(0.5)
@@ -193,16 +203,6 @@ class CertBench(Bench):
 
     def report(self) -> str:
         return cert_report(self.args, self.by_mode)
-
-
-def handshakes_per_cpu_s(r: dict[str, Any]) -> float:
-    """Established handshakes per responder CPU-second (NaN without CPU)."""
-    cpu = float(r.get("responder_cpu_s", 0.0))
-    return r["established"] / cpu if cpu > 0 and r["established"] else math.nan
-
-
-def _fmt(x: float, fmt: str) -> str:
-    return "-" if math.isnan(x) else format(x, fmt)
 
 
 def cert_report(args: argparse.Namespace, by_mode: dict[str, dict[str, dict[str, Any]]]
@@ -224,14 +224,14 @@ def cert_report(args: argparse.Namespace, by_mode: dict[str, dict[str, dict[str,
 
     def rate(mode: str, who: str) -> float:
         r = by_mode.get(mode, {}).get(who)
-        return nan if r is None else handshakes_per_cpu_s(r)
+        return nan if r is None else handshakes_per_cpu(r)
 
     for mode, _ in by_mode.items():
         py, ss = rate(mode, "pyipsec"), rate(mode, "strongswan")
         py_psk, ss_psk = rate("psk", "pyipsec"), rate("psk", "strongswan")
         lines.append(
             f"| {mode:11s} | {_fmt(py, '.0f'):>17s} | {_fmt(ss, '.0f'):>19s} "
-            f"| {_fmt(py / ss, '.2f'):>6s} | {_fmt(1e3 / py, '.2f'):>8s} "
+            f"| {_fmt(ratio(py, ss), '.2f'):>6s} | {_fmt(1e3 / py, '.2f'):>8s} "
             f"| {_fmt(1e3 / ss, '.2f'):>8s} | {_fmt(py_psk / py, '.2f'):>9s} "
             f"| {_fmt(ss_psk / ss, '.2f'):>9s} |")
     lines += [

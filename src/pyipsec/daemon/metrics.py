@@ -368,10 +368,6 @@ class Metrics:
                 self.pending.pop(e.info.conn, None)
             case ev.ChildSaFailed():
                 self.pending.pop(e.conn, None)
-            case ev.ChildSaDeleted():
-                c = self.daemon.dp.children.get(e.spi_in)
-                if c is not None:
-                    self._count(c)  # its last values (the data plane forgets it next)
             case ev.PeerDead():
                 self.dpd_failures[e.conn] = self.dpd_failures.get(e.conn, 0) + 1
             case _:
