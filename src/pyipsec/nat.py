@@ -40,6 +40,7 @@ from .constants import (
     IpProto,
 )
 from .errors import ParseError
+from .ipv4text import canonical_ipv4_octets
 
 __all__ = [
     "KEEPALIVE_PAYLOAD",
@@ -94,8 +95,10 @@ def _ip_bytes(ip: IpLike) -> bytes:
 
 @functools.lru_cache(maxsize=8192)
 def packed_ip(text: str) -> bytes:
-    """The packed form of an IP address string (peers repeat: parsed once)."""
-    return ipaddress.ip_address(text).packed
+    """The packed form of an IP address string (peers repeat: parsed once; canonical
+    IPv4 text, what the socket layer gives, without :mod:`ipaddress`)."""
+    octets = canonical_ipv4_octets(text)
+    return octets if octets is not None else ipaddress.ip_address(text).packed
 
 
 def format_endpoint(addr: tuple[object, int] | None) -> str:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from ..config.model import ConnectionConfig, PoolConfig
 from ..eap.base import BackendReply
 from .events import Address, Event
-from .state import IKE_FINAL, IKE_HALF_OPEN, ChildSaState, IkeSaState
+from .state import IKE_ESTABLISHED, IKE_FINAL, IKE_HALF_OPEN, ChildSaState, IkeSaState
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,7 @@ class IkeSaView:
 
     @property
     def established(self) -> bool:
-        return self.state in (IkeSaState.ESTABLISHED, IkeSaState.REKEYING)
+        return self.state in IKE_ESTABLISHED
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..config.model import ConnectionConfig, is_any_identity
+from ..ipv4text import canonical_ipv4_octets
 from .payloads import IdPayload
 from .tasks.common import identity_key, parse_identity
 
@@ -109,7 +110,10 @@ def addr_ok(allowed: tuple[str, ...], address: str) -> bool:
 
 @functools.lru_cache(maxsize=8192)
 def _normal_ip(text: str) -> str:
-    """The canonical text of an address (the key of the exact-address index)."""
+    """The canonical text of an address (the key of the exact-address index).  The
+    socket layer hands us canonical IPv4 text: recognised without ``ipaddress``."""
+    if canonical_ipv4_octets(text) is not None:
+        return text
     try:
         return str(ipaddress.ip_address(text.strip()))
     except ValueError:

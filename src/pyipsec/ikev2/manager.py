@@ -72,7 +72,7 @@ from .ke_reuse import KeReuse
 from .message import Message
 from .payloads import IdPayload, NotifyPayload
 from .sa import IkeSa
-from .state import IKE_FINAL, ChildSaState, IkeSaState
+from .state import IKE_ESTABLISHED, IKE_FINAL, ChildSaState, IkeSaState
 from .tasks import (
     child_create,
     child_rekey,
@@ -373,7 +373,7 @@ class IkeManager:
         for sa in self._by_conn.get(conn_name, {}).values():
             if not sa.initiator and sa.half_open:
                 continue
-            if sa.state in (IkeSaState.ESTABLISHED, IkeSaState.REKEYING):
+            if sa.state in IKE_ESTABLISHED:
                 for cfg in children:
                     if not any(
                         c.config.name == cfg.name and c.state is ChildSaState.INSTALLED
@@ -996,7 +996,7 @@ class IkeManager:
             self._out.append((reply.serialise(), local, remote))
             return
         sa = self._new_sa(conns[0], False, local, remote, now)
-        if not ike_init.respond(sa, data, hdr, local, remote, now):
+        if not ike_init.respond(sa, data, hdr, local, remote, now, conns=conns):
             self._out.extend(sa.outbox)
             return
         sa.timers.set(TimerKind.HALF_OPEN, now + self.half_open_timeout)

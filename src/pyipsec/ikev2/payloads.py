@@ -1208,6 +1208,26 @@ _TYPES_OF: dict[type, tuple[int, ...]] = {
 }
 
 
+#: (class, payload type) pairs that may be sent as they are (every type in range)
+_SENDABLE: frozenset[tuple[type, int]] = frozenset(
+    (cls, t) for cls, types in _TYPES_OF.items() for t in types if 0 < t <= 0xFF
+)
+
+
+def _unlisted_flags(ptype: int, payload: Payload) -> int:
+    """The generic header flags of an entry not in :data:`_SENDABLE`: an
+    :class:`UnknownPayload` of its own type (critical bit as it says); anything else
+    is refused with :class:`ValueError`."""
+    if not 0 < ptype <= 0xFF:
+        raise ValueError(f"payload type {ptype} cannot be sent")
+    if type(payload) is not UnknownPayload:
+        raise ValueError(f"{type(payload).__name__} cannot be sent as payload type {ptype}")
+    assert isinstance(payload, UnknownPayload)
+    if payload.type != ptype:
+        raise ValueError(f"UnknownPayload of type {payload.type} entered as {ptype}")
+    return _CRITICAL if payload.critical else 0
+
+
 def payload_class(ptype: int) -> type | None:
     """The class that carries payload type ``ptype``, None if not understood."""
     return _CLASS_OF.get(ptype)
@@ -1255,6 +1275,7 @@ def parse_payloads(
     if end is None:
         end = len(data)
     out: list[tuple[int, Payload]] = []
+    append, unpack, parsers, names = out.append, _GENERIC.unpack_from, _PARSERS, _M_PayloadType
     ptype = first
     off = offset
     try:
@@ -1263,26 +1284,26 @@ def parse_payloads(
                 raise ParseError(f"more than {max_payloads} payloads")
             if end - off < 4:
                 raise ParseError(f"truncated generic header of payload type {ptype}")
-            nxt, flags, plen = _GENERIC.unpack_from(data, off)
+            nxt, flags, plen = unpack(data, off)
             if plen < 4:
                 raise ParseError(f"payload length {plen} below the generic header size")
             pend = off + plen
             if pend > end:
                 raise ParseError(f"payload type {ptype} length {plen} runs past the message end")
             body = data[off + 4 : pend]
-            if ptype in _ENCRYPTED:
+            parser = parsers.get(ptype)  # the known plain payloads, parse_payload inlined
+            if parser is not None:
+                append((names.get(ptype, ptype), parser(body)))
+            elif ptype in _ENCRYPTED:
                 if not allow_encrypted:
                     raise ParseError("encrypted payload inside an encrypted payload")
                 if pend != end:
                     raise ParseError("SK/SKF payload is not the last payload (§3.14)")
-                out.append((_M_PayloadType.get(ptype, ptype), parse_payload(ptype, body, nxt)))
+                append((names.get(ptype, ptype), parse_payload(ptype, body, nxt)))
                 return out
-            out.append(
-                (
-                    _M_PayloadType.get(ptype, ptype),
-                    parse_payload(ptype, body, nxt, bool(flags & _CRITICAL)),
-                )
-            )
+            else:
+                payload = parse_payload(ptype, body, nxt, bool(flags & _CRITICAL))
+                append((names.get(ptype, ptype), payload))
             off = pend
             ptype = nxt
     except (struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:  # pragma: no cover
@@ -1303,28 +1324,21 @@ def serialise_payloads(payloads: Sequence[tuple[int, Payload]]) -> tuple[int, by
     if n == 0:
         return 0, b""
     parts: list[bytes] = []
-    pack = _GENERIC.pack
+    append, pack, sendable, last = parts.append, _GENERIC.pack, _SENDABLE, n - 1
     for i, (ptype, payload) in enumerate(payloads):
-        if not 0 < ptype <= 0xFF:
-            raise ValueError(f"payload type {ptype} cannot be sent")
-        flags = 0
         cls = type(payload)
-        if cls is UnknownPayload:
-            assert isinstance(payload, UnknownPayload)
-            if payload.type != ptype:
-                raise ValueError(f"UnknownPayload of type {payload.type} entered as {ptype}")
-            if payload.critical:
-                flags = _CRITICAL
-        elif ptype not in _TYPES_OF.get(cls, ()):
-            raise ValueError(f"{cls.__name__} cannot be sent as payload type {ptype}")
+        flags = 0 if (cls, ptype) in sendable else _unlisted_flags(ptype, payload)
         if cls is SkPayload or cls is SkfPayload:
             assert isinstance(payload, SkPayload | SkfPayload)
-            if i != n - 1:
+            if i != last:
                 raise ValueError("the SK/SKF payload must be the last payload")
             nxt = _u8(payload.first_payload, "next payload")
         else:
-            nxt = payloads[i + 1][0] if i + 1 < n else 0  # checked as the next entry's type
+            nxt = payloads[i + 1][0] if i < last else 0  # checked as the next entry's type
         body = payload.serialise_body()
-        parts.append(pack(nxt, flags, _u16(4 + len(body), "payload length")))
-        parts.append(body)
+        length = 4 + len(body)
+        if length > 0xFFFF:
+            raise ValueError(f"payload length {length} does not fit in two octets")
+        append(pack(nxt, flags, length))
+        append(body)
     return payloads[0][0], b"".join(parts)

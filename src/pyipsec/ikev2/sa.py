@@ -58,7 +58,15 @@ from .fragments import FragmentBudget, FragmentReassembler
 from .message import Message, decrypt_message, encrypt_fragments, encrypt_message
 from .payloads import DeletePayload, IdPayload, NotifyPayload, SkfPayload, SkPayload
 from .selectors import Selector
-from .state import IKE_AUTHENTICATED, IKE_FINAL, IKE_HALF_OPEN, ChildSaState, IkeSaState, check_ike
+from .state import (
+    IKE_AUTHENTICATED,
+    IKE_ESTABLISHED,
+    IKE_FINAL,
+    IKE_HALF_OPEN,
+    ChildSaState,
+    IkeSaState,
+    check_ike,
+)
 from .tasks import child_rekey, config_payload, liveness
 from .tasks.base import AnswerLater, KeFactory, PayloadList, Rng, Task, rand_fraction
 from .tasks.child_delete import ChildDelete
@@ -287,7 +295,7 @@ class IkeSa:
 
     @property
     def established(self) -> bool:
-        return self.state in (IkeSaState.ESTABLISHED, IkeSaState.REKEYING)
+        return self.state in IKE_ESTABLISHED
 
     @property
     def half_open(self) -> bool:
@@ -525,7 +533,7 @@ class IkeSa:
         self.delayed = []
         new.pending_children += self.pending_children
         self.pending_children = []
-        if self.state in (IkeSaState.ESTABLISHED, IkeSaState.REKEYING):
+        if self.state in IKE_ESTABLISHED:
             self.set_state(IkeSaState.REKEYED)
 
     def successor(self) -> IkeSa:

@@ -65,6 +65,8 @@ IKE_TRANSITIONS: dict[IkeSaState, frozenset[IkeSaState]] = {
 IKE_AUTHENTICATED = frozenset(
     {IkeSaState.ESTABLISHED, IkeSaState.REKEYING, IkeSaState.REKEYED, IkeSaState.DELETING}
 )
+#: States in which the IKE SA is up and usable (``IkeSa.established``).
+IKE_ESTABLISHED = frozenset({IkeSaState.ESTABLISHED, IkeSaState.REKEYING})
 IKE_FINAL = frozenset({IkeSaState.DELETED, IkeSaState.FAILED})
 IKE_HALF_OPEN = frozenset(
     {IkeSaState.INIT_SENT, IkeSaState.INIT_DONE, IkeSaState.EAP, IkeSaState.AUTH_SENT}

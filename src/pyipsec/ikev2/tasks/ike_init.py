@@ -11,6 +11,7 @@ responder lives in the manager.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from ...auth.errors import AuthError
@@ -244,13 +245,22 @@ def _nat(sa: IkeSa, msg: Message, local: Address, remote: Address) -> None:
 
 
 def respond(
-    sa: IkeSa, data: bytes, msg: Message, local: Address, remote: Address, now: float
+    sa: IkeSa,
+    data: bytes,
+    msg: Message,
+    local: Address,
+    remote: Address,
+    now: float,
+    *,
+    conns: Sequence[ConnectionConfig] = (),
 ) -> bool:
-    """Responder: answer an IKE_SA_INIT request.  False = no state kept (error answered)."""
+    """Responder: answer an IKE_SA_INIT request.  False = no state kept (error answered).
+    ``conns``: the connections between these addresses when the caller has looked
+    them up already (else they are looked up here)."""
     sa.spi_i = msg.spi_i
     sa.msg1 = data
     try:
-        chosen, our_ke, shared, nonce = _negotiate(sa, msg, local, remote)
+        chosen, our_ke, shared, nonce = _negotiate(sa, msg, local, remote, conns)
     except ProtocolError as exc:
         sa.owner.network_log(
             now, logging.INFO, "IKE_SA_INIT from %s refused: %s", format_endpoint(remote), exc
@@ -292,7 +302,7 @@ def respond(
 
 
 def _negotiate(
-    sa: IkeSa, msg: Message, local: Address, remote: Address
+    sa: IkeSa, msg: Message, local: Address, remote: Address, conns: Sequence[ConnectionConfig]
 ) -> tuple[Proposal, KeyExchange, bytes, bytes]:
     """(chosen proposal, our KE, shared secret, Ni) for the request (§2.7), choosing the
     first connection between these addresses that accepts a proposal."""
@@ -301,7 +311,7 @@ def _negotiate(
     nonce = msg.get(PayloadType.NONCE)
     if sa_p is None or ke is None or nonce is None:
         raise ProtocolError("IKE_SA_INIT request lacks SA, KE or Nonce")
-    conns = sa.owner.conns_for(local, remote) or [sa.conn]
+    conns = conns or sa.owner.conns_for(local, remote) or [sa.conn]
     chosen: Proposal | None = None
     for conn in conns:
         try:

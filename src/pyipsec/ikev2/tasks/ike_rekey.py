@@ -20,7 +20,7 @@ from ..errors import InvalidKePayload, NoProposalChosen, ProtocolError
 from ..events import IkeSaDeleted, IkeSaRekeyed
 from ..message import Message
 from ..payloads import KePayload, NoncePayload, Proposal, SaPayload
-from ..state import ChildSaState, IkeSaState
+from ..state import IKE_ESTABLISHED, ChildSaState, IkeSaState
 from ..timers import TimerKind
 from . import ike_delete
 from .base import NONCE_SIZE, PayloadList, Task
@@ -305,7 +305,7 @@ def _busy(sa: IkeSa) -> bool:
 
 def respond(sa: IkeSa, msg: Message, now: float) -> PayloadList:
     """Responder of an IKE SA rekey (§1.3.2)."""
-    if sa.state not in (IkeSaState.ESTABLISHED, IkeSaState.REKEYING):
+    if sa.state not in IKE_ESTABLISHED:
         raise ProtocolError("IKE SA is being closed", NotifyType.TEMPORARY_FAILURE)
     if _busy(sa):
         raise ProtocolError("a Child SA exchange is in progress", NotifyType.TEMPORARY_FAILURE)
