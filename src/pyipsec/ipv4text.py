@@ -18,15 +18,13 @@ def canonical_ipv4_octets(text: str) -> bytes | None:
     parts = text.split(".")
     if len(parts) != 4:
         return None
-    octets = []
     for part in parts:
-        # at most three ASCII digits (int() never sees a long string), no leading zero
-        if not (0 < len(part) <= 3 and part.isascii() and part.isdigit()):
+        # one to three ASCII digits (int() never sees a long string), no leading zero
+        if not (0 < len(part) <= 3 and part.isdigit() and part.isascii()):
             return None
         if part[0] == "0" and len(part) > 1:
             return None
-        value = int(part)
-        if value > 255:
-            return None
-        octets.append(value)
-    return bytes(octets)
+    try:
+        return bytes(map(int, parts))
+    except ValueError:  # a number above 255
+        return None

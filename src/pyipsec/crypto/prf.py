@@ -39,6 +39,8 @@ __all__ = [
 PRF_PLUS_MAX_BLOCKS = 255
 
 _AES_BLOCK = 16
+#: the one-octet block counters of prf+ (§2.13), 1..255
+_BLOCK_NUMBERS = tuple(bytes((n,)) for n in range(PRF_PLUS_MAX_BLOCKS + 1))
 
 
 class Prf:
@@ -93,9 +95,7 @@ class HmacPrf(Prf):
         prev = b""
         for n in range(1, blocks + 1):
             h = keyed.copy()
-            h.update(prev)
-            h.update(seed)
-            h.update(bytes((n,)))
+            h.update(b"".join((prev, seed, _BLOCK_NUMBERS[n])))  # Tn-1 | S | n: one call
             prev = h.finalize()
             out.append(prev)
         return b"".join(out)[:length]
