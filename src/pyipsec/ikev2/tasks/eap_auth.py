@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, ParamSpec
 
-from ...config.model import ANY_IDENTITY, ConnectionConfig, is_eap
+from ...config.model import ANY_IDENTITY, ConnectionConfig, is_any_identity, is_eap
 from ...constants import EapCode, IdType
 from ...eap.base import (
     BackendReply,
@@ -64,6 +64,7 @@ from .common import id_from_config, identity_str
 from .ike_auth import (
     IkeAuth,
     auth_value,
+    authentication_failed,
     complete_initiator,
     complete_responder,
     peer_refused,
@@ -222,7 +223,7 @@ def respond_informational(sa: IkeSa, msg: Message, now: float) -> PayloadList:
     )
     if gave_up:
         who = _who(sa.eap) if sa.eap is not None else "the initiator"
-        _fail(sa, now, f"{who} gave up the EAP authentication")
+        authentication_failed(sa, now, f"{who} gave up the EAP authentication")
     return []
 
 
@@ -270,7 +271,7 @@ def _step(
         reason = f"EAP authentication of {_who(st)} failed: {step.reason or 'EAP Failure'}"
         if step.packet is None:
             return _refuse(sa, now, reason)
-        _fail(sa, now, reason)
+        authentication_failed(sa, now, reason)
         return [*prefix, (PayloadType.EAP, EapPayload(step.packet))]
     if step.outcome is Outcome.SUCCESS:
         why = _success_problem(st, step)
@@ -327,14 +328,9 @@ def _who(st: EapServer) -> str:
     return (st.identity or eap_identity(st.idi)).decode("utf-8", "replace")
 
 
-def _fail(sa: IkeSa, now: float, reason: str) -> None:
-    sa.on_error(ErrorKind.AUTHENTICATION_FAILED, now, reason)
-    sa.fail(now, reason, NotifyType.AUTHENTICATION_FAILED)
-
-
 def _refuse(sa: IkeSa, now: float, reason: str) -> PayloadList:
     """§2.21.2: answer AUTHENTICATION_FAILED, forget the SA."""
-    _fail(sa, now, reason)
+    authentication_failed(sa, now, reason)
     return [(PayloadType.NOTIFY, NotifyPayload(0, b"", NotifyType.AUTHENTICATION_FAILED))]
 
 
@@ -346,7 +342,7 @@ def _peer_settings(
 ) -> EapPeerSettings:
     method = EapMethod.from_auth(conn.local_auth)
     remote = conn.remote_id.strip()
-    concrete = remote not in ("", *_WILDCARDS) and not any(c in remote for c in "*/")
+    concrete = not is_any_identity(remote) and not any(c in remote for c in "*/")
     return EapPeerSettings(
         identity=conn.local_eap_id.encode() if conn.local_eap_id else eap_identity(idi),
         secret=conn.eap_secret,
@@ -448,19 +444,19 @@ def _next_round(sa: IkeSa, client: EapClient, msg: Message, now: float) -> None:
         return
     if client.eap_only and eap.code == EapCode.REQUEST and eap.eap_type not in EAP_ONLY_TYPES:
         why = f"EAP type {eap.eap_type} is not allowed with EAP-only (RFC 5998 §4)"
-        _fail(sa, now, why)
+        authentication_failed(sa, now, why)
         return
     client.rounds += 1
     if client.rounds > MAX_ROUNDS:
-        _fail(sa, now, f"EAP did not finish in {MAX_ROUNDS} rounds")
+        authentication_failed(sa, now, f"EAP did not finish in {MAX_ROUNDS} rounds")
         return
     step = _run(client.session.process, eap.data)
     if step.outcome is Outcome.FAILURE:
-        _fail(sa, now, f"EAP authentication failed: {step.reason or 'EAP Failure'}")
+        authentication_failed(sa, now, f"EAP authentication failed: {step.reason or 'EAP Failure'}")
         return
     if step.outcome is Outcome.SUCCESS:
         if client.eap_only and not step.msk:
-            _fail(sa, now, "EAP-only needs an MSK, the method derived none")
+            authentication_failed(sa, now, "EAP-only needs an MSK, the method derived none")
             return
         assert sa.keys is not None
         client.msk = step.msk
@@ -471,7 +467,7 @@ def _next_round(sa: IkeSa, client: EapClient, msg: Message, now: float) -> None:
         return
     if step.outcome is not Outcome.CONTINUE or step.packet is None:
         why = step.reason or f"EAP request discarded ({step.outcome.value})"
-        _fail(sa, now, f"EAP: {why}")
+        authentication_failed(sa, now, f"EAP: {why}")
         return
     sa.enqueue(EapRound(sa, client, EapPayload(step.packet)), now, front=True)
 

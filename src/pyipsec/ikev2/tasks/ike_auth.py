@@ -668,10 +668,16 @@ def _respond_first_child(sa: IkeSa, msg: Message, now: float) -> PayloadList:
         return [(PayloadType.NOTIFY, NotifyPayload(0, b"", exc.notify, exc.data))]
 
 
-def _auth_failed(sa: IkeSa, now: float, reason: str) -> PayloadList:
-    """§2.21.2: answer AUTHENTICATION_FAILED and forget the SA."""
+def authentication_failed(sa: IkeSa, now: float, reason: str) -> None:
+    """§2.21.2: the peer is not authenticated: counted and logged (the recovery
+    table's AUTHENTICATION_FAILED row), the SA fails with that notify."""
     sa.on_error(ErrorKind.AUTHENTICATION_FAILED, now, reason)
     sa.fail(now, reason, NotifyType.AUTHENTICATION_FAILED)
+
+
+def _auth_failed(sa: IkeSa, now: float, reason: str) -> PayloadList:
+    """§2.21.2: answer AUTHENTICATION_FAILED and forget the SA."""
+    authentication_failed(sa, now, reason)
     raise AuthenticationFailed(reason)
 
 
@@ -679,6 +685,7 @@ __all__ = [
     "CloseReauthenticated",
     "IkeAuth",
     "auth_value",
+    "authentication_failed",
     "complete_initiator",
     "complete_responder",
     "config_problem",
