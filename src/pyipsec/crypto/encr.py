@@ -31,6 +31,7 @@ IV generation (``iv_source``)
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
@@ -102,6 +103,7 @@ def _cipher_key_bytes(encr_id: int, key_bits: int | None) -> int:
     raise ValueError(f"unsupported ENCR transform {encr_id}")
 
 
+@functools.lru_cache(maxsize=256)
 def encr_key_size(encr_id: int, key_bits: int | None) -> int:
     """Octets of keying material for one direction, salt included for AEAD
     (RFC 5282 §7.1: AES key + 4-octet salt; RFC 7634 §3: 32 + 4)."""

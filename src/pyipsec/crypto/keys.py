@@ -50,8 +50,10 @@ KEY_PAD = b"Key Pad for IKEv2"
 _FIXED_KEY_PRFS = (PrfId.AES128_XCBC, PrfId.AES128_CMAC)
 
 
+@functools.lru_cache(maxsize=256)
 def key_lengths(encr_id: int, key_bits: int | None, integ_id: int | None) -> tuple[int, int]:
-    """``(encryption key octets incl. salt, integrity key octets)`` for one direction."""
+    """``(encryption key octets incl. salt, integrity key octets)`` for one direction
+    (a function of the transform IDs: computed once per suite)."""
     enc = encr_key_size(encr_id, key_bits)
     if is_aead(encr_id) or integ_id is None or integ_id == IntegId.NONE:
         return enc, 0
