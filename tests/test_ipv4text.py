@@ -18,7 +18,7 @@ def test_every_canonical_ipv4_text_is_recognised(value: int) -> None:
     assert canonical_ipv4_octets(str(addr)) == addr.packed
 
 
-@given(st.text(alphabet="0123456789.:abcdef x٣", max_size=24))
+@given(st.text(alphabet="0123456789.:abcdef x\u0663", max_size=24))
 def test_accepts_only_what_ipaddress_calls_that_canonical_address(text: str) -> None:
     got = canonical_ipv4_octets(text)
     if got is None:
@@ -30,7 +30,7 @@ def test_accepts_only_what_ipaddress_calls_that_canonical_address(text: str) -> 
 @pytest.mark.parametrize(
     "text",
     ["", "1.2.3", "1.2.3.4.5", "01.2.3.4", "1.2.3.256", "1.2.3.0004", " 1.2.3.4",
-     "1.2.3.4 ", "1..3.4", "١.2.3.4", "1.2.3.4" + "0" * 5000, "2001:db8::1", "+1.2.3.4"],
+     "1.2.3.4 ", "1..3.4", "\u0661.2.3.4", "1.2.3.4" + "0" * 5000, "2001:db8::1", "+1.2.3.4"],
 )
 def test_refuses_non_canonical_text(text: str) -> None:
     assert canonical_ipv4_octets(text) is None
