@@ -865,10 +865,16 @@ def _eap_id(v: object) -> str:
 def _eap(
     local: _Table, remote: _Table, auths: tuple[AuthKind, AuthKind], ike_id: str,
     secrets: list[_Secret], certs: bool,
+    *, missing_secret: Callable[[str, str], None] | None = None,
 ) -> _Eap:
     """``local.eap_id``, ``remote.eap_id`` and the EAP secrets: ours as a client (matched
-    by our EAP identity, else our IKE identity), every user's as a server."""
+    by our EAP identity, else our IKE identity), every user's as a server.
+    ``missing_secret(location, message)`` hears of a secret that is not there: by
+    default an error of the configuration (VICI's load-conn only warns, as charon does:
+    secrets may be loaded after their connections)."""
     la, ra = auths
+    missing_local = missing_secret or local.ctx.err
+    missing_remote = missing_secret or remote.ctx.err
     local_eap_id = local.get("eap_id", _eap_id, "")
     remote_eap_id = remote.get("eap_id", _eap_id, "")
     if local_eap_id and not is_eap(la):
@@ -892,7 +898,7 @@ def _eap(
             secret = found
         elif la != "eap" or not certs:
             shown = who or "(no identity)"
-            local.ctx.err(
+            missing_local(
                 local.at("auth"),
                 f"no EAP secret in [secrets] for {shown!r} (hint: add [secrets.eap-NAME] "
                 f"with id = {who or 'carol'!r} and secret = ..., or set local.eap_id)",
@@ -901,7 +907,7 @@ def _eap(
     if ra in ("eap", "eap-md5", "eap-mschapv2"):
         users = tuple((i.encode(), s.secret) for s in eap for i in s.ids)
         if not users and ra != "eap":
-            remote.ctx.err(
+            missing_remote(
                 remote.at("auth"),
                 f"{ra} needs the users' secrets (hint: add [secrets.eap-NAME] with "
                 'id = "carol" and secret = ...)',

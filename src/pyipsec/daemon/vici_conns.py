@@ -359,20 +359,13 @@ def _eap_of(
     """``auth = eap-*``, ``local.eap_id`` / ``remote.eap_id`` and the EAP secrets
     (``load-shared`` type EAP) by the TOML loader's rules (:func:`pyipsec.config.loader
     ._eap`, RFC 7296 §2.16).  As for PSKs, a secret not loaded (yet) is a warning, not
-    an error: the loader's complaint about it (at ``auth``) is logged."""
-    scratch = _Ctx()
-    ends = (_Table(scratch, local.loc, local.data), _Table(scratch, remote.loc, remote.data))
-    eap = _eap(ends[0], ends[1], auths, local_id, creds.secrets(), certs)
-    local.used |= ends[0].used
-    remote.used |= ends[1].used
-    missing = {remote.at("auth")} | ({local.at("auth")} if auths[0] != "eap-radius" else set())
-    for issue in scratch.errors:
-        if issue.location in missing:
-            log.warning("%s (yet): load it with load-shared (swanctl: secrets.eap-NAME), "
-                        "or authentications fail", issue)  # fmt: skip
-        else:
-            local.ctx.err(issue.location, issue.message)
-    return eap
+    an error."""
+
+    def missing(location: str, message: str) -> None:
+        log.warning("%s: %s (yet): load it with load-shared (swanctl: secrets.eap-NAME), "
+                    "or authentications fail", location, message)  # fmt: skip
+
+    return _eap(local, remote, auths, local_id, creds.secrets(), certs, missing_secret=missing)
 
 
 # --------------------------------------------------------------------------- credentials
