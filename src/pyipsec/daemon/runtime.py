@@ -366,14 +366,16 @@ class Daemon:
         self.pump()
 
     def pump(self) -> None:
-        """Send what the core wants sent, consume its events, re-arm its timer."""
+        """Send what the core wants sent, consume its events, re-arm its timer.
+
+        Only handling an event can call into the core again (an install that fails
+        deletes the Child SA, a trap initiates); sending cannot.  So another round
+        follows only a round that handled events."""
         core, loop = self._core, self._loop
         if core is None or loop is None:
             return
         for _ in range(8):  # events can produce datagrams (e.g. trap -> initiate)
-            now = loop.time()
-            out = core.datagrams_to_send(now)
-            for data, local, remote in out:
+            for data, local, remote in core.datagrams_to_send(loop.time()):
                 self._send_ike(data, local, remote)
             n = 0
             while (e := core.next_event()) is not None:
@@ -382,7 +384,7 @@ class Daemon:
                     self._on_event(e)
                 except Exception:
                     log.exception("handling %s failed", type(e).__name__)
-            if not out and not n:
+            if not n:
                 break
         # NAT keepalives the core says are due (RFC 3948 §2.3, §4): the single octet
         # 0xFF, without a non-ESP marker, from the IKE SA's (floated) local address
