@@ -46,13 +46,14 @@ from typing import Any
 from _common import ROOT  # first: it puts src/ and the repository root on sys.path
 
 # isort: split
+from tests.daemon.fakes import FakeManager
+
 from pyipsec.config.loader import load_config
 from pyipsec.config.model import DaemonConfig, Mode
 from pyipsec.daemon.runtime import Daemon, tune_gc
 from pyipsec.daemon.tun import TunDevice
 from pyipsec.ikev2 import events as ev
 from pyipsec.ikev2.selectors import Selector
-from tests.daemon.fakes import FakeManager
 
 Address = tuple[str, int]
 INIT_REPLY = 248  # IKE_SA_INIT response (x25519, NAT-D, no cookie), bytes
