@@ -197,9 +197,15 @@ class PeerIndex:
         return ip in self._count
 
     def any_in(self, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
-        lst = self._sorted[net.version]
-        i = bisect.bisect_left(lst, int(net.network_address))
-        return i < len(lst) and lst[i] <= int(net.broadcast_address)
+        """True when a peer's address lies in ``net``."""
+        return self.any_between(net.version, int(net.network_address), int(net.broadcast_address))
+
+    def any_between(self, version: int, first: int, last: int) -> bool:
+        """True when a peer's address of IP ``version`` lies in ``first``..``last``
+        (integers: what a route install asks, without building address objects)."""
+        lst = self._sorted[version]
+        i = bisect.bisect_left(lst, first)
+        return i < len(lst) and lst[i] <= last
 
 
 @dataclass(slots=True, eq=False)
