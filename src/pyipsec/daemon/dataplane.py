@@ -61,6 +61,8 @@ Address = tuple[str, int]
 TRAP_RETRY = 10.0
 _MISS: Any = object()  # flow-cache miss marker
 _ESP_MIN = 8  # SPI + sequence number
+# inner packets a tunnel-mode SA carries: IPv4 and IPv6 (RFC 4303 §2.8), one shared set
+_TUNNEL_NEXT_HEADERS = frozenset((4, 41))
 
 
 class TunLike(Protocol):
@@ -438,7 +440,7 @@ class DataPlane:
         state = ChildState(
             info=info, inbound=inbound, outbound=outbound, remote=remote, local=local,
             encap=bool(info.encap), sock=sock, raw=raw, local_ts=tuple(info.local_ts),
-            remote_ts=tuple(info.remote_ts), next_header_ok=frozenset((4, 41)),
+            remote_ts=tuple(info.remote_ts), next_header_ok=_TUNNEL_NEXT_HEADERS,
             installed=self.clock(),
         )  # fmt: skip
         self.children[info.spi_in] = state

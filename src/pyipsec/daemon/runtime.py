@@ -604,16 +604,17 @@ class Daemon:
             self.eap_backend.forget(ike_id)
 
     def _ike_established(self, e: ev.IkeSaEstablished) -> None:
-        log_ike.info(
-            "IKE SA %s #%d established %s:%d <-> %s:%d (%s <-> %s)%s",
-            e.conn,
-            e.ike_id,
-            *e.local,
-            *e.remote,
-            e.local_id,
-            e.remote_id,
-            " NAT" if e.nat_local or e.nat_remote else "",
-        )
+        if log_ike.isEnabledFor(logging.INFO):  # one per handshake: skip the arguments
+            log_ike.info(
+                "IKE SA %s #%d established %s:%d <-> %s:%d (%s <-> %s)%s",
+                e.conn,
+                e.ike_id,
+                *e.local,
+                *e.remote,
+                e.local_id,
+                e.remote_id,
+                " NAT" if e.nat_local or e.nat_remote else "",
+            )
         self._keylog_ike(e.keys)
 
     def _keylog_ike(self, k: ev.IkeSaKeyMaterial | None) -> None:
