@@ -112,9 +112,9 @@ def unroute_peer(tun: TunLike, ip: str) -> None:
     addr = _address(ip)
     if addr is None:
         return
-    capture = set(tun.routes_containing(addr))  # an index, not a walk over every route
+    capture = tun.routes_containing(addr)  # an index, not a walk over every route
     if capture:
-        for net in tun.prune_routes(set(tun.routes) - capture):
+        for net in tun.prune_routes(set(tun.routes) - set(capture)):
             log.warning("route %s through %s withdrawn: it captures the peer %s", net, tun.name, ip)
 
 
