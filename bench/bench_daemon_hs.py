@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import ipaddress
 import random
@@ -43,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT  # first: it puts src/ and the repository root on sys.path
+from _common import IKE_PROPOSAL, ROOT  # first: it puts src/ and the repository root on sys.path
 
 # isort: split
 from tests.daemon.fakes import FakeManager
@@ -60,6 +61,7 @@ INIT_REPLY = 248  # IKE_SA_INIT response (x25519, NAT-D, no cookie), bytes
 AUTH_REPLY = 236  # IKE_AUTH response (PSK, one Child SA), bytes
 HALF_OPEN_TIMEOUT = 30.0
 LOCAL_TS = (Selector.network("203.0.113.64/32"),)
+PSK = b"bench-daemon-hs-psk-0123456789"
 
 
 class BenchTun(TunDevice):
@@ -137,6 +139,9 @@ def config(tmp: Path, port: int) -> DaemonConfig:
     listen = ["0.0.0.0"]
     ike_port = {port}
     natt_port = {port + 1}
+    cookie_threshold = 100000
+    cookie_threshold_ip = 100000
+    block_threshold = 100000
     [daemon.tun]
     addresses = ["203.0.113.65/26"]
     [daemon.log]
@@ -144,6 +149,9 @@ def config(tmp: Path, port: int) -> DaemonConfig:
     [connections.bench]
     local_addrs = ["127.0.0.1"]
     remote_addrs = ["%any"]
+    local_port = {port}
+    proposals = ["{IKE_PROPOSAL}"]
+    dpd_delay = 0
     [connections.bench.local]
     id = "right.example.net"
     [connections.bench.remote]
@@ -154,7 +162,7 @@ def config(tmp: Path, port: int) -> DaemonConfig:
     esp_proposals = ["aes256gcm16"]
     [secrets.s]
     ids = ["%any"]
-    secret = "bench-daemon-hs-psk-0123456789"
+    secret = "{PSK.decode()}"
     """
     p = tmp / "bench.toml"
     p.write_text(textwrap.dedent(text))
@@ -203,18 +211,77 @@ async def one_run(handshakes: int, inflight: int, port: int, tmp: Path) -> float
     return spent / handshakes * 1e6
 
 
+async def one_real_run(handshakes: int, inflight: int, port: int, tmp: Path) -> float:
+    """µs of daemon CPU per handshake with the real IKE core (``--core real``): the
+    initiators are one ``IkeManager`` of this process (``loadgen``'s connections)."""
+    from loadgen import build_connections
+    from pyipsec.daemon.runtime import make_ike_manager
+    from pyipsec.ikev2.manager import IkeManager
+
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    client.setblocking(False)
+    target = ("127.0.0.1", port)
+    me = client.getsockname()
+    conns = [dataclasses.replace(c, local_port=me[1], remote_port=port)
+             for c in build_connections(handshakes, local="127.0.0.1", remote="127.0.0.1",
+                                        psk=PSK, proposal=IKE_PROPOSAL, esp="aes256gcm16")]
+    initiator = IkeManager(conns, local_addresses=("127.0.0.1",))
+    d = Daemon(config(tmp, port), manager_factory=make_ike_manager, control=False,
+               tun_factory=lambda _cfg: BenchTun())  # fmt: skip
+    await d.start()
+    us = next(u for u in d.udp if u.port == port)
+    d.loop.remove_reader(us.fd)  # its wake-ups are called (and timed) below
+    spent = 0.0
+    clock = time.process_time
+    started = done = 0
+    gc.collect()
+    tune_gc()
+    try:
+        while done < handshakes:
+            now = d.loop.time()
+            while started < handshakes and started - done < inflight:
+                initiator.initiate(conns[started].name, None, now)
+                started += 1
+            for data, _local, _remote in initiator.datagrams_to_send(now):
+                client.sendto(data, target)
+                t = clock()
+                d._on_udp_readable(us)
+                spent += clock() - t
+            while True:  # the answers (not timed)
+                try:
+                    data, src = client.recvfrom(4096)
+                except BlockingIOError:
+                    break
+                initiator.receive_datagram(data, me, src, d.loop.time())
+            while (e := initiator.next_event()) is not None:
+                if isinstance(e, ev.ChildSaInstalled):
+                    done += 1
+                elif isinstance(e, ev.IkeSaFailed | ev.ChildSaFailed):
+                    raise RuntimeError(f"handshake failed: {e}")
+    finally:
+        client.close()
+        await d.close()
+    return spent / handshakes * 1e6
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--handshakes", type=int, default=3000)
     ap.add_argument("--inflight", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--core", choices=("scripted", "real"), default="scripted",
+                    help="the daemon's core: a script (default: the shell alone) or the "
+                    "real IkeManager with in-process initiators (shell + core)")
     a = ap.parse_args()
     port = random.randrange(20000, 60000, 2)
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-daemon-hs-") as tmp:
         for _ in range(a.repeats):
-            results.append(asyncio.run(one_run(a.handshakes, a.inflight, port, Path(tmp))))
-    print(f"{ROOT.name}: daemon shell CPU per responder handshake: "
+            run = one_real_run if a.core == "real" else one_run
+            results.append(asyncio.run(run(a.handshakes, a.inflight, port, Path(tmp))))
+    what = "daemon CPU (shell + core)" if a.core == "real" else "daemon shell CPU"
+    print(f"{ROOT.name}: {what} per responder handshake: "
           f"{statistics.median(results):.1f} µs (median of {a.repeats}; "
           f"min {min(results):.1f}, max {max(results):.1f}; {a.handshakes} handshakes, "
           f"{a.inflight} in flight)")  # fmt: skip
