@@ -1,4 +1,4 @@
-"""The daemon's own CPU per responder handshake, without the IKE core.
+"""The daemon's own CPU per responder handshake, without (or with) the IKE core.
 
 ``bench_load`` measures a whole responder: the sans-I/O core (parsing, key exchange,
 key derivation) is about four fifths of it, and machine noise (+-10-20 % between runs)
@@ -18,13 +18,25 @@ Only those calls are timed (``time.process_time``): receive, the call into the c
 (next to nothing here), sends, events, the Child SA install (ESP objects, SPD, routes),
 the timer re-arm.  It reports the median over ``--repeats`` runs of µs per handshake.
 
+``--core real`` runs the daemon with the real ``IkeManager`` instead (what
+``make_ike_manager`` builds, responder settings as in ``bench_load``: one ``%any``
+connection, PSK, x25519, AES-256-GCM) against in-process initiators (one more
+``IkeManager`` with ``loadgen``'s connections) whose datagrams go over the client
+socket: the timed wake-ups then hold the whole responder handshake, core included.
+
+Process time on a shared machine moves by tens of percent between runs; for a change of
+a few percent count instructions instead: run it under ``valgrind --tool=callgrind``
+for two sizes and divide the difference of the ``Collected`` totals by the difference
+of the handshakes (with the timed call routed through a C function of its own and
+``--toggle-collect`` on it, only the daemon's wake-ups are counted).
+
 The same file runs against an older tree (it uses only calls both have)::
 
-    git archive <commit> src tests | tar -x -C /tmp/old
-    cp bench/bench_daemon_hs.py bench/_common.py /tmp/old/bench/
+    git archive <commit> src tests bench | tar -x -C /tmp/old
+    cp bench/bench_daemon_hs.py /tmp/old/bench/
     cd /tmp/old && PYTHONPATH=src python3 bench/bench_daemon_hs.py
 
-Usage: ``PYTHONPATH=src python3 bench/bench_daemon_hs.py [--handshakes 3000]``.
+Usage: ``PYTHONPATH=src python3 bench/bench_daemon_hs.py [--handshakes 3000] [--core real]``.
 """
 
 from __future__ import annotations
