@@ -393,11 +393,20 @@ class Daemon:
         self._arm_timer()
 
     def _arm_timer(self) -> None:
+        """Have the loop call :meth:`_on_timer` at the core's next deadline.
+
+        A timer already armed for that deadline or an earlier one stays: the core
+        handles only what is due (``handle_timer``), so an early call just arms the
+        timer again, here.  While responders set up tunnels the earliest deadline
+        moves later with almost every handshake (the oldest half-open SA completes and
+        its timeout goes): re-arming for each cost a cancel and a heap push in the
+        loop per handshake, the early calls cost one no-op per timeout period."""
         when = self.core.next_timer()
-        if self._timer is not None:
-            if when is not None and self._timer.when() == when:
+        timer = self._timer
+        if timer is not None:
+            if when is not None and timer.when() <= when:
                 return
-            self._timer.cancel()
+            timer.cancel()
             self._timer = None
         if when is not None:
             self._timer = self.loop.call_at(when, self._on_timer)
