@@ -191,6 +191,10 @@ def test_peer_index() -> None:
     assert idx.any_in(ipaddress.ip_network("192.0.2.0/24"))
     assert not idx.any_in(ipaddress.ip_network("203.0.113.0/24"))
     assert idx.any_in(ipaddress.ip_network("2001:db8::/64"))
+    # the same by integers and family (what a route install asks)
+    v4 = int(ipaddress.ip_address("192.0.2.7"))
+    assert idx.any_between(4, v4, v4) and idx.any_between(4, v4 - 7, v4 - 6 + 255)
+    assert not idx.any_between(4, v4 + 1, v4 + 255) and not idx.any_between(6, v4, v4)
     idx.remove("192.0.2.7")
     assert idx.any_in(ipaddress.ip_network("192.0.2.7/32"))  # one SA left
     idx.remove("192.0.2.7")

@@ -25,6 +25,9 @@ SCRIPT = textwrap.dedent(
     del cycle
     gc.collect()  # a full collection: its survivors are frozen
     after = gc.get_freeze_count()
+    young = [[i] for i in range(20_000)]  # more tunnels, then a young collection
+    gc.collect(0)  # its survivors are frozen too: no older generation scans them again
+    after_young = gc.get_freeze_count()
     late = [[]]
     late[0].append(late)  # a cycle made after it is still collected
     del late
@@ -33,6 +36,7 @@ SCRIPT = textwrap.dedent(
         "threshold": list(gc.get_threshold()), "want": list(GC_THRESHOLD),
         "hooks": gc.callbacks.count(gc.callbacks[-1]) if gc.callbacks else 0,
         "start": start, "after": after, "kept": len(kept), "found": found,
+        "after_young": after_young, "young": len(young),
     }))
     """
 )
@@ -48,12 +52,13 @@ def _run(env_extra: dict[str, str]) -> dict[str, int | list[int]]:
     return res
 
 
-def test_full_collections_freeze_their_survivors() -> None:
+def test_collections_freeze_their_survivors() -> None:
     res = _run({})
     assert res["threshold"] == res["want"] and res["hooks"] == 1
-    after, start = res["after"], res["start"]
-    assert isinstance(after, int) and isinstance(start, int)
+    after, start, after_young = res["after"], res["start"], res["after_young"]
+    assert isinstance(after, int) and isinstance(start, int) and isinstance(after_young, int)
     assert after >= start + 50_000  # the long-lived objects left the collector's scans
+    assert after_young >= after + 20_000  # also after a collection of the youngest only
     assert isinstance(res["found"], int) and res["found"] >= 2  # new cycles: collected
 
 

@@ -70,6 +70,42 @@ def test_udp_wildcard_learns_local_address(wild: str, lo: str) -> None:
         s.close()
 
 
+def test_udp_wildcard_remembers_each_local_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The PKTINFO names are remembered per control message: datagrams to two local
+    addresses each report their own, again and again, also when the bounded memory
+    has to forget one for the other."""
+    import select
+
+    from pyipsec.daemon import sockets
+
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+
+    def local_of_datagram(us: UdpSocket, to: str) -> str:
+        peer.sendto(b"x", (to, us.port))
+        select.select([us.sock], [], [], 2)
+        r = us.recv_into(bytearray(100))
+        assert r is not None
+        return r[2]
+
+    sockets_made = [UdpSocket("0.0.0.0", 0, natt=False)]
+    try:
+        us = sockets_made[0]
+        for lo in ["127.0.0.1", "127.0.0.2", "127.0.0.1", "127.0.0.2"]:
+            assert local_of_datagram(us, lo) == lo
+        assert sorted(us._local_names.values()) == ["127.0.0.1", "127.0.0.2"]
+        monkeypatch.setattr(sockets, "LOCAL_NAMES_MAX", 1)  # forgets at each new one
+        us = UdpSocket("0.0.0.0", 0, natt=False)
+        sockets_made.append(us)
+        for lo in ["127.0.0.1", "127.0.0.2", "127.0.0.2", "127.0.0.1"]:
+            assert local_of_datagram(us, lo) == lo
+            assert list(us._local_names.values()) == [lo]
+    finally:
+        for us in sockets_made:
+            us.close()
+        peer.close()
+
+
 def test_udp_bound_socket_and_errors() -> None:
     us, s = _pair("127.0.0.1", "127.0.0.1")
     try:

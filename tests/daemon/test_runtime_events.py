@@ -339,3 +339,54 @@ def test_rekey_uses_the_core_views(tmp_path: Path) -> None:
             await d.close()
 
     asyncio.run(go())
+
+
+def test_timer_is_rearmed_only_for_an_earlier_deadline(tmp_path: Path) -> None:
+    """A later deadline keeps the armed timer (its early call is a no-op of the core
+    that arms the real deadline), an earlier one replaces it, none cancels it."""
+    cfg = load_config_text(CONF.format(sock=tmp_path / "c.sock").replace(
+        "start_action = \"start\"", "start_action = \"none\""
+    ))
+    mgr = FakeManager()
+
+    async def go() -> None:
+        d = Daemon(cfg, manager_factory=lambda c: mgr, use_tun=False, control=False)
+        await d.start()
+        try:
+            loop = asyncio.get_running_loop()
+            base = loop.time()
+            mgr.timer = base + 0.05
+            d.pump()
+            first = d._timer
+            assert first is not None and first.when() == base + 0.05
+            mgr.timer = base + 0.2  # later: the armed timer stays
+            d.pump()
+            assert d._timer is first
+            mgr.timer = base + 0.01  # earlier: armed anew
+            d.pump()
+            assert d._timer is not first and d._timer is not None
+            assert d._timer.when() == base + 0.01 and first.cancelled()
+            await asyncio.sleep(0.03)  # it fires: the core is asked, the fake clears it
+            assert [c for c in mgr.calls if c[0] == "timer"] and d._timer is None
+            mgr.timer = base + 0.15
+            d.pump()
+            second = d._timer
+            assert second is not None
+            mgr.timer = base + 0.3
+            d.pump()
+            assert d._timer is second
+            mgr.calls.clear()
+            await asyncio.sleep(0.17)  # fires early (at 0.15): the core has nothing due
+            assert [c[0] for c in mgr.calls].count("timer") == 1
+            # the fake forgets its deadline when asked; a core that still has one
+            # (0.3) gets it armed again by the pump after the call
+            mgr.timer = base + 0.3
+            d.pump()
+            assert d._timer is not None and d._timer.when() == base + 0.3
+            mgr.timer = None  # no deadline: cancelled
+            d.pump()
+            assert d._timer is None
+        finally:
+            await d.close()
+
+    asyncio.run(go())

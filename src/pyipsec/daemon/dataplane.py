@@ -61,6 +61,8 @@ Address = tuple[str, int]
 TRAP_RETRY = 10.0
 _MISS: Any = object()  # flow-cache miss marker
 _ESP_MIN = 8  # SPI + sequence number
+# inner packets a tunnel-mode SA carries: IPv4 and IPv6 (RFC 4303 §2.8), one shared set
+_TUNNEL_NEXT_HEADERS = frozenset((4, 41))
 
 
 class TunLike(Protocol):
@@ -197,9 +199,15 @@ class PeerIndex:
         return ip in self._count
 
     def any_in(self, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
-        lst = self._sorted[net.version]
-        i = bisect.bisect_left(lst, int(net.network_address))
-        return i < len(lst) and lst[i] <= int(net.broadcast_address)
+        """True when a peer's address lies in ``net``."""
+        return self.any_between(net.version, int(net.network_address), int(net.broadcast_address))
+
+    def any_between(self, version: int, first: int, last: int) -> bool:
+        """True when a peer's address of IP ``version`` lies in ``first``..``last``
+        (integers: what a route install asks, without building address objects)."""
+        lst = self._sorted[version]
+        i = bisect.bisect_left(lst, first)
+        return i < len(lst) and lst[i] <= last
 
 
 @dataclass(slots=True, eq=False)
@@ -432,7 +440,7 @@ class DataPlane:
         state = ChildState(
             info=info, inbound=inbound, outbound=outbound, remote=remote, local=local,
             encap=bool(info.encap), sock=sock, raw=raw, local_ts=tuple(info.local_ts),
-            remote_ts=tuple(info.remote_ts), next_header_ok=frozenset((4, 41)),
+            remote_ts=tuple(info.remote_ts), next_header_ok=_TUNNEL_NEXT_HEADERS,
             installed=self.clock(),
         )  # fmt: skip
         self.children[info.spi_in] = state

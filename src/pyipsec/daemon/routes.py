@@ -13,6 +13,7 @@ import functools
 import ipaddress
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from ..config.model import ConnectionConfig, Mode
 from .dataplane import ChildState, PeerIndex, TunLike, networks, range_networks
@@ -35,21 +36,36 @@ def route_selector(
     """Route ``sel``'s networks into the TUN device, with a source address of the
     device's own (``tun_addresses``) of the same family; never a default route nor a
     network containing one of ``peers`` or of the ``known`` peers (O(log n) each)."""
-    peer_ips = [ip for p in peers if (ip := _address(p)) is not None]
-    for net, text in _networks(sel.start, sel.end):
-        captures = any(ip in net for ip in peer_ips) or (known is not None and known.any_in(net))
-        if net.prefixlen == 0 or captures:
+    peer_values = [v for p in peers if (v := _address_value(p)) is not None]
+    for r in _networks(sel.start, sel.end):
+        captures = any(
+            version == r.version and r.first <= value <= r.last for version, value in peer_values
+        ) or (known is not None and known.any_between(r.version, r.first, r.last))
+        if r.prefixlen == 0 or captures:
             log.warning(
                 "not routing %s through %s: it would capture the IKE/ESP traffic itself",
-                net,
+                r.net,
                 tun.name,
             )
             continue
-        tun.add_route(text, _prefsrc(tuple(tun_addresses), net.version))
+        tun.add_route(r.text, _prefsrc(tuple(tun_addresses), r.version))
 
 
 # What a Child SA install asks again and again (the same selectors, peers and TUN
 # addresses for every SA of a connection): parsed once.
+
+
+@dataclass(frozen=True, slots=True)
+class _Network:
+    """One network a selector covers, with what routing it asks: its text (the route),
+    family, prefix length and first and last address as integers."""
+
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network
+    text: str
+    version: int
+    prefixlen: int
+    first: int
+    last: int
 
 
 @functools.lru_cache(maxsize=4096)
@@ -60,11 +76,22 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 @functools.lru_cache(maxsize=4096)
+def _address_value(text: str) -> tuple[int, int] | None:
+    """``(version, integer)`` of an IP address (None when ``text`` is none)."""
+    addr = _address(text)
+    return None if addr is None else (addr.version, int(addr))
+
+
+@functools.lru_cache(maxsize=4096)
 def _networks(
     start: ipaddress.IPv4Address | ipaddress.IPv6Address,
     end: ipaddress.IPv4Address | ipaddress.IPv6Address,
-) -> Sequence[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]:
-    return tuple((net, str(net)) for net in range_networks(start, end))
+) -> Sequence[_Network]:
+    return tuple(
+        _Network(net, str(net), net.version, net.prefixlen, int(net.network_address),
+                 int(net.broadcast_address))
+        for net in range_networks(start, end)
+    )  # fmt: skip
 
 
 @functools.lru_cache(maxsize=64)
@@ -85,9 +112,9 @@ def unroute_peer(tun: TunLike, ip: str) -> None:
     addr = _address(ip)
     if addr is None:
         return
-    capture = set(tun.routes_containing(addr))  # an index, not a walk over every route
+    capture = tun.routes_containing(addr)  # an index, not a walk over every route
     if capture:
-        for net in tun.prune_routes(set(tun.routes) - capture):
+        for net in tun.prune_routes(set(tun.routes) - set(capture)):
             log.warning("route %s through %s withdrawn: it captures the peer %s", net, tun.name, ip)
 
 

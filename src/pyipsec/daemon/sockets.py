@@ -54,6 +54,7 @@ UDP_GRO = 104  # linux/udp.h: receive coalesced datagrams, segment size in a cms
 GSO_MAX_SEGMENTS = 32  # the kernel accepts up to UDP_MAX_SEGMENTS (64 or more)
 GSO_MAX_BYTES = 60000  # one GSO send must fit an IP packet (64 KiB) with its headers
 _GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
+LOCAL_NAMES_MAX = 64  # PKTINFO control messages remembered per wildcard socket
 _SEG = struct.Struct("=H")
 _INT = struct.Struct("=i")
 
@@ -129,6 +130,7 @@ class UdpSocket:
 
     __slots__ = (
         "_cmsg_space",
+        "_local_names",
         "addr",
         "family",
         "fd",
@@ -175,6 +177,10 @@ class UdpSocket:
         self.sock = sock
         self.fd = sock.fileno()
         self.port = sock.getsockname()[1]
+        # (level, type, data) of a PKTINFO control message -> the local address it
+        # names: a wildcard socket receives on a handful of addresses, each datagram
+        # brings the same few messages again (see _local_name)
+        self._local_names: dict[tuple[int, int, bytes], str | None] = {}
 
     def __repr__(self) -> str:
         return f"UdpSocket({self.addr!r}, {self.port})"
@@ -208,12 +214,25 @@ class UdpSocket:
             return n, src, self.addr, 0
         seg = 0
         local = None
+        names = self._local_names
         for level, typ, data in anc:
             if level == SOL_UDP and typ == UDP_GRO:
                 seg = _INT.unpack_from(data)[0] if len(data) >= 4 else _SEG.unpack_from(data)[0]
             else:
-                local = _local_from_cmsg([(level, typ, data)], self.family)
+                key = (level, typ, data)
+                local = names[key] if key in names else self._local_name(key)
         return n, src, local or self.addr, (seg if seg < n else 0)
+
+    def _local_name(self, cmsg: tuple[int, int, bytes]) -> str | None:
+        """The local address an ``IP_PKTINFO``/``IPV6_PKTINFO`` control message names
+        (None for any other message), remembered for the next datagrams: converting
+        the address is most of what a received datagram costs here.  At most
+        :data:`LOCAL_NAMES_MAX` are kept (then they are forgotten and learnt again)."""
+        names = self._local_names
+        if len(names) >= LOCAL_NAMES_MAX:
+            names.clear()
+        local = names[cmsg] = _local_from_cmsg([cmsg], self.family)
+        return local
 
     def send_segments(self, packets: list[bytes], remote: Address) -> int:
         """Send ``packets`` (equal sizes, the last one may be shorter) to ``remote``: one

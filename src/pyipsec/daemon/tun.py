@@ -206,9 +206,9 @@ class TunDevice:
         length in use, whatever the number of routes (an IKE datagram asks, see
         :func:`~pyipsec.daemon.routes.unroute_peer`)."""
         out = []
-        value, bits = int(ip), ip.max_prefixlen
+        value, bits, ip_version = int(ip), ip.max_prefixlen, ip.version
         for (version, plen), table in self._by_prefix.items():
-            if version != ip.version:
+            if version != ip_version:
                 continue
             base = value >> (bits - plen) << (bits - plen)
             if base in table:

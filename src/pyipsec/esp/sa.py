@@ -37,6 +37,7 @@ instance of the right private subclass), so the per-packet path has no suite dis
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from collections.abc import Callable
@@ -92,6 +93,9 @@ _AEAD_IDS = frozenset({int(EncrId.AES_GCM_16), int(EncrId.CHACHA20_POLY1305)})
 _AEAD_ICV = 16
 _AEAD_IV = 8
 _SALT = 4  # RFC 4106 §8.1, RFC 7634 §4
+_ENCR_GCM = int(EncrId.AES_GCM_16)  # plain ints: compared per SA construction
+_ENCR_CHACHA = int(EncrId.CHACHA20_POLY1305)
+_ENCR_CBC = int(EncrId.AES_CBC)
 
 
 def suite_sizes(encr_id: int, key_bits: int, integ_id: int | None) -> tuple[int, int]:
@@ -128,6 +132,11 @@ def suite_sizes(encr_id: int, key_bits: int, integ_id: int | None) -> tuple[int,
         return encr_len, _INTEG[integ_id][1]
     except KeyError:
         raise EspConfigError(f"unsupported ESP integrity transform {integ_id}") from None
+
+
+#: :func:`suite_sizes` of the suites seen so far: every Child SA of a connection has the
+#: same suite, and both directions of each ask (refused suites raise every time)
+_checked_sizes = functools.lru_cache(maxsize=64)(suite_sizes)
 
 
 class EspStats:
@@ -177,7 +186,7 @@ class _Keys:
     def __init__(
         self, encr_id: int, key_bits: int, integ_id: int | None, encr_key: bytes, integ_key: bytes
     ) -> None:
-        encr_len, integ_len = suite_sizes(encr_id, key_bits, integ_id)
+        encr_len, integ_len = _checked_sizes(encr_id, key_bits, integ_id)
         if len(encr_key) != encr_len:
             raise EspConfigError(f"encryption key must be {encr_len} bytes, got {len(encr_key)}")
         if len(integ_key) != integ_len:
@@ -189,11 +198,11 @@ class _Keys:
         self.icv_len = 0
         self.iv_len = 0
         self.block = 4  # RFC 4303 §2.4: 4-byte alignment of the trailer
-        if encr_id == EncrId.AES_GCM_16:
+        if encr_id == _ENCR_GCM:
             self.aead = AESGCM(bytes(encr_key[:-_SALT]))
-        elif encr_id == EncrId.CHACHA20_POLY1305:
+        elif encr_id == _ENCR_CHACHA:
             self.aead = ChaCha20Poly1305(bytes(encr_key[:-_SALT]))
-        elif encr_id == EncrId.AES_CBC:
+        elif encr_id == _ENCR_CBC:
             self.algo = algorithms.AES(bytes(encr_key))
             self.iv_len = self.block = 16  # RFC 3602 §2.3, §2.4
         if self.aead is not None:
