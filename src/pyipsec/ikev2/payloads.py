@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Self, TypeVar, Union, cast
 
 from ..dn import name_from_string
+from ..identity_memo import IdentityMemo
 from .constants import (
     AuthMethod,
     CertEncoding,
@@ -182,16 +183,16 @@ _TRANSFORM_ID_ENUMS: dict[int, type[enum.IntEnum]] = {
 _TRANSFORM_ID_MAPS = {t: _enum_map(cls) for t, cls in _TRANSFORM_ID_ENUMS.items()}
 
 
-#: Encoded transform lists by the identities of their (immutable) Transform objects,
-#: with the objects themselves (so no identity is reused while its entry lives).  Our
-#: answers repeat the peer's parsed transforms, which :data:`_PARSED_TRANSFORMS` shares
-#: between the messages carrying the same ones, so a gateway encodes each list once.
-#: Bounded: peers can offer any values.
-_TRANSFORMS_WIRE: dict[tuple[int, ...], tuple[tuple[Transform, ...], bytes]] = {}
+_CODEC_CACHE_MAX = 1024
+#: Encoded transform lists by the identities of their (immutable) Transform objects
+#: (:class:`~pyipsec.identity_memo.IdentityMemo`).  Our answers repeat the peer's
+#: parsed transforms, which :data:`_PARSED_TRANSFORMS` shares between the messages
+#: carrying the same ones, so a gateway encodes each list once.  Bounded: peers can
+#: offer any values.
+_TRANSFORMS_WIRE: IdentityMemo[bytes] = IdentityMemo(_CODEC_CACHE_MAX)
 #: Parsed transform lists by their encoding (the octets after a proposal's SPI): the
 #: peers of a gateway offer the same few lists in every handshake.  Bounded.
 _PARSED_TRANSFORMS: dict[bytes, tuple[Transform, ...]] = {}
-_CODEC_CACHE_MAX = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,15 +243,12 @@ def encode_transforms(transforms: Sequence[Transform]) -> bytes:
     """The Transform Substructures of one proposal, the last one marked last (§3.3.2);
     memoised per list of Transform objects (:data:`_TRANSFORMS_WIRE`)."""
     key = tuple(map(id, transforms))
-    hit = _TRANSFORMS_WIRE.get(key)
-    if hit is not None:
-        return hit[1]
+    data = _TRANSFORMS_WIRE.get(key)
+    if data is not None:
+        return data
     n = len(transforms)
     data = b"".join(t._encode(i == n - 1) for i, t in enumerate(transforms))
-    if len(_TRANSFORMS_WIRE) >= _CODEC_CACHE_MAX:
-        _TRANSFORMS_WIRE.clear()
-    _TRANSFORMS_WIRE[key] = (tuple(transforms), data)
-    return data
+    return _TRANSFORMS_WIRE.put(key, tuple(transforms), data)
 
 
 def _parse_attributes(

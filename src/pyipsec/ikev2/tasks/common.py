@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from ...auth.certs import build_certreq
 from ...config.model import ConnectionConfig, is_any_identity
 from ...crypto.keys import ChildSuite, IkeSuite
+from ...identity_memo import IdentityMemo
 from ...nat import NatDetection, NatResult
 from ..constants import CertEncoding, IdType, NotifyType, PayloadType, TransformType
 from ..errors import NoProposalChosen
@@ -132,23 +133,18 @@ def check_chosen(offered: Sequence[Proposal], sa: SaPayload | None) -> Proposal:
     return chosen
 
 
-#: suite_from_proposal per protocol and Transform objects (by identity; the objects are
-#: kept in the entry, so no identity is reused while it lives): every IKE SA of a gateway
-#: negotiates one of a few suites from the same parsed transform lists
-#: (:data:`~pyipsec.ikev2.payloads._PARSED_TRANSFORMS`); immutable, shared; bounded
-_SUITES: dict[tuple[int, ...], tuple[tuple[Transform, ...], IkeSuite | ChildSuite]] = {}
-_SUITES_MAX = 1024
+#: suite_from_proposal per protocol and Transform objects (by identity): every IKE SA of
+#: a gateway negotiates one of a few suites from the same parsed transform lists
+#: (:data:`~pyipsec.ikev2.payloads._PARSED_TRANSFORMS`); immutable, shared
+_SUITES: IdentityMemo[IkeSuite | ChildSuite] = IdentityMemo(1024)
 
 
 def _suite(p: Proposal) -> IkeSuite | ChildSuite:
-    key = (p.protocol, *map(id, p.transforms))
-    hit = _SUITES.get(key)
-    if hit is not None:
-        return hit[1]
-    s = suite_from_proposal(p)  # raises for a malformed choice (never cached)
-    if len(_SUITES) >= _SUITES_MAX:
-        _SUITES.clear()
-    _SUITES[key] = (tuple(p.transforms), s)
+    key = (id(p.protocol), *map(id, p.transforms))
+    s = _SUITES.get(key)
+    if s is None:
+        # raises for a malformed choice (never cached)
+        s = _SUITES.put(key, (p.protocol, *p.transforms), suite_from_proposal(p))
     return s
 
 
@@ -191,21 +187,18 @@ def certreq_payloads(conn: ConnectionConfig) -> list[tuple[int, CertReqPayload]]
     return out
 
 
-#: suite_string per Transform objects (by identity, kept in the entry like _SUITES)
-_SUITE_NAMES: dict[tuple[int, ...], tuple[tuple[Transform, ...], str]] = {}
+#: suite_string per Transform objects (by identity, like _SUITES)
+_SUITE_NAMES: IdentityMemo[str] = IdentityMemo(1024)
 
 
 def suite_string(p: Proposal) -> str:
     """The strongSwan-style name of a chosen proposal (status, logs); cached per list
     of Transform objects and, below that, per transform values."""
     key = tuple(map(id, p.transforms))
-    hit = _SUITE_NAMES.get(key)
-    if hit is not None:
-        return hit[1]
-    name = _suite_string(tuple((t.type, t.id, t.key_length) for t in p.transforms))
-    if len(_SUITE_NAMES) >= _SUITES_MAX:
-        _SUITE_NAMES.clear()
-    _SUITE_NAMES[key] = (tuple(p.transforms), name)
+    name = _SUITE_NAMES.get(key)
+    if name is None:
+        name = _suite_string(tuple((t.type, t.id, t.key_length) for t in p.transforms))
+        _SUITE_NAMES.put(key, tuple(p.transforms), name)
     return name
 
 
