@@ -11,6 +11,7 @@ same ones only miss (and are added).  Bounded: the table is emptied when full.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 __all__ = ["IdentityMemo"]
@@ -21,26 +22,27 @@ V = TypeVar("V")
 class IdentityMemo(Generic[V]):
     """A bounded table of values by the identities of the objects they come from."""
 
-    __slots__ = ("_entries", "_limit")
+    __slots__ = ("_limit", "_objects", "_values", "get")
 
     def __init__(self, limit: int = 1024) -> None:
-        self._entries: dict[tuple[int, ...], tuple[tuple[object, ...], V]] = {}
+        self._values: dict[tuple[int, ...], V] = {}
+        self._objects: dict[tuple[int, ...], tuple[object, ...]] = {}
         self._limit = limit
-
-    def get(self, key: tuple[int, ...]) -> V | None:
-        """The value stored under ``key`` (the ``id()`` of its objects), None if none."""
-        hit = self._entries.get(key)
-        return None if hit is None else hit[1]
+        #: the value stored under a key (the ``id()`` of its objects), None if none: the
+        #: dictionary's own ``get`` (no Python frame per lookup)
+        self.get: Callable[[tuple[int, ...]], V | None] = self._values.get
 
     def put(self, key: tuple[int, ...], objects: tuple[object, ...], value: V) -> V:
         """Store ``value`` for ``objects`` (whose identities ``key`` lists); ``value``."""
-        if len(self._entries) >= self._limit:
-            self._entries.clear()
-        self._entries[key] = (objects, value)
+        if len(self._values) >= self._limit:
+            self.clear()
+        self._values[key] = value
+        self._objects[key] = objects
         return value
 
     def clear(self) -> None:
-        self._entries.clear()
+        self._values.clear()
+        self._objects.clear()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._values)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config.model import IPAddress, TrafficSelectorSpec
+from ..identity_memo import IdentityMemo
 from .constants import TsType
 
 _ANY_PORT_START = 0
@@ -129,22 +130,31 @@ class Selector:
         }
 
 
+#: the selectors of a configuration's (immutable) tuple of specs, by its identity: every
+#: Child SA negotiation asks, and hashing the specs (their addresses hash in Python)
+#: cost more than building the selectors
+_CONFIGURED: IdentityMemo[tuple[Selector, ...]] = IdentityMemo(4096)
+
+
 def from_specs(
     specs: Sequence[TrafficSelectorSpec], dynamic_address: str | None
 ) -> tuple[Selector, ...]:
     """Configured selectors; an empty list means swanctl's ``dynamic`` (the outer address)."""
-    return _from_specs(tuple(specs), dynamic_address)
+    if not specs:
+        return _dynamic(dynamic_address)
+    if type(specs) is not tuple:  # a list may change: not kept
+        return tuple(Selector.from_spec(s) for s in specs)
+    key = (id(specs),)
+    got = _CONFIGURED.get(key)
+    if got is None:
+        got = _CONFIGURED.put(key, (specs,), tuple(Selector.from_spec(s) for s in specs))
+    return got
 
 
 @functools.lru_cache(maxsize=4096)
-def _from_specs(
-    specs: tuple[TrafficSelectorSpec, ...], dynamic_address: str | None
-) -> tuple[Selector, ...]:
-    if specs:
-        return tuple(Selector.from_spec(s) for s in specs)
-    if dynamic_address is None:
-        return ()
-    return (Selector.host(dynamic_address),)
+def _dynamic(address: str | None) -> tuple[Selector, ...]:
+    """swanctl's ``dynamic``: the host selector of the outer address."""
+    return () if address is None else (Selector.host(address),)
 
 
 def _addr(value: Any, version: int) -> IPAddress:

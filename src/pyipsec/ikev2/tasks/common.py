@@ -90,7 +90,7 @@ _CHOICES_MAX = 1024
 
 def _offer_key(theirs: Sequence[Proposal]) -> tuple[object, ...]:
     """The offer as proposal selection sees it: protocols and (immutable) transforms."""
-    return tuple((p.protocol, tuple(map(id, p.transforms))) for p in theirs)
+    return tuple([(p.protocol, tuple(map(id, p.transforms))) for p in theirs])
 
 
 def choose_configured(
