@@ -29,12 +29,12 @@ comes at most :func:`max_detection_time` after the last authenticated packet.
 from __future__ import annotations
 
 import enum
-import functools
 import math
 from dataclasses import replace
 from typing import Any
 
 from .config.model import DpdConfig, RetransmitConfig
+from .identity_memo import IdentityMemo
 from .recovery import RetryPolicy
 
 __all__ = [
@@ -82,8 +82,18 @@ def probe_timeout(dpd: DpdConfig, retransmit: RetransmitConfig) -> float:
     return t
 
 
-#: probe_timeout per (dpd, retransmit) configuration: every new IKE SA asks
-_cached_probe_timeout = functools.lru_cache(maxsize=256)(probe_timeout)
+#: probe_timeout per (dpd, retransmit) configuration objects, by identity: every new IKE
+#: SA asks (hashing the two frozen configurations cost more than the lookup)
+_PROBE_TIMEOUTS: IdentityMemo[float] = IdentityMemo(256)
+_DEFAULT_RETRANSMIT = RetransmitConfig()
+
+
+def _cached_probe_timeout(dpd: DpdConfig, retransmit: RetransmitConfig) -> float:
+    key = (id(dpd), id(retransmit))
+    timeout = _PROBE_TIMEOUTS.get(key)
+    if timeout is None:
+        timeout = _PROBE_TIMEOUTS.put(key, (dpd, retransmit), probe_timeout(dpd, retransmit))
+    return timeout
 
 
 def max_detection_time(dpd: DpdConfig, retransmit: RetransmitConfig) -> float:
@@ -125,7 +135,7 @@ class DpdState:
         self, config: DpdConfig, now: float, *, retransmit: RetransmitConfig | None = None
     ) -> None:
         self.config = config
-        self._probe_timeout = _cached_probe_timeout(config, retransmit or RetransmitConfig())
+        self._probe_timeout = _cached_probe_timeout(config, retransmit or _DEFAULT_RETRANSMIT)
         self.last_received: float = now
         self.outstanding_since: float | None = None
         self.retries = 0
