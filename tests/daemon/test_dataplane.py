@@ -139,6 +139,33 @@ def test_unknown_spi_wrong_path_and_esp_errors(pair: tuple[Side, Side]) -> None:
     assert right.dp.traffic_reports(2.0)[0] == []
 
 
+def test_drops_on_the_wrong_path_and_at_the_sequence_end_mark_the_sa_changed(
+    pair: tuple[Side, Side],
+) -> None:
+    """Counters that only drops move (a UDP SA's ESP as protocol 50, RFC 3948 §3; an
+    outbound sequence number at its end, RFC 4303 §3.3.3) still mark the SA changed:
+    take_changed (the metrics' incremental totals) visits it, and only it."""
+    left, right = pair
+    for side in pair:  # the daemon's second: the core's reports, then the metrics
+        side.dp.traffic_reports(0.0)
+        side.dp.take_changed()
+    esp = left.dp.children[0x100].outbound.protect(icmp("203.0.113.1", "203.0.113.65"), 4)
+    right.dp.on_esp(esp, (left.sock.addr, 0), False)
+    rc = right.dp.children[0x101]
+    assert rc.drops_encap == 1
+    assert right.dp.traffic_reports(1.0) == ([], [])  # nothing the core counts
+    assert list(right.dp.take_changed()) == [rc]
+    right.dp.traffic_reports(2.0)
+    assert right.dp.take_changed() == {}
+    lc = left.dp.children[0x100]
+    lc.outbound.seq = 2**32 - 1  # no ESN: the next packet would cycle the counter
+    left.tun.outside.send(icmp("203.0.113.1", "203.0.113.65"))
+    left.dp.on_tun_readable()
+    assert lc.drops_send == 1 and lc.packets_out == 0
+    assert left.dp.traffic_reports(1.0) == ([], [])
+    assert list(left.dp.take_changed()) == [lc]
+
+
 def test_peer_moved_is_reported_and_a_declined_source_is_not_again(
     pair: tuple[Side, Side],
 ) -> None:
