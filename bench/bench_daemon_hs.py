@@ -62,9 +62,10 @@ from _common import IKE_PROPOSAL, ROOT  # first: it puts src/ and the repository
 
 # isort: split
 from tests.daemon.fakes import FakeManager
+from tests.daemon.fakes import child_info as fake_child_info
 
 from pyipsec.config.loader import load_config
-from pyipsec.config.model import DaemonConfig, Mode
+from pyipsec.config.model import DaemonConfig
 from pyipsec.daemon.runtime import Daemon, tune_gc
 from pyipsec.daemon.tun import TunDevice
 from pyipsec.ikev2 import events as ev
@@ -125,25 +126,20 @@ class ScriptedCore(FakeManager):
         # the earliest half-open deadline (dicts keep insertion order: the oldest first)
         self.timer = next(iter(self.half_open.values()), None)
 
-    def next_event(self) -> ev.Event | None:
-        return self.events.pop(0) if self.events else None
-
 
 def child_info(n: int, local: Address, remote: Address) -> ev.ChildSaInfo:
-    """The Child SA of handshake ``n`` (AES-256-GCM, narrowed like bench_load's: the
-    selector objects are new ones per SA, as the core parses them per exchange)."""
+    """The Child SA of handshake ``n``: the tests' (``tests.daemon.fakes.child_info``)
+    with AES-256-GCM keys and selectors narrowed like bench_load's (new selector objects
+    per SA, as the core parses them per exchange)."""
     net = Selector.network("203.0.113.1/32")
     port = 10000 + n % 50000
     rts = Selector(ipaddress.ip_address(str(net.start)), ipaddress.ip_address(str(net.end)),
                    17, port, port)  # fmt: skip
-    spi = 0x10000000 + 2 * n
-    return ev.ChildSaInfo(
-        ike_id=n, conn="bench", child="net", spi_in=spi, spi_out=spi + 1, encr_id=20,
-        key_bits=256, integ_id=None, esn=False, encr_key_in=random.randbytes(36),
-        integ_key_in=b"", encr_key_out=random.randbytes(36), integ_key_out=b"",
-        local_ts=LOCAL_TS, remote_ts=(rts,), mode=Mode.TUNNEL, encap=False, local=local,
-        remote=remote, lifetimes=ev.ChildLifetimes(soft=None, hard=None),
-        suite="aes256gcm16",
+    return dataclasses.replace(
+        fake_child_info(0x10000000 + 2 * n, ike_id=n, encap=False, local=local, remote=remote),
+        conn="bench", key_bits=256, encr_key_in=random.randbytes(36),
+        encr_key_out=random.randbytes(36), local_ts=LOCAL_TS, remote_ts=(rts,),
+        lifetimes=ev.ChildLifetimes(soft=None, hard=None), suite="aes256gcm16",
     )  # fmt: skip
 
 

@@ -218,9 +218,10 @@ def read_generator(stdout: IO[str], responder_cpu: Callable[[], float]
 
 
 def handshakes_per_cpu(r: dict[str, Any]) -> float:
-    """Established tunnels per responder CPU-second over the whole block."""
+    """Established tunnels per responder CPU-second over the whole block (NaN when
+    none came up: no rate to compare)."""
     cpu = float(r["responder_cpu_s"])
-    return r["established"] / cpu if cpu > 0 else math.nan
+    return r["established"] / cpu if cpu > 0 and r["established"] else math.nan
 
 
 def handshakes_per_cpu_first(r: dict[str, Any]) -> float:

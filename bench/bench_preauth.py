@@ -60,7 +60,7 @@ from _common import (  # first: it puts src/ and the repository root on sys.path
 # isort: split
 from tests.ikev2.harness import DetRng, det_ke_factory
 
-from pyipsec.config.model import ChildConfig, ConnectionConfig, DpdConfig, TrafficSelectorSpec
+from bench_scale import IKE, RESP_IP, initiator_conn, responder_conn
 from pyipsec.crypto.encr import make_sk_protector
 from pyipsec.ikev2.constants import ExchangeType, HeaderFlag, NotifyType, PayloadType
 from pyipsec.ikev2.fragments import FRAGMENT_OBJECT_BYTES, SET_OBJECT_BYTES
@@ -69,10 +69,6 @@ from pyipsec.ikev2.manager import IkeManager
 from pyipsec.ikev2.message import Message, encrypt_fragments
 from pyipsec.ikev2.payloads import NotifyPayload, VendorIdPayload
 
-IKE = "aes256gcm16-prfsha256-x25519"
-ESP = "aes256gcm16"
-PSK = b"bench preauth pre-shared key"
-RESP_IP = "192.0.2.2"
 RESP: tuple[str, int] = (RESP_IP, 500)
 NOW = 1000.0
 AUTH_OCTETS = 60_000  # the IKE_AUTH request a fragment-flood peer never completes
@@ -81,25 +77,8 @@ Address = tuple[str, int]
 
 
 # ------------------------------------------------------------------ configuration
-
-
-def _child(local: str, remote: str) -> ChildConfig:
-    return ChildConfig("net", (TrafficSelectorSpec.from_network(local),),
-                       (TrafficSelectorSpec.from_network(remote),), esp_proposals=(ESP,))
-
-
-def responder_conn() -> ConnectionConfig:
-    return ConnectionConfig(name="gw", local_addrs=(RESP_IP,), remote_addrs=(),
-                            local_id="gw.example.net", remote_id="%any", psk=PSK,
-                            ike_proposals=(IKE,), dpd=DpdConfig(enabled=False),
-                            children=(_child("10.2.0.0/16", "10.1.0.0/16"),))
-
-
-def initiator_conn(i: int) -> ConnectionConfig:
-    return ConnectionConfig(name="flood", local_addrs=(peer_ip(i),), remote_addrs=(RESP_IP,),
-                            local_id=f"peer{i}.example.net", remote_id="gw.example.net",
-                            psk=PSK, ike_proposals=(IKE,), dpd=DpdConfig(enabled=False),
-                            children=(_child("10.1.0.0/16", "10.2.0.0/16"),))
+# bench_scale's gateway (one %any connection) and its peers (their own identities and
+# addresses)
 
 
 def new_responder(budget: int) -> IkeManager:
@@ -147,8 +126,9 @@ class Flood:
         """A real initiator that completes IKE_SA_INIT, then sends all but the last
         fragment of a large IKE_AUTH request (or the first ``count``)."""
         rng = DetRng(f"peer{i}")
-        init = IkeManager([initiator_conn(i)], rng=rng, ke_factory=det_ke_factory(rng))
-        init.initiate("flood", None, NOW)
+        conn = initiator_conn(i)
+        init = IkeManager([conn], rng=rng, ke_factory=det_ke_factory(rng))
+        init.initiate(conn.name, None, NOW)
         for _ in range(3):  # IKE_SA_INIT, then again with the cookie
             out = [d for d in init.datagrams_to_send(NOW) if d[0][18] == ExchangeType.IKE_SA_INIT]
             if not out:
@@ -175,8 +155,9 @@ class Flood:
 def init_template() -> bytes:
     """A real initiator's IKE_SA_INIT request (its KE value reused by every cookie peer)."""
     rng = DetRng("template")
-    init = IkeManager([initiator_conn(0)], rng=rng, ke_factory=det_ke_factory(rng))
-    init.initiate("flood", None, NOW)
+    conn = initiator_conn(0)
+    init = IkeManager([conn], rng=rng, ke_factory=det_ke_factory(rng))
+    init.initiate(conn.name, None, NOW)
     ((data, _, _),) = init.datagrams_to_send(NOW)
     return data
 

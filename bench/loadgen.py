@@ -80,6 +80,7 @@ FLAG_RESPONSE = 0x20
 NOTIFY_COOKIE = 16390
 NON_ESP_MARKER = b"\x00\x00\x00\x00"
 NO_LIFETIME = Lifetimes(rekey_time=0.0, over_time=0.0, rand_time=0.0)
+_IDLE_WAIT = 0.2  # seconds a select waits at most when nothing else is due
 
 
 def build_connections(n: int, *, local: str, remote: str, psk: bytes, proposal: str,
@@ -265,10 +266,9 @@ class LoadGenerator:
         """Start handshakes from ``pending`` (popped from the end) while fewer than
         ``--inflight`` are unfinished and ``--rate`` allows; how long until the rate
         allows the next one (0.2 s when it does not limit)."""
-        wait = 0.2
         while pending and len(self.inflight) < self.max_inflight:
             if self.rate > 0 and self.started >= (now - t0) * self.rate:
-                return min(wait, t0 + self.started / self.rate - now)
+                return min(_IDLE_WAIT, t0 + self.started / self.rate - now)
             name = pending.pop()
             self.started_at[name] = now
             self.inflight.add(name)
@@ -277,7 +277,7 @@ class LoadGenerator:
                 self._inflight_since = now
             self.mgr.initiate(name, None, now)
             self.started += 1
-        return wait
+        return _IDLE_WAIT
 
     def _account_inflight(self, now: float) -> None:
         """Add the in-flight count since the previous iteration to the time integral.

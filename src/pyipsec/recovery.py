@@ -30,6 +30,7 @@ from types import MappingProxyType
 from . import errors
 from .config.model import ConnectionConfig, DpdAction, RetransmitConfig
 from .constants import NotifyType
+from .identity_memo import IdentityMemo
 
 __all__ = [
     "DEFAULT_TABLE",
@@ -675,12 +676,21 @@ def _shared_table(
     return table
 
 
-@functools.lru_cache(maxsize=256)
+#: the shared table per (dpd_action, retransmit) configuration objects, by identity:
+#: every new IKE SA asks (hashing the frozen configuration cost more than the lookup)
+_CONNECTION_TABLES: IdentityMemo[Mapping[ErrorKind, RecoveryDecision]] = IdentityMemo(256)
+
+
 def _connection_table(
     action: DpdAction, retransmit: RetransmitConfig
 ) -> Mapping[ErrorKind, RecoveryDecision]:
     """The shared table of a connection without explicit overrides."""
-    return _shared_table(dict(_dpd_rows(action, retransmit)))
+    key = (id(action), id(retransmit))
+    table = _CONNECTION_TABLES.get(key)
+    if table is None:
+        table = _shared_table(dict(_dpd_rows(action, retransmit)))
+        _CONNECTION_TABLES.put(key, (action, retransmit), table)
+    return table
 
 
 @functools.lru_cache(maxsize=256)

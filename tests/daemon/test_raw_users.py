@@ -53,12 +53,14 @@ def test_raw_socket_users_counted_per_peer() -> None:
         for info in (a1, a2, b1):
             assert plane.install(info) is not None
         plane.peer_address_changed(2, ("198.51.100.3", 0))  # b moves (RFC 7296 §2.23)
+        assert raw.forgotten == ["198.51.100.2"] and not raw.closed  # nothing sends there
         plane.uninstall(0x1001, "test")
-        assert raw.forgotten == [] and not raw.closed  # a2 still uses peer .1
+        assert raw.forgotten == ["198.51.100.2"] and not raw.closed  # a2 still uses .1
         plane.uninstall(0x1002, "test")
-        assert raw.forgotten == ["198.51.100.1"] and not raw.closed  # b1 still uses it
-        plane.uninstall(0x1003, "test")
-        assert raw.forgotten == ["198.51.100.1", "198.51.100.3"] and raw.closed
+        assert raw.forgotten == ["198.51.100.2", "198.51.100.1"] and not raw.closed
+        plane.uninstall(0x1003, "test")  # b1 was the last user of the socket
+        assert raw.forgotten == ["198.51.100.2", "198.51.100.1", "198.51.100.3"]
+        assert raw.closed
         assert plane.raw == {}
     finally:
         plane.close()

@@ -228,7 +228,9 @@ def test_pool_refusals(tmp_path: Path) -> None:
         assert len(core.calls) == n and pool_names(d) == ["file4"]  # nothing applied
         # a connection naming a pool: only once the pool exists
         conn = b({"rw": psk_conn(pools=["rw6"], remote_addrs=[])})
-        assert "connections.rw.pools: unknown pool 'rw6'" in await err("load-conn", conn)
+        refused = await err("load-conn", conn)
+        assert "connections.rw.pools: unknown pool 'rw6'" in refused
+        assert "swanctl --load-pools" in refused  # VICI's way to add it
         rw6 = b({"rw6": {"addrs": "2001:db8:3::/120"}})
         assert (await c.cmd("load-pool", rw6)).message == {"success": b"yes"}
         assert (await c.cmd("load-conn", conn)).message == {"success": b"yes"}

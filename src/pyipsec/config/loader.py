@@ -57,6 +57,7 @@ from ..ikev2.proposals import expand_proposals, parse_proposals, proposal_tokens
 from ..pools import pool_range, pools_overlap
 from .credentials import CredentialStore, KeySecret
 from .model import (
+    ANY_ADDRESS,
     EAP_AUTH_KINDS,
     AuthKind,
     ChildConfig,
@@ -378,7 +379,7 @@ def _addr_list(v: object) -> tuple[str, ...]:
     items = _str_list(v)
     out = []
     for a in items:
-        if a in ("%any", "%any4", "%any6"):
+        if a in ANY_ADDRESS and a.startswith("%"):  # prefixes: not addresses
             out.append(a)
             continue
         try:
@@ -873,8 +874,7 @@ def _eap(
     default an error of the configuration (VICI's load-conn only warns, as charon does:
     secrets may be loaded after their connections)."""
     la, ra = auths
-    missing_local = missing_secret or local.ctx.err
-    missing_remote = missing_secret or remote.ctx.err
+    missing = missing_secret or local.ctx.err  # both ends report to one context
     local_eap_id = local.get("eap_id", _eap_id, "")
     remote_eap_id = remote.get("eap_id", _eap_id, "")
     if local_eap_id and not is_eap(la):
@@ -898,7 +898,7 @@ def _eap(
             secret = found
         elif la != "eap" or not certs:
             shown = who or "(no identity)"
-            missing_local(
+            missing(
                 local.at("auth"),
                 f"no EAP secret in [secrets] for {shown!r} (hint: add [secrets.eap-NAME] "
                 f"with id = {who or 'carol'!r} and secret = ..., or set local.eap_id)",
@@ -907,7 +907,7 @@ def _eap(
     if ra in ("eap", "eap-md5", "eap-mschapv2"):
         users = tuple((i.encode(), s.secret) for s in eap for i in s.ids)
         if not users and ra != "eap":
-            missing_remote(
+            missing(
                 remote.at("auth"),
                 f"{ra} needs the users' secrets (hint: add [secrets.eap-NAME] with "
                 'id = "carol" and secret = ...)',
@@ -1221,15 +1221,21 @@ def _virtual_selectors(
 
 
 def _check_pool_refs(
-    ctx: _Ctx, conns: Iterable[ConnectionConfig], pools: Iterable[PoolConfig]
+    ctx: _Ctx,
+    conns: Iterable[ConnectionConfig],
+    pools: Iterable[PoolConfig],
+    *,
+    define: str = "define it in [pools.{name}]",
 ) -> None:
+    """Every pool a connection names exists; ``define`` says how to add a missing one
+    (a configuration file's table by default; VICI: ``swanctl --load-pools``)."""
     names = [p.name for p in pools]
     for c in conns:
         for name in c.pools:
             if name not in names:
                 close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
                 hint = f" (hint: did you mean {close[0]!r}?)" if close else (
-                    f" (hint: define it in [pools.{name}])"
+                    f" (hint: {define.format(name=name)})"
                 )
                 ctx.err(f"connections.{c.name}.pools", f"unknown pool {name!r}{hint}")
 

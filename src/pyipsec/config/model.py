@@ -115,6 +115,14 @@ AuthKind = Literal["psk", "pubkey", "eap", "eap-md5", "eap-mschapv2", "eap-tls",
 EAP_AUTH_KINDS: tuple[AuthKind, ...] = ("eap", "eap-md5", "eap-mschapv2", "eap-tls", "eap-radius")
 
 
+#: Configured addresses (``local_addrs``, ``remote_addrs``) that match every address:
+#: swanctl's ``%any``, ``%any4``, ``%any6``, and the prefixes of a whole family.
+ANY_ADDRESS = frozenset(("%any", "%any4", "%any6", "0.0.0.0/0", "::/0"))
+
+#: The bytes all half-open responders may hold together by default (``[daemon]
+#: half_open_memory``; why this much: :mod:`pyipsec.ikev2.half_open_memory`).
+DEFAULT_HALF_OPEN_MEMORY = 64 << 20
+
 #: Configured identities (``remote.id``, ``eap_id``) that accept every peer identity:
 #: swanctl's ``%any``, ``%any6`` and ``*``, and the empty (unset) value.
 ANY_IDENTITY = frozenset(("", "%any", "%any6", "*"))
@@ -387,7 +395,7 @@ class DaemonConfig:
     cookie_threshold_ip: int = 3  # half-open SAs from one IP before it must send cookies
     block_threshold: int = 5  # half-open SAs from one IP beyond which it is ignored
     # bytes all half-open responders may hold (cookies above half, refusals at it)
-    half_open_memory: int = 64 << 20
+    half_open_memory: int = DEFAULT_HALF_OPEN_MEMORY
     # RFC 7383 reassembly: decrypted octets kept per IKE SA, before/after authentication
     max_fragment_bytes_unauthenticated: int = 10_000
     max_fragment_bytes: int = 65_536

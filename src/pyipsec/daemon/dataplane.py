@@ -198,10 +198,6 @@ class PeerIndex:
     def __contains__(self, ip: str) -> bool:
         return ip in self._count
 
-    def any_in(self, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
-        """True when a peer's address lies in ``net``."""
-        return self.any_between(net.version, int(net.network_address), int(net.broadcast_address))
-
     def any_between(self, version: int, first: int, last: int) -> bool:
         """True when a peer's address of IP ``version`` lies in ``first``..``last``
         (integers: what a route install asks, without building address objects)."""
@@ -493,16 +489,21 @@ class DataPlane:
             self._release_raw(state)
         return state
 
-    def _release_raw(self, state: ChildState) -> None:
-        raw = state.raw
-        assert raw is not None
+    def _drop_raw_user(self, raw: RawEspSocket, ip: str) -> dict[str, int]:
+        """One SA less sends to ``ip`` through ``raw``: the last one lets the socket
+        forget that peer.  The peers the socket still serves."""
         peers = self._raw_users.get(id(raw), {})
-        ip = state.remote[0]
         if peers.get(ip, 0) > 1:
             peers[ip] -= 1
         else:
             peers.pop(ip, None)
             raw.forget(ip)
+        return peers
+
+    def _release_raw(self, state: ChildState) -> None:
+        raw = state.raw
+        assert raw is not None
+        peers = self._drop_raw_user(raw, state.remote[0])
         if not peers:  # no SA needs it any more (counts: an uninstall never walks the SAs)
             self._raw_users.pop(id(raw), None)
             rs = self.raw.pop(int(raw.family), None)
@@ -528,13 +529,9 @@ class DataPlane:
             self.peers.remove(c.remote[0])
             self.peers.add(new[0])
             if c.raw is not None:
-                peers = self._raw_users.setdefault(id(c.raw), {})
-                old = c.remote[0]
-                if peers.get(old, 0) > 1:
-                    peers[old] -= 1
-                else:
-                    peers.pop(old, None)
+                peers = self._drop_raw_user(c.raw, c.remote[0])
                 peers[new[0]] = peers.get(new[0], 0) + 1
+                self._raw_users[id(c.raw)] = peers
             c.remote = new
             c.declined_src = None
 
@@ -586,7 +583,6 @@ class DataPlane:
         self._taken_later = {}
         taken.update(self.changed)
         return taken
-
 
     def traffic_reports(self, now: float) -> tuple[list[EspErrorDelta], list[TrafficReport]]:
         """What changed per SA since the previous call: ESP error deltas and cumulative

@@ -15,8 +15,8 @@ callbacks behind on a timeout.
 Counters never go backwards: the traffic of every Child SA ever installed is summed
 per (connection, child) in ``totals``, kept up to date incrementally: a refresh
 visits only the SAs whose counters changed or that were removed since the previous
-one (:meth:`DataPlane.take_changed`), never every SA; a ``ChildSaDeleted`` takes the
-SA's last values before the data plane forgets it.
+one (:meth:`DataPlane.take_changed`), never every SA; an SA the data plane removed is
+handed over with its last values by the same call.
 """
 
 from __future__ import annotations

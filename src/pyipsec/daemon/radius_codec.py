@@ -262,8 +262,6 @@ def msk_from_mppe(recv_key: bytes, send_key: bytes) -> bytes:
     return msk + bytes(max(0, MSK_MIN_LENGTH - len(msk)))
 
 
-
-
 def _accept(answer: RadiusAnswer, request: RadiusRequest) -> BackendReply:
     """Access-Accept: the EAP-Success it carries and the MSK from the MPPE keys."""
     if answer.eap and code_of(answer.eap, exact=True) != EapCode.SUCCESS:

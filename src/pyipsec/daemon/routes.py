@@ -37,6 +37,7 @@ def route_selector(
     device's own (``tun_addresses``) of the same family; never a default route nor a
     network containing one of ``peers`` or of the ``known`` peers (O(log n) each)."""
     peer_values = [v for p in peers if (v := _address_value(p)) is not None]
+    sources = tuple(tun_addresses)
     for r in _networks(sel.start, sel.end):
         captures = any(
             version == r.version and r.first <= value <= r.last for version, value in peer_values
@@ -48,7 +49,7 @@ def route_selector(
                 tun.name,
             )
             continue
-        tun.add_route(r.text, _prefsrc(tuple(tun_addresses), r.version))
+        tun.add_route(r.text, _prefsrc(sources, r.version))
 
 
 # What a Child SA install asks again and again (the same selectors, peers and TUN
@@ -75,9 +76,9 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return None
 
 
-@functools.lru_cache(maxsize=4096)
 def _address_value(text: str) -> tuple[int, int] | None:
-    """``(version, integer)`` of an IP address (None when ``text`` is none)."""
+    """``(version, integer)`` of an IP address (None when ``text`` is none; the
+    address parsed once, by :func:`_address`)."""
     addr = _address(text)
     return None if addr is None else (addr.version, int(addr))
 

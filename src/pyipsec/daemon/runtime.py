@@ -517,7 +517,7 @@ class Daemon:
 
     def _on_event(self, e: ev.Event) -> None:
         if self.metrics is not None:
-            self.metrics.on_event(e)  # first: a deleted Child SA's last counters
+            self.metrics.on_event(e)  # counts (a Child SA's traffic comes by take_changed)
         if self.vici is not None:
             self.vici.on_event(e)  # VICI clients' events; never raises
         match e:

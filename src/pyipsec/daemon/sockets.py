@@ -220,7 +220,10 @@ class UdpSocket:
                 seg = _INT.unpack_from(data)[0] if len(data) >= 4 else _SEG.unpack_from(data)[0]
             else:
                 key = (level, typ, data)
-                local = names[key] if key in names else self._local_name(key)
+                try:  # one lookup per datagram; a miss (a new address) is rare
+                    local = names[key]
+                except KeyError:
+                    local = self._local_name(key)
         return n, src, local or self.addr, (seg if seg < n else 0)
 
     def _local_name(self, cmsg: tuple[int, int, bytes]) -> str | None:

@@ -115,7 +115,9 @@ class ViciLoader:
             )
         alone = replace(self.d.config, connections=(conn,))
         ctx = _Ctx()
-        _check_pool_refs(ctx, [conn], self.d.config.pools)  # swanctl --load-pools first
+        _check_pool_refs(ctx, [conn], self.d.config.pools,
+                         define="load it first: swanctl --load-pools; or define "
+                                "[pools.{name}] in the configuration file")  # fmt: skip
         _check_radius_servers(ctx, alone)  # eap-radius: [eap_radius] of the file
         issues = ctx.errors + unsupported_config(alone)
         return "; ".join(str(i) for i in issues)

@@ -26,15 +26,12 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..config.model import ConnectionConfig, is_any_identity
+from ..config.model import ANY_ADDRESS, ConnectionConfig, is_any_identity
 from ..ipv4text import canonical_ipv4_octets
 from .payloads import IdPayload
 from .tasks.common import identity_key, parse_identity
 
 __all__ = ["ConnectionIndex", "ConnectionTable", "addr_ok"]
-
-#: remote_addrs / local_addrs entries that accept every address
-_ANY_ADDRESS = frozenset(("%any", "%any4", "%any6", "0.0.0.0/0", "::/0"))
 
 
 class ConnectionTable(dict[str, ConnectionConfig]):
@@ -91,7 +88,7 @@ def addr_ok(allowed: tuple[str, ...], address: str) -> bool:
         return False
     for a in allowed:
         a = a.strip()
-        if a in _ANY_ADDRESS:
+        if a in ANY_ADDRESS:
             return True
         try:
             if "/" in a:
@@ -125,7 +122,7 @@ def _exact_addresses(addrs: tuple[str, ...]) -> list[str] | None:
     out: list[str] = []
     for a in addrs:
         a = a.strip()
-        if a in _ANY_ADDRESS or "/" in a or "-" in a:
+        if a in ANY_ADDRESS or "/" in a or "-" in a:
             return None
         try:
             out.append(str(ipaddress.ip_address(a)))
@@ -167,7 +164,7 @@ class ConnectionIndex:
             if exact is not None:
                 for ip in dict.fromkeys(exact):
                     self._by_remote.setdefault(ip, []).append(i)
-            elif not remote or any(a.strip() in _ANY_ADDRESS for a in remote):
+            elif not remote or any(a.strip() in ANY_ADDRESS for a in remote):
                 self._any_remote.append(i)
             else:
                 self._ranged.append(i)

@@ -25,6 +25,8 @@ the SA stops being half-open (authenticated, timed out, refused, deleted).
 
 from __future__ import annotations
 
+from ..config.model import DEFAULT_HALF_OPEN_MEMORY
+
 #: The bytes the Python objects of one half-open responder IKE SA hold, besides its two
 #: IKE_SA_INIT messages and its fragments: measured with tracemalloc (the traced growth
 #: of a responder ``IkeManager`` over 1,000 / 2,000 / 5,000 responders of
@@ -39,15 +41,15 @@ HALF_OPEN_SA_BYTES = 5_400
 #: one stateless answer per request, and only peers that prove their address are
 #: admitted, until the budget itself refuses them.
 COOKIE_SHARE = 0.5
-#: The default budget (``half_open_memory``): 64 MiB.  A half-open responder holds
+#  The default budget (``half_open_memory``, config.model.DEFAULT_HALF_OPEN_MEMORY):
+#  64 MiB.  A half-open responder holds
 #: about 5.8 KB (:data:`HALF_OPEN_SA_BYTES` + ~420 octets of IKE_SA_INIT messages with
-#: X25519), so the default ``half_open_limit`` of 5,000 SAs is ~29 MB: below the cookie
-#: share (32 MiB), the byte budget changes nothing for ordinary handshakes.  But each
-#: of them may also hold 10,000 octets of unauthenticated fragments
-#: (``max_fragment_bytes_unauthenticated``) and the objects around them: ~69 MB for
-#: 5,000 SAs of a fragment flood (``bench/bench_preauth.py``), which the budget caps at
-#: 64 MiB -- a small part of any host that runs a gateway.
-DEFAULT_HALF_OPEN_MEMORY = 64 << 20
+#  X25519), so the default ``half_open_limit`` of 5,000 SAs is ~29 MB: below the cookie
+#  share (32 MiB), the byte budget changes nothing for ordinary handshakes.  But each
+#  of them may also hold 10,000 octets of unauthenticated fragments
+#  (``max_fragment_bytes_unauthenticated``) and the objects around them: ~69 MB for
+#  5,000 SAs of a fragment flood (``bench/bench_preauth.py``), which the budget caps at
+#  64 MiB -- a small part of any host that runs a gateway.
 
 
 class HalfOpenMemory:

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from ..config.model import ChildConfig, ConnectionConfig, DpdAction, PoolConfig
+from ..config.model import ANY_ADDRESS, ChildConfig, ConnectionConfig, DpdAction, PoolConfig
 from ..crypto.ke import KeyExchange, new_key_exchange
 from ..eap.base import BackendReply
 from ..nat import format_endpoint, packed_ip
@@ -43,6 +43,7 @@ from ..recovery import (
     kind_for_received_notify,
 )
 from .api import ChildSaView, IkeCore, IkeSaView, SaCounts
+from .child_sa import ChildSa
 from .conn_index import ConnectionIndex, ConnectionTable
 from .constants import (
     IKE_HEADER_LEN,
@@ -391,7 +392,7 @@ class IkeManager:
             (
                 a
                 for a in conn.remote_addrs
-                if a not in ("%any", "%any6") and "/" not in a and "-" not in a
+                if a not in ANY_ADDRESS and "/" not in a and "-" not in a
             ),
             None,
         )
@@ -671,10 +672,10 @@ class IkeManager:
         """A snapshot of the Child SA with inbound SPI ``spi_in`` of a live IKE SA (one
         lookup), None when there is none."""
         sa = self._child_spis.get(spi_in)
-        c = None if sa is None or sa.state in IKE_FINAL else sa.children.get(spi_in)
-        if sa is None or c is None:
+        if sa is None or sa.state in IKE_FINAL:
             return None
-        return ChildSaView(sa.ike_id, sa.conn.name, c.name, c.spi_in, c.spi_out, c.state)
+        c = sa.children.get(spi_in)
+        return None if c is None else _child_view(sa, c)
 
     def _pool(self, conn: str | None) -> Iterable[IkeSa]:
         return (self._by_conn.get(conn, {}) if conn is not None else self.by_id).values()
@@ -682,7 +683,7 @@ class IkeManager:
     def child_sas(self, conn: str | None = None) -> list[ChildSaView]:
         """Snapshots of the Child SAs of live IKE SAs, of one connection or all."""
         return [
-            ChildSaView(sa.ike_id, sa.conn.name, c.name, c.spi_in, c.spi_out, c.state)
+            _child_view(sa, c)
             for sa in self._pool(conn)
             if sa.state not in IKE_FINAL
             for c in sa.children.values()
@@ -1415,6 +1416,10 @@ def _ike_view(sa: IkeSa) -> IkeSaView:
         sa.ike_id, sa.conn.name, sa.state, sa.initiator, sa.local, sa.remote, sa.local_id,
         sa.remote_id,
     )  # fmt: skip
+
+
+def _child_view(sa: IkeSa, c: ChildSa) -> ChildSaView:
+    return ChildSaView(sa.ike_id, sa.conn.name, c.name, c.spi_in, c.spi_out, c.state)
 
 
 def _setup_time(conn: ConnectionConfig) -> float:

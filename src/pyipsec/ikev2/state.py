@@ -74,9 +74,9 @@ IKE_HALF_OPEN = frozenset(
 
 
 class ChildSaState(enum.Enum):
-    INSTALLED = "installed"
-
     __hash__ = object.__hash__  # members are singletons: hash in C, not by name
+
+    INSTALLED = "installed"
     REKEYING = "rekeying"  # we sent a rekey request for it
     REKEYED = "rekeyed"  # a new SA replaced it; delete pending
     DELETING = "deleting"  # our DELETE is out
