@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..recovery import ErrorKind
+from .events import IkeSaDeleted
 from .state import ChildSaState, IkeSaState
 from .tasks import child_rekey, ike_delete, ike_rekey, liveness
 from .tasks.child_delete import ChildDelete
@@ -82,15 +83,19 @@ def on_queue(sa: IkeSa, now: float) -> None:
     """The pump at the end of :meth:`handle_timer` starts the queued tasks."""
 
 def on_redundant(sa: IkeSa, now: float) -> None:
-    """§2.8.2: the peer should have deleted this now childless SA (the old one after
-    its rekey, or the loser's redundant new one); delete it ourselves."""
-    if sa.children or sa.state not in (IkeSaState.ESTABLISHED, IkeSaState.REKEYED):
-        return
-    if sa.state is IkeSaState.REKEYED:
+    """§2.8.2: the peer should have deleted this old SA after its rekey (its children
+    moved to the new one); delete it ourselves."""
+    if sa.state is IkeSaState.REKEYED and not sa.children:
         ike_delete.start(sa, now, reason="rekeyed")
-        return
-    sa.set_state(IkeSaState.REKEYED)  # quiet: it never carried children
-    ike_delete.start(sa, now, reason="redundant (rekey collision)")
+
+def on_unclaimed(sa: IkeSa, now: float) -> None:
+    """§2.8.2: we won a rekey collision and the loser never deleted the redundant SA
+    that answering its request created.  It never completed that SA (our response was
+    lost, or it read our Delete of the old SA first and dropped its rekey), so a Delete
+    would go unanswered: forget the SA silently."""
+    if sa.state is IkeSaState.REKEYED and not sa.children:
+        sa.log.info("the loser of the rekey collision never deleted its redundant IKE SA")
+        sa.vanish(now, IkeSaDeleted(sa.ike_id, sa.conn.name, "redundant (rekey collision)"))
 
 def on_ike_expire(sa: IkeSa, now: float) -> None:
     if sa.established:
@@ -136,6 +141,7 @@ HANDLERS: dict[TimerKind, Callable[[IkeSa, float], None]] = {
     TimerKind.DELAYED: on_delayed,
     TimerKind.QUEUE: on_queue,
     TimerKind.REDUNDANT: on_redundant,
+    TimerKind.UNCLAIMED: on_unclaimed,
     TimerKind.IKE_EXPIRE: on_ike_expire,
     TimerKind.IKE_REKEY: on_ike_rekey,
     TimerKind.CHILD_LIFETIMES: on_child_lifetimes,

@@ -31,6 +31,7 @@ class TimerKind(enum.Enum):
     DELAYED = "delayed"  # a task waits for its not-before time (e.g. §2.25 backoff)
     QUEUE = "queue"  # a queued task can start: the window has room (§2.3)
     REDUNDANT = "redundant"  # the peer should have deleted this SA by now (§2.8.2)
+    UNCLAIMED = "unclaimed"  # a collision's loser never deleted its new SA (§2.8.2)
     IKE_EXPIRE = "ike-expire"  # hard lifetime of the IKE SA (§2.8)
     IKE_REKEY = "ike-rekey"  # soft lifetime of the IKE SA (§2.8)
     CHILD_LIFETIMES = "child-lifetimes"  # soft/hard lifetimes of the Child SAs (§2.8)

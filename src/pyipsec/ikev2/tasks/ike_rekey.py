@@ -37,9 +37,13 @@ if TYPE_CHECKING:
     from ...crypto.ke import KeyExchange
     from ..sa import IkeSa
 
-#: How long the winner of a rekey collision waits for the loser to delete its SA, and
-#: the responder of a rekey for its initiator to delete the old one (§2.8.2)
+#: How long the responder of a rekey, or the loser of a collision, waits for the
+#: winner to delete the old SA (§2.8.2)
 REDUNDANT_TIMEOUT = 30.0
+#: How long the winner of a collision keeps the loser's redundant new SA for the
+#: loser to delete (§2.8.2).  The loser does so as soon as it reads our response, so
+#: this only has to cover a lost response or Delete and its retransmission.
+UNCLAIMED_TIMEOUT = 10.0
 #: A rekey that must wait for a Child SA exchange tries again this much later (§2.25.1)
 CHILD_BUSY_RETRY = 1.0
 #: RFC 7296 §3.1: no IKE SPI is zero (the responder's is zero only in IKE_SA_INIT)
@@ -225,9 +229,11 @@ class IkeRekey(Task):
                 self.collision_lost(new, peer_new, now)
                 return
             sa.log.info("IKE rekey collision won")
-            # the loser deletes its redundant SA; should its response have been lost and
-            # our delete of the old SA made it forget its attempt, we clean up ourselves
-            peer_new.timers.set(TimerKind.REDUNDANT, now + REDUNDANT_TIMEOUT)
+            # The loser deletes this redundant SA.  Until it does, the SA carries
+            # nothing, is not rekeyed and is not listed as established; should the
+            # loser never have completed it, we forget it later (on_unclaimed).
+            peer_new.set_state(IkeSaState.REKEYED)
+            peer_new.timers.set(TimerKind.UNCLAIMED, now + UNCLAIMED_TIMEOUT)
         sa.rekey_failures = 0
         _hand_over(sa, new)
         ike_delete.start(sa, now, reason="rekeyed")
@@ -348,4 +354,10 @@ def respond(sa: IkeSa, msg: Message, now: float) -> PayloadList:
     ]
 
 
-__all__ = ["REDUNDANT_TIMEOUT", "IkeRekey", "respond", "start"]
+__all__ = [
+    "REDUNDANT_TIMEOUT",
+    "UNCLAIMED_TIMEOUT",
+    "IkeRekey",
+    "respond",
+    "start",
+]
