@@ -3,22 +3,25 @@ they change the whole process."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 SCRIPT = textwrap.dedent(
     """
     import gc, json
-    from pyipsec.daemon.runtime import GC_THRESHOLD, tune_gc
+    from pyipsec.daemon.runtime import GC_THRESHOLD, frozen_objects, tune_gc
 
     tune_gc()
     tune_gc()  # idempotent: one hook
     start = gc.get_freeze_count()
+    counted_start = frozen_objects()
     kept = [[i] for i in range(50_000)]  # long-lived objects (tunnels)
     cycle = [[]]
     cycle[0].append(cycle)  # garbage in a cycle, made before the full collection
@@ -28,6 +31,10 @@ SCRIPT = textwrap.dedent(
     young = [[i] for i in range(20_000)]  # more tunnels, then a young collection
     gc.collect(0)  # its survivors are frozen too: no older generation scans them again
     after_young = gc.get_freeze_count()
+    counted = frozen_objects()
+    del kept[:25_000]  # tunnels gone: freed by reference counting, still counted
+    gone = gc.get_freeze_count()
+    counted_gone = frozen_objects()
     late = [[]]
     late[0].append(late)  # a cycle made after it is still collected
     del late
@@ -36,7 +43,8 @@ SCRIPT = textwrap.dedent(
         "threshold": list(gc.get_threshold()), "want": list(GC_THRESHOLD),
         "hooks": gc.callbacks.count(gc.callbacks[-1]) if gc.callbacks else 0,
         "start": start, "after": after, "kept": len(kept), "found": found,
-        "after_young": after_young, "young": len(young),
+        "after_young": after_young, "young": len(young), "counted_start": counted_start,
+        "counted": counted, "gone": gone, "counted_gone": counted_gone,
     }))
     """
 )
@@ -60,6 +68,13 @@ def test_collections_freeze_their_survivors() -> None:
     assert after >= start + 50_000  # the long-lived objects left the collector's scans
     assert after_young >= after + 20_000  # also after a collection of the youngest only
     assert isinstance(res["found"], int) and res["found"] >= 2  # new cycles: collected
+    # counted as they are frozen, without walking them: exact while nothing is freed,
+    # an upper bound after reference counting freed some
+    assert res["counted_start"] == start
+    counted, gone, counted_gone = res["counted"], res["gone"], res["counted_gone"]
+    assert isinstance(counted, int) and isinstance(gone, int)
+    assert after_young <= counted <= after_young + 100
+    assert gone <= after_young - 25_000 and counted_gone == counted
 
 
 def test_python_defaults_on_request() -> None:
@@ -92,12 +107,53 @@ SWEEP = textwrap.dedent(
 )
 
 
-def test_sweep_frees_garbage_cycles_among_frozen_objects() -> None:
-    env = dict(os.environ, PYTHONPATH=str(SRC))
-    out = subprocess.run([sys.executable, "-c", SWEEP], env=env, capture_output=True,
-                         text=True, check=True, timeout=120).stdout
+def _run_script(script: str) -> dict[str, Any]:
     import json
 
-    res = json.loads(out.strip().splitlines()[-1])
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, check=True, timeout=120).stdout
+    res: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return res
+
+
+def test_sweep_frees_garbage_cycles_among_frozen_objects() -> None:
+    res = _run_script(SWEEP)
     assert res["first"] is True and res["second"] is False
     assert res["before"] - res["after"] >= 6_000  # the 3,000 two-object cycles freed
+
+
+CHURN = textwrap.dedent(
+    """
+    import gc, json
+    from pyipsec.daemon import runtime
+
+    runtime.tune_gc()
+    runtime.FROZEN_SWEEP_MIN = 1000
+    runtime.sweep_frozen_garbage()  # a first sweep: the start-up objects
+    live = gc.get_freeze_count()
+    swept, bounds = 0, []
+    for i in range(40):  # tunnels that come and go: the frozen objects stay as many
+        batch = [[j] for j in range(live // 10)]
+        gc.collect(0)  # frozen
+        del batch  # freed by reference counting
+        swept += runtime.sweep_frozen_garbage()
+        bounds.append(runtime.frozen_objects())
+    print(json.dumps({"swept": swept, "bounds": bounds, "live": live,
+                      "exact": gc.get_freeze_count()}))
+    """
+)
+
+
+def test_churn_corrects_the_count_without_sweeps() -> None:
+    """Objects frozen and freed again leave ``gc.get_freeze_count()`` flat but count in
+    frozen_objects(): when that bound has doubled it is counted exactly and corrected,
+    and no sweep (a pause) follows, since nothing grew."""
+    res = _run_script(CHURN)
+    live, bounds, exact = res["live"], res["bounds"], res["exact"]
+    assert res["swept"] == 0
+    assert exact <= live + 100  # flat
+    # the bound grows by a tenth of the live objects per batch, falls back when counted
+    drops = [i for i, (a, b) in enumerate(itertools.pairwise(bounds)) if b < a]
+    assert len(drops) >= 3, bounds
+    assert all(live <= b <= 2.2 * live for b in bounds), bounds
