@@ -384,6 +384,11 @@ def test_key_loading_from_bytes() -> None:
     with pytest.raises(KeyLoadError) as ei:
         load_private_key(enc_pem, b"wrong")
     assert ei.value.reason is AuthReason.BAD_PASSPHRASE
+    # not a key at all: a passphrase does not make it a wrong passphrase
+    for junk in (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", b"\x30\x03"):
+        with pytest.raises(KeyLoadError) as ei:
+            load_private_key(junk, b"pass")
+        assert ei.value.reason is AuthReason.MALFORMED_KEY
     rsa_pem = pki.generate_key("rsa2048").private_bytes(
         S.Encoding.PEM, S.PrivateFormat.TraditionalOpenSSL, S.NoEncryption()
     )

@@ -82,12 +82,12 @@ def load_private_key(data: bytes, passphrase: bytes | str | None = None) -> Priv
             raise KeyLoadError(AuthReason.MALFORMED_KEY, f"cannot load private key: {e}") from None
     except UnsupportedAlgorithm as e:
         raise KeyLoadError(AuthReason.UNSUPPORTED_KEY, f"unsupported private key: {e}") from None
-    except ValueError as e:
-        # a wrong passphrase: OpenSSL says so, or (when the wrongly decrypted octets
-        # happen to end in valid padding, about 1 in 128) the result is no key at all
-        if password is not None and (
-            "decrypt" in str(e).lower() or "password" in str(e).lower() or _encrypted(loader, data)
-        ):
+    except ValueError:
+        # with a passphrase, an encrypted key that does not load was given the wrong
+        # one (OpenSSL fails to decrypt, or -- when the wrongly decrypted octets happen
+        # to end in valid padding, about 1 in 128 -- the result is no key at all);
+        # whether it is encrypted is asked, not read from the error's text
+        if password is not None and _encrypted(loader, data):
             raise KeyLoadError(
                 AuthReason.BAD_PASSPHRASE, "cannot decrypt the private key: wrong passphrase?"
             ) from None
