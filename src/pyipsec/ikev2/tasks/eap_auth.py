@@ -147,12 +147,10 @@ def _configured_identity(conn: ConnectionConfig, idi: IdPayload) -> bytes:
     return want.encode() if want else eap_identity(idi)
 
 
-def start(sa: IkeSa, msg: Message, now: float) -> PayloadList:
-    """The first IKE_AUTH request without AUTH (§2.16): select the connection by IDi,
-    answer with IDr, [CERT+], AUTH (not with EAP-only) and the first EAP Request."""
-    idi = msg.get(PayloadType.IDi)
-    if sa.state is not IkeSaState.INIT_DONE or idi is None:
-        return _refuse(sa, now, "IKE_AUTH without IDi or AUTH")
+def start(sa: IkeSa, msg: Message, idi: IdPayload, now: float) -> PayloadList:
+    """The first IKE_AUTH request without AUTH (§2.16), its IDi ``idi``, on an SA in
+    INIT_DONE: select the connection by IDi, answer with IDr, [CERT+], AUTH (not with
+    EAP-only) and the first EAP Request."""
     if msg.get(PayloadType.EAP) is not None:
         return _refuse(sa, now, "EAP payload in the first IKE_AUTH request")
     conn = select_conn(sa, idi, msg.get(PayloadType.IDr), eap=True)

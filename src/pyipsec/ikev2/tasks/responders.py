@@ -54,8 +54,9 @@ def respond_ike_auth(sa: IkeSa, msg: Message, now: float) -> PayloadList:
     (EAP, §2.16), or a later one of the EAP rounds."""
     if sa.state is IkeSaState.EAP:
         return eap_auth.respond(sa, msg, now)
-    if msg.get(PayloadType.AUTH) is None and msg.get(PayloadType.IDi) is not None:
-        return eap_auth.start(sa, msg, now)
+    idi = msg.get(PayloadType.IDi)
+    if msg.get(PayloadType.AUTH) is None and idi is not None:
+        return eap_auth.start(sa, msg, idi, now)  # state INIT_DONE (RESPONDERS)
     return ike_auth.respond(sa, msg, now)
 
 
