@@ -736,11 +736,11 @@ def tune_gc() -> None:
     bench_scale --gc daemon), and each long-lived object is scanned once, not again by
     the older generations.  ``PYIPSEC_GC=default`` keeps Python's settings (for
     comparisons)."""
-    global _frozen
+    global _frozen, _counted
     if os.environ.get("PYIPSEC_GC") == "default":
         return
     gc.freeze()
-    _frozen = gc.get_freeze_count()  # the one count that walks them all, at start-up
+    _frozen = _counted = gc.get_freeze_count()  # a count that walks them all, at start-up
     gc.set_threshold(*GC_THRESHOLD)
     if freeze_collection_survivors not in gc.callbacks:
         gc.callbacks.append(freeze_collection_survivors)
@@ -793,10 +793,15 @@ FROZEN_SWEEP_GROWTH = 2.0
 FROZEN_SWEEP_MIN = 1_000_000
 _frozen = 0  # frozen_objects()
 _frozen_after_sweep = 0
+_counted = 0  # gc.get_freeze_count() when it was last asked
+#: of the objects frozen between the last two exact counts, the share still frozen at
+#: the second (the rest was freed by reference counting); at least _RETENTION_MIN
+_retention = 1.0
+_RETENTION_MIN = 0.25
 
 
-def _sweep_due(frozen: int) -> bool:
-    return frozen >= FROZEN_SWEEP_MIN and frozen >= FROZEN_SWEEP_GROWTH * _frozen_after_sweep
+def _sweep_threshold() -> float:
+    return max(FROZEN_SWEEP_MIN, FROZEN_SWEEP_GROWTH * _frozen_after_sweep)
 
 
 def sweep_frozen_garbage() -> bool:
@@ -809,21 +814,29 @@ def sweep_frozen_garbage() -> bool:
     pauses are spaced geometrically, and leaked cycles can never outgrow the live
     objects.
 
-    Called from the daemon's housekeeping tick: the check reads :func:`frozen_objects`
-    (O(1)).  Only when that upper bound says "doubled" are the objects counted exactly
-    (a walk, 65 ms per 840,000 objects, the cost the tick used to pay every second): a
-    sweep follows if they really doubled, else the bound is corrected.  So a count
-    comes once per so many objects frozen, O(1) per object.  True when it swept."""
-    global _frozen, _frozen_after_sweep
-    if not _sweep_due(_frozen):
+    Called from the daemon's housekeeping tick, in O(1): the exact count
+    (``gc.get_freeze_count()``, a walk of every frozen object: 65 ms per 840,000
+    objects, which the tick used to pay every second) is asked only once the objects
+    frozen since the last count (:func:`frozen_objects`), times the share of them that
+    stayed last time, would reach the sweep threshold.  Then a sweep follows if the
+    count reaches it, else the next count waits for as many more: about two counts per
+    sweep while tunnels are added, whatever share of the frozen objects lives on, and
+    one per so many frozen objects while they only come and go.  True when it swept."""
+    global _frozen, _frozen_after_sweep, _counted, _retention
+    threshold = _sweep_threshold()
+    added = _frozen - _counted
+    if added * _retention < threshold - _counted:
         return False  # also always with PYIPSEC_GC=default: nothing is frozen then
-    _frozen = gc.get_freeze_count()
-    if not _sweep_due(_frozen):
-        return False  # churn: frozen objects freed again by reference counting
+    exact = gc.get_freeze_count()
+    if added > 0:
+        _retention = min(1.0, max(_RETENTION_MIN, (exact - _counted) / added))
+    _frozen = _counted = exact
+    if exact < threshold:
+        return False  # frozen objects were freed again by reference counting
     gc.unfreeze()
     found = gc.collect()
     gc.freeze()
-    _frozen = _frozen_after_sweep = gc.get_freeze_count()
+    _frozen = _counted = _frozen_after_sweep = gc.get_freeze_count()
     log.debug("GC sweep of frozen objects: %d collected, %d frozen", found, _frozen_after_sweep)
     return True
 
