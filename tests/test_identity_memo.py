@@ -51,3 +51,18 @@ def test_bounded() -> None:
         memo.put((id(t),), (t,), i)
         assert len(memo) <= 3
     assert memo.get((id(things[-1]),)) == 9
+
+
+def test_value_computes_once_per_identity() -> None:
+    memo: IdentityMemo[int] = IdentityMemo()
+    a, b = Thing(3), Thing(3)
+    calls: list[Thing] = []
+
+    def compute(t: Thing) -> int:
+        calls.append(t)
+        return t.value * 10
+
+    assert memo.value((a, b), lambda: compute(a)) == 30
+    assert memo.value((a, b), lambda: compute(a)) == 30  # found: not computed again
+    assert memo.value((b, a), lambda: compute(b)) == 30  # other identities, in order
+    assert calls == [a, b] and memo.get((id(a), id(b))) == 30

@@ -88,14 +88,6 @@ _PROBE_TIMEOUTS: IdentityMemo[float] = IdentityMemo(256)
 _DEFAULT_RETRANSMIT = RetransmitConfig()
 
 
-def _cached_probe_timeout(dpd: DpdConfig, retransmit: RetransmitConfig) -> float:
-    key = (id(dpd), id(retransmit))
-    timeout = _PROBE_TIMEOUTS.get(key)
-    if timeout is None:
-        timeout = _PROBE_TIMEOUTS.put(key, (dpd, retransmit), probe_timeout(dpd, retransmit))
-    return timeout
-
-
 def max_detection_time(dpd: DpdConfig, retransmit: RetransmitConfig) -> float:
     """Upper bound of the time from the last authenticated packet to a dead verdict.
 
@@ -135,7 +127,8 @@ class DpdState:
         self, config: DpdConfig, now: float, *, retransmit: RetransmitConfig | None = None
     ) -> None:
         self.config = config
-        self._probe_timeout = _cached_probe_timeout(config, retransmit or _DEFAULT_RETRANSMIT)
+        rt = retransmit or _DEFAULT_RETRANSMIT
+        self._probe_timeout = _PROBE_TIMEOUTS.value((config, rt), lambda: probe_timeout(config, rt))
         self.last_received: float = now
         self.outstanding_since: float | None = None
         self.retries = 0

@@ -685,12 +685,9 @@ def _connection_table(
     action: DpdAction, retransmit: RetransmitConfig
 ) -> Mapping[ErrorKind, RecoveryDecision]:
     """The shared table of a connection without explicit overrides."""
-    key = (id(action), id(retransmit))
-    table = _CONNECTION_TABLES.get(key)
-    if table is None:
-        table = _shared_table(dict(_dpd_rows(action, retransmit)))
-        _CONNECTION_TABLES.put(key, (action, retransmit), table)
-    return table
+    return _CONNECTION_TABLES.value(
+        (action, retransmit), lambda: _shared_table(dict(_dpd_rows(action, retransmit)))
+    )
 
 
 @functools.lru_cache(maxsize=256)

@@ -194,12 +194,10 @@ _SUITE_NAMES: IdentityMemo[str] = IdentityMemo(1024)
 def suite_string(p: Proposal) -> str:
     """The strongSwan-style name of a chosen proposal (status, logs); cached per list
     of Transform objects and, below that, per transform values."""
-    key = tuple(map(id, p.transforms))
-    name = _SUITE_NAMES.get(key)
-    if name is None:
-        name = _suite_string(tuple((t.type, t.id, t.key_length) for t in p.transforms))
-        _SUITE_NAMES.put(key, tuple(p.transforms), name)
-    return name
+    transforms = tuple(p.transforms)
+    return _SUITE_NAMES.value(
+        transforms, lambda: _suite_string(tuple((t.type, t.id, t.key_length) for t in transforms))
+    )
 
 
 @functools.lru_cache(maxsize=1024)
