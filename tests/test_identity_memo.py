@@ -58,11 +58,11 @@ def test_value_computes_once_per_identity() -> None:
     a, b = Thing(3), Thing(3)
     calls: list[Thing] = []
 
-    def compute(t: Thing) -> int:
-        calls.append(t)
-        return t.value * 10
+    def compute(first: Thing, second: Thing) -> int:
+        calls.append(first)
+        return first.value * 10 + second.value
 
-    assert memo.value((a, b), lambda: compute(a)) == 30
-    assert memo.value((a, b), lambda: compute(a)) == 30  # found: not computed again
-    assert memo.value((b, a), lambda: compute(b)) == 30  # other identities, in order
-    assert calls == [a, b] and memo.get((id(a), id(b))) == 30
+    assert memo.value((a, b), compute) == 33
+    assert memo.value((a, b), compute) == 33  # found: not computed again
+    assert memo.value((b, a), compute) == 33  # other identities, in order
+    assert calls == [a, b] and memo.get((id(a), id(b))) == 33

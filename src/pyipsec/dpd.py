@@ -128,7 +128,7 @@ class DpdState:
     ) -> None:
         self.config = config
         rt = retransmit or _DEFAULT_RETRANSMIT
-        self._probe_timeout = _PROBE_TIMEOUTS.value((config, rt), lambda: probe_timeout(config, rt))
+        self._probe_timeout = _PROBE_TIMEOUTS.value((config, rt), probe_timeout)
         self.last_received: float = now
         self.outstanding_since: float | None = None
         self.retries = 0

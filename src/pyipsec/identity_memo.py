@@ -12,7 +12,7 @@ same ones only miss (and are added).  Bounded: the table is emptied when full.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["IdentityMemo"]
 
@@ -40,13 +40,14 @@ class IdentityMemo(Generic[V]):
         self._objects[key] = objects
         return value
 
-    def value(self, objects: tuple[object, ...], compute: Callable[[], V]) -> V:
-        """The value stored for ``objects`` (found by their identities), ``compute()``
-        stored first when there is none.  One Python frame more than :attr:`get`: for
-        what is asked once per SA; per-message paths use ``get`` and :meth:`put`."""
+    def value(self, objects: tuple[Any, ...], compute: Callable[..., V]) -> V:
+        """The value stored for ``objects`` (found by their identities);
+        ``compute(*objects)`` stored first when there is none.  One Python frame more
+        than :attr:`get`: for what is asked once per SA; the per-message paths use
+        ``get`` and :meth:`put`."""
         key = tuple(map(id, objects))
         found = self._values.get(key)
-        return self.put(key, objects, compute()) if found is None else found
+        return self.put(key, objects, compute(*objects)) if found is None else found
 
     def clear(self) -> None:
         self._values.clear()

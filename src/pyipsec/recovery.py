@@ -685,9 +685,13 @@ def _connection_table(
     action: DpdAction, retransmit: RetransmitConfig
 ) -> Mapping[ErrorKind, RecoveryDecision]:
     """The shared table of a connection without explicit overrides."""
-    return _CONNECTION_TABLES.value(
-        (action, retransmit), lambda: _shared_table(dict(_dpd_rows(action, retransmit)))
-    )
+    return _CONNECTION_TABLES.value((action, retransmit), _build_connection_table)
+
+
+def _build_connection_table(
+    action: DpdAction, retransmit: RetransmitConfig
+) -> Mapping[ErrorKind, RecoveryDecision]:
+    return _shared_table(dict(_dpd_rows(action, retransmit)))
 
 
 @functools.lru_cache(maxsize=256)

@@ -194,10 +194,11 @@ _SUITE_NAMES: IdentityMemo[str] = IdentityMemo(1024)
 def suite_string(p: Proposal) -> str:
     """The strongSwan-style name of a chosen proposal (status, logs); cached per list
     of Transform objects and, below that, per transform values."""
-    transforms = tuple(p.transforms)
-    return _SUITE_NAMES.value(
-        transforms, lambda: _suite_string(tuple((t.type, t.id, t.key_length) for t in transforms))
-    )
+    return _SUITE_NAMES.value(tuple(p.transforms), _name_of_transforms)
+
+
+def _name_of_transforms(*transforms: Transform) -> str:
+    return _suite_string(tuple((t.type, t.id, t.key_length) for t in transforms))
 
 
 @functools.lru_cache(maxsize=1024)
