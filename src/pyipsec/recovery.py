@@ -256,6 +256,8 @@ class ErrorKind(enum.Enum):
     MALFORMED_MESSAGE = "malformed-message"
     INTEGRITY_CHECK_FAILED = "integrity-check-failed"
     INVALID_SYNTAX = "invalid-syntax"
+    MALFORMED_IKE_AUTH = "malformed-ike-auth"
+    MALFORMED_EAP_ROUND = "malformed-eap-round"
     RESPONSE_INVALID = "response-invalid"
     UNSUPPORTED_CRITICAL_PAYLOAD = "unsupported-critical-payload"
     INVALID_MAJOR_VERSION = "invalid-major-version"
@@ -397,6 +399,21 @@ _TABLE: dict[ErrorKind, RecoveryDecision] = {
         (A.NOTIFY_PEER, A.DELETE_SA), notify=NotifyType.INVALID_SYNTAX, scope=Scope.IKE_SA,
         reason="§2.21.3: a protected, well-authenticated but malformed request is answered "
         "with INVALID_SYNTAX, which is fatal for both peers: no Delete needed.",
+    ),
+    ErrorKind.MALFORMED_IKE_AUTH: _D(
+        (A.NOTIFY_PEER, A.DELETE_SA), notify=NotifyType.INVALID_SYNTAX, scope=Scope.IKE_SA,
+        log_level=logging.INFO, rate_limited=True,
+        reason="§2.21.2: a malformed IKE_AUTH request (it passed the ICV of the half-open "
+        "SA's keys, its sender is not authenticated) MUST only lead to an INVALID_SYNTAX "
+        "(or UNSUPPORTED_CRITICAL_PAYLOAD) notification in the response; the half-open SA "
+        "ends with it, without a Delete.",
+    ),
+    ErrorKind.MALFORMED_EAP_ROUND: _D(
+        (A.NOTIFY_PEER, A.DELETE_SA), notify=NotifyType.AUTHENTICATION_FAILED,
+        scope=Scope.IKE_SA, log_level=logging.INFO, rate_limited=True,
+        reason="§2.16, §2.21.2: the EAP rounds of IKE_AUTH authenticate the initiator; a "
+        "malformed one fails that authentication (AUTHENTICATION_FAILED in the response) "
+        "and the half-open SA ends, without a Delete.",
     ),
     ErrorKind.RESPONSE_INVALID: _D(
         (A.DELETE_SA,), scope=Scope.AFFECTED, send_delete=True,

@@ -165,6 +165,8 @@ def test_bad_eap_rounds_are_refused(payloads: list[tuple[int, Any]], why: str) -
     _to_round(h, 1)
     assert only_sa(h.b).state is IkeSaState.EAP
     _refused(h, _inject(h, 2, payloads), why)
+    if why.startswith("malformed"):  # the recovery table's row for a broken EAP round
+        assert h.b.mgr.error_status().get("malformed-eap-round") == 1
 
 
 def test_eap_after_success_instead_of_auth() -> None:

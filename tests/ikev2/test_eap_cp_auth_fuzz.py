@@ -404,5 +404,8 @@ def test_malformed_first_ike_auth_request_is_answered_invalid_syntax() -> None:
     answer = h.decrypt(answers[0].pkt)
     notifies = [n.type for _, n in answer.payloads if isinstance(n, NotifyPayload)]
     assert notifies == [NotifyType.INVALID_SYNTAX]
+    # the recovery table's row for it, counted once (not as unprotected garbage)
+    errors = h.b.mgr.error_status()
+    assert errors.get("malformed-ike-auth") == 1 and "malformed-message" not in errors
     assert live(h.b, VICTIM) == []
     assert len(live(h.b, BYSTANDER)) == 1

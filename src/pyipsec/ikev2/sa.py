@@ -833,44 +833,46 @@ class IkeSa:
 
     def _malformed_request(self, hdr: Message, exc: ProtocolError, new: bool, now: float) -> None:
         """A request that passed the ICV but does not parse (§2.21.3, §2.5): the
-        recovery table decides -- INVALID_SYNTAX / UNSUPPORTED_CRITICAL_PAYLOAD is
-        answered once IKE_AUTH authenticated the peer, and INVALID_SYNTAX is fatal for
-        the IKE SA without a Delete (the peer closes it too).  Before that, only a
-        malformed IKE_AUTH request is answered (§2.21.2), and it ends the half-open SA."""
-        # otherwise never answered before IKE_AUTH authenticated the peer (also not in
-        # AUTH_SENT, where the initiator has not yet verified the responder)
-        authenticated = self.state in IKE_AUTHENTICATED
-        h = self.on_error(
-            kind_for_exception(exc, protected=authenticated, is_request=True),
-            now,
-            f"request #{hdr.message_id}: {exc}",
-        )
+        recovery table decides (:meth:`_malformed_kind` names the row).  Once IKE_AUTH
+        authenticated the peer, INVALID_SYNTAX / UNSUPPORTED_CRITICAL_PAYLOAD is
+        answered and INVALID_SYNTAX is fatal for the IKE SA without a Delete (the peer
+        closes it too); before that only a malformed IKE_AUTH request (or EAP round) is
+        answered (§2.21.2), and it ends the half-open SA.  A retransmission of a request
+        we could not read is never answered."""
+        kind, may_answer = self._malformed_kind(hdr, exc)
+        h = self.on_error(kind, now, f"request #{hdr.message_id}: {exc}")
         d = h.decision
-        if new and self.state is IkeSaState.INIT_DONE and hdr.exchange == ExchangeType.IKE_AUTH:
-            # §2.21.2: a malformed IKE_AUTH request (it passed the ICV of this SA's keys)
-            # "MUST only lead to an UNSUPPORTED_CRITICAL_PAYLOAD or INVALID_SYNTAX
-            # Notification sent as a response"; the half-open SA goes with it
-            unsupported = exc.notify == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD
-            notify = exc.notify if unsupported else NotifyType.INVALID_SYNTAX
-            data = exc.data if unsupported else b""
-            self._answer(hdr, [(PayloadType.NOTIFY, NotifyPayload(0, b"", notify, data))])
-            self.fail(now, f"malformed IKE_AUTH request: {exc}", notify)
+        if not new or not may_answer or d.notify is None:
             return
-        if new and self.state is IkeSaState.EAP:
-            # the EAP rounds authenticate the initiator: a broken one fails it (§2.21.2)
-            notify = NotifyType.AUTHENTICATION_FAILED
-            self._answer(hdr, [(PayloadType.NOTIFY, NotifyPayload(0, b"", notify))])
-            self.fail(now, f"malformed IKE_AUTH request during EAP: {exc}", notify)
+        if h.answer:
+            data = exc.data if d.notify == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD else b""
+            self._answer(hdr, [(PayloadType.NOTIFY, NotifyPayload(0, b"", int(d.notify), data))])
+        if self.state not in IKE_AUTHENTICATED:
+            if d.has(RecoveryAction.DELETE_SA):  # the half-open SA goes with its answer
+                during = " during EAP" if self.state is IkeSaState.EAP else ""
+                what = name_of(ExchangeType, hdr.exchange)
+                self.fail(now, f"malformed {what} request{during}: {exc}", d.notify)
             return
-        if not new or not authenticated or not h.answer or d.notify is None:
-            return
-        self._answer(hdr, [(PayloadType.NOTIFY, NotifyPayload(0, b"", int(d.notify), exc.data))])
-        fatal = d.notify == NotifyType.INVALID_SYNTAX or (
+        if d.notify == NotifyType.INVALID_SYNTAX or (
             d.has(RecoveryAction.DELETE_SA) and d.scope is Scope.IKE_SA
-        )
-        if fatal and self.state in IKE_AUTHENTICATED:
+        ):
             # §2.21.3: INVALID_SYNTAX is fatal in both peers, whatever the state
             self.finish(now, f"{d.notify.name} sent")
+
+    def _malformed_kind(self, hdr: Message, exc: ProtocolError) -> tuple[ErrorKind, bool]:
+        """The recovery table's row for a malformed request, and whether its notify may
+        be sent at all: only to an authenticated peer, or in answer to the IKE_AUTH
+        request (or EAP round) of a half-open SA, which passed the ICV of its keys
+        (§2.21.2); never in AUTH_SENT, where the initiator has not verified us yet."""
+        if self.state in IKE_AUTHENTICATED:
+            return kind_for_exception(exc, protected=True, is_request=True), True
+        if self.state is IkeSaState.EAP:
+            return ErrorKind.MALFORMED_EAP_ROUND, True
+        if self.state is IkeSaState.INIT_DONE and hdr.exchange == ExchangeType.IKE_AUTH:
+            if exc.notify == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD:
+                return ErrorKind.UNSUPPORTED_CRITICAL_PAYLOAD, True
+            return ErrorKind.MALFORMED_IKE_AUTH, True
+        return kind_for_exception(exc, protected=False, is_request=True), False
 
     def answer(self, hdr: Message, payloads: PayloadList) -> None:
         """Answer the request ``hdr`` (its exchange and Message ID) that a responder
