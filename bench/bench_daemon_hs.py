@@ -66,10 +66,15 @@ from tests.daemon.fakes import child_info as fake_child_info
 
 from pyipsec.config.loader import load_config
 from pyipsec.config.model import DaemonConfig
-from pyipsec.daemon.runtime import Daemon, tune_gc
+from pyipsec.daemon.runtime import Daemon
 from pyipsec.daemon.tun import TunDevice
 from pyipsec.ikev2 import events as ev
 from pyipsec.ikev2.selectors import Selector
+
+try:
+    from pyipsec.daemon.gc_tuning import tune_gc
+except ImportError:  # an older tree (see above)
+    from pyipsec.daemon.runtime import tune_gc
 
 Address = tuple[str, int]
 INIT_REPLY = 248  # IKE_SA_INIT response (x25519, NAT-D, no cookie), bytes

@@ -18,8 +18,8 @@ Child SAs installed in a ``DataPlane``, then the CPU time of the metrics refresh
 daemon runs it every second, ``metrics.REFRESH_INTERVAL``; with 1 % of the SAs
 carrying traffic since the previous refresh, and with none), of the sd_notify STATUS
 text (``sdnotify.sa_counts``), of ``core.sa_counts()`` where the core has it, of the
-housekeeping tick's frozen-garbage check (``runtime.sweep_frozen_garbage`` after the
-collector settings of ``runtime.tune_gc``, when no sweep is due), and of
+housekeeping tick's frozen-garbage check (``gc_tuning.sweep_frozen_garbage`` after the
+collector settings of ``gc_tuning.tune_gc``, when no sweep is due), and of
 ``ike_sas()`` / ``child_sas()`` for reference.
 
 The same file runs against an older tree to compare (it uses only the public calls of
@@ -50,7 +50,7 @@ from _common import header  # first: it puts src/ and the repository root on sys
 # isort: split
 from bench_scale import Fleet
 from pyipsec.config.model import Mode
-from pyipsec.daemon import runtime, sdnotify
+from pyipsec.daemon import gc_tuning, sdnotify
 from pyipsec.daemon.dataplane import DataPlane, Report
 from pyipsec.daemon.metrics import Metrics
 from pyipsec.daemon.runtime import Daemon
@@ -197,7 +197,7 @@ class InstallingFleet(Fleet):
 
 
 def part2(n: int, repeats: int) -> dict[str, float]:
-    runtime.tune_gc()  # as the daemon does at start-up: what is built now gets frozen
+    gc_tuning.tune_gc()  # as the daemon does at start-up: what is built now gets frozen
     fleet = InstallingFleet()
     t0 = time.monotonic()
     fleet.build(n, lambda k: print(f"  built {k}", file=sys.stderr))
@@ -231,8 +231,8 @@ def part2(n: int, repeats: int) -> dict[str, float]:
     row["sdnotify status"] = median_cpu(lambda: sdnotify.sa_counts(core), nothing, repeats)
     if hasattr(core, "sa_counts"):
         row["core.sa_counts()"] = median_cpu(core.sa_counts, nothing, repeats)
-    runtime.sweep_frozen_garbage()  # a sweep that is due now (untimed), then the check
-    row["frozen-garbage check"] = median_cpu(runtime.sweep_frozen_garbage, nothing, repeats)
+    gc_tuning.sweep_frozen_garbage()  # a sweep that is due now (untimed), then the check
+    row["frozen-garbage check"] = median_cpu(gc_tuning.sweep_frozen_garbage, nothing, repeats)
     row["core.ike_sas()"] = median_cpu(core.ike_sas, nothing, repeats)
     row["core.child_sas()"] = median_cpu(core.child_sas, nothing, repeats)
     print(f"  status: {sdnotify.sa_counts(core)}", file=sys.stderr)

@@ -72,7 +72,10 @@ def replay(path: Path, handshakes: int) -> tuple[int, float]:
     (this process's ``pyipsec``): the number of IKE SAs it established, and the CPU
     seconds the feeding took."""
     import bench_scale
-    from pyipsec.daemon.runtime import tune_gc
+    try:
+        from pyipsec.daemon.gc_tuning import tune_gc
+    except ImportError:  # a tree from before gc_tuning (--against)
+        from pyipsec.daemon.runtime import tune_gc
 
     tune_gc()  # the daemon's collector settings
     datagrams: list[Datagram] = pickle.loads(path.read_bytes())[: 2 * handshakes]

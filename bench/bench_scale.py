@@ -44,7 +44,7 @@ Usage::
     PYTHONPATH=src python3 bench/bench_scale.py --gc daemon --ke-reuse 10 --no-memory
 
 ``--gc daemon`` applies the daemon's garbage-collector settings
-(``pyipsec.daemon.runtime.tune_gc``) before building; ``--ke-reuse SECONDS`` turns on
+(``pyipsec.daemon.gc_tuning.tune_gc``) before building; ``--ke-reuse SECONDS`` turns on
 the responder's reuse of its key exchange value (RFC 7296 §2.12, off by default).
 
 ``--profile`` runs cProfile (enabled only around the responder's calls) over 200 new
@@ -668,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(memory_child(args.memory_child)))
         return 0
     if args.gc == "daemon":
-        from pyipsec.daemon.runtime import tune_gc
+        from pyipsec.daemon.gc_tuning import tune_gc
 
         tune_gc()
     print(f"pyipsec IKE scale benchmark: sizes {args.sizes}, {os.cpu_count()} CPUs, "

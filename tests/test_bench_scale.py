@@ -63,10 +63,10 @@ def test_gc_and_ke_reuse_options(bench: ModuleType, capsys: pytest.CaptureFixtur
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """--gc daemon applies the daemon's tune_gc (recorded here: it would change this
     process), --ke-reuse turns on the responder's RFC 7296 §2.12 reuse."""
-    from pyipsec.daemon import runtime
+    from pyipsec.daemon import gc_tuning
 
     tuned: list[bool] = []
-    monkeypatch.setattr(runtime, "tune_gc", lambda: tuned.append(True))
+    monkeypatch.setattr(gc_tuning, "tune_gc", lambda: tuned.append(True))
     assert bench.main(["--sizes", "5", "--samples", "2", "--handshakes", "2", "--steady", "0",
                        "--no-memory", "--gc", "daemon", "--ke-reuse", "30"]) == 0
     assert tuned == [True]

@@ -1,4 +1,4 @@
-"""The daemon's garbage-collector settings (runtime.tune_gc), in a fresh interpreter:
+"""The daemon's garbage-collector settings (gc_tuning.tune_gc), in a fresh interpreter:
 they change the whole process."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 SCRIPT = textwrap.dedent(
     """
     import gc, json
-    from pyipsec.daemon.runtime import GC_THRESHOLD, frozen_objects, tune_gc
+    from pyipsec.daemon.gc_tuning import GC_THRESHOLD, frozen_objects, tune_gc
 
     tune_gc()
     tune_gc()  # idempotent: one hook
@@ -85,10 +85,10 @@ def test_python_defaults_on_request() -> None:
 SWEEP = textwrap.dedent(
     """
     import gc, json
-    from pyipsec.daemon import runtime
+    from pyipsec.daemon import gc_tuning
 
-    runtime.tune_gc()
-    runtime.FROZEN_SWEEP_MIN = 1000
+    gc_tuning.tune_gc()
+    gc_tuning.FROZEN.sweep_min = 1000
     kept = [[i] for i in range(5_000)]
     leaked = []
     for _ in range(3_000):  # cycles that become garbage after a full collection froze them
@@ -98,9 +98,9 @@ SWEEP = textwrap.dedent(
     gc.collect()
     del leaked  # frozen garbage: no ordinary collection finds it
     before = gc.get_freeze_count()
-    first = runtime.sweep_frozen_garbage()
+    first = gc_tuning.sweep_frozen_garbage()
     after = gc.get_freeze_count()
-    second = runtime.sweep_frozen_garbage()  # nothing grew: no second sweep
+    second = gc_tuning.sweep_frozen_garbage()  # nothing grew: no second sweep
     print(json.dumps({"first": first, "second": second, "before": before, "after": after,
                       "kept": len(kept)}))
     """
@@ -125,7 +125,7 @@ def test_sweep_frees_garbage_cycles_among_frozen_objects() -> None:
 
 COUNTING = """
 import gc, json
-from pyipsec.daemon import runtime
+from pyipsec.daemon import gc_tuning
 
 walks = [0]
 _count = gc.get_freeze_count
@@ -137,9 +137,9 @@ def counting():
 
 
 gc.get_freeze_count = counting  # how often the daemon's check walks the frozen objects
-runtime.tune_gc()
-runtime.FROZEN_SWEEP_MIN = 1000
-runtime.sweep_frozen_garbage()  # a first sweep: the start-up objects
+gc_tuning.tune_gc()
+gc_tuning.FROZEN.sweep_min = 1000
+gc_tuning.sweep_frozen_garbage()  # a first sweep: the start-up objects
 live = gc.get_freeze_count()
 walks[0] = 0
 """
@@ -151,8 +151,8 @@ CHURN = COUNTING + textwrap.dedent(
         batch = [[j] for j in range(live // 10)]
         gc.collect(0)  # frozen
         del batch  # freed by reference counting
-        swept += runtime.sweep_frozen_garbage()
-        bounds.append(runtime.frozen_objects())
+        swept += gc_tuning.sweep_frozen_garbage()
+        bounds.append(gc_tuning.frozen_objects())
     print(json.dumps({"swept": swept, "bounds": bounds, "live": live, "walks": walks[0],
                       "exact": _count()}))
     """
@@ -180,7 +180,7 @@ GROWTH = COUNTING + textwrap.dedent(
         gc.collect(0)  # frozen
         kept.append(batch[: len(batch) * 6 // 10])
         del batch
-        sweeps += runtime.sweep_frozen_garbage()
+        sweeps += gc_tuning.sweep_frozen_garbage()
     print(json.dumps({"sweeps": sweeps, "walks": walks[0], "live": live,
                       "exact": _count()}))
     """
