@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import stat
 import struct
@@ -99,13 +100,13 @@ class Core(FakeManager):
 Scenario = Callable[[Daemon, Core, str], Awaitable[None]]
 
 
-def run(tmp_path: Path, scenario: Scenario) -> None:
+def run(tmp_path: Path, scenario: Scenario, conf: str = CONF) -> None:
     sock = str(tmp_path / "charon.vici")
     core = Core()
 
     async def go() -> None:
         d = Daemon(
-            load_config_text(CONF.format(sock=sock)),
+            load_config_text(conf.format(sock=sock)),
             manager_factory=lambda c: core,
             control=False,
             tun_factory=lambda c: FakeTun(),
@@ -360,8 +361,8 @@ def test_real_swanctl(tmp_path: Path) -> None:
         assert ("rekey_ike", 1) in core.calls
         rc, out = await swanctl(sock, "--initiate", "--child", "nope")
         assert rc != 0 and "not found" in out, out
-        rc, out = await swanctl(sock, "--list-pols")  # not in this subset
-        assert rc != 0
+        rc, out = await swanctl(sock, "--list-pols")  # no trap policy configured
+        assert rc == 0 and out.strip() == "", out
 
     run(tmp_path, scenario)
 
@@ -391,5 +392,106 @@ def test_vici_package(tmp_path: Path) -> None:
         assert res["sas"][0]["c"]["child-sas"]["net-1"]["spi-out"] == b"00000101"
         assert list(res["conns"][0]) == ["c"]
         assert res["rekey"]["success"] == b"yes"
+
+    run(tmp_path, scenario)
+
+
+#: CONF plus a trap policy (start_action = trap) in a second connection
+CONF_TRAP = CONF + """
+[connections.t]
+remote_addrs = ["127.0.0.3"]
+[connections.t.children.trapped]
+local_ts = ["203.0.113.0/26"]
+remote_ts = ["198.51.100.0/24", "192.0.2.7[tcp/443]"]
+start_action = "trap"
+"""
+
+
+def test_list_policies(tmp_path: Path) -> None:
+    """``list-policies``: trap policies as charon streams them (``list-policy``), the
+    ``ike``/``child`` filters; bypass and drop policies pyipsec does not have."""
+
+    async def scenario(d: Daemon, core: Core, sock: str) -> None:
+        c = await Client.connect(sock)
+        assert await c.register("list-policy") is PacketType.EVENT_CONFIRM
+        await c.send(PacketType.CMD_REQUEST, "list-policies", {"trap": b"yes"})
+        ev1 = await c.recv()
+        assert (ev1.type, ev1.name) == (PacketType.EVENT, "list-policy")
+        pol = ev1.message["t/trapped"]
+        assert pol["child"] == b"trapped" and pol["ike"] == b"t" and pol["mode"] == b"TUNNEL"
+        assert pol["local-ts"] == [b"203.0.113.0/26"]
+        assert pol["remote-ts"] == [b"198.51.100.0/24", b"192.0.2.7/32[6/443]"]
+        assert int(pol["reqid"]) >= 1
+        assert (await c.recv()).type == PacketType.CMD_RESPONSE  # one policy only
+        for req in ({"trap": b"yes", "ike": b"c"}, {"trap": b"yes", "child": b"net"},
+                    {"drop": b"yes", "pass": b"yes"}, {}):  # fmt: skip
+            assert (await c.cmd("list-policies", req)).type == PacketType.CMD_RESPONSE
+        c.close()
+        if SWANCTL is not None:
+            p = await asyncio.create_subprocess_exec(
+                SWANCTL, "--list-pols", "--uri", f"unix://{sock}",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+            out = (await asyncio.wait_for(p.communicate(), 20))[0].decode()
+            assert p.returncode == 0, out
+            # swanctl 5.9 prints no reqid (6.0 does: "t/trapped, reqid 1, TUNNEL")
+            assert re.search(r"^t/trapped, (reqid \d+, )?TUNNEL$", out, re.M), out
+            assert "local:  203.0.113.0/26" in out
+            assert "remote: 198.51.100.0/24 192.0.2.7/32[6/443]" in out, out
+
+    run(tmp_path, scenario, CONF_TRAP)
+
+
+def test_list_certs(tmp_path: Path) -> None:
+    """``list-certs``: the certificates and keys loaded over VICI (``list-cert`` events),
+    and Debian's ``swanctl --list-certs`` printing them."""
+    from cryptography.hazmat.primitives import serialization
+
+    from ..eap.pkiset import make_pki
+
+    p = make_pki("Vici")
+    der = serialization.Encoding.DER
+    host = p.server.certificate
+    assert host is not None
+    key = p.server.private_key.private_bytes(
+        der, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+    async def scenario(d: Daemon, core: Core, sock: str) -> None:
+        c = await Client.connect(sock)
+        for name, msg in (
+            ("load-cert", {"type": b"X509", "flag": b"CA", "data": p.ca.public_bytes(der)}),
+            ("load-cert", {"type": b"X509", "flag": b"NONE", "data": host.public_bytes(der)}),
+            ("load-key", {"type": b"any", "data": key}),
+        ):
+            assert (await c.cmd(name, msg)).message["success"] == b"yes"
+        assert await c.register("list-cert") is PacketType.EVENT_CONFIRM
+        await c.send(PacketType.CMD_REQUEST, "list-certs", {})
+        got = [await c.recv() for _ in range(3)]
+        assert [g.type for g in got[:2]] == [PacketType.EVENT] * 2
+        assert got[2].type == PacketType.CMD_RESPONSE
+        first, second = (g.message for g in got[:2])
+        assert (first["flag"], first["has_privkey"]) == (b"NONE", b"yes")
+        assert first["data"] == host.public_bytes(der)
+        assert second["flag"] == b"CA" and "has_privkey" not in second
+        await c.send(PacketType.CMD_REQUEST, "list-certs", {"type": b"X509", "flag": b"CA"})
+        only = await c.recv()
+        assert only.message["data"] == p.ca.public_bytes(der)
+        assert (await c.recv()).type == PacketType.CMD_RESPONSE
+        reply = await c.cmd("list-certs", {"type": b"NOPE"})
+        assert reply.message["success"] == b"no" and b"invalid certificate type" in (
+            reply.message["errmsg"])
+        c.close()
+        if SWANCTL is not None:
+            proc = await asyncio.create_subprocess_exec(
+                SWANCTL, "--list-certs", "--uri", f"unix://{sock}",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+            out = (await asyncio.wait_for(proc.communicate(), 20))[0].decode()
+            assert proc.returncode == 0, out
+            assert "List of X.509 End Entity Certificates" in out, out
+            assert "List of X.509 CA Certificates" in out, out
+            assert "moon.example.net" in out and "has private key" in out, out
+            assert "CN=Vici Root CA" in out, out
 
     run(tmp_path, scenario)

@@ -15,7 +15,8 @@ connection in its TOML; charon (right namespace) answers.  Then, unchanged:
    section and a connection using it): a strongSwan client gets its address from the
    pool loaded over VICI, ``swanctl --list-pools --leases`` and ``--list-sas`` show it;
 7. the same with the gateway's certificate and EAP-MSCHAPv2 users from swanctl.conf
-   (``secrets.eap-*``, ``remote.auth = eap-mschapv2``): a strongSwan EAP client.
+   (``secrets.eap-*``, ``remote.auth = eap-mschapv2``): a strongSwan EAP client;
+   ``swanctl --list-certs`` shows the certificates it loaded.
 """
 
 from __future__ import annotations
@@ -288,6 +289,9 @@ def test_swanctl_configures_an_eap_road_warrior_gateway(
     assert "successfully loaded 1 connections, 0 unloaded" in out, out
     out = _swanctl(topo, sock, "--list-conns", ns=topo.right)
     assert "remote EAP_MSCHAPV2 authentication:" in out, out
+    out = _swanctl(topo, sock, "--list-certs", ns=topo.right)  # what --load-all loaded
+    assert "List of X.509 End Entity Certificates" in out and "has private key" in out, out
+    assert "List of X.509 CA Certificates" in out, out
 
     client_dir = tmp_path / "carol"
     _swanctl_files(client_dir, None, pki.ca)

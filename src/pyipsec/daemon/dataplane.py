@@ -559,6 +559,20 @@ class DataPlane:
     ) -> None:
         self.spd.add(("trap", trap.conn, trap.child), local_ts, remote_ts, trap, trap=True)
 
+    def trap_policies(
+        self,
+    ) -> list[tuple[TrapPolicy, tuple[SelectorLike, ...], tuple[SelectorLike, ...]]]:
+        """The trap policies in the SPD, each with its ``(local_ts, remote_ts)``
+        (``swanctl --list-pols``): the configured ones and those a dead peer left."""
+        out = []
+        for key, trap in self.spd.items():
+            if not isinstance(trap, TrapPolicy):
+                continue
+            sels = self.spd.selectors(key)
+            if sels is not None:
+                out.append((trap, *sels))
+        return out
+
     def hold_traps(self, conn: str, child: str | None, now: float) -> None:
         """A failed trap-started setup holds the trap down for TRAP_RETRY from ``now``:
         re-initiating on every next packet is a storm (e.g. AUTHENTICATION_FAILED)."""

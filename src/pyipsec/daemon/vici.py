@@ -45,7 +45,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config.model import ConnectionConfig, is_eap
+from ..config.model import ConnectionConfig, Mode, is_eap
 from ..ikev2 import events as ev
 from ..ikev2.api import ChildSaView, IkeCore, IkeSaView
 from ..ikev2.state import ChildSaState, IkeSaState
@@ -53,6 +53,7 @@ from .commands import StatusFilter
 from .control import ControlError
 from .dataplane import sel_str
 from .logsetup import IKE_SA_PREFIX
+from .vici_certs import CertInventory, list_cert_events
 from .vici_codec import (
     MAX_SEGMENT,
     PacketType,
@@ -84,7 +85,7 @@ INITIATE_MAX_WAIT = 24 * 3600.0
 #: event names a client may register for
 EVENTS = frozenset(
     {"log", "control-log", "ike-updown", "child-updown", "ike-rekey", "child-rekey",
-     "list-sa", "list-conn"}
+     "list-sa", "list-conn", "list-policy", "list-cert"}
 )  # fmt: skip
 
 _IKE_STATES = {
@@ -479,6 +480,8 @@ class ViciServer:
             "stats": self.cmd_stats,
             "list-sas": self.cmd_list_sas,
             "list-conns": self.cmd_list_conns,
+            "list-policies": self.cmd_list_policies,
+            "list-certs": self.cmd_list_certs,
             "get-conns": self.cmd_get_conns,
             "get-algorithms": self.cmd_get_algorithms,
             "initiate": self.cmd_initiate,
@@ -781,6 +784,42 @@ class ViciServer:
             if only is not None and c.name != only:
                 continue
             if not client.event("list-conn", {c.name: _conn_message(c)}) and client.closed:
+                break
+        return {}
+
+    async def cmd_list_policies(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        """``swanctl --list-pols``: the trap policies (``trap = yes``); pyipsec has no
+        bypass or drop policies (``pass``, ``drop``), so they list nothing."""
+        if req.get("trap") is None:
+            return {}
+        ike, child = _text(req, "ike"), _text(req, "child")
+        modes = {(c.name, ch.name): ch.mode for c in self.d.config.connections
+                 for ch in c.children}  # fmt: skip
+        for trap, local_ts, remote_ts in self.d.dp.trap_policies():
+            if (ike is not None and trap.conn != ike) or (
+                child is not None and trap.child != child
+            ):
+                continue
+            mode = modes.get((trap.conn, trap.child), Mode.TUNNEL)
+            msg = {
+                "child": trap.child,
+                "reqid": self.ids.reqid_of(trap.conn, trap.child),
+                "ike": trap.conn,
+                "mode": mode.value.upper(),
+                "local-ts": [sel_str(s) for s in local_ts],
+                "remote-ts": [sel_str(s) for s in remote_ts],
+            }
+            if not client.event("list-policy", {f"{trap.conn}/{trap.child}": msg}):
+                break
+        return {}
+
+    async def cmd_list_certs(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        """``swanctl --list-certs``: every certificate, CRL and raw public key the daemon
+        knows (:mod:`~pyipsec.daemon.vici_certs`), as ``list-cert`` events."""
+        self.loader.flush()  # what load-cert loaded a moment ago is listed too
+        inventory = CertInventory.of(self.d.config.connections, self.loader.creds)
+        for msg in list_cert_events(inventory, req):
+            if not client.event("list-cert", msg):
                 break
         return {}
 
