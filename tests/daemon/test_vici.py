@@ -495,3 +495,49 @@ def test_list_certs(tmp_path: Path) -> None:
             assert "CN=Vici Root CA" in out, out
 
     run(tmp_path, scenario)
+
+
+def test_install_and_uninstall_trap_policies(tmp_path: Path) -> None:
+    """``install``/``uninstall`` (``swanctl --install/--uninstall``): a child config's
+    trap policy at run time, listed by ``list-policies``; errors name what is missing."""
+
+    async def policies(c: Client) -> list[str]:
+        await c.send(PacketType.CMD_REQUEST, "list-policies", {"trap": b"yes"})
+        names = []
+        while (p := await c.recv()).type == PacketType.EVENT:
+            names += list(p.message)
+        return names
+
+    async def scenario(d: Daemon, core: Core, sock: str) -> None:
+        c = await Client.connect(sock)
+        assert await c.register("list-policy") is PacketType.EVENT_CONFIRM
+        assert await policies(c) == []
+        for _ in range(2):  # a second install changes nothing
+            reply = await c.cmd("install", {"child": b"net"})
+            assert reply.message == {"success": b"yes"}
+        assert await policies(c) == ["c/net"]
+        flow = next(iter(d.dp.trap_policies()))
+        assert (flow[0].conn, flow[0].child) == ("c", "net")
+        reply = await c.cmd("uninstall", {"child": b"net", "ike": b"c"})
+        assert reply.message == {"success": b"yes"} and await policies(c) == []
+        reply = await c.cmd("uninstall", {"child": b"net"})
+        assert reply.message["success"] == b"no"
+        assert reply.message["errmsg"] == b"policy 'net' does not exist"
+        reply = await c.cmd("install", {"child": b"nope"})
+        assert reply.message["success"] == b"no" and b"not found" in reply.message["errmsg"]
+        reply = await c.cmd("install", {"child": b"net", "ike": b"other"})
+        assert reply.message["success"] == b"no" and b"no config named" in reply.message["errmsg"]
+        c.close()
+        if SWANCTL is not None:
+            for args, want in ((("--install", "--child", "net"), "install completed successfully"),
+                               (("--list-pols",), "c/net"),
+                               (("--uninstall", "--child", "net"),
+                                "uninstall completed successfully")):  # fmt: skip
+                p = await asyncio.create_subprocess_exec(
+                    SWANCTL, *args, "--uri", f"unix://{sock}",
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                )  # fmt: skip
+                out = (await asyncio.wait_for(p.communicate(), 20))[0].decode()
+                assert p.returncode == 0 and want in out, out
+
+    run(tmp_path, scenario)

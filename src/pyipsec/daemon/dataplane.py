@@ -559,6 +559,10 @@ class DataPlane:
     ) -> None:
         self.spd.add(("trap", trap.conn, trap.child), local_ts, remote_ts, trap, trap=True)
 
+    def remove_trap(self, conn: str, child: str) -> bool:
+        """Remove the trap policy of ``conn``/``child``; False when there was none."""
+        return self.spd.remove(("trap", conn, child)) is not None
+
     def trap_policies(
         self,
     ) -> list[tuple[TrapPolicy, tuple[SelectorLike, ...], tuple[SelectorLike, ...]]]:

@@ -45,13 +45,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config.model import ConnectionConfig, Mode, is_eap
+from ..config.model import ChildConfig, ConnectionConfig, Mode, is_eap
 from ..ikev2 import events as ev
 from ..ikev2.api import ChildSaView, IkeCore, IkeSaView
 from ..ikev2.state import ChildSaState, IkeSaState
 from .commands import StatusFilter
 from .control import ControlError
-from .dataplane import sel_str
+from .dataplane import TrapPolicy, sel_str
 from .logsetup import IKE_SA_PREFIX
 from .vici_certs import CertInventory, list_cert_events
 from .vici_codec import (
@@ -482,6 +482,8 @@ class ViciServer:
             "list-conns": self.cmd_list_conns,
             "list-policies": self.cmd_list_policies,
             "list-certs": self.cmd_list_certs,
+            "install": self.cmd_install,
+            "uninstall": self.cmd_uninstall,
             "get-conns": self.cmd_get_conns,
             "get-algorithms": self.cmd_get_algorithms,
             "initiate": self.cmd_initiate,
@@ -812,6 +814,41 @@ class ViciServer:
             if not client.event("list-policy", {f"{trap.conn}/{trap.child}": msg}):
                 break
         return {}
+
+    def _child_config(self, req: dict[str, Any]) -> tuple[ConnectionConfig, ChildConfig]:
+        """The ``child`` (under ``ike`` when given, else the first with that name)."""
+        child = _text(req, "child")
+        if not child:
+            raise ControlError("missing CHILD_SA configuration name")
+        ike = _text(req, "ike")
+        conn = self._conn(ike) if ike is not None else self._conn_of_child(child)
+        for ch in conn.children:
+            if ch.name == child:
+                return conn, ch
+        raise ControlError(f"CHILD_SA config '{child}' not found")
+
+    async def cmd_install(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        """``swanctl --install``: a trap policy for a child config (RFC 4301 §4.4.1:
+        the first matching packet starts its IKE SA), as ``start_action = trap`` would;
+        installing it again changes nothing.  It stays until ``uninstall`` or the next
+        reload of the configuration."""
+        conn, ch = self._child_config(req)
+        self.d.dp.add_trap(ch.local_ts, ch.remote_ts, TrapPolicy(conn.name, ch.name))
+        log.info("trap policy for %s/%s installed (vici)", conn.name, ch.name)
+        return {"success": "yes"}
+
+    async def cmd_uninstall(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        """``swanctl --uninstall``: remove the trap policy of a child config."""
+        child = _text(req, "child") or ""
+        ike = _text(req, "ike")
+        conns = [c for c in self.d.config.connections if ike is None or c.name == ike]
+        for c in conns:
+            if any(ch.name == child for ch in c.children) and self.d.dp.remove_trap(
+                c.name, child
+            ):
+                log.info("trap policy for %s/%s uninstalled (vici)", c.name, child)
+                return {"success": "yes"}
+        return {"success": "no", "errmsg": f"policy '{child}' does not exist"}
 
     async def cmd_list_certs(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
         """``swanctl --list-certs``: every certificate, CRL and raw public key the daemon
