@@ -10,6 +10,7 @@ from pyipsec.config.model import ConnectionConfig, Mode, PoolConfig
 from pyipsec.eap.base import BackendReply
 from pyipsec.ikev2 import events as ev
 from pyipsec.ikev2.api import ChildSaView, IkeCore, IkeSaView, SaCounts
+from pyipsec.ikev2.counters import IkeCounters
 from pyipsec.ikev2.selectors import Selector
 from pyipsec.ikev2.state import IKE_HALF_OPEN, ChildSaState, IkeSaState
 
@@ -37,6 +38,7 @@ class FakeManager:
         self.status_fails = False
         self.errors: dict[str, int] = {}
         self.half_open = {"sas": 0, "bytes": 0, "peak": 0, "budget": 0}
+        self.ike_counters = IkeCounters()
         self.fail_receive = False
         self.fail_timer = False
         self.moves = False  # esp_activity with a new remote: PeerAddressChanged
@@ -181,6 +183,19 @@ class FakeManager:
 
     def half_open_status(self) -> dict[str, int]:
         return dict(self.half_open)
+
+    def counters(self, conn: str | None = None) -> dict[str, int] | None:
+        return self.ike_counters.get(conn)
+
+    def counter_connections(self) -> list[str]:
+        return self.ike_counters.connections()
+
+    def reset_counters(self, conn: str | None = None, *, every: bool = False) -> None:
+        self.calls.append(("reset_counters", (conn, every)))
+        if every:
+            self.ike_counters.reset_all()
+        else:
+            self.ike_counters.reset(conn)
 
     def sa_counts(self) -> SaCounts:
         """Counted from ``ike_views``/``child_views`` (the fake keeps no counters)."""

@@ -541,3 +541,49 @@ def test_install_and_uninstall_trap_policies(tmp_path: Path) -> None:
                 assert p.returncode == 0 and want in out, out
 
     run(tmp_path, scenario)
+
+
+def test_counters(tmp_path: Path) -> None:
+    """``get-counters``/``reset-counters`` (``swanctl --counters``): the core's IKE
+    counters with charon's names, global, per connection and all; charon's errors."""
+    from pyipsec.ikev2.constants import ExchangeType
+    from pyipsec.ikev2.counters import COUNTER_NAMES
+
+    async def scenario(d: Daemon, core: Core, sock: str) -> None:
+        core.ike_counters.message(ExchangeType.IKE_AUTH, True, True, "c")
+        core.ike_counters.rekeyed_child("c")
+        c = await Client.connect(sock)
+        got = (await c.cmd("get-counters", {})).message
+        assert got["success"] == b"yes"
+        (glob,) = got["counters"].values()
+        assert list(got["counters"]) == [""] and list(glob) == list(COUNTER_NAMES)
+        assert glob["ike-auth-in-req"] == b"1" and glob["child-rekey"] == b"1"
+        got = (await c.cmd("get-counters", {"name": b"c"})).message
+        assert got["counters"]["c"]["ike-auth-in-req"] == b"1"
+        got = (await c.cmd("get-counters", {"name": b"nope"})).message
+        assert got["success"] == b"no"
+        assert got["errmsg"] == b"no counters found for this connection"
+        got = (await c.cmd("get-counters", {"all": b"yes"})).message
+        assert list(got["counters"]) == ["c"]
+        assert (await c.cmd("reset-counters", {"name": b"c"})).message == {"success": b"yes"}
+        assert ("reset_counters", ("c", False)) in core.calls
+        got = (await c.cmd("get-counters", {"all": b"yes"})).message
+        assert got["counters"] == {} and got["success"] == b"yes"
+        c.close()
+        if SWANCTL is not None:
+            p = await asyncio.create_subprocess_exec(
+                SWANCTL, "--counters", "--uri", f"unix://{sock}",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+            out = (await asyncio.wait_for(p.communicate(), 20))[0].decode()
+            assert p.returncode == 0 and "global:" in out, out
+            assert re.search(r"ike-auth-in-req\s*: 1", out), out
+            p = await asyncio.create_subprocess_exec(
+                SWANCTL, "--counters", "--reset", "--all", "--uri", f"unix://{sock}",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+            out = (await asyncio.wait_for(p.communicate(), 20))[0].decode()
+            assert p.returncode == 0, out
+            assert ("reset_counters", (None, True)) in core.calls
+
+    run(tmp_path, scenario)

@@ -483,6 +483,8 @@ class ViciServer:
             "list-policies": self.cmd_list_policies,
             "list-certs": self.cmd_list_certs,
             "install": self.cmd_install,
+            "get-counters": self.cmd_get_counters,
+            "reset-counters": self.cmd_reset_counters,
             "uninstall": self.cmd_uninstall,
             "get-conns": self.cmd_get_conns,
             "get-algorithms": self.cmd_get_algorithms,
@@ -850,6 +852,32 @@ class ViciServer:
                 return {"success": "yes"}
         return {"success": "no", "errmsg": f"policy '{child}' does not exist"}
 
+    async def cmd_get_counters(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        """``swanctl --counters``: the IKE counters (:mod:`pyipsec.ikev2.counters`), global
+        (no ``name``), of one connection, or (``all = yes``) of every connection that
+        has counters, with charon's names."""
+        core = self.d.core
+        found: dict[str, Any] = {}
+        if _yes_value(req.get("all")):
+            for conn in core.counter_connections():
+                values = core.counters(conn)
+                if values is not None:
+                    found[conn] = values
+        else:
+            name = _text(req, "name")
+            values = core.counters(name)
+            if values is None:
+                return {"counters": {}, "success": "no",
+                        "errmsg": "no counters found for this connection"}  # fmt: skip
+            found[name or ""] = values
+        return {"counters": found, "success": "yes"}
+
+    async def cmd_reset_counters(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        """``swanctl --counters --reset``: zero the global counters, forget one
+        connection's (``name``), or (``all = yes``) both for every connection."""
+        self.d.core.reset_counters(_text(req, "name"), every=_yes_value(req.get("all")))
+        return {"success": "yes"}
+
     async def cmd_list_certs(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
         """``swanctl --list-certs``: every certificate, CRL and raw public key the daemon
         knows (:mod:`~pyipsec.daemon.vici_certs`), as ``list-cert`` events."""
@@ -1172,6 +1200,12 @@ def _conn_message(c: ConnectionConfig) -> dict[str, Any]:
             for ch in c.children
         },
     }
+
+
+def _yes_value(v: object) -> bool:
+    """A boolean of a request as charon reads it (``settings_value_as_bool``): yes,
+    true, enabled or 1, in any case."""
+    return isinstance(v, bytes) and v.strip().lower() in (b"yes", b"true", b"enabled", b"1")
 
 
 def _text(req: dict[str, Any], key: str) -> str | None:

@@ -53,6 +53,7 @@ from .constants import (
     NotifyType,
     PayloadType,
 )
+from .counters import IkeCounters
 from .errors import ProtocolError, UnsupportedCriticalPayload
 from .events import (
     Address,
@@ -182,6 +183,10 @@ class IkeManager:
         # of every error counted anywhere (status); decisions come from the recovery table
         self.errors = ErrorHandler()
         self.error_totals: dict[ErrorKind, int] = {}
+        self.ike_counters = IkeCounters()  # swanctl --counters
+        # an IKE message of an IKE SA accepted or built (SaOwner.count_message): the
+        # counters' own method, one call per message (IkeSa calls it for every one)
+        self.count_message: Callable[[int, bool, bool, str], None] = self.ike_counters.message
         # pending re-initiations: (due, connection, child names, attempt number)
         self._restart: list[tuple[float, str, list[str], int]] = []
         self._restart_of: dict[int, tuple[str, list[str], int]] = {}  # ike_id -> attempt
@@ -746,9 +751,28 @@ class IkeManager:
 
     # ------------------------------------------------------------------ errors
 
-    def count_error(self, kind: ErrorKind, n: int = 1) -> None:
-        """Add to the daemon-wide error totals (IkeSa.on_error calls this)."""
+    def count_error(self, kind: ErrorKind, n: int = 1, conn: str = "") -> None:
+        """Add to the daemon-wide error totals (IkeSa.on_error calls this, with its
+        connection) and to the IKE counters."""
         self.error_totals[kind] = self.error_totals.get(kind, 0) + n
+        self.ike_counters.error(kind, conn, n)
+
+    def counters(self, conn: str | None = None) -> dict[str, int] | None:
+        """The IKE counters (``swanctl --counters``): global, or of one connection
+        (None when it has none yet)."""
+        return self.ike_counters.get(conn)
+
+    def counter_connections(self) -> list[str]:
+        """The connections with counters."""
+        return self.ike_counters.connections()
+
+    def reset_counters(self, conn: str | None = None, *, every: bool = False) -> None:
+        """Zero the global counters (``conn`` None), forget ``conn``'s, or (``every``)
+        both for all."""
+        if every:
+            self.ike_counters.reset_all()
+        else:
+            self.ike_counters.reset(conn)
 
     def error_status(self) -> dict[str, int]:
         """Every error counted so far, by recovery.ErrorKind value (JSON-ready)."""
@@ -997,7 +1021,10 @@ class IkeManager:
             self._out.append((reply.serialise(), local, remote))
             return
         sa = self._new_sa(conns[0], False, local, remote, now)
-        if not ike_init.respond(sa, data, hdr, local, remote, now, conns=conns):
+        answered = ike_init.respond(sa, data, hdr, local, remote, now, conns=conns)
+        # a request received (in the chosen connection's counters)
+        self.ike_counters.message(ExchangeType.IKE_SA_INIT, True, True, sa.conn.name)
+        if not answered:
             self._out.extend(sa.outbox)
             return
         sa.timers.set(TimerKind.HALF_OPEN, now + self.half_open_timeout)
@@ -1208,12 +1235,16 @@ class IkeManager:
         elif isinstance(ev, (ChildSaInstalled, ChildSaRekeyed)):
             self._child_spis[ev.info.spi_in] = sa
             self._reserved.pop(ev.info.spi_in, None)
+            if isinstance(ev, ChildSaRekeyed):
+                self.ike_counters.rekeyed_child(sa.conn.name)
         elif isinstance(ev, IkeSaRekeyed):
             new = self.by_id.get(ev.new_id)
             if new is not None:
                 for spi in new.children:
                     self._child_spis[spi] = new
                 self._count_children(new)  # the children it took over (§2.8.2)
+                # §2.18: who sent the CREATE_CHILD_SA is the new SA's original initiator
+                self.ike_counters.rekeyed_ike(initiated=new.initiator, conn=sa.conn.name)
         elif isinstance(ev, PeerAddressChanged):
             self._unindex_ip(sa, ev.old[0])
             self._index_established(sa)

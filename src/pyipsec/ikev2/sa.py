@@ -121,7 +121,10 @@ class SaOwner(Protocol):
 
     def reauthenticate(self, sa: IkeSa, now: float) -> bool: ...
 
-    def count_error(self, kind: ErrorKind, n: int = 1) -> None: ...
+    def count_error(self, kind: ErrorKind, n: int = 1, conn: str = "") -> None: ...
+
+    def count_message(self, exchange: int, incoming: bool, request: bool, conn: str) -> None:
+        """An IKE message accepted (``incoming``) or built: the IKE counters."""
 
     def touched(self, sa: IkeSa) -> None:
         """``sa`` has datagrams, events or deadlines the owner must look at."""
@@ -381,7 +384,7 @@ class IkeSa:
         totals) and log it at the row's level, rate-limited where the row says so
         (RFC 7296 §2.21.4).  The caller acts on ``.decision`` / ``.answer``."""
         h = self.errors.handle(kind, now)
-        self.owner.count_error(kind)
+        self.owner.count_error(kind, conn=self.conn.name)
         if h.log:
             suppressed = self.errors.suppressed(kind)
             self.log.log(
@@ -403,6 +406,7 @@ class IkeSa:
 
     def build(self, exchange: int, message_id: int, payloads: PayloadList, response: bool) -> bytes:
         msg = self._message(exchange, message_id, payloads, response)
+        self.owner.count_message(exchange, False, not response, self.conn.name)  # built
         if exchange == ExchangeType.IKE_SA_INIT:
             return msg.serialise()
         assert self.prot_out is not None
@@ -590,6 +594,7 @@ class IkeSa:
         """IKE_SA_INIT for an existing SA: our request's answer (§1.2, §2.6), or a
         retransmission of the peer's request (answered from the cache, §2.1)."""
         if not hdr.is_response:
+            self._count_incoming(hdr)  # a retransmission of the peer's request (§2.1)
             answer_retransmission(self, data, hdr, local, remote)
             return
         req = self.req_win.pending.get(0)
@@ -601,8 +606,14 @@ class IkeSa:
         ):
             self.log.debug("unexpected IKE_SA_INIT response dropped")
             return
+        self._count_incoming(hdr)
         init.process_init_response(data, hdr, local, remote, now)
         self.pump(now)
+
+    def _count_incoming(self, hdr: Message) -> None:
+        """An accepted message (decrypted and verified, or an IKE_SA_INIT message we
+        act on): the IKE counters."""
+        self.owner.count_message(hdr.exchange, True, not hdr.is_response, self.conn.name)
 
     def _receive_unprotected(self, hdr: Message, now: float) -> None:
         """Unprotected: never acted upon (§2.21.4); INVALID_IKE_SPI may hint a dead peer."""
@@ -733,6 +744,7 @@ class IkeSa:
             return
         if msg is None:
             return
+        self._count_incoming(hdr)
         self.req_win.take(hdr.message_id)
         self.heard(local, remote, now, space="ike-response", sequence=hdr.message_id)
         fatal = self._response_errors(msg, req, hdr.exchange, now)
@@ -793,6 +805,7 @@ class IkeSa:
             return
         if msg is None:
             return
+        self._count_incoming(hdr)
         if arrival is Arrival.RETRANSMIT:
             self._resend_response(hdr.message_id, local, remote)
             return

@@ -390,6 +390,7 @@ def _stateless_error(
         message_id=0,
         payloads=[(PayloadType.NOTIFY, NotifyPayload(0, b"", ntype, data))],
     )
+    sa.owner.count_message(ExchangeType.IKE_SA_INIT, False, False, sa.conn.name)  # sent
     sa.send_to(reply.serialise(), local, remote)
 
 
