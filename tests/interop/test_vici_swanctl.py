@@ -8,7 +8,8 @@ connection in its TOML; charon (right namespace) answers.  Then, unchanged:
 2. ``swanctl --initiate --child`` brings the tunnel up, printing pyipsec's own log
    lines of that IKE SA as ``control-log``; traffic passes;
 3. ``swanctl --list-sas`` shows it with the SPIs and addresses charon has;
-4. ``swanctl --terminate --ike``; ``--load-conns`` with the connection gone unloads it;
+4. ``swanctl --terminate --ike``; ``--counters --name`` counts that handshake and Delete;
+   ``--load-conns`` with the connection gone unloads it;
 5. the ``vici`` Python package does the same round (load-shared, load-conn, initiate
    with its control-log, list-sas, terminate, unload-conn);
 6. a road-warrior gateway configured by ``swanctl --load-all`` alone (a ``pools``
@@ -151,6 +152,13 @@ def test_swanctl_load_all_initiate_list_terminate(
     assert "terminate completed successfully" in out, out
     assert re.search(rf"deleting IKE_SA {CONN}\[\d+\]", out), out
     charon.wait_for(lambda c: not c.ike_sas("ss"), timeout=10)
+    # the IKE counters of that connection: one handshake and one Delete, as initiator
+    out = _swanctl(topo, sock, "--counters", "--name", CONN)
+    counted = dict(re.findall(r"^\s*([a-z-]+)\s*: (\d+)$", out, re.M))
+    for name in ("ike-init-out-req", "ike-init-in-resp", "ike-auth-out-req",
+                 "ike-auth-in-resp", "info-out-req", "info-in-resp"):  # fmt: skip
+        assert counted.get(name) == "1", out
+    assert counted["invalid"] == "0" and counted["ike-init-in-req"] == "0", out
     assert daemon.status()["ike_sas"] == []
     conf = _swanctl_dir(tmp_path, [])
     out = _swanctl(topo, sock, "--load-conns", "--file", str(conf))
