@@ -15,6 +15,7 @@ from pyipsec.config.loader import ConfigError, load_config_text, parse_metrics_a
 from pyipsec.daemon.runtime import Daemon
 from pyipsec.ikev2 import events as ev
 from pyipsec.ikev2.api import ChildSaView, IkeSaView
+from pyipsec.ikev2.constants import ExchangeType
 from pyipsec.ikev2.state import ChildSaState, IkeSaState
 
 from .fakes import FakeManager, child_info
@@ -99,6 +100,8 @@ def test_metrics_endpoint() -> None:
             mgr.errors = {"retransmits-exhausted": 2, "cookie-required": 1}
             mgr.half_open = {"sas": 1, "bytes": 5816, "peak": 9000, "budget": 64 << 20}
             d.dp.drops.unknown_spi = 4
+            for _ in range(3):  # the core's IKE counters (ikev2.counters)
+                mgr.ike_counters.message(ExchangeType.INFORMATIONAL, True, True, "c")
             # the 1 s refresh timer publishes it (the scrape never calls into the loop)
             await asyncio.sleep(1.3)
             s, fams = await asyncio.to_thread(scrape, addr)
@@ -117,6 +120,9 @@ def test_metrics_endpoint() -> None:
             assert val(s, "pyipsec_ike_errors_total", kind="retransmits-exhausted") == 2
             assert val(s, "pyipsec_ike_errors_total", kind="no-proposal-chosen") == 0
             assert val(s, "pyipsec_ike_retransmits_exhausted_total") == 2
+            msgs = "pyipsec_ike_messages_total"
+            assert val(s, msgs, exchange="INFORMATIONAL", direction="in", kind="request") == 3
+            assert val(s, msgs, exchange="IKE_AUTH", direction="out", kind="response") == 0
             assert val(s, "pyipsec_ike_cookie_required_received_total") == 1
             assert val(s, "pyipsec_ike_established_total", conn="c", role="initiator") == 1
             assert val(s, "pyipsec_ike_handshake_seconds_count") == 1

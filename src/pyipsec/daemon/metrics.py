@@ -104,6 +104,25 @@ class Snapshot:
     dpd_failures: tuple[tuple[str, int], ...]
     handshake_buckets: tuple[int, ...]  # cumulative, one per HANDSHAKE_BUCKETS + +Inf
     handshake_sum: float
+    ike_messages: tuple[tuple[str, str, str, int], ...] = ()  # exchange, direction, kind, n
+
+
+#: the exchanges of the IKE counters (ikev2.counters, charon's names) by their prefix
+_COUNTER_EXCHANGES = {"ike-init": "IKE_SA_INIT", "ike-auth": "IKE_AUTH",
+                      "create-child": "CREATE_CHILD_SA", "info": "INFORMATIONAL"}  # fmt: skip
+
+
+def ike_message_counts(counters: dict[str, int]) -> list[tuple[str, str, str, int]]:
+    """``(exchange, direction, kind, n)`` of the message counters among ``counters``
+    (``ike-auth-in-req`` -> ``("IKE_AUTH", "in", "request", n)``)."""
+    out = []
+    for name, n in counters.items():
+        prefix, _, rest = name.rpartition("-")
+        exchange_key, _, direction = prefix.rpartition("-")
+        exchange = _COUNTER_EXCHANGES.get(exchange_key)
+        if exchange is not None and direction in ("in", "out") and rest in ("req", "resp"):
+            out.append((exchange, direction, "request" if rest == "req" else "response", n))
+    return out
 
 
 class MetricsCollector(Collector):
@@ -241,6 +260,14 @@ def _event_families(s: Snapshot) -> Iterator[Metric]:
     yield est
     yield _per_conn("pyipsec_ike_failed", "IKE SAs that failed to come up", s.ike_failed)
     yield _per_conn("pyipsec_ike_rekeys", "IKE SA rekeys (RFC 7296 §2.18)", s.ike_rekeys)
+    msgs = CounterMetricFamily(
+        "pyipsec_ike_messages",
+        "IKE messages accepted (in) or built (out), by exchange and kind",
+        labels=["exchange", "direction", "kind"],
+    )
+    for exchange, direction, kind, n in s.ike_messages:
+        msgs.add_metric([exchange, direction, kind], n)
+    yield msgs
     cr = CounterMetricFamily(
         "pyipsec_child_rekeys", "Child SA rekeys (RFC 7296 §2.8)", labels=["conn", "child"]
     )
@@ -451,4 +478,5 @@ class Metrics:
             dpd_failures=tuple(sorted(self.dpd_failures.items())),
             handshake_buckets=tuple(cum),
             handshake_sum=self.hs_sum,
+            ike_messages=tuple(ike_message_counts(core.counters() or {})),
         )
