@@ -125,3 +125,62 @@ def test_without_servers_there_is_no_client(tmp_path: Path) -> None:
             await d.close()
 
     asyncio.run(go())
+
+
+def test_accounting_of_a_radius_session(tmp_path: Path) -> None:
+    """``accounting = true``: the Access-Accept's Class reaches the accounting; Start once
+    established (with the leased virtual IP), Stop with the Child SAs' traffic and
+    Admin-Reset when the daemon was told to end it; nothing for other IKE SAs."""
+    from .fakes import child_info
+
+    async def go() -> None:
+        def answer(req: Received) -> Any:
+            rep = req.reply(pyrad.packet.AccessAccept, b"\x03\x01\x00\x04")
+            rep[25] = [b"class-x"]
+            return rep
+
+        srv = await FakeRadius(SECRET.encode(), answer).start()
+        mgr = FakeManager()
+        text = CONF.format(sock=tmp_path / "c.sock", port=srv.address[1], secret=SECRET)
+        cfg = load_config_text(text.replace("timeout = 5", "timeout = 5\naccounting = true"))
+        d = Daemon(cfg, manager_factory=lambda c: mgr, use_tun=False, control=False)
+        await d.start()
+        sent: list[Any] = []
+        try:
+            assert d.accounting is not None
+            d.accounting._send = lambda servers, msg: sent.append(msg)  # type: ignore[method-assign]
+            mgr.events = [REQUEST]
+            d.pump()
+            await until(lambda: bool(_replies(mgr)))
+            local, remote = ("192.0.2.1", 4500), ("192.0.2.9", 4500)
+            mgr.events = [
+                ev.VirtualIpsAssigned(7, "rw", remote=("10.3.0.1",)),
+                ev.IkeSaEstablished(7, "rw", local, remote, initiator=False),
+                ev.IkeSaEstablished(8, "psk", local, ("192.0.2.10", 4500), initiator=False),
+                ev.ChildSaInstalled(child_info(0x100, ike_id=7)),
+            ]
+            d.pump()
+            await until(lambda: len(sent) == 1)
+            start = dict(sent[0].attributes)
+            assert start["Acct-Status-Type"] == 1 and start["User-Name"] == b"carol"
+            assert start["Framed-IP-Address"] == "10.3.0.1" and sent[0].classes == (b"class-x",)
+            c = d.dp.children[0x100]
+            c.bytes_in, c.packets_in, c.bytes_out, c.packets_out = 1000, 10, 2000, 20
+            mgr.events = [
+                ev.ChildSaDeleted(0x100, 0x101, "terminated", 7, "rw", "net"),
+                ev.IkeSaDeleted(7, "rw", "terminated"),
+                ev.IkeSaDeleted(8, "psk", "deleted by peer"),
+            ]
+            d.pump()
+            await until(lambda: len(sent) == 2)
+            stop = dict(sent[1].attributes)
+            assert stop["Acct-Status-Type"] == 2 and stop["Acct-Terminate-Cause"] == 6
+            assert (stop["Acct-Input-Octets"], stop["Acct-Output-Packets"]) == (1000, 20)
+            await asyncio.sleep(0.05)
+            assert len(sent) == 2  # nothing for the PSK IKE SA
+        finally:
+            await d.close()
+            srv.close()
+        assert d.accounting is None
+
+    asyncio.run(go())

@@ -68,6 +68,14 @@ def _site(port: int) -> str:
     ipaddr = 127.0.0.1
     port = {port}
   }}
+  listen {{
+    type = acct
+    ipaddr = 127.0.0.1
+    port = {port + 1}
+  }}
+  accounting {{
+    detail
+  }}
   authorize {{
     eap {{
       ok = return
@@ -135,6 +143,16 @@ class FreeRadius:
     @property
     def address(self) -> tuple[str, int]:
         return ("127.0.0.1", self.port)
+
+    @property
+    def acct_port(self) -> int:
+        """Its accounting port (RFC 2866): the next one; requests go to detail files."""
+        return self.port + 1
+
+    def accounting_records(self) -> str:
+        """What the ``detail`` module wrote of the Accounting-Requests it got."""
+        files = sorted((self.dir / "log" / "radacct").glob("*/detail-*"))
+        return "".join(f.read_text(errors="replace") for f in files)
 
     @property
     def log_path(self) -> Path:

@@ -5,11 +5,15 @@ relays to FreeRADIUS 3 (RFC 3579) running in the gateway's namespace on 127.0.0.
 EAP-MSCHAPv2: the AUTH payloads after EAP use the MSK, which the gateway gets from the
 Access-Accept's MS-MPPE keys and charon from its own method -- the tunnel comes up only
 when both are the same.  EAP-MD5 has no MSK (AUTH with SK_pi/SK_pr).  A wrong password
-is rejected by FreeRADIUS and the IKE SA fails on both sides.
+is rejected by FreeRADIUS and the IKE SA fails on both sides.  With ``accounting = true``
+the gateway's Accounting Start and Stop (RFC 2866), the latter with the ping's octets,
+land in FreeRADIUS's ``detail`` records.
 """
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -65,8 +69,10 @@ def _gateway_toml(state: Path) -> str:
         old, '[connections.rw.remote]\nauth = "eap-radius"\nid = "%any"\neap_id = "%any"'
     )
     return text + toml_text({
-        "eap_radius": {"timeout": 1, "retries": 2, "nas_identifier": "pyipsec-gw"},
-        "eap_radius.servers.fr": {"address": "127.0.0.1", "auth_port": 1812},
+        "eap_radius": {"timeout": 1, "retries": 2, "nas_identifier": "pyipsec-gw",
+                       "accounting": True},
+        "eap_radius.servers.fr": {"address": "127.0.0.1", "auth_port": 1812,
+                                  "acct_port": 1813},
         "secrets.radius-fr": {"secret": RADIUS_SECRET},
     })  # fmt: skip
 
@@ -107,6 +113,20 @@ def test_strongswan_client_through_the_gateway_to_freeradius(
     assert "Sent Access-Accept" in log and 'NAS-Identifier = "pyipsec-gw"' in log
     if method == "eap-mschapv2":
         assert "MS-MPPE-Recv-Key" in log  # the MSK came over RADIUS and matched charon's
+    # RADIUS accounting (RFC 2866): Start once up, Stop with the ping's traffic when the
+    # client deletes the IKE SA
+    charon.terminate(ike="rw")
+    gw.wait_for(lambda d: not d.ike_sas(), timeout=10)
+    deadline = time.monotonic() + 10
+    while "Acct-Status-Type = Stop" not in radius.accounting_records():
+        assert time.monotonic() < deadline, radius.log_text()[-3000:]
+        time.sleep(0.1)
+    records = radius.accounting_records()
+    assert "Acct-Status-Type = Start" in records and f'User-Name = "{USER}"' in records
+    assert 'NAS-Identifier = "pyipsec-gw"' in records
+    assert "Acct-Terminate-Cause = User-Request" in records
+    octets = [int(n) for n in re.findall(r"Acct-Input-Octets = (\d+)", records)]
+    assert octets and octets[-1] >= 3 * 84, records  # the three pings' IP packets
 
 
 def test_wrong_password_is_rejected_by_freeradius(

@@ -234,3 +234,41 @@ def test_peer_relay_backend_freeradius(
         assert gateway.msk == client.msk
     else:
         assert gateway.msk == b""
+
+
+def test_accounting_start_and_stop_reach_freeradius(radius: FreeRadius) -> None:
+    """RADIUS accounting (RFC 2866) through pyrad's client to FreeRADIUS's accounting
+    port: it answers Accounting-Response and its ``detail`` module records Start and
+    Stop with what :class:`RadiusAccounting` put in them."""
+    from pyipsec.daemon.radius_accounting import RadiusAccounting, Usage
+    from pyipsec.daemon.radius_codec import RadiusAnswer
+
+    server = RadiusServerConfig("fr0", "127.0.0.1", SECRET.encode(), acct_port=radius.acct_port)
+    cfg = EapRadiusConfig(servers=(server,), accounting=True, timeout=2.0, retries=2)
+
+    async def scenario() -> dict[str, object]:
+        acct = RadiusAccounting(cfg, usage=lambda i: Usage(1234, 5678, 12, 34),
+                                close=lambda i, why: None)  # fmt: skip
+        acct.accepted(11, b"carol", RadiusAnswer(code=2, classes=(b"fr-class",)))
+        acct.virtual_ips(11, ["10.3.0.5"])
+        acct.established(11, "rw", GATEWAY, CLIENT)
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if acct.status()["sent"]["start"]:  # type: ignore[index]
+                break
+        acct.deleted(11, "deleted by peer")
+        acct.close(timeout=10)
+        await asyncio.sleep(0.05)
+        return acct.status()
+
+    with radius.inside():
+        status = asyncio.run(scenario())
+    log = radius.log_text()
+    assert status["sent"] == {"start": 1, "stop": 1, "interim_update": 0}, (status, log[-3000:])
+    records = radius.accounting_records()
+    assert "Acct-Status-Type = Start" in records and "Acct-Status-Type = Stop" in records
+    assert 'User-Name = "carol"' in records and "Framed-IP-Address = 10.3.0.5" in records
+    assert "Acct-Input-Octets = 1234" in records and "Acct-Output-Packets = 34" in records
+    assert "Acct-Terminate-Cause = User-Request" in records
+    assert 'Calling-Station-Id = "198.51.100.2[4500]"' in records
+    assert "Class = 0x66722d636c617373" in records  # "fr-class", echoed

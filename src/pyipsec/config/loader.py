@@ -17,7 +17,7 @@ The file has three kinds of tables::
     [secrets.private-NAME]        # file (in private/), secret: a key's passphrase
     [secrets.radius-NAME]         # secret: the shared secret of RADIUS server NAME
     [eap_radius]                  # the RADIUS client of remote.auth = "eap-radius"
-    [eap_radius.servers.NAME]     # address, auth_port, preference
+    [eap_radius.servers.NAME]     # address, auth_port, acct_port, preference
     secrets_file = "path"         # top-level: another TOML file holding [secrets.*] tables
 
 Validation never stops at the first problem: every error is collected with its
@@ -1403,8 +1403,12 @@ _EAP_RADIUS_KEYS = (
     "station_id_with_port",
     "framed_mtu",
     "sockets",
+    "accounting",
+    "accounting_interval",
+    "accounting_requires_vip",
+    "accounting_close_on_timeout",
 )
-_RADIUS_SERVER_KEYS = ("address", "auth_port", "port", "preference")
+_RADIUS_SERVER_KEYS = ("address", "auth_port", "port", "preference", "acct_port")
 _RADIUS_SECRET_PREFIX = "radius-"
 
 
@@ -1471,6 +1475,7 @@ def _radius_server(t: _Table, name: str, secrets: dict[str, bytes]) -> RadiusSer
         secret=secret or b"",
         auth_port=t.get("auth_port", _int_range(1, 65535), 1812, "port"),
         preference=t.get("preference", _int_range(-1000, 1000), 0),
+        acct_port=t.get("acct_port", _int_range(1, 65535), 1813),
     )
     t.finish(_RADIUS_SERVER_KEYS)
     return server
@@ -1483,6 +1488,11 @@ def _eap_radius(ctx: _Ctx, t: _Table, secrets: dict[str, bytes]) -> EapRadiusCon
     if timeout <= 0:
         ctx.err(t.at("timeout"), "must be > 0 (hint: '3s')")
         timeout = d.timeout
+    interval = t.get("accounting_interval", parse_duration, d.accounting_interval)
+    if interval and interval < 60:
+        # RFC 2869 §5.16: an interval below 60 s SHOULD NOT be used
+        ctx.err(t.at("accounting_interval"), "must be 0 (none) or at least 60s (RFC 2869 §5.16)")
+        interval = d.accounting_interval
     servers_tbl = t.sub("servers")
     servers = tuple(
         _radius_server(servers_tbl.sub(name), name, secrets) for name in list(servers_tbl.data)
@@ -1501,7 +1511,13 @@ def _eap_radius(ctx: _Ctx, t: _Table, secrets: dict[str, bytes]) -> EapRadiusCon
         station_id_with_port=t.get("station_id_with_port", _bool, d.station_id_with_port),
         framed_mtu=t.get("framed_mtu", _framed_mtu, d.framed_mtu),
         sockets=t.get("sockets", _int_range(1, 64), d.sockets),
-    )
+        accounting=t.get("accounting", _bool, d.accounting),
+        accounting_interval=interval,
+        accounting_requires_vip=t.get("accounting_requires_vip", _bool,
+                                      d.accounting_requires_vip),
+        accounting_close_on_timeout=t.get("accounting_close_on_timeout", _bool,
+                                          d.accounting_close_on_timeout),
+    )  # fmt: skip
     t.finish(_EAP_RADIUS_KEYS)
     return cfg
 

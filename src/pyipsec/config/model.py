@@ -348,6 +348,7 @@ class RadiusServerConfig:
     secret: bytes = field(default=b"", repr=False)
     auth_port: int = 1812
     preference: int = 0
+    acct_port: int = 1813  # RADIUS accounting (RFC 2866 §3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +360,13 @@ class EapRadiusConfig:
     then ``timeout * backoff``, ``timeout * backoff**2``, ... (RFC 5080 §2.2.1), before
     the next server is tried.  ``sockets``: UDP sockets per server, each with its own
     256 RADIUS identifiers (outstanding requests).  ``framed_mtu`` 0: no Framed-MTU.
+
+    ``accounting``: RADIUS accounting (RFC 2866) of the IKE SAs RADIUS authenticated:
+    Start once established, Interim-Update every ``accounting_interval`` seconds (0:
+    none; the server's Acct-Interim-Interval wins, RFC 2869 §5.16), Stop when they end;
+    ``accounting_requires_vip``: only for IKE SAs with a virtual IP;
+    ``accounting_close_on_timeout``: delete an IKE SA whose Start no server
+    acknowledged (strongSwan's eap-radius options of the same names).
     """
 
     servers: tuple[RadiusServerConfig, ...] = ()
@@ -369,6 +377,10 @@ class EapRadiusConfig:
     station_id_with_port: bool = True
     framed_mtu: int = 1200
     sockets: int = 1
+    accounting: bool = False
+    accounting_interval: float = 0.0
+    accounting_requires_vip: bool = False
+    accounting_close_on_timeout: bool = True
 
 
 @dataclass(frozen=True, slots=True)

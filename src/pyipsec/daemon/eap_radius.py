@@ -27,7 +27,8 @@ How it behaves (what strongSwan's eap-radius does, unless said otherwise):
 * every socket has 256 Identifiers; a server gets up to ``sockets`` sockets, and
   requests beyond those wait in a bounded queue for a free Identifier.
 
-Not done: accounting (RFC 2866), Dynamic Authorization (CoA/Disconnect, RFC 5176),
+Accounting (RFC 2866) is :mod:`pyipsec.daemon.radius_accounting`'s, told of every
+Access-Accept through ``accepted``.  Not done: Dynamic Authorization (CoA/Disconnect, RFC 5176),
 Status-Server probes (RFC 5997), RADIUS over TLS/TCP, host names for servers.
 """
 
@@ -52,6 +53,7 @@ from .radius_codec import (
     MAX_PACKET,
     AccessRequestAttributes,
     AnswerDropped,
+    RadiusAnswer,
     RadiusRequest,
     interpret,
 )
@@ -69,6 +71,9 @@ log = logging.getLogger("pyipsec.ike.radius")
 Address = tuple[str, int]
 #: ``reply(ike_id, BackendReply)``: the runtime passes the core's eap_backend_reply
 ReplyCallback = Callable[[int, BackendReply], None]
+#: ``accepted(ike_id, identity, answer)``: an Access-Accept for the IKE SA's EAP
+#: identity (its Class and Acct-Interim-Interval are for the accounting, RFC 2866)
+AcceptCallback = Callable[[int, bytes, RadiusAnswer], None]
 
 #: RADIUS Identifiers per socket (one octet, RFC 2865 §3)
 IDS_PER_SOCKET = 256
@@ -219,9 +224,11 @@ class RadiusBackend:
         *,
         loop: asyncio.AbstractEventLoop | None = None,
         random_id: Callable[[], int] | None = None,
+        accepted: AcceptCallback | None = None,
     ) -> None:
         self.config = config
         self._reply = reply
+        self._accepted = accepted
         self._loop = loop or asyncio.get_running_loop()
         self._random_id = random_id or (lambda: secrets.randbelow(IDS_PER_SOCKET))
         self._servers = [_Server(s, i) for i, s in enumerate(config.servers)]
@@ -508,6 +515,8 @@ class RadiusBackend:
         conv = p.conv
         if reply.verdict is BackendVerdict.CHALLENGE:
             conv.state, conv.server = answer.state, s.server
+        elif reply.verdict is BackendVerdict.ACCEPT and self._accepted is not None:
+            self._accepted(conv.ike_id, conv.identity, answer)
         log.info("IKE SA %s #%d: %s from RADIUS server %s%s",
                  conv.conn, conv.ike_id, CODE_NAMES.get(answer.code, str(answer.code)),
                  s.server.label, f": {reply.reason}" if reply.reason else "")  # fmt: skip

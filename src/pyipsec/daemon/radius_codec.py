@@ -66,6 +66,8 @@ MAX_VALUE = 253
 ATTR_STATE = 24
 ATTR_EAP_MESSAGE = 79
 ATTR_REPLY_MESSAGE = 18
+ATTR_CLASS = 25
+ATTR_ACCT_INTERIM_INTERVAL = 85
 VENDOR_MICROSOFT = 311
 MS_MPPE_SEND_KEY = 16
 MS_MPPE_RECV_KEY = 17
@@ -209,6 +211,8 @@ class RadiusRequest:
             send_keys=tuple(_raw(reply, (VENDOR_MICROSOFT, MS_MPPE_SEND_KEY))),
             recv_keys=tuple(_raw(reply, (VENDOR_MICROSOFT, MS_MPPE_RECV_KEY))),
             reply_message=b" ".join(_raw(reply, ATTR_REPLY_MESSAGE)),
+            classes=tuple(_raw(reply, ATTR_CLASS)),
+            interim_interval=_integer(reply, ATTR_ACCT_INTERIM_INTERVAL),
         )
 
 
@@ -218,9 +222,17 @@ def _raw(reply: Any, key: int | tuple[int, int]) -> list[bytes]:
     return [bytes(v) for v in values if isinstance(v, bytes | bytearray)]
 
 
+def _integer(reply: Any, key: int) -> int | None:
+    """The first value of an integer attribute (4 octets, RFC 2865 §5), None if absent
+    or malformed."""
+    return next((int.from_bytes(v, "big") for v in _raw(reply, key) if len(v) == 4), None)
+
+
 @dataclass(frozen=True, slots=True)
 class RadiusAnswer:
-    """An authenticated answer: its code and the attributes that matter here."""
+    """An authenticated answer: its code and the attributes that matter here.  An
+    Access-Accept's Class values (RFC 2865 §5.25) and Acct-Interim-Interval (RFC 2869
+    §5.16) are for the accounting of that session."""
 
     code: int
     eap: bytes = b""
@@ -228,6 +240,8 @@ class RadiusAnswer:
     send_keys: tuple[bytes, ...] = field(default=(), repr=False)
     recv_keys: tuple[bytes, ...] = field(default=(), repr=False)
     reply_message: bytes = b""
+    classes: tuple[bytes, ...] = ()
+    interim_interval: int | None = None
 
 
 def mppe_decrypt(value: bytes, secret: bytes, request_authenticator: bytes) -> bytes:

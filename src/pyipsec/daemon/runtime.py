@@ -57,6 +57,7 @@ from .eap_radius import RadiusBackend
 from .gc_tuning import sweep_frozen_garbage, tune_gc
 from .keylog import KeyLog, esp_sa_line, ikev2_line
 from .metrics import Metrics
+from .radius_accounting import RadiusAccounting, Usage
 from .route import SourceAddressCache
 from .routes import route_selector, unroute_peer
 from .sockets import UdpSocket
@@ -117,6 +118,14 @@ def make_ike_manager(
 def monotonic_to_wall(now: float) -> dt.datetime:
     """The calendar time of a ``now`` of the daemon's loop clock (``time.monotonic``)."""
     return dt.datetime.fromtimestamp(time.time() - time.monotonic() + now, dt.UTC)
+
+
+def _usage_of(children: Iterable[ChildState]) -> Usage:
+    """The traffic counters of Child SAs, summed (RADIUS accounting)."""
+    u = Usage()
+    for c in children:
+        u = u + Usage(c.bytes_in, c.bytes_out, c.packets_in, c.packets_out)
+    return u
 
 
 class EapBackend(Protocol):
@@ -180,6 +189,7 @@ class Daemon:
         self.metrics: Metrics | None = None  # [daemon] metrics: the Prometheus endpoint
         # the AAA backend for EAP-RADIUS (None: such EAP conversations are refused)
         self.eap_backend: EapBackend | None = None
+        self.accounting: RadiusAccounting | None = None  # [eap_radius] accounting
         # virtual IPs (RFC 7296 §2.19): ours on the TUN, the peers' leases; vip_hook runs
         self.vips = VirtualIpTable(lambda: self._dp.tun if self._dp else None, self._vip_hook)
         self.hooks: HookRunner | None = None
@@ -212,9 +222,19 @@ class Daemon:
         dp = self._dp = DataPlane(
             loop, self.udp, self._on_report, on_ike=self._on_ike, clock=lambda: self.now()
         )
-        if self.eap_backend is None and self.config.eap_radius.servers:
+        radius = self.config.eap_radius
+        if radius.accounting and radius.servers and self.accounting is None:
+            # RFC 2866 for the IKE SAs the RADIUS servers authenticated
+            self.accounting = RadiusAccounting(
+                radius, usage=self._child_usage, close=self._close_unaccounted, loop=loop
+            )
+        if self.eap_backend is None and radius.servers:
             # [eap_radius]: the RADIUS client (sockets are opened on first use)
-            self.eap_backend = RadiusBackend(self.config.eap_radius, self._eap_backend_reply)
+            acct = self.accounting
+            self.eap_backend = RadiusBackend(
+                radius, self._eap_backend_reply,
+                accepted=acct.accepted if acct is not None else None,
+            )  # fmt: skip
         try:
             self._open_sockets()
             if self.tun_factory is not None:
@@ -306,6 +326,9 @@ class Daemon:
         if self.eap_backend is not None:
             self.eap_backend.close()
             self.eap_backend = None
+        if self.accounting is not None:
+            self.accounting.close()  # Stop (Admin-Reboot) for what is still open
+            self.accounting = None
         if self.hooks is not None:
             await self.hooks.close()
         dp = self._dp
@@ -534,27 +557,37 @@ class Daemon:
                         e.info.spi_in,
                     )
             case ev.ChildSaDeleted():
-                self.dp.uninstall(e.spi_in, e.reason)
+                gone = self.dp.uninstall(e.spi_in, e.reason)
+                if gone is not None and self.accounting is not None:
+                    self.accounting.child_gone(gone.ike_id, _usage_of((gone,)))
             case ev.ChildSaFailed():
                 log_child.warning("child %s/%s failed: %s", e.conn, e.child, e.reason)
                 self.dp.hold_traps(e.conn, e.child, self.now())
                 self.cmds.resolve_waiters(e.conn, e.child, False, f"CHILD_SA failed: {e.reason}")
             case ev.IkeSaEstablished():
                 self._ike_established(e)
+                if self.accounting is not None:
+                    self.accounting.established(e.ike_id, e.conn, e.local, e.remote)
             case ev.IkeSaRekeyed():
                 log_ike.info("IKE SA #%d rekeyed to #%d", e.old_id, e.new_id)
                 self.dp.ike_rekeyed(e.old_id, e.new_id)
                 self.vips.rekeyed(e.old_id, e.new_id)
+                if self.accounting is not None:
+                    self.accounting.rekeyed(e.old_id, e.new_id)
                 self._keylog_ike(e.keys)
             case ev.IkeSaDeleted():
                 log_ike.info("IKE SA %s #%d deleted: %s", e.conn, e.ike_id, e.reason)
                 self.vips.gone(e.ike_id)
                 self._forget_eap(e.ike_id)
+                if self.accounting is not None:
+                    self.accounting.deleted(e.ike_id, e.reason)
                 self.cmds.liveness_failed(e.ike_id, "is gone")
             case ev.IkeSaFailed():
                 log_ike.warning("IKE SA %s #%d failed: %s", e.conn, e.ike_id, e.reason)
                 self.vips.gone(e.ike_id)
                 self._forget_eap(e.ike_id)
+                if self.accounting is not None:
+                    self.accounting.deleted(e.ike_id, e.reason)
                 self.dp.hold_traps(e.conn, None, self.now())
                 self.cmds.resolve_waiters(e.conn, None, False, f"IKE SA failed: {e.reason}")
                 self.cmds.liveness_failed(e.ike_id, "is gone")
@@ -580,8 +613,24 @@ class Daemon:
                 self._eap_backend_request(e)
             case ev.VirtualIpsAssigned():
                 self.vips.assigned(e)
+                if self.accounting is not None:
+                    self.accounting.virtual_ips(e.ike_id, e.remote)
             case _:
                 assert_never(e)
+
+    def _child_usage(self, ike_id: int) -> Usage:
+        """What the installed Child SAs of IKE SA ``ike_id`` carried (accounting)."""
+        return _usage_of(self.dp.by_ike.get(ike_id, {}).values())
+
+    def _close_unaccounted(self, ike_id: int, reason: str) -> None:
+        """``accounting_close_on_timeout``: no RADIUS server acknowledged the session's
+        Start; delete the IKE SA (DELETE sent)."""
+        log_ike.warning("IKE SA #%d: %s, deleting it", ike_id, reason)
+        try:
+            self.core.terminate(ike_id, self.now())
+        except KeyError:
+            return  # gone already
+        self.pump()
 
     def _eap_backend_request(self, e: ev.EapBackendRequest) -> None:
         """EAP to relay to the AAA backend; without one the client is refused at once
