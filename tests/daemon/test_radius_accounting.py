@@ -343,3 +343,5 @@ secret = "x"
     assert not default.accounting and default.accounting_close_on_timeout
     with pytest.raises(ConfigError, match="at least 60s"):
         load_config_text(base.format(extra='accounting_interval = "30s"'))
+    with pytest.raises(ConfigError, match="accounting needs a RADIUS server"):
+        load_config_text("[eap_radius]\naccounting = true\n")

@@ -1523,9 +1523,13 @@ def _eap_radius(ctx: _Ctx, t: _Table, secrets: dict[str, bytes]) -> EapRadiusCon
 
 
 def _check_radius_servers(ctx: _Ctx, cfg: DaemonConfig) -> None:
-    """A gateway with ``remote.auth = "eap-radius"`` needs a RADIUS server."""
+    """A gateway with ``remote.auth = "eap-radius"`` (or accounting) needs a RADIUS
+    server."""
     if cfg.eap_radius.servers:
         return
+    if cfg.eap_radius.accounting:
+        ctx.err("eap_radius.accounting", "RADIUS accounting needs a RADIUS server "
+                '(hint: [eap_radius.servers.NAME] with address = "...")')  # fmt: skip
     for c in cfg.connections:
         if c.remote_auth == "eap-radius":
             ctx.err(
