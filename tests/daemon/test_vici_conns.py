@@ -471,3 +471,11 @@ def test_eap_shared_secrets() -> None:
         cr.load_shared(b({"id": "eap-x", "type": "EAP", "data": "pw"}))
     cr.load_shared(b({"id": "eap-x", "type": "EAP", "data": "pw", "owners": ["x"]}))
     assert cr.get_shared() == ["eap-x"] and cr.psk_for("x", "x") is None
+
+
+@pytest.mark.parametrize("value", ["allow", "prefer", "force", "never"])
+def test_childless(value: str) -> None:
+    """swanctl.conf ``childless`` (RFC 6023) maps to the connection's ``childless``."""
+    conn = translate(psk_conn(childless=value))
+    assert conn.childless == value
+    assert "childless" in errors(psk_conn(childless="sometimes"))

@@ -61,6 +61,7 @@ from .model import (
     EAP_AUTH_KINDS,
     AuthKind,
     ChildConfig,
+    Childless,
     ConnectionConfig,
     DaemonConfig,
     DpdAction,
@@ -722,6 +723,7 @@ _CONN_KEYS = (
     "version",
     "send_cert",
     "send_certreq",
+    "childless",
     "rsa_pss",
     "pools",
     "vips",
@@ -730,6 +732,7 @@ _LOCAL_KEYS = ("id", "auth", "certs", "key", "pubkeys", "eap_id")
 _REMOTE_KEYS = ("id", "auth", "cacerts", "revocation", "pubkeys", "eap_id")
 _AUTH_KINDS: tuple[AuthKind, ...] = ("psk", "pubkey", *EAP_AUTH_KINDS)
 _SEND_CERT = ("ifasked", "always", "never")
+_CHILDLESS = ("allow", "prefer", "force", "never")
 _REVOCATION = ("relaxed", "strict", "ifuri")
 
 
@@ -1063,6 +1066,7 @@ def _connection(ctx: _Ctx, t: _Table, name: str, source: _ConnSource) -> Connect
         remote_trust=creds.remote,
         send_cert=_send_cert(t, d.send_cert),
         send_certreq=t.get("send_certreq", _bool, d.send_certreq),
+        childless=_childless(t, d.childless),
         rsa_pss=t.get("rsa_pss", _bool, d.rsa_pss),
         local_eap_id=eap.local_id,
         remote_eap_id=eap.remote_id,
@@ -1107,6 +1111,13 @@ def _dpd(t: _Table, d: DpdConfig) -> DpdConfig:
         max_retries=d.max_retries,
         action=t.get("dpd_action", _enum(DpdAction), d.action),
     )
+
+
+def _childless(t: _Table, default: Childless) -> Childless:
+    """swanctl ``childless`` (RFC 6023): allow, prefer, force or never."""
+    v = t.get("childless", _choice(_CHILDLESS), default)
+    return "prefer" if v == "prefer" else "force" if v == "force" else (
+        "never" if v == "never" else "allow")
 
 
 def _send_cert(t: _Table, default: SendCert) -> SendCert:

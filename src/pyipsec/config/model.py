@@ -138,6 +138,11 @@ def is_eap(kind: str) -> bool:
     EAP conversation in extra IKE_AUTH rounds instead of an AUTH payload."""
     return kind == "eap" or kind.startswith("eap-")
 SendCert = Literal["ifasked", "always", "never"]
+#: Childless IKE SA initiation (RFC 6023, strongSwan's ``childless``): ``allow`` (accept
+#: it as responder; initiate with the first child in IKE_AUTH), ``prefer`` (also initiate
+#: childless when the responder supports it), ``force`` (only childless, both roles),
+#: ``never`` (neither: the responder does not announce support)
+Childless = Literal["allow", "prefer", "force", "never"]
 
 
 def _cert_der(cert: x509.Certificate) -> bytes:
@@ -293,6 +298,7 @@ class ConnectionConfig:
     # later) longer than ``fragment_size`` octets (the IKE message, UDP payload) are
     # sent as SKF fragments when the peer supports it too
     fragmentation: bool = True
+    childless: Childless = "allow"  # RFC 6023
     fragment_size: int = 1280
     # re-initiations after a DPD/close "restart" whose IKE_SA_INIT/IKE_AUTH failed
     # (swanctl ``keyingtries``): 0 = keep trying forever, with ``reinit_backoff``

@@ -61,7 +61,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
     "conn": {
         "pull": "IKEv1 Mode Config is not supported (pyipsec speaks IKEv2 only)",
         "dscp": "DSCP-marked IKE packets are not supported",
-        "childless": "childless IKE SAs (RFC 6023) are not supported",
         "ppk_id": "postquantum preshared keys (RFC 8784) are not supported",
         "ppk_required": "postquantum preshared keys (RFC 8784) are not supported",
         "if_id_in": "XFRM interface IDs have no meaning for the userspace data plane",

@@ -165,7 +165,8 @@ class IkeSa:
         "fragmentation", "fragments", "ike_id", "initiator", "ke_factory", "keepalive",
         "keepalive_due", "keys", "local", "local_id", "log", "mapping", "msg1", "msg2", "nat_local",
         "nat_remote", "nat_supported", "ni", "nr", "outbox", "owner", "peer_auth", "peer_cert",
-        "peer_certreq", "peer_hashes", "peer_window", "pending_children", "prot_in", "prot_out",
+        "peer_certreq", "peer_childless", "peer_hashes", "peer_window", "pending_children",
+        "prot_in", "prot_out",
         "queue", "reauth_of", "rekey_failures", "remote", "remote_id", "replaced_by", "req_win",
         "resp_win", "rng", "spi_i", "spi_r", "state", "suite", "suite_str", "timers", "vips",
     )
@@ -216,6 +217,8 @@ class IkeSa:
         self.nat_supported = False
         # IKE fragmentation (RFC 7383): both ends announced it in IKE_SA_INIT
         self.fragmentation = False
+        # RFC 6023: the responder announced childless IKE SA initiation (initiator only)
+        self.peer_childless = False
         if fragment_budget is None:
             owned = getattr(owner, "fragment_budget", None)
             fragment_budget = owned if isinstance(owned, FragmentBudget) else FragmentBudget()

@@ -383,7 +383,11 @@ class IkeAuth(Task):
             )
         payloads += _window_notify(conn)
         payloads += config_payload.request_payloads(sa)  # CP(CFG_REQUEST), before SAi2 (§2.19)
-        if sa.pending_children:
+        why_not = _childless_problem(sa)
+        if why_not:
+            sa.fail(now, why_not)
+            return None
+        if sa.pending_children and not _initiate_childless(sa):
             cfg = sa.pending_children.pop(0)
             self.child = child_create.new_request(sa, cfg, ike_auth=True)
             payloads += child_create.request_payloads(sa, self.child, ike_auth=True)
@@ -436,6 +440,28 @@ def peer_refused(sa: IkeSa, msg: Message, now: float, what: str) -> None:
     if notify is not None:
         what = f"IKE_AUTH refused by peer: {name_of(NotifyType, notify)}"
     sa.fail(now, what, notify)
+
+
+def _initiate_childless(sa: IkeSa) -> bool:
+    """RFC 6023 as initiator: leave the first Child SA out of IKE_AUTH (it follows in
+    CREATE_CHILD_SA) when ``childless`` is prefer or force and the responder announced
+    support in IKE_SA_INIT (§3: never without that announcement)."""
+    return sa.peer_childless and sa.conn.childless in ("prefer", "force")
+
+
+def _childless_problem(sa: IkeSa) -> str:
+    """Why this IKE_AUTH request cannot be sent ("" when it can): ``childless = force``
+    with a responder that does not support it, or no child to create (an IKE SA
+    initiated without children is childless) while the responder did not announce
+    RFC 6023 support -- strongSwan fails these IKE SAs too."""
+    if sa.peer_childless:
+        return ""
+    if sa.conn.childless == "force":
+        return "the responder does not support childless IKE SA initiation (RFC 6023)"
+    if not sa.pending_children and sa.reauth_of is None:
+        return ("no child to create, and the responder does not support childless IKE SA "
+                "initiation (RFC 6023)")  # fmt: skip
+    return ""
 
 
 def config_problem(conn: ConnectionConfig) -> str:
@@ -643,6 +669,10 @@ def complete_responder(sa: IkeSa, first: Message, now: float) -> PayloadList:
     _peer_window(sa, first)
     out = _window_notify(sa.conn)
     initial_contact = first.notify(NotifyType.INITIAL_CONTACT) is not None
+    refused = _childless_refused(sa, first)
+    if refused:
+        # strongSwan answers INVALID_SYNTAX and the IKE SA fails (RFC 6023 §3)
+        raise ProtocolError(refused, NotifyType.INVALID_SYNTAX)
     established(sa, now)
     if initial_contact:
         sa.owner.initial_contact(sa)
@@ -653,6 +683,20 @@ def complete_responder(sa: IkeSa, first: Message, now: float) -> PayloadList:
     if wants_child and child_ok:
         out += _respond_first_child(sa, first, now)
     return out
+
+
+def _childless_refused(sa: IkeSa, first: Message) -> str:
+    """RFC 6023 as responder: a request without SA, TSi and TSr is childless; it is
+    refused with ``childless = never`` (we did not announce support, §3: INVALID_SYNTAX),
+    and a request with a child is refused with ``childless = force``."""
+    child_parts = (PayloadType.SA, PayloadType.TSi, PayloadType.TSr)
+    childless = all(first.get(t) is None for t in child_parts)
+    policy = sa.conn.childless
+    if childless and policy == "never":
+        return "childless IKE SA initiation is not allowed (childless = never)"
+    if not childless and policy == "force":
+        return "the initiator did not initiate a childless IKE SA (childless = force)"
+    return ""
 
 
 def _respond_first_child(sa: IkeSa, msg: Message, now: float) -> PayloadList:

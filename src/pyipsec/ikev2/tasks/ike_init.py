@@ -189,6 +189,7 @@ class IkeInit(Task):
         sa.suite_str = suite_string(chosen)
         _nat(sa, msg, local, remote)
         sa.fragmentation = sa.conn.fragmentation and _frag_supported(msg)
+        sa.peer_childless = msg.notify(NotifyType.CHILDLESS_IKEV2_SUPPORTED) is not None
         _record_hash_algorithms(sa, msg)
         record_certreq(sa, msg)
         start_ike_auth(sa, now)
@@ -292,6 +293,10 @@ def respond(
     if _record_hash_algorithms(sa, msg):
         # RFC 7427 §4: answer the initiator's notify with ours
         payloads.append((PayloadType.NOTIFY, _hash_algorithms_notify()))
+    if sa.conn.childless != "never":
+        # RFC 6023 §3: a supporting responder announces it (the initiator may then leave
+        # the first Child SA out of IKE_AUTH)
+        payloads.append((PayloadType.NOTIFY, _CHILDLESS_SUPPORTED))
     payloads += certreq_payloads(sa.conn)
     out = sa.build(ExchangeType.IKE_SA_INIT, 0, payloads, response=True)
     sa.msg2 = out
@@ -348,6 +353,12 @@ def _responder_nat(sa: IkeSa, msg: Message, local: Address, remote: Address) -> 
             sa.spi_i, sa.spi_r, local, remote, fake_source=sa.conn.encap, rng=sa.rng
         )
     ]
+
+
+#: N(CHILDLESS_IKEV2_SUPPORTED) (RFC 6023 §4), no SPI, no data.  Protocol ID 0: RFC
+#: 7296 §3.10 (which replaced RFC 5996) wants zero without an SPI, as strongSwan sends
+#: it (RFC 6023 asked for 1; it is ignored on receipt either way)
+_CHILDLESS_SUPPORTED = NotifyPayload(0, b"", NotifyType.CHILDLESS_IKEV2_SUPPORTED)
 
 
 def uses_pubkey(conn: ConnectionConfig) -> bool:
