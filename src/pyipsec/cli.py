@@ -509,6 +509,23 @@ def _cmd_reload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_counters(args: argparse.Namespace) -> int:
+    req: dict[str, Any] = {"all": True} if args.all else {}
+    if args.name is not None and not args.all:
+        req["name"] = args.name
+    if args.reset:
+        req["reset"] = True
+    res = _client(args).call("counters", **req)
+    if args.json:
+        print(json.dumps(res, indent=2, sort_keys=True))
+        return 0
+    for conn, values in res.get("counters", {}).items():
+        print(f"{conn or 'global'}:")  # swanctl --counters' layout
+        for key, n in values.items():
+            print(f"  {key:<22s}: {n}")
+    return 0
+
+
 def _cmd_stop(args: argparse.Namespace) -> int:
     _client(args).call("stop")
     print("stopping")
@@ -602,6 +619,13 @@ def _add_daemon_control_parsers(sub: _Subparsers, common: argparse.ArgumentParse
     pl.add_argument("--name", help="only this pool")
     pl.add_argument("--json", action="store_true", help="machine-readable output")
     pl.set_defaults(func=_cmd_pools)
+    ct = sub.add_parser("counters", parents=[common],
+                        help="IKE counters: messages by exchange, rekeys, invalid messages")
+    ct.add_argument("--name", help="only this connection's (default: the global ones)")
+    ct.add_argument("--all", action="store_true", help="every connection's")
+    ct.add_argument("--reset", action="store_true", help="zero them after showing them")
+    ct.add_argument("--json", action="store_true", help="machine-readable output")
+    ct.set_defaults(func=_cmd_counters)
     sub.add_parser("stop", parents=[common], help="stop the daemon").set_defaults(func=_cmd_stop)
 
 

@@ -102,6 +102,23 @@ def test_keepalives_rekey_and_liveness(tmp_path: Path, pair: tuple[str, str, int
                 lambda: [(sa["id"] != ike_mid, sa["state"]) for sa in left.status()["ike_sas"]]
                 == [(True, "established")]
             )
+            # the IKE counters (swanctl --counters' numbers) of all that
+            res = await left.handle_request({"cmd": "counters", "name": "c"})
+            c = res["counters"]["c"]
+            assert c["child-rekey"] == 2 and c["ike-rekey-init"] == 2
+            assert c["ike-auth-out-req"] == 1 and c["info-out-req"] >= 1
+            assert c["create-child-out-req"] == 3 and c["create-child-in-req"] == 1
+            assert (await left.handle_request({"cmd": "counters"}))["counters"][""] == c
+            with pytest.raises(ControlError, match="no counters for connection 'zzz'"):
+                await left.handle_request({"cmd": "counters", "name": "zzz"})
+            with pytest.raises(ControlError, match="'all' and 'reset' must be true or false"):
+                await left.handle_request({"cmd": "counters", "reset": "yes"})
+            rc = await asyncio.to_thread(
+                cli.main, ["--socket", lsock, "counters", "--all", "--reset"]
+            )
+            assert rc == 0
+            res = await left.handle_request({"cmd": "counters", "all": True})
+            assert res == {"counters": {}}  # every connection's forgotten
             # the peer vanishes: the liveness check fails instead of hanging
             await right.close()
             with pytest.raises(ControlError, match="no liveness answer within"):

@@ -150,11 +150,14 @@ class Commands:
             return self.rekey(req)
         if cmd == "pools":
             return self.pools(req)
+        if cmd == "counters":
+            return self.counters(req)
         if cmd == "stop":
             self.d.loop.call_soon(self.d.request_stop)
             return {"stopping": True}
         raise ControlError(
-            f"unknown command {cmd!r} (status, up, down, rekey, liveness, reload, pools, stop)"
+            f"unknown command {cmd!r} (status, up, down, rekey, liveness, reload, pools, "
+            "counters, stop)"
         )
 
     def _conn(self, name: object) -> ConnectionConfig:
@@ -371,6 +374,29 @@ class Commands:
             names = ", ".join(p.name for p in self.d.config.pools) or "none"
             raise ControlError(f"unknown pool {name!r} (configured: {names})")
         return {"pools": pools}
+
+    def counters(self, req: dict[str, Any]) -> dict[str, Any]:
+        """The IKE counters (:mod:`pyipsec.ikev2.counters`): global, of connection
+        ``name``, or (``all``) of every connection that has counters; ``reset`` zeroes
+        them (the global ones, or forgets ``name``'s; with ``all`` both for all) after
+        reporting what they were."""
+        name, every, reset = req.get("name"), req.get("all", False), req.get("reset", False)
+        if name is not None and not isinstance(name, str):
+            raise ControlError("counters: 'name' must be a string")
+        if not isinstance(every, bool) or not isinstance(reset, bool):
+            raise ControlError("counters: 'all' and 'reset' must be true or false")
+        core = self.d.core
+        names = core.counter_connections() if every else [name]
+        found: dict[str, dict[str, int]] = {}
+        for n in names:
+            values = core.counters(n)
+            if values is not None:
+                found[n or ""] = values
+        if name is not None and not every and not found:
+            raise ControlError(f"no counters for connection {name!r} (no IKE SA of it yet)")
+        if reset:
+            core.reset_counters(None if every else name, every=every)
+        return {"counters": found}
 
     # ------------------------------------------------------------ status
 
