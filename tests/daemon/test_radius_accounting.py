@@ -345,3 +345,30 @@ secret = "x"
         load_config_text(base.format(extra='accounting_interval = "30s"'))
     with pytest.raises(ConfigError, match="accounting needs a RADIUS server"):
         load_config_text("[eap_radius]\naccounting = true\n")
+
+
+def test_close_drops_what_a_dead_server_keeps_queued() -> None:
+    """Stopping with an unreachable server: at most ``timeout`` for the queue, the rest
+    dropped (the process must not wait for every message's retransmissions)."""
+    import time
+
+    gate = threading.Event()
+    h = Harness()
+
+    def slow(servers: list[RadiusServerConfig], msg: Any) -> str | None:
+        gate.wait(5)
+        return "no answer"
+
+    h.acct._send = slow
+    for ike_id in range(1, 6):
+        answer = RadiusAnswer(code=2)
+        h.acct.accepted(ike_id, b"u", answer)
+        h.acct.established(ike_id, "rw", ("192.0.2.1", 4500), ("198.51.100.2", 4500))
+    h.loop.run()  # five Starts queued, the first one blocking the worker
+    t0 = time.monotonic()
+    h.acct.close(timeout=0.3)
+    assert time.monotonic() - t0 < 2
+    gate.set()
+    futures = list(h.acct._pending)
+    assert len(futures) == 10 and sum(f.cancelled() for f in futures) == 9  # all but one
+    concurrent.futures.wait([f for f in futures if not f.cancelled()], timeout=5)

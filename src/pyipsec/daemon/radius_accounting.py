@@ -256,15 +256,17 @@ class RadiusAccounting:
         self._queue(self._message(s, AcctStatus.STOP))
 
     def close(self, timeout: float = 5.0) -> None:
-        """The daemon stops: Stop (Admin-Reboot) for every session still open, and up
-        to ``timeout`` seconds for what is queued to be sent."""
+        """The daemon stops: Stop (Admin-Reboot) for every session still open, up to
+        ``timeout`` seconds for what is queued to be sent, and the rest dropped."""
         for ike_id in list(self._sessions):
             self.cause(ike_id, TerminateCause.ADMIN_REBOOT)
             self.deleted(ike_id)
         pending = set(self._pending)
-        self._executor.shutdown(wait=False, cancel_futures=False)
         if pending:
             concurrent.futures.wait(pending, timeout=timeout)
+        # what is still queued is dropped: the process would wait for it at exit (an
+        # unreachable server costs (1 + retries) * timeout per message and server)
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def status(self) -> dict[str, Any]:
         """Sessions and counters (status output, tests)."""
