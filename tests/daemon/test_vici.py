@@ -363,6 +363,8 @@ def test_real_swanctl(tmp_path: Path) -> None:
         assert rc != 0 and "not found" in out, out
         rc, out = await swanctl(sock, "--list-pols")  # no trap policy configured
         assert rc == 0 and out.strip() == "", out
+        rc, out = await swanctl(sock, "--list-authorities")  # none: load-authority refused
+        assert rc == 0 and out.strip() == "", out
 
     run(tmp_path, scenario)
 

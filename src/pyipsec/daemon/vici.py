@@ -85,7 +85,7 @@ INITIATE_MAX_WAIT = 24 * 3600.0
 #: event names a client may register for
 EVENTS = frozenset(
     {"log", "control-log", "ike-updown", "child-updown", "ike-rekey", "child-rekey",
-     "list-sa", "list-conn", "list-policy", "list-cert"}
+     "list-sa", "list-conn", "list-policy", "list-cert", "list-authority"}
 )  # fmt: skip
 
 _IKE_STATES = {
@@ -483,6 +483,7 @@ class ViciServer:
             "list-policies": self.cmd_list_policies,
             "list-certs": self.cmd_list_certs,
             "install": self.cmd_install,
+            "list-authorities": self.cmd_list_authorities,
             "get-counters": self.cmd_get_counters,
             "reset-counters": self.cmd_reset_counters,
             "uninstall": self.cmd_uninstall,
@@ -851,6 +852,12 @@ class ViciServer:
                 log.info("trap policy for %s/%s uninstalled (vici)", c.name, child)
                 return {"success": "yes"}
         return {"success": "no", "errmsg": f"policy '{child}' does not exist"}
+
+    async def cmd_list_authorities(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        """``swanctl --list-authorities``: no ``list-authority`` events -- pyipsec has no
+        authorities sections (``load-authority`` is refused; CA certificates and CRLs
+        are listed by ``list-certs``)."""
+        return {}
 
     async def cmd_get_counters(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
         """``swanctl --counters``: the IKE counters (:mod:`pyipsec.ikev2.counters`), global
