@@ -321,17 +321,20 @@ def test_log_events(tmp_path: Path) -> None:
 SWANCTL = shutil.which("swanctl")
 
 
+async def swanctl(sock: str, *args: str) -> tuple[int, str]:
+    """Debian's ``swanctl`` against the daemon's VICI socket: exit code and output."""
+    assert SWANCTL is not None
+    p = await asyncio.create_subprocess_exec(
+        SWANCTL, *args, "--uri", f"unix://{sock}",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(p.communicate(), 30)
+    return p.returncode or 0, out.decode()
+
+
 @pytest.mark.skipif(SWANCTL is None, reason="swanctl (strongswan-swanctl) not installed")
 def test_real_swanctl(tmp_path: Path) -> None:
     assert SWANCTL is not None
-
-    async def swanctl(sock: str, *args: str) -> tuple[int, str]:
-        p = await asyncio.create_subprocess_exec(
-            SWANCTL, *args, "--uri", f"unix://{sock}",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        out, _ = await asyncio.wait_for(p.communicate(), 20)
-        return p.returncode or 0, out.decode()
 
     async def scenario(d: Daemon, core: Core, sock: str) -> None:
         rc, out = await swanctl(sock, "--version", "--daemon")
@@ -430,12 +433,8 @@ def test_list_policies(tmp_path: Path) -> None:
             assert (await c.cmd("list-policies", req)).type == PacketType.CMD_RESPONSE
         c.close()
         if SWANCTL is not None:
-            p = await asyncio.create_subprocess_exec(
-                SWANCTL, "--list-pols", "--uri", f"unix://{sock}",
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            )  # fmt: skip
-            out = (await asyncio.wait_for(p.communicate(), 20))[0].decode()
-            assert p.returncode == 0, out
+            rc, out = await swanctl(sock, "--list-pols")
+            assert rc == 0, out
             # swanctl 5.9 prints no reqid (6.0 does: "t/trapped, reqid 1, TUNNEL")
             assert re.search(r"^t/trapped, (reqid \d+, )?TUNNEL$", out, re.M), out
             assert "local:  203.0.113.0/26" in out
@@ -485,12 +484,8 @@ def test_list_certs(tmp_path: Path) -> None:
             reply.message["errmsg"])
         c.close()
         if SWANCTL is not None:
-            proc = await asyncio.create_subprocess_exec(
-                SWANCTL, "--list-certs", "--uri", f"unix://{sock}",
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            )  # fmt: skip
-            out = (await asyncio.wait_for(proc.communicate(), 20))[0].decode()
-            assert proc.returncode == 0, out
+            rc, out = await swanctl(sock, "--list-certs")
+            assert rc == 0, out
             assert "List of X.509 End Entity Certificates" in out, out
             assert "List of X.509 CA Certificates" in out, out
             assert "moon.example.net" in out and "has private key" in out, out
@@ -535,12 +530,8 @@ def test_install_and_uninstall_trap_policies(tmp_path: Path) -> None:
                                (("--list-pols",), "c/net"),
                                (("--uninstall", "--child", "net"),
                                 "uninstall completed successfully")):  # fmt: skip
-                p = await asyncio.create_subprocess_exec(
-                    SWANCTL, *args, "--uri", f"unix://{sock}",
-                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                )  # fmt: skip
-                out = (await asyncio.wait_for(p.communicate(), 20))[0].decode()
-                assert p.returncode == 0 and want in out, out
+                rc, out = await swanctl(sock, *args)
+                assert rc == 0 and want in out, out
 
     run(tmp_path, scenario)
 
@@ -573,19 +564,11 @@ def test_counters(tmp_path: Path) -> None:
         assert got["counters"] == {} and got["success"] == b"yes"
         c.close()
         if SWANCTL is not None:
-            p = await asyncio.create_subprocess_exec(
-                SWANCTL, "--counters", "--uri", f"unix://{sock}",
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            )  # fmt: skip
-            out = (await asyncio.wait_for(p.communicate(), 20))[0].decode()
-            assert p.returncode == 0 and "global:" in out, out
+            rc, out = await swanctl(sock, "--counters")
+            assert rc == 0 and "global:" in out, out
             assert re.search(r"ike-auth-in-req\s*: 1", out), out
-            p = await asyncio.create_subprocess_exec(
-                SWANCTL, "--counters", "--reset", "--all", "--uri", f"unix://{sock}",
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            )  # fmt: skip
-            out = (await asyncio.wait_for(p.communicate(), 20))[0].decode()
-            assert p.returncode == 0, out
+            rc, out = await swanctl(sock, "--counters", "--reset", "--all")
+            assert rc == 0, out
             assert ("reset_counters", (None, True)) in core.calls
 
     run(tmp_path, scenario)

@@ -21,7 +21,7 @@ from pyipsec.ikev2 import events as ev
 
 from .fakes import FakeManager
 from .test_runtime import FakeTun
-from .test_vici import Client
+from .test_vici import Client, swanctl
 from .test_vici_conns import NOW, Pki, b, psk_conn
 
 CONF = """
@@ -285,16 +285,6 @@ def swanctl_dir(tmp: Path, *, auth: str = "psk", extra: str = "") -> Path:
     conf = top / "swanctl.conf"
     conf.write_text(SWANCTL_CONF % {"auth": auth, "certs": certs, "extra": extra})
     return conf
-
-
-async def swanctl(sock: str, *args: str) -> tuple[int, str]:
-    assert SWANCTL is not None
-    p = await asyncio.create_subprocess_exec(
-        SWANCTL, *args, "--uri", f"unix://{sock}",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(p.communicate(), 30)
-    return p.returncode or 0, out.decode()
 
 
 @pytest.mark.skipif(SWANCTL is None, reason="swanctl (strongswan-swanctl) not installed")
