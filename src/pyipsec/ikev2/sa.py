@@ -869,6 +869,8 @@ class IkeSa:
                 what = name_of(ExchangeType, hdr.exchange)
                 self.fail(now, f"malformed {what} request{during}: {exc}", d.notify)
             return
+        if not h.answer:
+            return  # rate-limited: neither answered nor acted on (the row says so)
         if d.notify == NotifyType.INVALID_SYNTAX or (
             d.has(RecoveryAction.DELETE_SA) and d.scope is Scope.IKE_SA
         ):
