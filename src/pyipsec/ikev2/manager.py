@@ -1027,6 +1027,14 @@ class IkeManager:
         if not answered:
             self._out.extend(sa.outbox)
             return
+        if not memory.room(HALF_OPEN_SA_BYTES + len(sa.msg1) + len(sa.msg2)):
+            # the response is known only now: the budget holds exactly, the answer is
+            # not sent and nothing is kept (as if refused before, §2.6)
+            sa.outbox.clear()
+            self._dirty.pop(sa, None)
+            detail = f"half-open state at {memory.total} bytes (half_open_memory {memory.budget})"
+            self._handle(ErrorKind.HALF_OPEN_LIMIT, now, f"IKE_SA_INIT from {ip} dropped: {detail}")
+            return
         sa.timers.set(TimerKind.HALF_OPEN, now + self.half_open_timeout)
         self._register(sa)
         self.half_open[key] = sa
