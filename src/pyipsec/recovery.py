@@ -258,6 +258,7 @@ class ErrorKind(enum.Enum):
     INVALID_SYNTAX = "invalid-syntax"
     MALFORMED_IKE_AUTH = "malformed-ike-auth"
     MALFORMED_EAP_ROUND = "malformed-eap-round"
+    CHILDLESS_REFUSED = "childless-refused"
     RESPONSE_INVALID = "response-invalid"
     UNSUPPORTED_CRITICAL_PAYLOAD = "unsupported-critical-payload"
     INVALID_MAJOR_VERSION = "invalid-major-version"
@@ -414,6 +415,13 @@ _TABLE: dict[ErrorKind, RecoveryDecision] = {
         reason="§2.16, §2.21.2: the EAP rounds of IKE_AUTH authenticate the initiator; a "
         "malformed one fails that authentication (AUTHENTICATION_FAILED in the response) "
         "and the half-open SA ends, without a Delete.",
+    ),
+    ErrorKind.CHILDLESS_REFUSED: _D(
+        (A.NOTIFY_PEER, A.DELETE_SA), notify=NotifyType.INVALID_SYNTAX, scope=Scope.IKE_SA,
+        log_level=logging.INFO,
+        reason="RFC 6023 §3: an IKE_AUTH request without a Child SA where childless = "
+        "never (support not announced), or with one where childless = force: answered "
+        "INVALID_SYNTAX, as strongSwan does, and the IKE SA fails without a Delete.",
     ),
     ErrorKind.RESPONSE_INVALID: _D(
         (A.DELETE_SA,), scope=Scope.AFFECTED, send_delete=True,

@@ -118,6 +118,10 @@ def test_responder_never_refuses_a_childless_request(monkeypatch: pytest.MonkeyP
     assert [n.type for n in resp.error_notifies()] == [NotifyType.INVALID_SYNTAX]
     assert h.b.of(IkeSaFailed) and h.a.of(IkeSaFailed)
     assert not h.b.of(IkeSaEstablished)
+    assert resp.get(PayloadType.AUTH) is None  # the notify alone
+    # the recovery table's row for it, not a malformed message
+    errors = h.b.mgr.error_status()
+    assert errors.get("childless-refused") == 1 and "malformed-ike-auth" not in errors
 
 
 def test_responder_force_refuses_a_regular_ike_auth() -> None:
@@ -128,6 +132,7 @@ def test_responder_force_refuses_a_regular_ike_auth() -> None:
     assert [n.type for n in resp.error_notifies()] == [NotifyType.INVALID_SYNTAX]
     assert h.b.of(IkeSaFailed) and h.a.of(IkeSaFailed)
     assert not h.b.of(IkeSaEstablished)
+    assert h.b.mgr.error_status().get("childless-refused") == 1
 
 
 def test_config() -> None:

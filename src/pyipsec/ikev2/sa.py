@@ -839,9 +839,10 @@ class IkeSa:
             return  # answered later with answer() (the request stays unprocessed)
         except ProtocolError as exc:
             self.log.info("%s request failed: %s", name_of(ExchangeType, hdr.exchange), exc)
-            if exc.notify == NotifyType.INVALID_SYNTAX:
+            if exc.notify == NotifyType.INVALID_SYNTAX and not self.closed:
                 # a badly formed request (missing or contradictory payloads, an invalid
-                # KE value): answered like a malformed one, fatal (§2.21.3)
+                # KE value): answered like a malformed one, fatal (§2.21.3); an SA its
+                # responder already failed (a refusal of its own) just answers
                 self._malformed_request(hdr, exc, True, now)
                 return
             payloads = [(PayloadType.NOTIFY, NotifyPayload(0, b"", exc.notify, exc.data))]

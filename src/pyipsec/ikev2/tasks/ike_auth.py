@@ -671,8 +671,13 @@ def complete_responder(sa: IkeSa, first: Message, now: float) -> PayloadList:
     initial_contact = first.notify(NotifyType.INITIAL_CONTACT) is not None
     refused = _childless_refused(sa, first)
     if refused:
-        # strongSwan answers INVALID_SYNTAX and the IKE SA fails (RFC 6023 §3)
-        raise ProtocolError(refused, NotifyType.INVALID_SYNTAX)
+        # RFC 6023 §3, the recovery table's CHILDLESS_REFUSED row: the SA fails and the
+        # response is N(INVALID_SYNTAX) alone (the dispatcher answers a closed SA's
+        # ProtocolError with its notify, as for AUTHENTICATION_FAILED)
+        h = sa.on_error(ErrorKind.CHILDLESS_REFUSED, now, refused)
+        notify = h.decision.notify or NotifyType.INVALID_SYNTAX
+        sa.fail(now, refused, notify)
+        raise ProtocolError(refused, notify)
     established(sa, now)
     if initial_contact:
         sa.owner.initial_contact(sa)
