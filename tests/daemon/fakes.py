@@ -184,11 +184,10 @@ class FakeManager:
     def half_open_status(self) -> dict[str, int]:
         return dict(self.half_open)
 
-    def counters(self, conn: str | None = None) -> dict[str, int] | None:
-        return self.ike_counters.get(conn)
-
-    def counter_connections(self) -> list[str]:
-        return self.ike_counters.connections()
+    def counters(
+        self, conn: str | None = None, *, every: bool = False
+    ) -> dict[str, dict[str, int]]:
+        return self.ike_counters.get(conn, every=every)
 
     def reset_counters(self, conn: str | None = None, *, every: bool = False) -> None:
         self.calls.append(("reset_counters", (conn, every)))

@@ -16,7 +16,6 @@ import pytest
 from pyipsec.config.loader import ConfigError, load_config_text
 from pyipsec.config.model import EapRadiusConfig, RadiusServerConfig
 from pyipsec.daemon.radius_accounting import (
-    MAX_QUEUED,
     AcctStatus,
     RadiusAccounting,
     TerminateCause,
@@ -149,7 +148,7 @@ def test_start_then_stop_with_usage_and_cause() -> None:
     ("IKE SA lifetime expired", TerminateCause.SESSION_TIMEOUT),
     ("terminated", TerminateCause.ADMIN_RESET),
     ("shutdown", TerminateCause.ADMIN_REBOOT),
-    ("peer dead", TerminateCause.LOST_SERVICE),
+    ("peer dead", TerminateCause.USER_REQUEST),  # a dead peer comes as PeerDead (below)
 ])  # fmt: skip
 def test_terminate_cause_from_the_cores_reason(reason: str, cause: TerminateCause) -> None:
     h = Harness()
@@ -242,7 +241,6 @@ def test_interim_updates_are_dropped_when_too_many_wait(monkeypatch: pytest.Monk
     h.acct.deleted(7)  # a Stop is never dropped
     h.settle()
     assert h.sent[-1][1].status is AcctStatus.STOP
-    assert MAX_QUEUED > 1000
 
 
 # ---------------------------------------------------------------- pyrad's transport

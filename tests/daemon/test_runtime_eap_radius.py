@@ -130,7 +130,7 @@ def test_without_servers_there_is_no_client(tmp_path: Path) -> None:
 def test_accounting_of_a_radius_session(tmp_path: Path) -> None:
     """``accounting = true``: the Access-Accept's Class reaches the accounting; Start once
     established (with the leased virtual IP), Stop with the Child SAs' traffic and
-    Admin-Reset when the daemon was told to end it; nothing for other IKE SAs."""
+    Lost-Service after DPD declared the peer dead; nothing for other IKE SAs."""
     from .fakes import child_info
 
     async def go() -> None:
@@ -166,15 +166,16 @@ def test_accounting_of_a_radius_session(tmp_path: Path) -> None:
             assert start["Framed-IP-Address"] == "10.3.0.1" and sent[0].classes == (b"class-x",)
             c = d.dp.children[0x100]
             c.bytes_in, c.packets_in, c.bytes_out, c.packets_out = 1000, 10, 2000, 20
-            mgr.events = [
-                ev.ChildSaDeleted(0x100, 0x101, "terminated", 7, "rw", "net"),
-                ev.IkeSaDeleted(7, "rw", "terminated"),
+            mgr.events = [  # DPD found the peer dead (the core's events, in its order)
+                ev.PeerDead(7, "rw"),
+                ev.ChildSaDeleted(0x100, 0x101, "peer dead", 7, "rw", "net"),
+                ev.IkeSaDeleted(7, "rw", "peer dead"),
                 ev.IkeSaDeleted(8, "psk", "deleted by peer"),
             ]
             d.pump()
             await until(lambda: len(sent) == 2)
             stop = dict(sent[1].attributes)
-            assert stop["Acct-Status-Type"] == 2 and stop["Acct-Terminate-Cause"] == 6
+            assert stop["Acct-Status-Type"] == 2 and stop["Acct-Terminate-Cause"] == 3
             assert (stop["Acct-Input-Octets"], stop["Acct-Output-Packets"]) == (1000, 20)
             await asyncio.sleep(0.05)
             assert len(sent) == 2  # nothing for the PSK IKE SA

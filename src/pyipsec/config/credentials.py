@@ -58,6 +58,7 @@ __all__ = [
     "CredentialStore",
     "KeySecret",
     "read_credential_file",
+    "spki_der",
 ]
 
 log = logging.getLogger("pyipsec.cfg")
@@ -98,7 +99,7 @@ def read_credential_file(path: Path, *, private: bool = False) -> bytes:
         raise CredentialFileError(e.strerror or str(e)) from None
 
 
-def _spki(pub: CertificatePublicKeyTypes) -> bytes:
+def spki_der(pub: CertificatePublicKeyTypes) -> bytes:
     """DER SubjectPublicKeyInfo (RFC 5280 §4.1.2.7): how a key matches a certificate."""
     return pub.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -336,14 +337,14 @@ class CredentialStore:
         if key is not None and explicit is None:
             return None
         if explicit is not None and not any(
-            _spki(explicit.public_key()) == _spki(c.public_key()) for _, c in ees
+            spki_der(explicit.public_key()) == spki_der(c.public_key()) for _, c in ees
         ):
             self.report(f"{loc}.key", f"{key}: does not match the certificate {certs[0]!r}")
             return None
         out: list[LocalCredentials] = []
         used: set[bytes] = set()
         for i, ee in ees:
-            priv = self._key_for(_spki(ee.public_key()), explicit)
+            priv = self._key_for(spki_der(ee.public_key()), explicit)
             if priv is None:
                 self._no_key(f"{loc}.certs[{i}]", self._path(X509_DIR, certs[i])[1])
                 return None
@@ -371,9 +372,10 @@ class CredentialStore:
 
     def _key_for(self, spki: bytes, explicit: PrivateKey | None) -> PrivateKey | None:
         """The private key for a public key (DER SPKI): ``explicit`` or from ``private/``."""
-        if explicit is not None and _spki(explicit.public_key()) == spki:
+        if explicit is not None and spki_der(explicit.public_key()) == spki:
             return explicit
-        return next((k.key for k in self.private_keys() if _spki(k.key.public_key()) == spki), None)
+        keys = self.private_keys()
+        return next((k.key for k in keys if spki_der(k.key.public_key()) == spki), None)
 
     def _no_key(self, loc: str, display: str, what: str = "certificate") -> None:
         hint = "; ".join(self._key_failures)
@@ -431,10 +433,10 @@ class CredentialStore:
         explicit = self._explicit_key(loc, key) if key is not None else None
         if key is not None and explicit is None:
             return None
-        if explicit is not None and _spki(explicit.public_key()) != _spki(pub):
+        if explicit is not None and spki_der(explicit.public_key()) != spki_der(pub):
             self.report(f"{loc}.key", f"{key}: does not match the public key {pubkeys[0]!r}")
             return None
-        priv = self._key_for(_spki(pub), explicit)
+        priv = self._key_for(spki_der(pub), explicit)
         if priv is None:
             self._no_key(f"{loc}.pubkeys[0]", self._path(PUBKEY_DIR, pubkeys[0])[1], "public key")
             return None
@@ -446,7 +448,7 @@ class CredentialStore:
         keys = [self.public_key(f"{loc}.pubkeys[{i}]", n) for i, n in enumerate(pubkeys)]
         if any(k is None for k in keys):
             return None
-        spkis = tuple(dict.fromkeys(_spki(k) for k in keys if k is not None))
+        spkis = tuple(dict.fromkeys(spki_der(k) for k in keys if k is not None))
         return RemoteTrust(raw_keys=spkis)
 
     def remote_trust(

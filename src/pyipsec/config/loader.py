@@ -732,7 +732,9 @@ _LOCAL_KEYS = ("id", "auth", "certs", "key", "pubkeys", "eap_id")
 _REMOTE_KEYS = ("id", "auth", "cacerts", "revocation", "pubkeys", "eap_id")
 _AUTH_KINDS: tuple[AuthKind, ...] = ("psk", "pubkey", *EAP_AUTH_KINDS)
 _SEND_CERT = ("ifasked", "always", "never")
-_CHILDLESS = ("allow", "prefer", "force", "never")
+_CHILDLESS: dict[str, Childless] = {
+    "allow": "allow", "prefer": "prefer", "force": "force", "never": "never"
+}
 _REVOCATION = ("relaxed", "strict", "ifuri")
 
 
@@ -1115,9 +1117,7 @@ def _dpd(t: _Table, d: DpdConfig) -> DpdConfig:
 
 def _childless(t: _Table, default: Childless) -> Childless:
     """swanctl ``childless`` (RFC 6023): allow, prefer, force or never."""
-    v = t.get("childless", _choice(_CHILDLESS), default)
-    return "prefer" if v == "prefer" else "force" if v == "force" else (
-        "never" if v == "never" else "allow")
+    return _CHILDLESS[t.get("childless", _choice(tuple(_CHILDLESS)), default)]
 
 
 def _send_cert(t: _Table, default: SendCert) -> SendCert:

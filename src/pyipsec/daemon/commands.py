@@ -386,12 +386,7 @@ class Commands:
         if not isinstance(every, bool) or not isinstance(reset, bool):
             raise ControlError("counters: 'all' and 'reset' must be true or false")
         core = self.d.core
-        names = core.counter_connections() if every else [name]
-        found: dict[str, dict[str, int]] = {}
-        for n in names:
-            values = core.counters(n)
-            if values is not None:
-                found[n or ""] = values
+        found = core.counters(name, every=every)
         if name is not None and not every and not found:
             raise ControlError(f"no counters for connection {name!r} (no IKE SA of it yet)")
         if reset:

@@ -568,14 +568,8 @@ class DataPlane:
     ) -> list[tuple[TrapPolicy, tuple[SelectorLike, ...], tuple[SelectorLike, ...]]]:
         """The trap policies in the SPD, each with its ``(local_ts, remote_ts)``
         (``swanctl --list-pols``): the configured ones and those a dead peer left."""
-        out = []
-        for key, trap in self.spd.items():
-            if not isinstance(trap, TrapPolicy):
-                continue
-            sels = self.spd.selectors(key)
-            if sels is not None:
-                out.append((trap, *sels))
-        return out
+        return [(v, local, remote) for v, local, remote in self.spd.policies()
+                if isinstance(v, TrapPolicy)]  # fmt: skip
 
     def hold_traps(self, conn: str, child: str | None, now: float) -> None:
         """A failed trap-started setup holds the trap down for TRAP_RETRY from ``now``:

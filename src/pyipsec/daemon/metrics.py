@@ -42,6 +42,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from ..config.loader import parse_metrics_address
 from ..ikev2 import events as ev
+from ..ikev2.counters import MESSAGE_COUNTERS
 from ..ikev2.state import IKE_FINAL, ChildSaState, IkeSaState
 from ..recovery import ErrorKind
 from .dataplane import ChildState, DropCounters
@@ -107,22 +108,11 @@ class Snapshot:
     ike_messages: tuple[tuple[str, str, str, int], ...] = ()  # exchange, direction, kind, n
 
 
-#: the exchanges of the IKE counters (ikev2.counters, charon's names) by their prefix
-_COUNTER_EXCHANGES = {"ike-init": "IKE_SA_INIT", "ike-auth": "IKE_AUTH",
-                      "create-child": "CREATE_CHILD_SA", "info": "INFORMATIONAL"}  # fmt: skip
-
-
 def ike_message_counts(counters: dict[str, int]) -> list[tuple[str, str, str, int]]:
     """``(exchange, direction, kind, n)`` of the message counters among ``counters``
     (``ike-auth-in-req`` -> ``("IKE_AUTH", "in", "request", n)``)."""
-    out = []
-    for name, n in counters.items():
-        prefix, _, rest = name.rpartition("-")
-        exchange_key, _, direction = prefix.rpartition("-")
-        exchange = _COUNTER_EXCHANGES.get(exchange_key)
-        if exchange is not None and direction in ("in", "out") and rest in ("req", "resp"):
-            out.append((exchange, direction, "request" if rest == "req" else "response", n))
-    return out
+    return [(*MESSAGE_COUNTERS[name], n) for name, n in counters.items()
+            if name in MESSAGE_COUNTERS]  # fmt: skip
 
 
 class MetricsCollector(Collector):
@@ -478,5 +468,5 @@ class Metrics:
             dpd_failures=tuple(sorted(self.dpd_failures.items())),
             handshake_buckets=tuple(cum),
             handshake_sum=self.hs_sum,
-            ike_messages=tuple(ike_message_counts(core.counters() or {})),
+            ike_messages=tuple(ike_message_counts(core.counters().get("", {}))),
         )

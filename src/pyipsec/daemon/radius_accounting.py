@@ -86,9 +86,9 @@ class TerminateCause(enum.IntEnum):
 
 
 #: the core's reasons for deleting an IKE SA (IkeSaDeleted.reason, its own words) and
-#: the Acct-Terminate-Cause they mean; anything else (the peer's Delete) is User-Request
+#: the Acct-Terminate-Cause they mean; anything else (the peer's Delete) is User-Request.
+#: A dead peer comes as its own event (PeerDead: :meth:`RadiusAccounting.cause`).
 _CAUSES = (
-    ("peer dead", TerminateCause.LOST_SERVICE),  # DPD / retransmissions (RFC 7296 §2.4)
     ("lifetime expired", TerminateCause.SESSION_TIMEOUT),  # hard lifetime (§2.8)
     ("terminated", TerminateCause.ADMIN_RESET),  # pyipsec down, swanctl --terminate
     ("shutdown", TerminateCause.ADMIN_REBOOT),  # the daemon stops

@@ -57,7 +57,7 @@ from .eap_radius import RadiusBackend
 from .gc_tuning import sweep_frozen_garbage, tune_gc
 from .keylog import KeyLog, esp_sa_line, ikev2_line
 from .metrics import Metrics
-from .radius_accounting import RadiusAccounting, Usage
+from .radius_accounting import RadiusAccounting, TerminateCause, Usage
 from .route import SourceAddressCache
 from .routes import route_selector, unroute_peer
 from .sockets import UdpSocket
@@ -596,6 +596,8 @@ class Daemon:
                     "peer of %s #%d is dead (action %s)", e.conn, e.ike_id, e.action.value
                 )
                 self._trap_dead_children(e.conn, e.children_with(DpdAction.TRAP))
+                if self.accounting is not None:  # RFC 2866 §5.10: Lost-Service
+                    self.accounting.cause(e.ike_id, TerminateCause.LOST_SERVICE)
                 self.cmds.liveness_failed(e.ike_id, "lost its peer (dead)")
             case ev.PeerAddressChanged():
                 log_ike.info(

@@ -314,18 +314,12 @@ class Spd(Generic[V]):
     def values(self) -> list[V]:
         return [e[0].value for e in self._entries.values() if e]
 
-    def items(self) -> list[tuple[Hashable, V]]:
-        """``(key, value)`` of every policy."""
-        return [(k, e[0].value) for k, e in self._entries.items() if e]
-
-    def selectors(
-        self, key: Hashable
-    ) -> tuple[tuple[SelectorLike, ...], tuple[SelectorLike, ...]] | None:
-        """Policy ``key``'s ``(local_ts, remote_ts)`` as added; None when it is not there."""
-        entries = self._entries.get(key)
-        if not entries:
-            return None
-        return entries[0].src_sels, tuple(e.dst for e in entries)
+    def policies(
+        self,
+    ) -> list[tuple[V, tuple[SelectorLike, ...], tuple[SelectorLike, ...]]]:
+        """Every policy as added: ``(value, local_ts, remote_ts)``."""
+        return [(es[0].value, es[0].src_sels, tuple(e.dst for e in es))
+                for es in self._entries.values() if es]  # fmt: skip
 
     def _rebuild(self) -> None:
         """The tables from scratch (the reference for the incremental updates)."""

@@ -863,20 +863,11 @@ class ViciServer:
         """``swanctl --counters``: the IKE counters (:mod:`pyipsec.ikev2.counters`), global
         (no ``name``), of one connection, or (``all = yes``) of every connection that
         has counters, with charon's names."""
-        core = self.d.core
-        found: dict[str, Any] = {}
-        if _yes_value(req.get("all")):
-            for conn in core.counter_connections():
-                values = core.counters(conn)
-                if values is not None:
-                    found[conn] = values
-        else:
-            name = _text(req, "name")
-            values = core.counters(name)
-            if values is None:
-                return {"counters": {}, "success": "no",
-                        "errmsg": "no counters found for this connection"}  # fmt: skip
-            found[name or ""] = values
+        every = _yes_value(req.get("all"))
+        found = self.d.core.counters(_text(req, "name"), every=every)
+        if not found and not every:
+            return {"counters": {}, "success": "no",
+                    "errmsg": "no counters found for this connection"}  # fmt: skip
         return {"counters": found, "success": "yes"}
 
     async def cmd_reset_counters(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ..auth.certs import dn_equal, id_matches_certificate
 from ..auth.signatures import PrivateKey
+from ..config.credentials import spki_der
 from ..config.model import ConnectionConfig
 from ..constants import IdType
 from ..ikev2.payloads import IdPayload
@@ -47,11 +48,6 @@ CERT_TYPES = ("X509", "X509_AC", "X509_CRL", "OCSP_RESPONSE", "PUBKEY", "ANY")
 X509_FLAGS = ("NONE", "CA", "AA", "OCSP", "ANY")
 
 _DER = serialization.Encoding.DER
-_SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
-
-
-def _spki(key: Any) -> bytes:
-    return bytes(key.public_bytes(_DER, _SPKI))
 
 
 @dataclass
@@ -78,7 +74,7 @@ class CertInventory:
                     continue
                 inv.add_private_key(local.private_key)
                 if local.certificate is None:
-                    inv.add_raw_key(_spki(local.private_key.public_key()))
+                    inv.add_raw_key(spki_der(local.private_key.public_key()))
                 else:
                     inv.add_certs((local.certificate,))
                 inv.add_certs(local.intermediates)
@@ -110,11 +106,11 @@ class CertInventory:
             self.raw_keys.append(spki)
 
     def add_private_key(self, key: PrivateKey) -> None:
-        self.private_spkis.add(_spki(key.public_key()))
+        self.private_spkis.add(spki_der(key.public_key()))
 
     def has_private_key(self, cert: x509.Certificate) -> bool:
         try:
-            return _spki(cert.public_key()) in self.private_spkis
+            return spki_der(cert.public_key()) in self.private_spkis
         except (ValueError, TypeError):  # a key type cryptography cannot load
             return False
 

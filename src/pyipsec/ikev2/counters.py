@@ -20,7 +20,7 @@ from __future__ import annotations
 from ..recovery import ErrorKind
 from .constants import ExchangeType
 
-__all__ = ["COUNTER_NAMES", "IkeCounters"]
+__all__ = ["COUNTER_NAMES", "MESSAGE_COUNTERS", "IkeCounters"]
 
 #: charon's counter names (``vici_counter_type_names``), in its order
 COUNTER_NAMES: tuple[str, ...] = (
@@ -42,6 +42,13 @@ _EXCHANGE_PREFIX = {
 #: exchange -> index of its "-in-req" counter; "-in-resp", "-out-req", "-out-resp" follow
 _MESSAGE_BASE: dict[int, int] = {
     int(x): _INDEX[f"{prefix}-in-req"] for x, prefix in _EXCHANGE_PREFIX.items()
+}
+#: the message counters by name: (exchange name, "in"/"out", "request"/"response")
+MESSAGE_COUNTERS: dict[str, tuple[str, str, str]] = {
+    f"{prefix}-{way}-{short}": (x.name, way, kind)
+    for x, prefix in _EXCHANGE_PREFIX.items()
+    for way in ("in", "out")
+    for short, kind in (("req", "request"), ("resp", "response"))
 }
 
 #: error kinds that are "invalid" messages: they did not parse or verify (charon's
@@ -75,17 +82,10 @@ class IkeCounters:
     def message(self, exchange: int, incoming: bool, request: bool, conn: str) -> None:
         """One IKE message accepted (``incoming``) or built; other exchanges than the
         four of RFC 7296 §1 (e.g. IKE_INTERMEDIATE) are not counted, as in charon.
-        (Called for every message: positional arguments, :meth:`_add` inlined.)"""
+        (Called for every message: positional arguments.)"""
         base = _MESSAGE_BASE.get(exchange)
-        if base is None:
-            return
-        index = base + (0 if incoming else 2) + (0 if request else 1)
-        self._global[index] += 1
-        if conn:
-            row = self._by_conn.get(conn)
-            if row is None:
-                row = self._by_conn[conn] = [0] * len(COUNTER_NAMES)
-            row[index] += 1
+        if base is not None:
+            self._add(base + (0 if incoming else 2) + (0 if request else 1), conn)
 
     def rekeyed_ike(self, *, initiated: bool, conn: str) -> None:
         """An IKE SA rekey completed (§2.18), started by us or by the peer."""
@@ -103,15 +103,20 @@ class IkeCounters:
         elif kind in _INVALID_SPI:
             self._add(_INDEX["invalid-spi"], conn, n)
 
-    def get(self, conn: str | None = None) -> dict[str, int] | None:
-        """The counters by name: global (``conn`` None) or of one connection (None
-        when it has none)."""
-        row = self._global if conn is None else self._by_conn.get(conn)
-        return None if row is None else dict(zip(COUNTER_NAMES, row, strict=True))
-
-    def connections(self) -> list[str]:
-        """The connections that have counters."""
-        return list(self._by_conn)
+    def get(
+        self, conn: str | None = None, *, every: bool = False
+    ) -> dict[str, dict[str, int]]:
+        """The counters by name, keyed by connection: the global ones (``conn`` None,
+        key ``""``), one connection's (nothing when it has none), or (``every``) those
+        of every connection that has counters."""
+        rows: dict[str, list[int]]
+        if every:
+            rows = self._by_conn
+        elif conn is None:
+            rows = {"": self._global}
+        else:
+            rows = {conn: self._by_conn[conn]} if conn in self._by_conn else {}
+        return {name: dict(zip(COUNTER_NAMES, r, strict=True)) for name, r in rows.items()}
 
     def reset(self, conn: str | None = None) -> None:
         """Zero the global counters (``conn`` None) or forget those of ``conn``."""

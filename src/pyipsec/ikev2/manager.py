@@ -105,6 +105,12 @@ def _default_ke_factory(group: int) -> Any:
     return new_key_exchange(group)
 
 
+
+def _half_open_charge(sa: IkeSa) -> int:
+    """What a half-open responder is charged against ``half_open_memory`` (§2.6): its
+    objects and the two IKE_SA_INIT messages it keeps for AUTH (§2.15)."""
+    return HALF_OPEN_SA_BYTES + len(sa.msg1) + len(sa.msg2)
+
 class IkeManager:
     """All IKE SAs of the daemon (see the module docstring for the contract)."""
 
@@ -757,14 +763,12 @@ class IkeManager:
         self.error_totals[kind] = self.error_totals.get(kind, 0) + n
         self.ike_counters.error(kind, conn, n)
 
-    def counters(self, conn: str | None = None) -> dict[str, int] | None:
-        """The IKE counters (``swanctl --counters``): global, or of one connection
-        (None when it has none yet)."""
-        return self.ike_counters.get(conn)
-
-    def counter_connections(self) -> list[str]:
-        """The connections with counters."""
-        return self.ike_counters.connections()
+    def counters(
+        self, conn: str | None = None, *, every: bool = False
+    ) -> dict[str, dict[str, int]]:
+        """The IKE counters (``swanctl --counters``) by connection: the global ones
+        (key ``""``), one connection's (empty when it has none yet) or every one's."""
+        return self.ike_counters.get(conn, every=every)
 
     def reset_counters(self, conn: str | None = None, *, every: bool = False) -> None:
         """Zero the global counters (``conn`` None), forget ``conn``'s, or (``every``)
@@ -1027,7 +1031,7 @@ class IkeManager:
         if not answered:
             self._out.extend(sa.outbox)
             return
-        if not memory.room(HALF_OPEN_SA_BYTES + len(sa.msg1) + len(sa.msg2)):
+        if not memory.room(_half_open_charge(sa)):
             # the response is known only now: the budget holds exactly, the answer is
             # not sent and nothing is kept (as if refused before, §2.6)
             sa.outbox.clear()
@@ -1053,7 +1057,7 @@ class IkeManager:
         """A new half-open responder from ``ip``: its objects and the IKE_SA_INIT
         messages it keeps for AUTH (§2.15) are charged now, its fragments (RFC 7383) as
         they come."""
-        charged = HALF_OPEN_SA_BYTES + len(sa.msg1) + len(sa.msg2)
+        charged = _half_open_charge(sa)
         self._half_open_responders[sa] = (ip, charged)
         self.half_open_memory.charge(charged)
         sa.fragments.meter = self.half_open_memory
