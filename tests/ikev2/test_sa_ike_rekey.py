@@ -97,7 +97,7 @@ def test_ike_rekey_with_other_group_invalid_ke() -> None:
             "ike_proposals": ("aes256gcm16-prfsha256-ecp256-x25519",),
         }
     )
-    sa_a.conn = h.a.mgr.conns["a2b"]
+    sa_a.use_connection(h.a.mgr.conns["a2b"])
     h.a.mgr.rekey_ike(sa_a.ike_id, h.now)
     h.run(3)
     assert h.a.of(IkeSaRekeyed)

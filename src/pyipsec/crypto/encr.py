@@ -34,7 +34,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -64,7 +64,6 @@ _GCM_ICV: dict[int, int] = {EncrId.AES_GCM_8: 8, EncrId.AES_GCM_12: 12, EncrId.A
 _AES_BITS = (128, 192, 256)
 
 
-@runtime_checkable
 class SkProtector(Protocol):
     """Seals/opens the body of an SK payload (see the module docstring)."""
 

@@ -252,7 +252,7 @@ class IkeManager:
 
     def adopt(self, sa: IkeSa) -> None:
         """Register an IKE SA created by a rekey (§2.18)."""
-        sa.ike_id = self._next_id
+        sa.renumber(self._next_id)
         self._next_id += 1
         self._register(sa)
         self._index_established(sa)

@@ -33,7 +33,7 @@ import ipaddress
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Self, TypeVar, Union, cast
+from typing import Self, TypeVar, Union, cast
 
 from ..dn import name_from_string
 from ..identity_memo import IdentityMemo
@@ -354,8 +354,6 @@ class Proposal:
 class SaPayload:
     """RFC 7296 §3.3 Security Association payload: one or more proposals."""
 
-    payload_types: ClassVar[tuple[int, ...]] = (PayloadType.SA,)
-
     proposals: list[Proposal]
 
     def serialise_body(self) -> bytes:
@@ -399,8 +397,6 @@ class SaPayload:
 @dataclass(slots=True)
 class KePayload:
     """RFC 7296 §3.4 Key Exchange payload: method (DH group) number and public value."""
-
-    payload_types: ClassVar[tuple[int, ...]] = (PayloadType.KE,)
 
     group: int
     data: bytes
@@ -478,8 +474,6 @@ class IdPayload:
 
     The payload type (IDi or IDr) is kept on the message entry, not here.
     """
-
-    payload_types: ClassVar[tuple[int, ...]] = (PayloadType.IDi, PayloadType.IDr)
 
     id_type: int
     data: bytes
@@ -599,8 +593,6 @@ def _id_string(id_type: int, data: bytes) -> str:
 class _CertEncoded:
     """The shared body of CERT and CERTREQ: a 1-octet Cert Encoding, then the data."""
 
-    _label: ClassVar[str] = "CERT"
-
     encoding: int
     data: bytes
 
@@ -609,7 +601,7 @@ class _CertEncoded:
 
     @classmethod
     def parse_body(cls, body: bytes) -> Self:
-        _need(body, 1, f"{cls._label} payload")
+        _need(body, 1, "CERTREQ payload" if cls is CertReqPayload else "CERT payload")
         enc = body[0]
         return cls(_M_CertEncoding.get(enc, enc), body[1:])
 
@@ -618,16 +610,10 @@ class _CertEncoded:
 class CertPayload(_CertEncoded):
     """RFC 7296 §3.6 Certificate payload."""
 
-    payload_types: ClassVar[tuple[int, ...]] = (PayloadType.CERT,)
-
 
 @dataclass(slots=True)
 class CertReqPayload(_CertEncoded):
     """RFC 7296 §3.7 Certificate Request payload (Certification Authority data)."""
-
-    payload_types: ClassVar[tuple[int, ...]] = (PayloadType.CERTREQ,)
-    _label: ClassVar[str] = "CERTREQ"
-
     def ca_hashes(self) -> list[bytes]:
         """The SHA-1 public key hashes of an X.509 CERTREQ (§3.7: 20 octets each)."""
         if len(self.data) % 20:
@@ -641,8 +627,6 @@ class CertReqPayload(_CertEncoded):
 @dataclass(slots=True)
 class AuthPayload:
     """RFC 7296 §3.8 Authentication payload."""
-
-    payload_types: ClassVar[tuple[int, ...]] = (PayloadType.AUTH,)
 
     method: int
     data: bytes
@@ -665,8 +649,6 @@ NONCE_MAX = 256
 class NoncePayload:
     """RFC 7296 §3.9 Nonce payload: 16 to 256 octets."""
 
-    payload_types: ClassVar[tuple[int, ...]] = (PayloadType.NONCE,)
-
     nonce: bytes
 
     def serialise_body(self) -> bytes:
@@ -685,8 +667,6 @@ class NoncePayload:
 @dataclass(slots=True)
 class NotifyPayload:
     """RFC 7296 §3.10 Notify payload."""
-
-    payload_types: ClassVar[tuple[int, ...]] = (PayloadType.NOTIFY,)
 
     protocol: int
     spi: bytes
@@ -739,8 +719,6 @@ class NotifyPayload:
 @dataclass(slots=True)
 class DeletePayload:
     """RFC 7296 §3.11 Delete payload."""
-
-    payload_types: ClassVar[tuple[int, ...]] = (PayloadType.DELETE,)
 
     protocol: int
     spi_size: int
@@ -800,8 +778,6 @@ class DeletePayload:
 @dataclass(slots=True)
 class VendorIdPayload:
     """RFC 7296 §3.12 Vendor ID payload."""
-
-    payload_types: ClassVar[tuple[int, ...]] = (PayloadType.VENDOR_ID,)
 
     data: bytes
 
@@ -944,8 +920,6 @@ class TrafficSelector:
 class TsPayload:
     """RFC 7296 §3.13 Traffic Selector payload (TSi and TSr): one or more selectors."""
 
-    payload_types: ClassVar[tuple[int, ...]] = (PayloadType.TSi, PayloadType.TSr)
-
     selectors: list[TrafficSelector]
 
     def serialise_body(self) -> bytes:
@@ -1003,8 +977,6 @@ class TsPayload:
 class CpPayload:
     """RFC 7296 §3.15 Configuration payload; attributes (§3.15.1) as ``(type, value)``."""
 
-    payload_types: ClassVar[tuple[int, ...]] = (PayloadType.CP,)
-
     cfg_type: int
     attributes: list[tuple[int, bytes]] = field(default_factory=list)
 
@@ -1045,8 +1017,6 @@ class CpPayload:
 class EapPayload:
     """RFC 7296 §3.16 EAP payload: one whole EAP message (RFC 3748 §4)."""
 
-    payload_types: ClassVar[tuple[int, ...]] = (PayloadType.EAP,)
-
     data: bytes
 
     @property
@@ -1084,8 +1054,6 @@ class SkPayload:
     Next Payload field); ``body`` is IV | ciphertext | ICV.
     """
 
-    payload_types: ClassVar[tuple[int, ...]] = (PayloadType.SK,)
-
     first_payload: int
     body: bytes
 
@@ -1096,8 +1064,6 @@ class SkPayload:
 @dataclass(slots=True)
 class SkfPayload:
     """RFC 7383 §2.5 Encrypted and Authenticated Fragment payload, still encrypted."""
-
-    payload_types: ClassVar[tuple[int, ...]] = (PayloadType.SKF,)
 
     fragment_number: int
     total_fragments: int
@@ -1132,8 +1098,6 @@ class UnknownPayload:
 
     Also usable to send arbitrary bytes under any payload type (tests, probes).
     """
-
-    payload_types: ClassVar[tuple[int, ...]] = ()
 
     type: int
     critical: bool
@@ -1193,17 +1157,30 @@ _PLAIN_CLASSES: tuple[
     EapPayload,
 )
 
-_PARSERS: dict[int, Callable[[bytes], Payload]] = {
-    t: cls.parse_body for cls in _PLAIN_CLASSES for t in cls.payload_types
-}
-_CLASS_OF: dict[int, type] = {
-    t: cls for cls in (*_PLAIN_CLASSES, SkPayload, SkfPayload) for t in cls.payload_types
-}
-_ENCRYPTED = (PayloadType.SK, PayloadType.SKF)
-#: the payload types each class may be sent as (its ``payload_types``)
+#: the payload types each class may be sent as (a table, not class attributes: a class
+#: variable in a dataclass body is taken for a field when the core is compiled by mypyc)
 _TYPES_OF: dict[type, tuple[int, ...]] = {
-    cls: cls.payload_types for cls in (*_PLAIN_CLASSES, SkPayload, SkfPayload)
+    SaPayload: (PayloadType.SA,),
+    KePayload: (PayloadType.KE,),
+    IdPayload: (PayloadType.IDi, PayloadType.IDr),
+    CertPayload: (PayloadType.CERT,),
+    CertReqPayload: (PayloadType.CERTREQ,),
+    AuthPayload: (PayloadType.AUTH,),
+    NoncePayload: (PayloadType.NONCE,),
+    NotifyPayload: (PayloadType.NOTIFY,),
+    DeletePayload: (PayloadType.DELETE,),
+    VendorIdPayload: (PayloadType.VENDOR_ID,),
+    TsPayload: (PayloadType.TSi, PayloadType.TSr),
+    CpPayload: (PayloadType.CP,),
+    EapPayload: (PayloadType.EAP,),
+    SkPayload: (PayloadType.SK,),
+    SkfPayload: (PayloadType.SKF,),
 }
+_PARSERS: dict[int, Callable[[bytes], Payload]] = {
+    t: cls.parse_body for cls in _PLAIN_CLASSES for t in _TYPES_OF[cls]
+}
+_CLASS_OF: dict[int, type] = {t: cls for cls, types in _TYPES_OF.items() for t in types}
+_ENCRYPTED = (PayloadType.SK, PayloadType.SKF)
 
 
 #: (class, payload type) pairs that may be sent as they are (every type in range)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import weakref
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -137,17 +136,21 @@ class SaOwner(Protocol):
 
 
 class SaLog(logging.LoggerAdapter[logging.Logger]):
-    """Every line of an IKE SA says which one: ``IKE SA <id> (<connection>): ...``."""
+    """Every line of an IKE SA says which one: ``IKE SA <id> (<connection>): ...``.
 
-    def __init__(self, sa: IkeSa) -> None:
+    It keeps the label, not the SA: no reference cycle (the SA is freed by refcounting),
+    and no weak reference (a class compiled by mypyc takes none)."""
+
+    def __init__(self, ike_id: int, conn_name: str) -> None:
         super().__init__(log, {})
-        self._sa = weakref.ref(sa)  # no reference cycle: the SA is freed by refcounting
+        self.prefix = ""
+        self.label(ike_id, conn_name)
+
+    def label(self, ike_id: int, conn_name: str) -> None:
+        self.prefix = f"IKE SA {ike_id} ({conn_name}): "
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
-        sa = self._sa()
-        if sa is None:
-            return msg, kwargs
-        return f"IKE SA {sa.ike_id} ({sa.conn.name}): {msg}", kwargs
+        return f"{self.prefix}{msg}", kwargs
 
 
 class IkeSa:
@@ -158,9 +161,9 @@ class IkeSa:
     or let the manager create responders; tests may build one directly.
     """
 
-    # no per-SA attribute dict (issue #13: ~1.6 KB per tunnel); __weakref__ for SaLog
+    # no per-SA attribute dict (issue #13: ~1.6 KB per tunnel)
     __slots__ = (
-        "__weakref__", "_retry", "children", "conn", "created", "dead_children", "delayed", "dpd",
+        "_retry", "children", "conn", "created", "dead_children", "delayed", "dpd",
         "eap", "errors", "esp_reports", "established_at", "events", "fragment_budget",
         "fragmentation", "fragments", "ike_id", "initiator", "ke_factory", "keepalive",
         "keepalive_due", "keys", "local", "local_id", "log", "mapping", "msg1", "msg2", "nat_local",
@@ -198,7 +201,7 @@ class IkeSa:
         self.owner = owner
         self.rng = rng
         self.ke_factory = ke_factory
-        self.log = SaLog(self)
+        self.log = SaLog(ike_id, conn.name)
         self.created = now
         self.established_at: float | None = None  # when IKE_AUTH completed (status)
         self.state = (
@@ -294,6 +297,15 @@ class IkeSa:
     def our_spi(self) -> bytes:
         return self.spi_i if self.initiator else self.spi_r
 
+    def use_connection(self, conn: ConnectionConfig) -> None:
+        """The responder settled on ``conn`` (IKE_SA_INIT proposals, IKE_AUTH identities)."""
+        self.conn = conn
+        self.log.label(self.ike_id, conn.name)
+
+    def renumber(self, ike_id: int) -> None:
+        """The owner's number for this IKE SA (a rekeyed one is adopted, §2.18)."""
+        self.ike_id = ike_id
+        self.log.label(ike_id, self.conn.name)
 
     @property
     def name(self) -> str:

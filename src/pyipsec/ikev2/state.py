@@ -96,7 +96,7 @@ CHILD_TRANSITIONS: dict[ChildSaState, frozenset[ChildSaState]] = {
 }
 
 
-class IllegalTransition(RuntimeError):
+class IllegalTransition(Exception):
     """A bug in the core: a transition not listed in the tables above."""
 
 

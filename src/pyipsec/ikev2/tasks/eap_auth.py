@@ -169,7 +169,7 @@ def start(sa: IkeSa, msg: Message, idi: IdPayload, now: float) -> PayloadList:
         )
     except ValueError as exc:
         return _refuse(sa, now, f"cannot start {conn.remote_auth}: {exc}")
-    sa.conn = conn
+    sa.use_connection(conn)
     prefix = responder_auth(sa, conn, msg, now, sign=not eap_only)
     idr = id_from_config(conn.local_id, sa.local[0])  # as responder_auth sent it
     st = EapServer(

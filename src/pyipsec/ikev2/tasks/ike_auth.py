@@ -640,7 +640,7 @@ def respond(sa: IkeSa, msg: Message, now: float) -> PayloadList:
         if not ok:
             return _auth_failed(sa, now, f"initiator AUTH from {identity_str(idi)} does not verify")
         sa.peer_auth = "psk"
-    sa.conn = conn
+    sa.use_connection(conn)
     sa.remote_id = identity_str(idi)
     out = responder_auth(sa, conn, msg, now)
     return out + complete_responder(sa, msg, now)

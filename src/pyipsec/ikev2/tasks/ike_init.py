@@ -75,10 +75,10 @@ class IkeInit(Task):
     """The initiator's IKE_SA_INIT, kept across COOKIE and INVALID_KE_PAYLOAD retries."""
 
     exchange: ClassVar[ExchangeType] = ExchangeType.IKE_SA_INIT
-    message_id = 0  # also when retried (§2.2, §2.6)
 
     def __init__(self, sa: IkeSa) -> None:
         super().__init__(sa, "IKE_SA_INIT")
+        self.message_id = 0  # also when retried (§2.2, §2.6)
         self.proposals: list[Proposal] = build_proposals(
             sa.conn.ike_proposals, ProtocolId.IKE, b""
         )
@@ -323,7 +323,7 @@ def _negotiate(
             chosen = choose_configured(conn.ike_proposals, ProtocolId.IKE, sa_p.proposals)
         except NoProposalChosen:
             continue
-        sa.conn = conn
+        sa.use_connection(conn)
         break
     if chosen is None:
         raise NoProposalChosen("no acceptable IKE proposal")
