@@ -56,15 +56,25 @@ def record(tunnels: int) -> list[Datagram]:
 
     fleet = bench_scale.Fleet()
     got: list[Datagram] = []
-    receive = fleet.resp.receive_datagram
-
-    def recording(data: bytes, local: Any, remote: Any, now: float) -> None:
-        got.append((data, local, remote, now))
-        receive(data, local, remote, now)
-
-    fleet.resp.receive_datagram = recording  # type: ignore[method-assign]
+    fleet.resp = _Recording(fleet.resp, got)  # type: ignore[assignment]
     fleet.build(tunnels)
     return got
+
+
+class _Recording:
+    """A responder that records what it receives (a compiled ``IkeManager``'s methods
+    cannot be replaced on the instance)."""
+
+    def __init__(self, responder: Any, got: list[Datagram]) -> None:
+        self._responder = responder
+        self._got = got
+
+    def receive_datagram(self, data: bytes, local: Any, remote: Any, now: float) -> None:
+        self._got.append((data, local, remote, now))
+        self._responder.receive_datagram(data, local, remote, now)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._responder, name)
 
 
 def replay(path: Path, handshakes: int) -> tuple[int, float]:

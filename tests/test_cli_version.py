@@ -6,14 +6,15 @@ from importlib import metadata
 
 import pytest
 
-from pyipsec import cli
+from pyipsec import build_info, cli
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as ei:
         cli.main(["--version"])
     assert ei.value.code == 0
-    assert capsys.readouterr().out.strip() == f"pyipsec {cli.version()}"
+    core = "compiled by mypyc" if build_info.core_compiled() else "interpreted"
+    assert capsys.readouterr().out.strip() == f"pyipsec {cli.version()} (core {core})"
 
 
 def test_version_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,6 +29,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import build_info
 from .config.loader import ConfigError
 from .config.model import DaemonConfig
 from .daemon.control import ControlClient, ControlError
@@ -679,7 +680,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="IKEv2/IPsec daemon with a userspace ESP data plane",
         parents=[common],
     )
-    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    core = f"core {build_info.core_description()}"
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()} ({core})")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_daemon_parser(sub, common)
     _add_connection_parsers(sub, common)

@@ -104,6 +104,7 @@ def test_no_children_is_childless_and_needs_the_announcement() -> None:
     assert "no child to create" in failed.reason
 
 
+@pytest.mark.interpreted_core
 def test_responder_never_refuses_a_childless_request(monkeypatch: pytest.MonkeyPatch) -> None:
     """An initiator that sends the modified IKE_AUTH although it was not announced (a
     non-conforming one, played by patching ours) gets INVALID_SYNTAX; both IKE SAs fail

@@ -175,6 +175,7 @@ def _corrupt(monkeypatch: pytest.MonkeyPatch, which: str) -> None:
     monkeypatch.setattr(eap_auth, "auth_value", wrong)
 
 
+@pytest.mark.interpreted_core
 @pytest.mark.parametrize("method", ["eap-md5", "eap-mschapv2"])
 def test_wrong_final_auth_of_initiator(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
     _corrupt(monkeypatch, "i")
@@ -189,6 +190,7 @@ def test_wrong_final_auth_of_initiator(monkeypatch: pytest.MonkeyPatch, method: 
     assert notify is not None and notify.type == NotifyType.AUTHENTICATION_FAILED
 
 
+@pytest.mark.interpreted_core
 @pytest.mark.parametrize("method", ["eap-md5", "eap-mschapv2"])
 def test_wrong_final_auth_of_responder(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
     _corrupt(monkeypatch, "r")

@@ -231,6 +231,7 @@ def test_psk_client_to_an_eap_only_gateway() -> None:
     assert "sent an AUTH payload, connection b2a authenticates it with EAP" in fb.reason
 
 
+@pytest.mark.interpreted_core
 def test_eap_payload_in_the_first_request_with_auth(monkeypatch: pytest.MonkeyPatch) -> None:
     """A first IKE_AUTH request with AUTH and an EAP payload: refused."""
     orig = ike_auth.IkeAuth.build_request

@@ -102,6 +102,7 @@ def test_age_bound_and_clock_going_back() -> None:
     assert reuse.next_deadline() is None
 
 
+@pytest.mark.interpreted_core
 def test_values_that_cannot_be_reused_are_never_kept() -> None:
     class Kem(KeyExchange):  # stands for a KEM (ML-KEM): no value to reuse
         def shared_secret(self, peer_public: bytes) -> bytes:

@@ -281,6 +281,7 @@ def test_pools_without_address_request_answers_failed_cp_required() -> None:
     assert events(h.a, ChildSaFailed)[0].notify == NotifyType.FAILED_CP_REQUIRED
 
 
+@pytest.mark.interpreted_core
 def test_no_cfg_reply_means_no_child(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -299,6 +300,7 @@ def test_no_cfg_reply_means_no_child(
     assert not established(h.b.mgr).children  # deleted again (§2.21.3)
 
 
+@pytest.mark.interpreted_core
 def test_malformed_cfg_request_is_invalid_syntax(monkeypatch: pytest.MonkeyPatch) -> None:
     bad = CpPayload(CfgType.CFG_REQUEST, [(CfgAttr.INTERNAL_IP4_ADDRESS, b"\x0a\x03\x00")])
     monkeypatch.setattr(config_payload, "request_payloads", lambda sa: [(PayloadType.CP, bad)])
@@ -312,6 +314,7 @@ def test_malformed_cfg_request_is_invalid_syntax(monkeypatch: pytest.MonkeyPatch
     assert leases(h.b.mgr) == {}
 
 
+@pytest.mark.interpreted_core
 def test_malformed_cfg_reply_fails_the_ike_sa_and_frees_the_lease(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

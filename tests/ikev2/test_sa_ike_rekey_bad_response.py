@@ -68,6 +68,7 @@ def _rekey_with_bad_response(monkeypatch: pytest.MonkeyPatch, how: str) -> tuple
     return h, sa_a
 
 
+@pytest.mark.interpreted_core
 def test_derivable_orphan_is_deleted_with_its_own_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     h, sa_a = _rekey_with_bad_response(monkeypatch, "dh")
     # A derived the peer's new SA, deleted it (protected with its keys), and forgot it
@@ -82,6 +83,7 @@ def test_derivable_orphan_is_deleted_with_its_own_keys(monkeypatch: pytest.Monke
     assert [s.ike_id for s in _live(h.a)] == [sa_a.ike_id]
 
 
+@pytest.mark.interpreted_core
 def test_underivable_orphan_is_left_to_the_peer(monkeypatch: pytest.MonkeyPatch) -> None:
     h, sa_a = _rekey_with_bad_response(monkeypatch, "ke")
     assert not h.sent("a", ExchangeType.INFORMATIONAL, response=False)  # nothing to delete

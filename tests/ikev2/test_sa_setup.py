@@ -121,6 +121,7 @@ def test_wrong_psk_responder_refuses() -> None:
     assert len(auth_resp) == 1
 
 
+@pytest.mark.interpreted_core
 def test_initiator_rejects_responder_auth() -> None:
     """The responder accepts A (it has the right PSK for A) but signs with another PSK."""
     from pyipsec.ikev2.tasks import ike_auth as auth

@@ -47,6 +47,7 @@ def _notify_types(msg: Any) -> list[int]:
     return [int(n.type) for n in msg.notifies()]
 
 
+@pytest.mark.interpreted_core
 def test_ike_auth_child_with_spi_zero_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     h = Harness(*conn_pair())
     monkeypatch.setattr(h.a.mgr, "new_child_spi", lambda: 0)
@@ -60,6 +61,7 @@ def test_ike_auth_child_with_spi_zero_is_refused(monkeypatch: pytest.MonkeyPatch
     assert h.b.mgr.error_status().get("no-proposal-chosen") == 1
 
 
+@pytest.mark.interpreted_core
 def test_create_child_sa_proposal_with_spi_zero_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -76,6 +78,7 @@ def test_create_child_sa_proposal_with_spi_zero_is_refused(
     assert sa_a.established and sa_b.established
 
 
+@pytest.mark.interpreted_core
 def test_child_rekey_proposal_with_spi_zero_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     h, sa_a, sa_b = _up()
     (old,) = sa_a.children.values()
@@ -89,6 +92,7 @@ def test_child_rekey_proposal_with_spi_zero_is_refused(monkeypatch: pytest.Monke
     assert b_old.state is ChildSaState.INSTALLED
 
 
+@pytest.mark.interpreted_core
 def test_response_with_spi_zero_is_a_bad_response(monkeypatch: pytest.MonkeyPatch) -> None:
     h, sa_a, sa_b = _up()
     monkeypatch.setattr(h.b.mgr, "new_child_spi", lambda: 0)
@@ -110,6 +114,7 @@ def test_response_with_spi_zero_is_a_bad_response(monkeypatch: pytest.MonkeyPatc
     assert [e.spi_in for e in h.b.of(ChildSaDeleted)] == [0]
 
 
+@pytest.mark.interpreted_core
 def test_ike_rekey_proposal_with_spi_zero_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     h, sa_a, sa_b = _up()
     monkeypatch.setattr(h.a.mgr, "new_ike_spi", lambda: ZERO8)
@@ -124,6 +129,7 @@ def test_ike_rekey_proposal_with_spi_zero_is_refused(monkeypatch: pytest.MonkeyP
     assert ZERO8 not in h.b.mgr.sas
 
 
+@pytest.mark.interpreted_core
 def test_ike_rekey_response_with_spi_zero_is_a_bad_response(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -163,6 +169,7 @@ def test_rekey_sa_naming_spi_zero_is_invalid_syntax() -> None:
     assert h.b.mgr.error_status().get("invalid-syntax") == 1
 
 
+@pytest.mark.interpreted_core
 def test_ike_auth_response_with_spi_zero_is_deleted(monkeypatch: pytest.MonkeyPatch) -> None:
     """The first Child SA in the IKE_AUTH response with SPI 0: the IKE SA comes up, the
     child fails, and the initiator deletes what the responder built (§2.21.3, §3.11)."""

@@ -27,7 +27,7 @@ SUBSYSTEMS = ("ike", "child", "esp", "net", "cfg")
 LOG_FORMATS = ("text", "json")
 _FORMAT = "%(asctime)s %(levelname).1s [%(name)s] %(message)s"
 
-#: the prefix of the core's per-IKE-SA log adapter (ikev2.sa.SaLog): "IKE SA <id> (<conn>): "
+#: the prefix of the core's per-IKE-SA log adapter (sa_log.SaLog): "IKE SA <id> (<conn>): "
 IKE_SA_PREFIX = re.compile(r"IKE SA (\d+) \(([^)]*)\): ")
 #: the runtime's "IKE SA <conn> #<id> ..." (kept in the message)
 _IKE_SA_INLINE = re.compile(r"IKE SA (\S+) #(\d+)\b")

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, assert_never
 
-from .. import nat
+from .. import build_info, nat
 from ..config.model import ConnectionConfig, DaemonConfig, DpdAction, Mode, StartAction
 from ..eap.base import BackendReply, BackendVerdict
 from ..ikev2 import events as ev
@@ -218,6 +218,7 @@ class Daemon:
     async def start(self) -> None:
         """Open sockets, the TUN device, the control socket; run start actions."""
         loop = self._loop = asyncio.get_running_loop()
+        log.info("protocol core %s", build_info.core_description())
         self._core = self.manager_factory(self.config)
         dp = self._dp = DataPlane(
             loop, self.udp, self._on_report, on_ike=self._on_ike, clock=lambda: self.now()

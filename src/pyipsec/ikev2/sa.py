@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..config.model import ChildConfig, ConnectionConfig, DpdAction, Lifetimes, Mode
@@ -35,6 +35,7 @@ from ..recovery import (
     kind_for_exception,
     kind_for_received_notify,
 )
+from ..sa_log import SaLog
 from . import deadlines
 from . import status as status_view
 from .child_sa import ESP_SEQ_MAX, ESP_SEQ_MAX_ESN, ChildSa, esp_seq_soft_limit
@@ -81,7 +82,6 @@ if TYPE_CHECKING:
     from ..crypto.ke import KeyExchange
     from .tasks.eap_auth import EapServer
 
-log = logging.getLogger("pyipsec.ike")
 
 #: How long a failed/deleted SA lingers to answer retransmitted requests (§2.1).
 LINGER = 10.0
@@ -133,24 +133,6 @@ class SaOwner(Protocol):
 
     def wall_time(self, now: float) -> dt.datetime | None:
         """The calendar time of ``now`` (certificate validity), None when unknown."""
-
-
-class SaLog(logging.LoggerAdapter[logging.Logger]):
-    """Every line of an IKE SA says which one: ``IKE SA <id> (<connection>): ...``.
-
-    It keeps the label, not the SA: no reference cycle (the SA is freed by refcounting),
-    and no weak reference (a class compiled by mypyc takes none)."""
-
-    def __init__(self, ike_id: int, conn_name: str) -> None:
-        super().__init__(log, {})
-        self.prefix = ""
-        self.label(ike_id, conn_name)
-
-    def label(self, ike_id: int, conn_name: str) -> None:
-        self.prefix = f"IKE SA {ike_id} ({conn_name}): "
-
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
-        return f"{self.prefix}{msg}", kwargs
 
 
 class IkeSa:
@@ -592,9 +574,11 @@ class IkeSa:
         if self.prot_in is None:
             self.log.debug("%s before keys, dropped", hdr.exchange)
             return
-        if isinstance(hdr.encrypted, SkfPayload):
-            self._receive_fragment(data, hdr, hdr.encrypted, local, remote, now)
-        elif not isinstance(hdr.encrypted, SkPayload):
+        # one local: mypyc 1.20 leaks the reference of a call inside isinstance()
+        encrypted = hdr.encrypted
+        if isinstance(encrypted, SkfPayload):
+            self._receive_fragment(data, hdr, encrypted, local, remote, now)
+        elif not isinstance(encrypted, SkPayload):
             self._receive_unprotected(hdr, now)
             return
         elif hdr.is_response:

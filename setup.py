@@ -1,0 +1,31 @@
+"""Optional compilation of the protocol core with mypyc (``PYIPSEC_MYPYC=1``).
+
+``pip install .`` builds pure Python.  With ``PYIPSEC_MYPYC=1`` in the environment the
+modules in ``COMPILED`` are compiled to C extensions by mypyc (the code is mypy --strict
+already) and installed next to their sources; everything else stays interpreted.  It
+needs a C compiler and Python's headers (Debian: ``gcc python3-dev``).  ``pip install -e``
+with it compiles in place (``scripts/compile-core`` does that for a checkout).  All
+metadata is in ``pyproject.toml``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from setuptools import setup
+
+#: what a responder handshake runs through (issue #13): the IKEv2 core and its crypto
+COMPILED = ("src/pyipsec/ikev2", "src/pyipsec/crypto")
+
+
+def _core_sources() -> list[str]:
+    return sorted(str(p) for d in COMPILED for p in Path(d).rglob("*.py"))
+
+
+if os.environ.get("PYIPSEC_MYPYC", "") == "1":
+    from mypyc.build import mypycify
+
+    setup(ext_modules=mypycify(["--config-file", "pyproject.toml", *_core_sources()]))
+else:
+    setup()

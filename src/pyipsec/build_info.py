@@ -1,0 +1,63 @@
+"""How this installation's protocol core runs: compiled by mypyc or interpreted.
+
+``PYIPSEC_MYPYC=1 pip install .`` (see ``setup.py``) compiles the IKEv2 core and its
+crypto to C extensions, which Python imports in preference to the ``.py`` files next to
+them.  An extension older than its source is *stale*: the edited source would be
+ignored, so importing pyipsec warns about it (``scripts/compile-core`` rebuilds,
+``scripts/compile-core --clean`` goes back to interpreted).
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import os
+import warnings
+from pathlib import Path
+
+#: the packages ``setup.py`` compiles (its ``COMPILED``)
+COMPILED_PACKAGES = ("ikev2", "crypto")
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _extensions() -> list[tuple[Path, Path]]:
+    """(extension, its source) for every compiled module of the core."""
+    found: list[tuple[Path, Path]] = []
+    for package in COMPILED_PACKAGES:
+        for dirpath, _, names in os.walk(_PACKAGE / package):
+            for name in names:
+                for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+                    if name.endswith(suffix):
+                        ext = Path(dirpath, name)
+                        found.append((ext, ext.with_name(name[: -len(suffix)] + ".py")))
+    return found
+
+
+def core_compiled() -> bool:
+    """The IKEv2 core is imported from mypyc-compiled extensions."""
+    spec = importlib.machinery.PathFinder.find_spec("manager", [str(_PACKAGE / "ikev2")])
+    return spec is not None and isinstance(spec.loader, importlib.machinery.ExtensionFileLoader)
+
+
+def core_description() -> str:
+    return "compiled by mypyc" if core_compiled() else "interpreted"
+
+
+def stale_extensions() -> list[str]:
+    """Compiled modules whose source changed after they were compiled."""
+    stale = []
+    for ext, source in _extensions():
+        if source.exists() and source.stat().st_mtime > ext.stat().st_mtime:
+            stale.append(str(source.relative_to(_PACKAGE.parent)))
+    return sorted(stale)
+
+
+def warn_if_stale() -> None:
+    stale = stale_extensions()
+    if stale:
+        warnings.warn(
+            f"the compiled core is older than {len(stale)} of its sources ({stale[0]}, ...): "
+            "those edits are ignored; run scripts/compile-core again, or "
+            "scripts/compile-core --clean",
+            RuntimeWarning,
+            stacklevel=2,
+        )
