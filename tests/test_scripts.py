@@ -191,7 +191,7 @@ def test_scripts_test_installs_python3_venv_when_venv_fails(tmp_path: Path) -> N
     assert rest[-3:] == [
         "venv-python -m pytest --cov=pyipsec --cov-report=term --cov-fail-under=90 -k x y",
         # then the unit tests again, against a compiled copy of the checkout
-        "compile-core build_backend pyproject.toml setup.py src tests",
+        "compile-core build_backend pyproject.toml scripts setup.py src tests",
         "venv-python -m pytest -q -p no:cacheprovider --ignore=tests/interop -k x y",
     ]
     assert not [c for c in calls if c.startswith("python3") and "venv" not in c]
