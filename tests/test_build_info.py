@@ -15,7 +15,9 @@ SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 
 
 def _package(tmp_path: Path, *, compiled: bool) -> Path:
-    pkg = tmp_path / "pyipsec"
+    """A checkout's ``src/pyipsec`` with one module in each compiled package."""
+    (tmp_path / "pyproject.toml").touch()
+    pkg = tmp_path / "src" / "pyipsec"
     for sub in build_info.COMPILED_PACKAGES:
         (pkg / sub).mkdir(parents=True)
     (pkg / "ikev2" / "manager.py").write_text("")
@@ -51,6 +53,9 @@ def test_compiled_core_and_a_stale_module(
     assert build_info.stale_extensions() == ["pyipsec/crypto/ke.py"]
     with pytest.warns(RuntimeWarning, match=r"older than 1 of its sources .*crypto/ke\.py"):
         build_info.warn_if_stale()
+    # installed (no checkout around it): the archive's file times say nothing
+    (tmp_path / "pyproject.toml").unlink()
+    assert build_info.stale_extensions() == []
 
 
 def test_this_installation_is_not_stale() -> None:

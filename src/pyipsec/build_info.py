@@ -3,7 +3,7 @@
 ``PYIPSEC_MYPYC=1 pip install .`` (see ``setup.py``) compiles the IKEv2 core and its
 crypto to C extensions, which Python imports in preference to the ``.py`` files next to
 them.  An extension older than its source is *stale*: the edited source would be
-ignored, so importing pyipsec warns about it (``scripts/compile-core`` rebuilds,
+ignored, so importing pyipsec from a checkout warns about it (``scripts/compile-core`` rebuilds,
 ``scripts/compile-core --clean`` goes back to interpreted).
 """
 
@@ -42,8 +42,16 @@ def core_description() -> str:
     return "compiled by mypyc" if core_compiled() else "interpreted"
 
 
+def _in_checkout() -> bool:
+    """Imported from a source checkout (``src/pyipsec`` next to ``pyproject.toml``), where
+    sources get edited; an installation's file times are those of its archive."""
+    return (_PACKAGE.parent.parent / "pyproject.toml").exists()
+
+
 def stale_extensions() -> list[str]:
-    """Compiled modules whose source changed after they were compiled."""
+    """Compiled modules of a checkout whose source changed after they were compiled."""
+    if not _in_checkout():
+        return []
     stale = []
     for ext, source in _extensions():
         if source.exists() and source.stat().st_mtime > ext.stat().st_mtime:
