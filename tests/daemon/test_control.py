@@ -200,3 +200,26 @@ def test_client_errors(tmp_path: Path) -> None:
     finally:
         srv.close()
         os.unlink(path)
+
+
+def test_close_ends_a_client_whose_task_has_not_run_yet(tmp_path: Path) -> None:
+    """A client accepted just before the daemon closes: its task is cancelled and
+    awaited, not destroyed pending with its coroutine never awaited."""
+    import gc
+    import warnings
+
+    path = tmp_path / "ctl.sock"
+
+    async def main() -> None:
+        srv = ControlServer(path, handler)
+        await srv.start()
+        _, writer = await asyncio.open_unix_connection(str(path))
+        srv._accept(asyncio.StreamReader(), writer)  # accepted; its task has not run
+        await srv.close()
+        assert not srv._clients
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(main())
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]

@@ -119,17 +119,23 @@ class ControlServer:
         old = os.umask(0o177)
         try:
             self._server = await asyncio.start_unix_server(
-                self._serve, path=str(self.path), limit=MAX_LINE
+                self._accept, path=str(self.path), limit=MAX_LINE
             )
         finally:
             os.umask(old)
         os.chmod(self.path, 0o600)
         log.info("control socket %s", self.path)
 
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A client connected: its task is known from the start, so that :meth:`close`
+        also ends one that has not run yet (else it is destroyed pending, its coroutine
+        never awaited)."""
+        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+        self._clients.add(task)
+        task.add_done_callback(self._clients.discard)
+        task.add_done_callback(lambda _: _close_quietly(writer))  # also if it never ran
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._clients.add(task)
         try:
             while True:
                 try:
@@ -151,8 +157,6 @@ class ControlServer:
         except Exception:  # a bad client never takes the server (or the daemon) down
             log.exception("control connection failed")
         finally:
-            if task is not None:
-                self._clients.discard(task)
             with contextlib.suppress(Exception):
                 writer.close()
 
@@ -180,8 +184,11 @@ class ControlServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-            for t in list(self._clients):
+            clients = list(self._clients)
+            for t in clients:
                 t.cancel()
+            if clients:
+                await asyncio.gather(*clients, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
             self._server = None
@@ -233,3 +240,8 @@ class ControlClient:
         if not resp.get("ok"):
             raise ControlError(str(resp.get("error", "request failed")))
         return resp.get("result")
+
+
+def _close_quietly(writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(Exception):
+        writer.close()

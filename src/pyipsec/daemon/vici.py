@@ -535,7 +535,7 @@ class ViciServer:
             p.unlink()
         old = os.umask(0o177)
         try:
-            self._server = await asyncio.start_unix_server(self._serve, path=str(p))
+            self._server = await asyncio.start_unix_server(self._accept, path=str(p))
         finally:
             os.umask(old)
         os.chmod(p, 0o600)
@@ -564,10 +564,15 @@ class ViciServer:
 
     # ------------------------------------------------------------ connections
 
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A client connected: its task is known from the start, so that :meth:`close`
+        also ends one that has not run yet (else it is destroyed pending)."""
+        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: _close_quietly(writer))  # also if it never ran
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
         self._n += 1
         client = _Client(self, writer, self._n)
         self.clients.append(client)
@@ -593,8 +598,6 @@ class ViciServer:
             client.closed = True
             with contextlib.suppress(ValueError):
                 self.clients.remove(client)
-            if task is not None:
-                self._tasks.discard(task)
             with contextlib.suppress(Exception):
                 writer.close()
 
@@ -1238,3 +1241,8 @@ def _version() -> str:
         return version("pyipsec")
     except PackageNotFoundError:
         return "0.1.0"
+
+
+def _close_quietly(writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(Exception):
+        writer.close()
