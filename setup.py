@@ -23,8 +23,19 @@ def _core_sources() -> list[str]:
     return sorted(str(p) for d in COMPILED for p in Path(d).rglob("*.py"))
 
 
+#: mypyc before this leaked a reference in every ``bytes + bytes`` (the left operand)
+MYPYC_MINIMUM = (2, 4)
+
 if os.environ.get("PYIPSEC_MYPYC", "") == "1":
+    import mypy.version
     from mypyc.build import mypycify
+
+    found = tuple(int(x) for x in mypy.version.__version__.split("+")[0].split(".")[:2])
+    if found < MYPYC_MINIMUM:
+        raise SystemExit(
+            f"PYIPSEC_MYPYC=1 needs mypy >= {'.'.join(map(str, MYPYC_MINIMUM))} "
+            f"(found {mypy.version.__version__}: its mypyc leaks memory in this code)"
+        )
 
     setup(ext_modules=mypycify(["--config-file", "pyproject.toml", *_core_sources()]))
 else:

@@ -13,7 +13,7 @@ from setuptools import build_meta as _setuptools
 from setuptools.build_meta import *  # noqa: F403  (the PEP 517/660 hooks, unchanged)
 
 #: the mypy that compiles the core (mypyc is part of it); the range of the test extra
-MYPYC_REQUIREMENT = "mypy>=1.10,<2"
+MYPYC_REQUIREMENT = "mypy>=2.4,<3"
 
 
 def _compiled() -> bool:
