@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "build_backend"))
 import pyipsec_build
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # setuptools: [tool.setuptools] is beta
 def test_a_pure_python_build_needs_only_setuptools(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYIPSEC_MYPYC", raising=False)
     assert pyipsec_build.MYPYC_REQUIREMENT not in pyipsec_build.get_requires_for_build_wheel()
