@@ -11,16 +11,18 @@ metadata is in ``pyproject.toml``.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from setuptools import setup
 
-#: what a responder handshake runs through (issue #13): the IKEv2 core and its crypto
-COMPILED = ("src/pyipsec/ikev2", "src/pyipsec/crypto")
+sys.path.insert(0, "src/pyipsec")  # build_info alone (standard library only), not pyipsec
+from build_info import COMPILED_PACKAGES
 
 
 def _core_sources() -> list[str]:
-    return sorted(str(p) for d in COMPILED for p in Path(d).rglob("*.py"))
+    src = Path("src/pyipsec")
+    return sorted(str(p) for d in COMPILED_PACKAGES for p in (src / d).rglob("*.py"))
 
 
 #: mypyc before this leaked a reference in every ``bytes + bytes`` (the left operand)

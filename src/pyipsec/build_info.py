@@ -10,26 +10,25 @@ ignored, so importing pyipsec from a checkout warns about it (``scripts/compile-
 from __future__ import annotations
 
 import importlib.machinery
-import os
 import warnings
 from pathlib import Path
 
-#: the packages ``setup.py`` compiles (its ``COMPILED``)
+#: the packages ``setup.py`` compiles: what a responder handshake runs through (issue
+#: #13), the IKEv2 core and its crypto
 COMPILED_PACKAGES = ("ikev2", "crypto")
 _PACKAGE = Path(__file__).resolve().parent
 
 
 def _extensions() -> list[tuple[Path, Path]]:
     """(extension, its source) for every compiled module of the core."""
-    found: list[tuple[Path, Path]] = []
-    for package in COMPILED_PACKAGES:
-        for dirpath, _, names in os.walk(_PACKAGE / package):
-            for name in names:
-                for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-                    if name.endswith(suffix):
-                        ext = Path(dirpath, name)
-                        found.append((ext, ext.with_name(name[: -len(suffix)] + ".py")))
-    return found
+    suffixes = importlib.machinery.EXTENSION_SUFFIXES
+    return [
+        (ext, ext.with_name(ext.name[: -len(suffix)] + ".py"))
+        for package in COMPILED_PACKAGES
+        for ext in (_PACKAGE / package).rglob("*")
+        for suffix in suffixes
+        if ext.name.endswith(suffix)
+    ]
 
 
 def core_compiled() -> bool:

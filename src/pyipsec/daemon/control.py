@@ -32,7 +32,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -127,13 +127,7 @@ class ControlServer:
         log.info("control socket %s", self.path)
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """A client connected: its task is known from the start, so that :meth:`close`
-        also ends one that has not run yet (else it is destroyed pending, its coroutine
-        never awaited)."""
-        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
-        self._clients.add(task)
-        task.add_done_callback(self._clients.discard)
-        task.add_done_callback(lambda _: _close_quietly(writer))  # also if it never ran
+        track_client(self._clients, self._serve(reader, writer), writer)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -156,9 +150,6 @@ class ControlServer:
             pass
         except Exception:  # a bad client never takes the server (or the daemon) down
             log.exception("control connection failed")
-        finally:
-            with contextlib.suppress(Exception):
-                writer.close()
 
     async def dispatch(self, line: bytes) -> dict[str, Any]:
         """Answer one request line (also usable without a socket, e.g. in tests)."""
@@ -240,6 +231,21 @@ class ControlClient:
         if not resp.get("ok"):
             raise ControlError(str(resp.get("error", "request failed")))
         return resp.get("result")
+
+
+def track_client(
+    tasks: set[asyncio.Task[None]],
+    serve: Coroutine[Any, Any, None],
+    writer: asyncio.StreamWriter,
+) -> None:
+    """Run a unix-socket server's connection handler as a task known from the moment the
+    client is accepted, so that closing the server also ends one that has not run yet
+    (else it is destroyed pending, its coroutine never awaited); the connection is
+    closed when the task ends, however it ends."""
+    task = asyncio.get_running_loop().create_task(serve)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    task.add_done_callback(lambda _: _close_quietly(writer))
 
 
 def _close_quietly(writer: asyncio.StreamWriter) -> None:

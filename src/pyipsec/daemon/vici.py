@@ -50,7 +50,7 @@ from ..ikev2 import events as ev
 from ..ikev2.api import ChildSaView, IkeCore, IkeSaView
 from ..ikev2.state import ChildSaState, IkeSaState
 from .commands import StatusFilter
-from .control import ControlError
+from .control import ControlError, track_client
 from .dataplane import TrapPolicy, sel_str
 from .logsetup import IKE_SA_PREFIX
 from .vici_certs import CertInventory, list_cert_events
@@ -565,12 +565,7 @@ class ViciServer:
     # ------------------------------------------------------------ connections
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """A client connected: its task is known from the start, so that :meth:`close`
-        also ends one that has not run yet (else it is destroyed pending)."""
-        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(lambda _: _close_quietly(writer))  # also if it never ran
+        track_client(self._tasks, self._serve(reader, writer), writer)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._n += 1
@@ -598,8 +593,6 @@ class ViciServer:
             client.closed = True
             with contextlib.suppress(ValueError):
                 self.clients.remove(client)
-            with contextlib.suppress(Exception):
-                writer.close()
 
     async def _dispatch(
         self, client: _Client, ptype: PacketType, name: str, msg: dict[str, Any]
@@ -1242,7 +1235,3 @@ def _version() -> str:
     except PackageNotFoundError:
         return "0.1.0"
 
-
-def _close_quietly(writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(Exception):
-        writer.close()

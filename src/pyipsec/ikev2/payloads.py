@@ -1126,7 +1126,7 @@ Payload = Union[  # noqa: UP007 - a runtime alias, kept readable
     UnknownPayload,
 ]
 
-_PLAIN_CLASSES: tuple[
+_PlainClass = (
     type[SaPayload]
     | type[KePayload]
     | type[IdPayload]
@@ -1139,45 +1139,34 @@ _PLAIN_CLASSES: tuple[
     | type[VendorIdPayload]
     | type[TsPayload]
     | type[CpPayload]
-    | type[EapPayload],
-    ...,
-] = (
-    SaPayload,
-    KePayload,
-    IdPayload,
-    CertPayload,
-    CertReqPayload,
-    AuthPayload,
-    NoncePayload,
-    NotifyPayload,
-    DeletePayload,
-    VendorIdPayload,
-    TsPayload,
-    CpPayload,
-    EapPayload,
+    | type[EapPayload]
 )
 
-#: the payload types each class may be sent as (a table, not class attributes: a class
-#: variable in a dataclass body is taken for a field when the core is compiled by mypyc)
+#: the payload types each plain class may be sent as (a table, not class attributes: a
+#: class variable in a dataclass body is taken for a field when the core is compiled by
+#: mypyc)
+_PLAIN_TYPES: tuple[tuple[_PlainClass, tuple[int, ...]], ...] = (
+    (SaPayload, (PayloadType.SA,)),
+    (KePayload, (PayloadType.KE,)),
+    (IdPayload, (PayloadType.IDi, PayloadType.IDr)),
+    (CertPayload, (PayloadType.CERT,)),
+    (CertReqPayload, (PayloadType.CERTREQ,)),
+    (AuthPayload, (PayloadType.AUTH,)),
+    (NoncePayload, (PayloadType.NONCE,)),
+    (NotifyPayload, (PayloadType.NOTIFY,)),
+    (DeletePayload, (PayloadType.DELETE,)),
+    (VendorIdPayload, (PayloadType.VENDOR_ID,)),
+    (TsPayload, (PayloadType.TSi, PayloadType.TSr)),
+    (CpPayload, (PayloadType.CP,)),
+    (EapPayload, (PayloadType.EAP,)),
+)
 _TYPES_OF: dict[type, tuple[int, ...]] = {
-    SaPayload: (PayloadType.SA,),
-    KePayload: (PayloadType.KE,),
-    IdPayload: (PayloadType.IDi, PayloadType.IDr),
-    CertPayload: (PayloadType.CERT,),
-    CertReqPayload: (PayloadType.CERTREQ,),
-    AuthPayload: (PayloadType.AUTH,),
-    NoncePayload: (PayloadType.NONCE,),
-    NotifyPayload: (PayloadType.NOTIFY,),
-    DeletePayload: (PayloadType.DELETE,),
-    VendorIdPayload: (PayloadType.VENDOR_ID,),
-    TsPayload: (PayloadType.TSi, PayloadType.TSr),
-    CpPayload: (PayloadType.CP,),
-    EapPayload: (PayloadType.EAP,),
+    **dict(_PLAIN_TYPES),
     SkPayload: (PayloadType.SK,),
     SkfPayload: (PayloadType.SKF,),
 }
 _PARSERS: dict[int, Callable[[bytes], Payload]] = {
-    t: cls.parse_body for cls in _PLAIN_CLASSES for t in _TYPES_OF[cls]
+    t: cls.parse_body for cls, types in _PLAIN_TYPES for t in types
 }
 _CLASS_OF: dict[int, type] = {t: cls for cls, types in _TYPES_OF.items() for t in types}
 _ENCRYPTED = (PayloadType.SK, PayloadType.SKF)
