@@ -52,7 +52,9 @@ def _repeat(h: Harness, step: Callable[[], None], times: int) -> dict[str, int]:
     return _grown(before, _census())
 
 
-def test_liveness_exchanges_leave_nothing_behind() -> None:
+def _liveness_pair() -> tuple[Harness, Callable[[], None]]:
+    """An established pair, and one liveness exchange on it (what the harness kept of
+    it forgotten)."""
     h = Harness(*conn_pair())
     h.up()
     sa = _established(h)
@@ -60,7 +62,15 @@ def test_liveness_exchanges_leave_nothing_behind() -> None:
     def liveness() -> None:
         h.a.mgr.liveness(sa.ike_id, h.now)
         h.run(1)
+        h.a.events.clear()
+        h.b.events.clear()
+        h.log.clear()
 
+    return h, liveness
+
+
+def test_liveness_exchanges_leave_nothing_behind() -> None:
+    h, liveness = _liveness_pair()
     assert _repeat(h, liveness, 25) == {}
 
 
@@ -97,17 +107,7 @@ def test_liveness_exchanges_hold_no_more_memory() -> None:
     """The bytes allocated and still held after 200 liveness exchanges (tracemalloc):
     near zero per exchange (a leaked string or bytes object per message would be
     hundreds; mypyc 1.20 leaked 460 octets per exchange)."""
-    h = Harness(*conn_pair())
-    h.up()
-    sa = _established(h)
-
-    def liveness() -> None:
-        h.a.mgr.liveness(sa.ike_id, h.now)
-        h.run(1)
-        h.a.events.clear()
-        h.b.events.clear()
-        h.log.clear()
-
+    _, liveness = _liveness_pair()
     for _ in range(5):
         liveness()
     gc.collect()
